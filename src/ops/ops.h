@@ -1,0 +1,116 @@
+/* ops.h - the operations every model is built from, forward AND backward.
+ *
+ * Conventions (as in llm.c):
+ *  - all tensors are fp32, row-major, contiguous unless a leading dimension
+ *    ("ld") is given; N = number of token rows (batch * time).
+ *  - argument order: outputs, inputs, saved state, dims.
+ *  - backward functions ACCUMULATE into their gradient outputs (+=), so the
+ *    caller zeroes gradients once per step. A gradient pointer may be NULL
+ *    when that input is frozen: nothing is computed for it.
+ *  - these are the reference implementations; fast kernels elsewhere are
+ *    tested against them.
+ */
+#ifndef LORAC_OPS_H
+#define LORAC_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+/* ---- matmul (BLAS) ------------------------------------------------------
+ * Linear layer y[N,out] = x[N,in] W^T + b.
+ * W layout: w_in_out == 0 -> W is [out, in] (torch.nn.Linear)
+ *           w_in_out == 1 -> W is [in, out] (GPT-2 Conv1D)
+ * beta: 0 overwrites y, 1 accumulates into y. b may be NULL. */
+void op_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int in, int out, int w_in_out,
+                   float beta);
+/* dx[N,in] += dy[N,out] W   (dx may be NULL) */
+void op_linear_bwd_x(float *dx, const float *dy, const float *W, int N, int in, int out, int w_in_out);
+/* dW (same layout as W) += dy^T x ; db[out] += sum_rows dy. Either may be NULL. */
+void op_linear_bwd_w(float *dW, float *db, const float *dy, const float *x, int N, int in, int out, int w_in_out);
+/* Plain GEMM helper: C[M,N] = alpha * op(A) op(B) + beta * C, row-major,
+ * ta/tb = 1 means transposed. lda/ldb/ldc are row strides. */
+void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc);
+
+/* ---- elementwise ------------------------------------------------------- */
+void op_add(float *y, const float *a, const float *b, size_t n); /* y = a + b (y may alias a or b) */
+void op_acc(float *y, const float *x, size_t n);                 /* y += x */
+void op_scale(float *y, float s, size_t n);                      /* y *= s */
+
+/* GELU, tanh approximation (GPT-2 "gelu_new"): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
+void op_gelu_tanh_fwd(float *y, const float *x, size_t n);
+void op_gelu_tanh_bwd(float *dx, const float *dy, const float *x, size_t n);
+/* GELU, exact erf form (BERT "gelu"): y = 0.5 x (1 + erf(x / sqrt 2)) */
+void op_gelu_erf_fwd(float *y, const float *x, size_t n);
+void op_gelu_erf_bwd(float *dx, const float *dy, const float *x, size_t n);
+void op_relu_fwd(float *y, const float *x, size_t n);
+void op_relu_bwd(float *dx, const float *dy, const float *x, size_t n);
+void op_tanh_fwd(float *y, const float *x, size_t n);
+void op_tanh_bwd(float *dx, const float *dy, const float *y, size_t n); /* uses the OUTPUT y */
+/* SwiGLU (Llama MLP): h = silu(gate) * up, silu(g) = g * sigmoid(g) */
+void op_swiglu_fwd(float *h, const float *gate, const float *up, size_t n);
+void op_swiglu_bwd(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n);
+
+/* Inverted dropout: y = x * mask / (1 - p), mask[i] in {0,1} drawn from rng.
+ * p == 0: y = x and mask is set to all ones (mask may be NULL then). */
+void op_dropout_fwd(float *y, uint8_t *mask, const float *x, size_t n, float p, lorac_rng *rng);
+void op_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, size_t n, float p);
+
+/* ---- norms --------------------------------------------------------------
+ * LayerNorm over the last dim C: y = (x - mean) * rstd * g + b.
+ * Saves mean[N], rstd[N]. dg, db may be NULL (frozen). */
+void op_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *g, const float *b, int N, int C,
+                      float eps);
+void op_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x, const float *mean,
+                      const float *rstd, const float *g, int N, int C);
+/* RMSNorm (Llama): y = x * rstd * g, rstd = 1/sqrt(mean(x^2) + eps). Saves rstd[N]. */
+void op_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *g, int N, int C, float eps);
+void op_rmsnorm_bwd(float *dx, float *dg, const float *dy, const float *x, const float *rstd, const float *g, int N,
+                    int C);
+
+/* ---- embeddings ---------------------------------------------------------
+ * y[N,C] = table[ids[i]] (+ y if accumulate). ids are bounds-checked by the caller. */
+void op_embed_fwd(float *y, const float *table, const int *ids, int N, int C, int accumulate);
+void op_embed_bwd(float *dtable, const float *dy, const int *ids, int N, int C);
+
+/* ---- rotary position embedding (Hugging Face "rotate_half" layout) -------
+ * x is [B, T, H, D] with row stride ld (floats between consecutive tokens;
+ * ld >= H*D). In place. pos[b*T+t] is the position of token t of sequence b
+ * (NULL means pos = t). theta is the rope base (10000 for Llama-2).
+ * For i < D/2, angle = pos * theta^(-2i/D):
+ *   x'[i]       = x[i] cos - x[i+D/2] sin
+ *   x'[i+D/2]   = x[i+D/2] cos + x[i] sin
+ * inverse = 1 applies the transposed rotation, which is the backward pass
+ * (dx = R^T dy), also in place. */
+void op_rope(float *x, const int *pos, int B, int T, int H, int D, int ld, float theta, int inverse);
+
+/* ---- attention ----------------------------------------------------------
+ * Scaled dot-product attention with grouped-query heads.
+ * q: [B, T, Hq, D] row stride ldq; k, v: [B, T, Hkv, D] row strides ldk, ldv
+ * (so GPT-2 can pass views into its fused qkv buffer). Hq % Hkv == 0; query
+ * head h uses kv head h / (Hq / Hkv). Scale 1/sqrt(D).
+ * causal: key j visible to query i only if j <= i.
+ * keymask [B*T] (may be NULL): 0 marks a padding key that no query sees.
+ * att [B, Hq, T, T]: saved softmax probabilities (masked entries are 0; a
+ * query row that sees no key at all gets all zeros and output 0).
+ * out: [B, T, Hq, D] contiguous (row stride Hq*D). */
+void op_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
+                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
+/* Accumulates into dq, dk, dv (same layouts/strides as q, k, v). */
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q, int ldq,
+                      const float *k, int ldk, const float *v, int ldv, int B, int T, int Hq, int Hkv, int D);
+
+/* ---- losses --------------------------------------------------------------
+ * Softmax cross-entropy over rows of logits[N, V]. targets[i] < 0 means
+ * "ignore this row" (Hugging Face's -100). Returns the SUM of -log p[target]
+ * over valid rows and sets *count to their number. If dlogits is non-NULL
+ * it is written (not accumulated) with (softmax - onehot) * grad_scale for
+ * valid rows and 0 for ignored rows; dlogits may alias logits. Computed in
+ * double where it matters (log-sum-exp). */
+double op_xent(float *dlogits, const float *logits, const int *targets, int N, int V, float grad_scale, int *count);
+
+/* Gradient checking helper used by tests: nothing here. */
+
+#endif

@@ -1,0 +1,44 @@
+/* testutil.h - a tiny test harness: CHECK macros that count failures, and
+ * helpers to find the shared data / fetched model cache. A test's main()
+ * ends with `return test_summary("name");`, which prints
+ * "name: N passed, M failed" and returns non-zero on any failure. */
+#ifndef LORAC_TESTUTIL_H
+#define LORAC_TESTUTIL_H
+
+#include <math.h>
+#include <stdio.h>
+
+extern int g_test_pass, g_test_fail;
+
+#define CHECK(cond, ...)                                                           \
+    do {                                                                           \
+        if (cond) {                                                                \
+            g_test_pass++;                                                         \
+        } else {                                                                   \
+            g_test_fail++;                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
+            fprintf(stderr, __VA_ARGS__);                                          \
+            fprintf(stderr, "\n");                                                 \
+        }                                                                          \
+    } while (0)
+
+#define CHECK_OK(expr)                                                             \
+    do {                                                                           \
+        lorac_status st__ = (expr);                                                \
+        CHECK(st__ == LORAC_OK, "%s -> %s", #expr, lorac_last_error());            \
+    } while (0)
+
+/* Max |a-b| / (|b| + atol) style comparison; prints the worst index on failure. */
+int test_close(const char *what, const float *a, const float *b, size_t n, double rtol, double atol);
+
+/* Paths: $LORAC_DATA (../shared/data), $LORAC_CACHE (.cache), $LORAC_SRC (repo root).
+ * Each writes "<root>/<rel>" into a static buffer and returns it. */
+const char *test_data_path(const char *rel);
+const char *test_cache_path(const char *rel);
+const char *test_src_path(const char *rel);
+/* A fresh temporary directory for this test (mkdtemp). */
+const char *test_tmpdir(void);
+
+int test_summary(const char *name);
+
+#endif

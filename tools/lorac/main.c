@@ -1,0 +1,3 @@
+#include <stdio.h>
+#include "lorac.h"
+int main(void) { printf("lorac %s\n", LORAC_VERSION); return 0; }

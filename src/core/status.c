@@ -22,7 +22,14 @@ void lorac_error_prefix(const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", pre, old);
+    size_t n = strlen(pre);
+    if (n > sizeof g_err - 3) n = sizeof g_err - 3;
+    memcpy(g_err, pre, n);
+    memcpy(g_err + n, ": ", 2);
+    size_t room = sizeof g_err - n - 3, ol = strlen(old);
+    if (ol > room) ol = room;
+    memcpy(g_err + n + 2, old, ol);
+    g_err[n + 2 + ol] = 0;
 }
 
 const char *lorac_last_error(void) { return g_err[0] ? g_err : "no error"; }

@@ -1,0 +1,253 @@
+#include "lora/adapter_io.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "io/safetensors.h"
+
+#define PREFIX "base_model.model."
+
+/* ---- save ---------------------------------------------------------------- */
+
+typedef struct { lorac_st_entry *e; char (*names)[192]; int n, cap; } entry_list;
+
+static void add_entry(entry_list *l, const lorac_weight *w) {
+    if (l->n >= l->cap) return;
+    lorac_st_entry *e = &l->e[l->n];
+    snprintf(l->names[l->n], 192, PREFIX "%s", w->name);
+    e->name = l->names[l->n];
+    e->data = w->data;
+    e->ndim = w->ndim;
+    e->shape[0] = w->shape[0];
+    e->shape[1] = w->shape[1];
+    e->dtype = LORAC_F32;
+    l->n++;
+}
+
+static cJSON *str_array(char (*items)[96], int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(items[i]));
+    return a;
+}
+
+lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c, const lorac_adapter_meta *meta,
+                                const char *dir) {
+    LORAC_TRY(lorac_mkdirs(dir));
+    entry_list l = {0};
+    l.cap = 2 * m->n_lin + m->n_w + 4;
+    LORAC_TRY(lorac_alloc((void **)&l.e, (size_t)l.cap, sizeof *l.e, "adapter entries"));
+    lorac_status st = lorac_alloc((void **)&l.names, (size_t)l.cap, sizeof *l.names, "adapter names");
+    if (st != LORAC_OK) {
+        free(l.e);
+        return st;
+    }
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_lora *a = m->lin[i].lora;
+        if (!a) continue;
+        add_entry(&l, &a->A);
+        add_entry(&l, &a->B);
+    }
+    for (int i = 0; i < m->n_w; i++) {
+        const lorac_weight *w = &m->w[i];
+        int is_head = m->head && (w == m->head->W || w == m->head->b);
+        if (w->grad || is_head) add_entry(&l, w);
+    }
+    char path[1200];
+    const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
+    st = lorac_st_write(lorac_path_join(path, sizeof path, dir, "adapter_model.safetensors"), l.e, l.n, md);
+    free(l.e);
+    free(l.names);
+    LORAC_TRY(st);
+
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "peft_type", "LORA");
+    cJSON_AddStringToObject(j, "task_type", meta && meta->task_type ? meta->task_type : "CAUSAL_LM");
+    cJSON_AddStringToObject(j, "base_model_name_or_path", meta && meta->base_model ? meta->base_model : m->path);
+    cJSON_AddNumberToObject(j, "r", c->r);
+    cJSON_AddNumberToObject(j, "lora_alpha", c->alpha);
+    cJSON_AddNumberToObject(j, "lora_dropout", c->dropout);
+    if (c->target_regex[0])
+        cJSON_AddStringToObject(j, "target_modules", c->target_regex);
+    else
+        cJSON_AddItemToObject(j, "target_modules", str_array((char (*)[96])c->targets, c->n_targets));
+    static const char *const bias_names[] = {"none", "all", "lora_only"};
+    cJSON_AddStringToObject(j, "bias", bias_names[c->bias]);
+    cJSON_AddBoolToObject(j, "fan_in_fan_out", m->cfg.arch == LORAC_ARCH_GPT2);
+    cJSON_AddBoolToObject(j, "use_rslora", c->use_rslora);
+    if (c->n_modules_to_save)
+        cJSON_AddItemToObject(j, "modules_to_save", str_array((char (*)[96])c->modules_to_save, c->n_modules_to_save));
+    else
+        cJSON_AddNullToObject(j, "modules_to_save");
+    if (c->n_layers) {
+        cJSON *a = cJSON_CreateArray();
+        for (int i = 0; i < c->n_layers; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(c->layers[i]));
+        cJSON_AddItemToObject(j, "layers_to_transform", a);
+    } else {
+        cJSON_AddNullToObject(j, "layers_to_transform");
+    }
+    cJSON_AddBoolToObject(j, "inference_mode", 1);
+    cJSON_AddStringToObject(j, "init_lora_weights", "true");
+    /* lorac's own fields (PEFT ignores unknown keys only in newer releases;
+     * issue 4 turns split adapters into plain PEFT ones on export) */
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddBoolToObject(x, "split_fused", c->split_fused);
+    cJSON_AddNumberToObject(x, "seed", (double)c->seed);
+    if (meta && meta->n_classes > 0) {
+        cJSON_AddNumberToObject(x, "num_classes", meta->n_classes);
+        cJSON_AddBoolToObject(x, "head_bias", m->head && m->head->b);
+        if (meta->label_names) {
+            cJSON *a = cJSON_CreateArray();
+            for (int i = 0; i < meta->n_classes; i++) cJSON_AddItemToArray(a, cJSON_CreateString(meta->label_names[i]));
+            cJSON_AddItemToObject(x, "labels", a);
+        }
+    }
+    cJSON_AddItemToObject(j, "lorac", x);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return lorac_fail(LORAC_ERR_NOMEM, "out of memory writing adapter_config.json");
+    st = lorac_write_atomic(lorac_path_join(path, sizeof path, dir, "adapter_config.json"), txt, strlen(txt));
+    free(txt);
+    return st;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+lorac_status lorac_adapter_read_config(const char *dir, lorac_lora_config *c, int *n_classes, char **label_names,
+                                       int max_labels) {
+    char path[1200], *txt;
+    lorac_path_join(path, sizeof path, dir, "adapter_config.json");
+    LORAC_TRY(lorac_read_file(path, 1u << 20, &txt, NULL));
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: not a JSON object; hint: is this a PEFT adapter directory?", path);
+    }
+    lorac_lora_config_default(c);
+    lorac_status st = LORAC_OK;
+    const cJSON *v;
+#define FAIL(...) do { st = lorac_fail(LORAC_ERR_FORMAT, __VA_ARGS__); goto done; } while (0)
+    v = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    if (v && (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA"))) FAIL("%s: peft_type is not LORA; hint: lorac reads LoRA adapters", path);
+    v = cJSON_GetObjectItemCaseSensitive(j, "r");
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1) FAIL("%s: 'r' missing or not a positive number", path);
+    c->r = (int)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    if (cJSON_IsNumber(v)) c->alpha = (float)v->valuedouble;
+    else c->alpha = (float)c->r;
+    v = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
+    if (cJSON_IsNumber(v)) c->dropout = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
+    c->use_rslora = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    if (cJSON_IsString(v)) {
+        snprintf(c->target_regex, sizeof c->target_regex, "%s", v->valuestring);
+        if (!strcmp(v->valuestring, "all-linear")) {
+            c->target_regex[0] = 0;
+            strcpy(c->targets[c->n_targets++], "all-linear");
+        }
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) {
+            if (!cJSON_IsString(e) || strlen(e->valuestring) >= 96 || c->n_targets >= LORAC_MAX_TARGETS)
+                FAIL("%s: target_modules entries must be short strings", path);
+            strcpy(c->targets[c->n_targets++], e->valuestring);
+        }
+    } else {
+        FAIL("%s: target_modules missing", path);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "bias");
+    if (cJSON_IsString(v)) {
+        if (!strcmp(v->valuestring, "none")) c->bias = LORAC_BIAS_NONE;
+        else if (!strcmp(v->valuestring, "all")) c->bias = LORAC_BIAS_ALL;
+        else if (!strcmp(v->valuestring, "lora_only")) c->bias = LORAC_BIAS_LORA_ONLY;
+        else FAIL("%s: bias '%s' unknown; hint: none, all or lora_only", path, v->valuestring);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "modules_to_save");
+    if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) {
+            if (!cJSON_IsString(e) || strlen(e->valuestring) >= 96 || c->n_modules_to_save >= LORAC_MAX_TARGETS)
+                FAIL("%s: modules_to_save entries must be short strings", path);
+            strcpy(c->modules_to_save[c->n_modules_to_save++], e->valuestring);
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform");
+    if (cJSON_IsNumber(v)) c->layers[c->n_layers++] = (int)v->valuedouble;
+    else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && c->n_layers < 256) c->layers[c->n_layers++] = (int)e->valuedouble;
+    }
+    if (n_classes) *n_classes = 0;
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "lorac");
+    if (cJSON_IsObject(x)) {
+        c->split_fused = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "split_fused"));
+        v = cJSON_GetObjectItemCaseSensitive(x, "num_classes");
+        if (n_classes && cJSON_IsNumber(v)) *n_classes = (int)v->valuedouble;
+        v = cJSON_GetObjectItemCaseSensitive(x, "labels");
+        if (label_names && cJSON_IsArray(v)) {
+            int i = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, v) if (cJSON_IsString(e) && i < max_labels) label_names[i++] = strdup(e->valuestring);
+        }
+    }
+#undef FAIL
+done:
+    cJSON_Delete(j);
+    return st;
+}
+
+static lorac_status load_into(const lorac_st *st, const char *file, lorac_weight *w) {
+    char key[200];
+    snprintf(key, sizeof key, PREFIX "%s", w->name);
+    const lorac_tensor_desc *t = lorac_st_find(st, key);
+    if (!t) {
+        /* PEFT's in-memory names carry the adapter name ("...lora_A.default.weight") */
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor '%s' is missing; hint: the adapter was trained for another model or config", file, key);
+    }
+    int64_t d1 = t->ndim > 1 ? t->shape[1] : 1;
+    if (t->ndim != w->ndim || t->shape[0] != w->shape[0] || d1 != w->shape[1])
+        return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], the model expects [%lld,%lld]; hint: adapter for another base model?",
+                          file, key, (long long)t->shape[0], (long long)d1, (long long)w->shape[0], (long long)w->shape[1]);
+    if (!w->owned) {
+        float *buf;
+        LORAC_TRY(lorac_alloc((void **)&buf, w->n, sizeof(float), w->name));
+        w->data = buf;
+        w->owned = 1;
+    }
+    return lorac_to_f32(w->data, t->data, t->dtype, (int64_t)w->n);
+}
+
+lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_config *c_out) {
+    lorac_lora_config c;
+    int n_classes = 0;
+    LORAC_TRY(lorac_adapter_read_config(dir, &c, &n_classes, NULL, 0));
+    char path[1200];
+    lorac_path_join(path, sizeof path, dir, "adapter_model.safetensors");
+    lorac_st *st;
+    LORAC_TRY(lorac_st_open(path, &st));
+    lorac_status s = LORAC_OK;
+    if (n_classes > 0 && !m->head) {
+        char key[64];
+        snprintf(key, sizeof key, PREFIX "score.bias");
+        s = lorac_model_add_head(m, n_classes, lorac_st_find(st, key) != NULL, 0);
+    }
+    if (s == LORAC_OK) s = lorac_lora_apply(m, &c, NULL);
+    for (int i = 0; i < m->n_lin && s == LORAC_OK; i++) {
+        lorac_lora *a = m->lin[i].lora;
+        if (!a) continue;
+        s = load_into(st, path, &a->A);
+        if (s == LORAC_OK) s = load_into(st, path, &a->B);
+    }
+    for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
+        lorac_weight *w = &m->w[i];
+        int is_head = m->head && (w == m->head->W || w == m->head->b);
+        if (w->grad || is_head) s = load_into(st, path, w);
+    }
+    lorac_st_close(st);
+    if (s == LORAC_OK && c_out) *c_out = c;
+    return s;
+}

@@ -1,0 +1,202 @@
+#include "lora/lora.h"
+
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+void lorac_lora_config_default(lorac_lora_config *c) {
+    memset(c, 0, sizeof *c);
+    c->r = 8;
+    c->alpha = 8;
+    c->seed = 42;
+}
+
+lorac_status lorac_lora_parse_list(const char *s, char (*out)[96], int *n, const char *what) {
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (*p == ' ')) p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len == 0 || len >= 96)
+            return lorac_fail(LORAC_ERR_ARG, "%s: empty or too long name in '%s'; hint: a comma-separated list like q_proj,v_proj", what, s);
+        if (*n >= LORAC_MAX_TARGETS) return lorac_fail(LORAC_ERR_ARG, "%s: more than %d names", what, LORAC_MAX_TARGETS);
+        memcpy(out[*n], p, len);
+        out[*n][len] = 0;
+        (*n)++;
+        if (!e) break;
+        p = e + 1;
+    }
+    return LORAC_OK;
+}
+
+lorac_status lorac_lora_parse_layers(const char *s, lorac_lora_config *c) {
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 100000 || (*end && *end != ','))
+            return lorac_fail(LORAC_ERR_ARG, "layers_to_transform: bad list '%s'; hint: e.g. 0,1,2", s);
+        if (c->n_layers >= 256) return lorac_fail(LORAC_ERR_ARG, "layers_to_transform: too many layers");
+        c->layers[c->n_layers++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return LORAC_OK;
+}
+
+static int ends_with_dot(const char *name, const char *t) {
+    size_t a = strlen(name), b = strlen(t);
+    if (!strcmp(name, t)) return 1;
+    return a > b && name[a - b - 1] == '.' && !strcmp(name + a - b, t);
+}
+
+/* Index of the transformer block a module lives in, or -1. */
+static int layer_index(const char *name) {
+    static const char *const keys[] = {".layers.", ".h.", ".layer.", ".blocks."};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *p = strstr(name, keys[i]);
+        if (p) return atoi(p + strlen(keys[i]));
+    }
+    return -1;
+}
+
+static int is_block_linear(const lorac_model *m, const lorac_linear *L) {
+    return L != m->lm_head && L != m->head;
+}
+
+int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const lorac_linear *L) {
+    int hit = 0;
+    if (c->target_regex[0]) {
+        regex_t re;
+        char full[300];
+        snprintf(full, sizeof full, "^(%s)$", c->target_regex);
+        if (regcomp(&re, full, REG_EXTENDED | REG_NOSUB) != 0) return 0;
+        hit = regexec(&re, L->name, 0, NULL, 0) == 0;
+        regfree(&re);
+    } else {
+        for (int i = 0; i < c->n_targets && !hit; i++) {
+            if (!strcmp(c->targets[i], "all-linear"))
+                hit = is_block_linear(m, L);
+            else
+                hit = ends_with_dot(L->name, c->targets[i]);
+        }
+    }
+    if (hit && c->n_layers > 0) {
+        int li = layer_index(L->name), ok = 0;
+        for (int i = 0; i < c->n_layers; i++) ok |= c->layers[i] == li;
+        hit = ok;
+    }
+    return hit;
+}
+
+static int module_to_save(const lorac_lora_config *c, const char *name) {
+    for (int i = 0; i < c->n_modules_to_save; i++)
+        if (ends_with_dot(name, c->modules_to_save[i])) return 1;
+    return 0;
+}
+
+static lorac_status new_lora(lorac_linear *L, const lorac_lora_config *c, lorac_rng *rng) {
+    lorac_lora *l;
+    LORAC_TRY(lorac_alloc((void **)&l, 1, sizeof *l, "LoRA adapter"));
+    L->lora = l;
+    l->r = c->r;
+    l->parts = c->split_fused && L->fused_parts > 1 ? L->fused_parts : 1;
+    l->alpha = c->alpha;
+    l->scale = c->use_rslora ? c->alpha / sqrtf((float)c->r) : c->alpha / (float)c->r;
+    l->dropout = c->dropout;
+    const int R = l->parts * l->r;
+    snprintf(l->A.name, sizeof l->A.name, "%s.lora_A.weight", L->name);
+    snprintf(l->B.name, sizeof l->B.name, "%s.lora_B.weight", L->name);
+    l->A.ndim = l->B.ndim = 2;
+    l->A.shape[0] = R;
+    l->A.shape[1] = L->in;
+    l->B.shape[0] = L->out;
+    l->B.shape[1] = c->r;
+    l->A.n = (size_t)R * L->in;
+    l->B.n = (size_t)L->out * c->r;
+    LORAC_TRY(lorac_alloc((void **)&l->A.data, l->A.n, sizeof(float), "lora_A"));
+    LORAC_TRY(lorac_alloc((void **)&l->B.data, l->B.n, sizeof(float), "lora_B"));
+    LORAC_TRY(lorac_alloc((void **)&l->A.grad, l->A.n, sizeof(float), "lora_A grad"));
+    LORAC_TRY(lorac_alloc((void **)&l->B.grad, l->B.n, sizeof(float), "lora_B grad"));
+    l->A.owned = l->B.owned = 1;
+    /* kaiming_uniform_(a=sqrt(5)): gain = sqrt(2/(1+5)), bound = gain*sqrt(3/fan_in) = 1/sqrt(fan_in) */
+    const float bound = 1.0f / sqrtf((float)L->in);
+    for (size_t i = 0; i < l->A.n; i++) l->A.data[i] = (2.0f * lorac_rng_uniform(rng) - 1.0f) * bound;
+    return LORAC_OK;
+}
+
+lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n_adapted) {
+    if (c->r <= 0 || c->r > 4096) return lorac_fail(LORAC_ERR_ARG, "LoRA rank r=%d; hint: use 1..4096 (8 or 16 are common)", c->r);
+    if (!(c->alpha > 0)) return lorac_fail(LORAC_ERR_ARG, "lora_alpha=%g must be positive", (double)c->alpha);
+    if (!(c->dropout >= 0 && c->dropout < 1)) return lorac_fail(LORAC_ERR_ARG, "lora_dropout=%g must be in [0, 1)", (double)c->dropout);
+    if (c->target_regex[0]) {
+        regex_t re;
+        if (regcomp(&re, c->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
+            return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", c->target_regex);
+        regfree(&re);
+    }
+    lorac_rng rng;
+    lorac_rng_seed(&rng, c->seed);
+    int n = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_linear *L = &m->lin[i];
+        if (!lorac_lora_targets(c, m, L)) continue;
+        if (L->lora) return lorac_fail(LORAC_ERR_ARG, "module '%s' already has an adapter", L->name);
+        LORAC_TRY(new_lora(L, c, &rng));
+        if (c->bias == LORAC_BIAS_LORA_ONLY && L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
+        n++;
+    }
+    if (n == 0 && (c->n_targets > 0 || c->target_regex[0]))
+        return lorac_fail(LORAC_ERR_ARG, "no module matches target_modules %s%s; hint: `lorac modules MODEL` lists the names",
+                          c->target_regex[0] ? c->target_regex : c->targets[0], c->n_targets > 1 ? ",..." : "");
+    for (int i = 0; i < m->n_w; i++) {
+        lorac_weight *w = &m->w[i];
+        size_t len = strlen(w->name);
+        int is_bias = len > 5 && !strcmp(w->name + len - 5, ".bias");
+        if (c->bias == LORAC_BIAS_ALL && is_bias) LORAC_TRY(lorac_weight_make_trainable(w));
+    }
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_linear *L = &m->lin[i];
+        if (!module_to_save(c, L->name)) continue;
+        LORAC_TRY(lorac_weight_make_trainable(L->W));
+        if (L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
+    }
+    if (n_adapted) *n_adapted = n;
+    return LORAC_OK;
+}
+
+lorac_status lorac_make_full_trainable(lorac_model *m) {
+    for (int i = 0; i < m->n_w; i++) LORAC_TRY(lorac_weight_make_trainable(&m->w[i]));
+    return LORAC_OK;
+}
+
+void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all) {
+    int64_t t = 0, a = 0;
+    for (int i = 0; i < m->n_w; i++) {
+        a += (int64_t)m->w[i].n;
+        if (m->w[i].grad) t += (int64_t)m->w[i].n;
+    }
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_lora *l = m->lin[i].lora;
+        if (!l) continue;
+        a += (int64_t)(l->A.n + l->B.n);
+        t += (int64_t)(l->A.n + l->B.n);
+    }
+    *trainable = t;
+    *all = a;
+}
+
+void lorac_for_each_trainable(lorac_model *m, lorac_param_fn fn, void *ctx) {
+    for (int i = 0; i < m->n_w; i++)
+        if (m->w[i].grad) fn(&m->w[i], ctx);
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_lora *l = m->lin[i].lora;
+        if (!l) continue;
+        fn(&l->A, ctx);
+        fn(&l->B, ctx);
+    }
+}

@@ -1,0 +1,64 @@
+/* lora.h - PEFT's LoraConfig in C: which modules get an adapter, how it is
+ * initialised and scaled, and what else becomes trainable.
+ *
+ * Matching follows PEFT (peft.tuners.tuners_utils.check_target_module_exists):
+ *  - target_regex set: the module name must match it in full;
+ *  - otherwise a module is targeted if its name equals a target or ends with
+ *    "." + target; the target "all-linear" stands for every Linear inside the
+ *    transformer blocks (not lm_head, not the classification head);
+ *  - layers_to_transform keeps only modules whose name has ".<layers|h|layer>.<i>."
+ *    with i in the list.
+ * Initialisation as PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) =
+ * U(-1/sqrt(in), 1/sqrt(in)), B = 0, so the model is unchanged before
+ * training. scale = lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora. */
+#ifndef LORAC_LORA_LORA_H
+#define LORAC_LORA_LORA_H
+
+#include <stdint.h>
+
+#include "models/model.h"
+
+#define LORAC_MAX_TARGETS 32
+
+typedef enum { LORAC_BIAS_NONE = 0, LORAC_BIAS_ALL, LORAC_BIAS_LORA_ONLY } lorac_bias_mode;
+
+typedef struct lorac_lora_config {
+    int r;
+    float alpha;
+    float dropout;
+    char targets[LORAC_MAX_TARGETS][96]; int n_targets;
+    char target_regex[256];            /* used when non-empty */
+    lorac_bias_mode bias;
+    char modules_to_save[LORAC_MAX_TARGETS][96]; int n_modules_to_save;
+    int use_rslora;
+    int layers[256]; int n_layers;     /* layers_to_transform (empty = all) */
+    int split_fused;                   /* lorac extension: one rank-r pair per part of a fused q|k|v */
+    uint64_t seed;
+} lorac_lora_config;
+
+/* Defaults: r 8, alpha 8, dropout 0, bias none, seed 42, no targets. */
+void lorac_lora_config_default(lorac_lora_config *c);
+/* Parse "q_proj,v_proj" / "all-linear" into c->targets (appends). */
+lorac_status lorac_lora_parse_list(const char *s, char (*out)[96], int *n, const char *what);
+lorac_status lorac_lora_parse_layers(const char *s, lorac_lora_config *c);
+
+/* Does module `name` get an adapter under c? (exposed for `lorac modules`) */
+int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const lorac_linear *L);
+
+/* Inject adapters and mark trainable weights. Errors when no module matches
+ * (naming the targets and a hint to run `lorac modules`). *n_adapted may be NULL. */
+lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n_adapted);
+
+/* Other training methods (the seeds' comparison): make everything trainable
+ * (full), or only the last n modules/layers (last-layers:N), or only the head. */
+lorac_status lorac_make_full_trainable(lorac_model *m);
+
+/* Parameter counts as PEFT's print_trainable_parameters: every parameter
+ * tensor once (tied weights once), LoRA matrices included. */
+void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all);
+
+/* Visit every trainable tensor (base weights with grads, then LoRA A/B). */
+typedef void (*lorac_param_fn)(lorac_weight *w, void *ctx);
+void lorac_for_each_trainable(lorac_model *m, lorac_param_fn fn, void *ctx);
+
+#endif

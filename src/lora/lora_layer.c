@@ -1,0 +1,99 @@
+/* lora_layer.c - forward and backward of a Linear module with an optional
+ * LoRA adapter. This is the heart of LoRA, so the math is written out:
+ *
+ *   forward:  y  = x W^T + b                      (frozen base, BLAS)
+ *             xd = dropout(x)                     [N, in]
+ *             xa = xd A^T                         [N, parts*r]   (kept)
+ *             y[:, block p] += s * xa[:, p] B_p^T  B_p = rows of B in block p
+ *
+ *   backward: dx += dy W                          (frozen W: no dW is formed)
+ *             dxa[:, p] = dy[:, block p] B_p      [N, parts*r]
+ *             dB_p += s * dy[:, block p]^T xa[:, p]
+ *             dA   += s * dxa^T xd
+ *             dx   += dropout_bwd(s * dxa A)
+ *
+ * When W or b are trainable (full fine-tuning, bias="all", modules_to_save)
+ * their gradients are formed as well: dW += dy^T x, db += sum(dy).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "models/model.h"
+#include "ops/ops.h"
+
+lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N) {
+    if (N <= l->cap) return LORAC_OK;
+    free(l->xa);
+    free(l->xd);
+    free(l->mask);
+    l->xa = NULL;
+    l->xd = NULL;
+    l->mask = NULL;
+    l->cap = 0;
+    LORAC_TRY(lorac_alloc((void **)&l->xa, (size_t)N * l->parts * l->r, sizeof(float), "LoRA activations"));
+    if (l->dropout > 0) {
+        LORAC_TRY(lorac_alloc((void **)&l->xd, (size_t)N * in, sizeof(float), "LoRA dropout input"));
+        LORAC_TRY(lorac_alloc((void **)&l->mask, (size_t)N * in, 1, "LoRA dropout mask"));
+    }
+    l->cap = N;
+    return LORAC_OK;
+}
+
+void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
+    op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
+    lorac_lora *l = L->lora;
+    if (!l) return;
+    LORAC_ASSERT(N <= l->cap);
+    const int R = l->parts * l->r, ob = L->out / l->parts;
+    const float *xd = x;
+    if (l->dropout > 0 && training) {
+        op_dropout_fwd(l->xd, l->mask, x, (size_t)N * L->in, l->dropout, rng);
+        xd = l->xd;
+    } else if (l->dropout > 0) {
+        memcpy(l->xd, x, sizeof(float) * (size_t)N * L->in);
+        memset(l->mask, 1, (size_t)N * L->in);
+    }
+    /* xa[N, R] = xd[N, in] A[R, in]^T */
+    op_gemm(0, 1, N, R, L->in, 1.0f, xd, L->in, l->A.data, L->in, 0.0f, l->xa, R);
+    /* y[:, block p] += s * xa[:, p] B_p^T */
+    for (int p = 0; p < l->parts; p++)
+        op_gemm(0, 1, N, ob, l->r, l->scale, l->xa + p * l->r, R, l->B.data + (size_t)p * ob * l->r, l->r, 1.0f,
+                y + p * ob, L->out);
+}
+
+void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N) {
+    if (L->W->grad || (L->b && L->b->grad))
+        op_linear_bwd_w(L->W->grad, L->b ? L->b->grad : NULL, dy, x, N, L->in, L->out, L->w_in_out);
+    if (dx) op_linear_bwd_x(dx, dy, L->W->data, N, L->in, L->out, L->w_in_out);
+    lorac_lora *l = L->lora;
+    if (!l) return;
+    const int R = l->parts * l->r, ob = L->out / l->parts;
+    const float *xd = l->dropout > 0 ? l->xd : x;
+    float *dxa = malloc(sizeof(float) * (size_t)N * R);
+    LORAC_ASSERT(dxa);
+    for (int p = 0; p < l->parts; p++) {
+        const float *Bp = l->B.data + (size_t)p * ob * l->r;
+        /* dxa[:, p] = dy[:, block p] B_p          [N, r] */
+        op_gemm(0, 0, N, l->r, ob, 1.0f, dy + p * ob, L->out, Bp, l->r, 0.0f, dxa + p * l->r, R);
+        /* dB_p += s * dy[:, block p]^T xa[:, p]    [ob, r] */
+        if (l->B.grad)
+            op_gemm(1, 0, ob, l->r, N, l->scale, dy + p * ob, L->out, l->xa + p * l->r, R, 1.0f,
+                    l->B.grad + (size_t)p * ob * l->r, l->r);
+    }
+    /* dA += s * dxa^T xd                            [R, in] */
+    if (l->A.grad) op_gemm(1, 0, R, L->in, N, l->scale, dxa, R, xd, L->in, 1.0f, l->A.grad, L->in);
+    if (dx) {
+        if (l->dropout > 0) {
+            /* dxd = s * dxa A, then back through the dropout mask */
+            float *dxd = calloc((size_t)N * L->in, sizeof(float));
+            LORAC_ASSERT(dxd);
+            op_gemm(0, 0, N, L->in, R, l->scale, dxa, R, l->A.data, L->in, 0.0f, dxd, L->in);
+            op_dropout_bwd(dx, dxd, l->mask, (size_t)N * L->in, l->dropout);
+            free(dxd);
+        } else {
+            op_gemm(0, 0, N, L->in, R, l->scale, dxa, R, l->A.data, L->in, 1.0f, dx, L->in);
+        }
+    }
+    free(dxa);
+}

@@ -1,0 +1,171 @@
+#include "models/config.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+/* Integer field: first of the given names that is present as a number. */
+static int json_int(const cJSON *o, int def, const char *const *names) {
+    for (; *names; names++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, *names);
+        if (cJSON_IsNumber(v)) return (int)v->valuedouble;
+    }
+    return def;
+}
+
+static double json_num(const cJSON *o, double def, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int json_bool(const cJSON *o, int def, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
+
+/* eos_token_id may be a number or a list (Llama 3): take the first. */
+static int json_token_id(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsNumber(v)) return (int)v->valuedouble;
+    if (cJSON_IsArray(v) && cJSON_IsNumber(cJSON_GetArrayItem(v, 0))) return (int)cJSON_GetArrayItem(v, 0)->valuedouble;
+    return -1;
+}
+
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
+    char *text;
+    memset(c, 0, sizeof *c);
+    LORAC_TRY(lorac_read_file(path, 16u << 20, &text, NULL));
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: not a JSON object; hint: is this a Hugging Face config.json?", path);
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    const char *type = cJSON_IsString(mt) ? mt->valuestring : "";
+    snprintf(c->model_type, sizeof c->model_type, "%s", type);
+    if (!strcmp(type, "gpt2")) {
+        c->arch = LORAC_ARCH_GPT2;
+        c->dim = json_int(o, 0, NAMES("n_embd", "hidden_size"));
+        c->n_layer = json_int(o, 0, NAMES("n_layer", "num_hidden_layers"));
+        c->n_head = json_int(o, 0, NAMES("n_head", "num_attention_heads"));
+        c->n_kv_head = c->n_head;
+        c->n_ctx = json_int(o, 1024, NAMES("n_positions", "n_ctx"));
+        c->ffn_dim = json_int(o, 0, NAMES("n_inner"));
+        if (c->ffn_dim <= 0) c->ffn_dim = 4 * c->dim;
+        c->norm_eps = (float)json_num(o, 1e-5, "layer_norm_epsilon");
+        c->tied = json_bool(o, 1, "tie_word_embeddings");
+        c->attn_bias = c->mlp_bias = 1;
+        const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activation_function");
+        if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh")) {
+            cJSON_Delete(o);
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported; hint: lorac's GPT-2 uses gelu_new", path, act->valuestring);
+        }
+    } else if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2")) {
+        c->arch = LORAC_ARCH_LLAMA;
+        c->dim = json_int(o, 0, NAMES("hidden_size"));
+        c->n_layer = json_int(o, 0, NAMES("num_hidden_layers"));
+        c->n_head = json_int(o, 0, NAMES("num_attention_heads"));
+        c->n_kv_head = json_int(o, c->n_head, NAMES("num_key_value_heads"));
+        c->head_dim = json_int(o, 0, NAMES("head_dim"));
+        c->n_ctx = json_int(o, 2048, NAMES("max_position_embeddings"));
+        c->ffn_dim = json_int(o, 0, NAMES("intermediate_size"));
+        c->norm_eps = (float)json_num(o, 1e-6, "rms_norm_eps");
+        c->rope_theta = (float)json_num(o, 10000.0, "rope_theta");
+        c->tied = json_bool(o, 0, "tie_word_embeddings");
+        c->attn_bias = json_bool(o, !strcmp(type, "qwen2"), "attention_bias");
+        c->mlp_bias = json_bool(o, 0, "mlp_bias");
+        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+        if (rs && !cJSON_IsNull(rs)) {
+            cJSON_Delete(o);
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: rope_scaling is not supported yet; hint: use a model without RoPE scaling", path);
+        }
+        const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
+        if (cJSON_IsString(act) && strcmp(act->valuestring, "silu")) {
+            cJSON_Delete(o);
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; hint: Llama-family models use silu", path, act->valuestring);
+        }
+    } else {
+        cJSON_Delete(o);
+        return lorac_fail(LORAC_ERR_UNSUPPORTED,
+                          "%s: model_type '%s' is not supported; hint: lorac reads gpt2 and llama-family checkpoints", path, type);
+    }
+    c->vocab = json_int(o, 0, NAMES("vocab_size"));
+    c->bos_id = json_token_id(o, "bos_token_id");
+    c->eos_id = json_token_id(o, "eos_token_id");
+    c->pad_id = json_token_id(o, "pad_token_id");
+    cJSON_Delete(o);
+    return lorac_config_check(c, path);
+}
+
+lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
+    memset(c, 0, sizeof *c);
+    const char *path = lorac_gguf_path(g);
+    const char *arch = lorac_gguf_get_str(g, "general.architecture");
+    if (!arch) return lorac_fail(LORAC_ERR_FORMAT, "%s: no general.architecture key; hint: not a model GGUF?", path);
+    snprintf(c->model_type, sizeof c->model_type, "%s", arch);
+    char key[128];
+    int64_t v;
+    double f;
+#define GETI(field, suffix, def)                                                                                      \
+    snprintf(key, sizeof key, "%s." suffix, arch);                                                                 \
+    c->field = lorac_gguf_get_int(g, key, &v) ? (int)v : (def);
+    GETI(n_ctx, "context_length", 2048);
+    GETI(dim, "embedding_length", 0);
+    GETI(n_layer, "block_count", 0);
+    GETI(ffn_dim, "feed_forward_length", 0);
+    GETI(n_head, "attention.head_count", 0);
+    GETI(n_kv_head, "attention.head_count_kv", c->n_head);
+    GETI(head_dim, "attention.key_length", 0);
+#undef GETI
+    if (!strcmp(arch, "llama")) {
+        c->arch = LORAC_ARCH_LLAMA;
+        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+        c->norm_eps = lorac_gguf_get_float(g, key, &f) ? (float)f : 1e-5f;
+        snprintf(key, sizeof key, "%s.rope.freq_base", arch);
+        c->rope_theta = lorac_gguf_get_float(g, key, &f) ? (float)f : 10000.0f;
+        c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
+    } else if (!strcmp(arch, "gpt2")) {
+        c->arch = LORAC_ARCH_GPT2;
+        snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", arch);
+        c->norm_eps = lorac_gguf_get_float(g, key, &f) ? (float)f : 1e-5f;
+        c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
+        c->attn_bias = c->mlp_bias = 1;
+    } else {
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama and gpt2 GGUF files", path, arch);
+    }
+    uint64_t n;
+    lorac_gguf_type et;
+    c->vocab = lorac_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n) ? (int)n : 0;
+    const lorac_tensor_desc *emb = lorac_gguf_find_tensor(g, "token_embd.weight");
+    if (emb && emb->ndim == 2) c->vocab = (int)emb->shape[0];
+    c->bos_id = lorac_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) ? (int)v : -1;
+    c->eos_id = lorac_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v) ? (int)v : -1;
+    c->pad_id = lorac_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v) ? (int)v : -1;
+    return lorac_config_check(c, path);
+}
+
+lorac_status lorac_config_check(lorac_config *c, const char *where) {
+#define NEED(cond, what)                                                                                              \
+    if (!(cond)) return lorac_fail(LORAC_ERR_FORMAT, "%s: %s; hint: is the config complete?", where, what)
+    NEED(c->dim > 0 && c->dim <= 65536, "hidden size missing or out of range");
+    NEED(c->n_layer > 0 && c->n_layer <= 1024, "layer count missing or out of range");
+    NEED(c->n_head > 0 && c->n_head <= 1024, "head count missing or out of range");
+    NEED(c->n_kv_head > 0 && c->n_head % c->n_kv_head == 0, "key/value head count must divide the head count");
+    NEED(c->vocab > 0 && c->vocab <= 10000000, "vocab size missing or out of range");
+    NEED(c->ffn_dim > 0 && c->ffn_dim <= 1 << 20, "MLP size missing or out of range");
+    NEED(c->n_ctx > 0 && c->n_ctx <= 1 << 20, "context length out of range");
+    if (c->head_dim <= 0) {
+        NEED(c->dim % c->n_head == 0, "hidden size is not a multiple of the head count");
+        c->head_dim = c->dim / c->n_head;
+    }
+    NEED(c->head_dim % 2 == 0 || c->arch == LORAC_ARCH_GPT2, "head_dim must be even for RoPE");
+    NEED(c->arch != LORAC_ARCH_GPT2 || c->head_dim * c->n_head == c->dim, "GPT-2 needs n_embd = n_head * head_dim");
+#undef NEED
+    return LORAC_OK;
+}

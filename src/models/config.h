@@ -1,0 +1,41 @@
+/* config.h - the hyperparameters of a transformer, read from a Hugging Face
+ * config.json or from GGUF metadata. One struct describes every family; the
+ * `arch` field says which blocks the forward pass uses. */
+#ifndef LORAC_MODELS_CONFIG_H
+#define LORAC_MODELS_CONFIG_H
+
+#include "core/status.h"
+#include "io/gguf.h"
+
+typedef enum lorac_arch {
+    LORAC_ARCH_GPT2 = 0,  /* LayerNorm, learned positions, fused c_attn (Conv1D), GELU-tanh MLP */
+    LORAC_ARCH_LLAMA = 1, /* RMSNorm, RoPE (rotate-half), GQA, SwiGLU MLP */
+} lorac_arch;
+
+typedef struct lorac_config {
+    lorac_arch arch;
+    char model_type[32];  /* "gpt2", "llama", ... as in config.json */
+    int vocab;            /* vocab_size */
+    int n_ctx;            /* max positions */
+    int dim;              /* hidden size */
+    int n_layer;
+    int n_head;           /* query heads */
+    int n_kv_head;        /* key/value heads (== n_head without GQA) */
+    int head_dim;         /* dim / n_head unless the config says otherwise */
+    int ffn_dim;          /* MLP inner size */
+    float norm_eps;
+    float rope_theta;
+    int tied;             /* LM head shares the token embedding */
+    int attn_bias;        /* q/k/v/o projections have biases */
+    int mlp_bias;
+    int bos_id, eos_id, pad_id; /* -1 when absent */
+} lorac_config;
+
+/* Parse config.json (path to the file). Unknown model_type -> UNSUPPORTED. */
+lorac_status lorac_config_load_json(const char *path, lorac_config *c);
+/* Read the architecture from GGUF metadata ("<arch>.embedding_length", ...). */
+lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c);
+/* Fill derived fields and check consistency (heads divide dim, etc.). */
+lorac_status lorac_config_check(lorac_config *c, const char *where);
+
+#endif

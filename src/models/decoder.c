@@ -1,0 +1,275 @@
+/* decoder.c - forward and backward of the decoder-only transformers lorac
+ * reads (GPT-2 and Llama), written out op by op as in llm.c.
+ *
+ * One layer, with N = B*T token rows, C = hidden, F = MLP size:
+ *   GPT-2: h = x + c_proj(attn(c_attn(LN1(x))))
+ *          x' = h + mlp.c_proj(gelu_tanh(c_fc(LN2(h))))
+ *   Llama: h = x + o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = RMS1(x)
+ *          x' = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),          n2 = RMS2(h)
+ * Backward walks the same list in reverse. Every gradient buffer is
+ * accumulated into (+=); frozen weights have grad == NULL and get nothing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "models/model.h"
+#include "ops/ops.h"
+
+static int qkv_width(const lorac_config *c) { return (c->n_head + 2 * c->n_kv_head) * c->head_dim; }
+static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+void lorac_acts_free(lorac_acts *a, int n_layer) {
+    if (a->layer) {
+        for (int l = 0; l < n_layer; l++) {
+            lorac_layer_acts *x = &a->layer[l];
+            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->att, x->atty,
+                             x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
+            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+        }
+    }
+    float *bufs[] = {a->x_out, a->lnf, a->lnf_mean, a->lnf_rstd, a->logits, a->pooled, a->cls_logits,
+                     a->d_res, a->d_tmp, a->d_big, a->d_qkv, a->d_h2, a->d_pooled};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(a->layer);
+    free(a->pos);
+    free(a->keymask);
+    free(a->last);
+    memset(a, 0, sizeof *a);
+}
+
+#define ALLOC(p, n, what) LORAC_TRY(lorac_alloc((void **)&(p), (size_t)(n), sizeof *(p), what))
+
+lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
+    lorac_acts *a = &m->acts;
+    const lorac_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return lorac_fail(LORAC_ERR_ARG, "batch %d x %d: both must be positive", B, T);
+    if (T > c->n_ctx)
+        return lorac_fail(LORAC_ERR_ARG, "sequence length %d exceeds the model's %d positions; hint: lower --max-len", T, c->n_ctx);
+    if (a->layer && B <= a->cap_B && T <= a->cap_T) return LORAC_OK;
+    if (a->layer) { /* grow: keep the larger of old and new */
+        if (a->cap_B > B) B = a->cap_B;
+        if (a->cap_T > T) T = a->cap_T;
+    }
+    lorac_acts_free(a, c->n_layer);
+    const size_t N = (size_t)B * T, C = c->dim, F = c->ffn_dim, HD = (size_t)c->n_head * c->head_dim;
+    ALLOC(a->layer, c->n_layer, "activations");
+    for (int l = 0; l < c->n_layer; l++) {
+        lorac_layer_acts *x = &a->layer[l];
+        ALLOC(x->x_in, N * C, "activations");
+        ALLOC(x->ln1, N * C, "activations");
+        ALLOC(x->ln1_mean, N, "activations");
+        ALLOC(x->ln1_rstd, N, "activations");
+        ALLOC(x->qkv, N * qkv_width(c), "activations");
+        ALLOC(x->att, (size_t)B * c->n_head * T * T, "attention probabilities");
+        ALLOC(x->atty, N * HD, "activations");
+        ALLOC(x->x_mid, N * C, "activations");
+        ALLOC(x->ln2, N * C, "activations");
+        ALLOC(x->ln2_mean, N, "activations");
+        ALLOC(x->ln2_rstd, N, "activations");
+        ALLOC(x->fc, N * F, "activations");
+        if (c->arch == LORAC_ARCH_LLAMA) ALLOC(x->up, N * F, "activations");
+        ALLOC(x->h, N * F, "activations");
+    }
+    ALLOC(a->x_out, N * C, "activations");
+    ALLOC(a->lnf, N * C, "activations");
+    ALLOC(a->lnf_mean, N, "activations");
+    ALLOC(a->lnf_rstd, N, "activations");
+    ALLOC(a->pooled, (size_t)B * C, "activations");
+    ALLOC(a->d_pooled, (size_t)B * C, "gradients");
+    ALLOC(a->cls_logits, (size_t)B * (m->n_classes > 0 ? m->n_classes : 1), "activations");
+    ALLOC(a->d_res, N * C, "gradients");
+    ALLOC(a->d_tmp, N * C, "gradients");
+    ALLOC(a->d_big, 3 * N * (size_t)max3((int)F, (int)HD, (int)C), "gradients");
+    ALLOC(a->d_qkv, N * qkv_width(c), "gradients");
+    ALLOC(a->pos, N, "positions");
+    ALLOC(a->keymask, N, "mask");
+    ALLOC(a->last, B, "last-token index");
+    a->cap_B = B;
+    a->cap_T = T;
+    /* LoRA buffers hold the same number of rows */
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].lora) LORAC_TRY(lorac_lora_reserve(m->lin[i].lora, m->lin[i].in, (int)N));
+    return LORAC_OK;
+}
+
+/* The logits buffer is large (N x V) and only LM mode needs it. */
+static lorac_status reserve_logits(lorac_model *m, size_t N) {
+    lorac_acts *a = &m->acts;
+    size_t want = (size_t)a->cap_B * a->cap_T;
+    if (N > want) want = N;
+    if (!a->logits) ALLOC(a->logits, want * (size_t)m->cfg.vocab, "logits");
+    return LORAC_OK;
+}
+
+static void norm_fwd(const lorac_model *m, const lorac_norm *n, float *y, float *mean, float *rstd, const float *x, int N) {
+    if (m->cfg.arch == LORAC_ARCH_GPT2)
+        op_layernorm_fwd(y, mean, rstd, x, n->g->data, n->b->data, N, m->cfg.dim, m->cfg.norm_eps);
+    else
+        op_rmsnorm_fwd(y, rstd, x, n->g->data, N, m->cfg.dim, m->cfg.norm_eps);
+}
+
+static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const float *dy, const float *x,
+                     const float *mean, const float *rstd, int N) {
+    if (m->cfg.arch == LORAC_ARCH_GPT2)
+        op_layernorm_bwd(dx, n->g->grad, n->b->grad, dy, x, mean, rstd, n->g->data, N, m->cfg.dim);
+    else
+        op_rmsnorm_bwd(dx, n->g->grad, dy, x, rstd, n->g->data, N, m->cfg.dim);
+}
+
+/* Views of q, k, v inside a layer's qkv buffer. GPT-2: one fused row
+ * [q|k|v] of 3C; Llama: three contiguous blocks [N,HqD] [N,HkD] [N,HkD]. */
+typedef struct { float *q, *k, *v; int ldq, ldk, ldv; } qkv_view;
+static qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
+    qkv_view v;
+    const int HqD = c->n_head * c->head_dim, HkD = c->n_kv_head * c->head_dim;
+    if (c->arch == LORAC_ARCH_GPT2) {
+        v.q = buf;
+        v.k = buf + c->dim;
+        v.v = buf + 2 * c->dim;
+        v.ldq = v.ldk = v.ldv = 3 * c->dim;
+    } else {
+        v.q = buf;
+        v.k = buf + (size_t)N * HqD;
+        v.v = v.k + (size_t)N * HkD;
+        v.ldq = HqD;
+        v.ldk = v.ldv = HkD;
+    }
+    return v;
+}
+
+lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode) {
+    const lorac_config *c = &m->cfg;
+    LORAC_TRY(lorac_model_reserve(m, B, T));
+    lorac_acts *a = &m->acts;
+    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return lorac_fail(LORAC_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d); hint: tokenizer and model do not match",
+                              ids[i], i, c->vocab - 1);
+    if (mode == LORAC_FWD_CLS && !m->head) return lorac_fail(LORAC_ERR_ARG, "classification needs a head; hint: --num-classes");
+    for (int b = 0; b < B; b++) {
+        int len = 0;
+        for (int t = 0; t < T; t++) {
+            uint8_t k = mask ? mask[b * T + t] != 0 : 1;
+            a->keymask[b * T + t] = k;
+            a->pos[b * T + t] = t;
+            len += k;
+        }
+        a->last[b] = len > 0 ? len - 1 : 0;
+    }
+    /* embeddings */
+    float *x = a->layer[0].x_in;
+    op_embed_fwd(x, m->wte->data, ids, N, C, 0);
+    if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        lorac_layer *L = &m->layers[l];
+        lorac_layer_acts *s = &a->layer[l];
+        float *x_next = l + 1 < c->n_layer ? a->layer[l + 1].x_in : a->x_out;
+        norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
+        qkv_view v = qkv_split(c, s->qkv, N);
+        if (L->qkv) {
+            lorac_linear_fwd(L->qkv, s->qkv, s->ln1, N, &m->rng, m->training);
+        } else {
+            lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, m->training);
+            lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, m->training);
+            lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, m->training);
+            op_rope(v.q, a->pos, B, T, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
+            op_rope(v.k, a->pos, B, T, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
+        }
+        op_attention_fwd(s->atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
+                         c->head_dim, 1);
+        lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
+        op_acc(s->x_mid, s->x_in, (size_t)N * C);
+        norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
+        lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, m->training);
+        if (L->up) {
+            lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, m->training);
+            op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
+        } else {
+            op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
+        }
+        lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, m->training);
+        op_acc(x_next, s->x_mid, (size_t)N * C);
+    }
+    norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
+    if (mode == LORAC_FWD_LM) {
+        LORAC_TRY(reserve_logits(m, (size_t)N));
+        lorac_linear_fwd(m->lm_head, a->logits, a->lnf, N, &m->rng, m->training);
+    } else if (mode == LORAC_FWD_CLS || mode == LORAC_FWD_LM_LAST) {
+        for (int b = 0; b < B; b++)
+            memcpy(a->pooled + (size_t)b * C, a->lnf + ((size_t)b * T + a->last[b]) * C, sizeof(float) * C);
+        if (mode == LORAC_FWD_CLS) {
+            lorac_linear_fwd(m->head, a->cls_logits, a->pooled, B, &m->rng, m->training);
+        } else {
+            LORAC_TRY(reserve_logits(m, (size_t)B));
+            lorac_linear_fwd(m->lm_head, a->logits, a->pooled, B, &m->rng, m->training);
+        }
+    }
+    return LORAC_OK;
+}
+
+void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode) {
+    const lorac_config *c = &m->cfg;
+    lorac_acts *a = &m->acts;
+    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int HqD = c->n_head * c->head_dim;
+    const size_t NC = (size_t)N * C;
+    float *d_res = a->d_res, *d_ln = a->d_tmp;
+    const size_t big = (size_t)N * max3(F, HqD, C);
+    float *d_h = a->d_big, *d_fc = a->d_big + big, *d_up = a->d_big + 2 * big;
+
+    /* head -> d(lnf) */
+    memset(d_ln, 0, NC * sizeof(float));
+    if (mode == LORAC_FWD_LM) {
+        lorac_linear_bwd(m->lm_head, d_ln, a->logits, a->lnf, N);
+    } else if (mode == LORAC_FWD_CLS) {
+        memset(a->d_pooled, 0, (size_t)B * C * sizeof(float));
+        lorac_linear_bwd(m->head, a->d_pooled, a->cls_logits, a->pooled, B);
+        for (int b = 0; b < B; b++)
+            memcpy(d_ln + ((size_t)b * T + a->last[b]) * C, a->d_pooled + (size_t)b * C, sizeof(float) * C);
+    }
+    memset(d_res, 0, NC * sizeof(float));
+    norm_bwd(m, &m->lnf, d_res, d_ln, a->x_out, a->lnf_mean, a->lnf_rstd, N);
+
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        lorac_layer *L = &m->layers[l];
+        lorac_layer_acts *s = &a->layer[l];
+        /* MLP: d_res is dL/dx_next */
+        memset(d_h, 0, (size_t)N * F * sizeof(float));
+        lorac_linear_bwd(L->down, d_h, d_res, s->h, N);
+        memset(d_fc, 0, (size_t)N * F * sizeof(float));
+        memset(d_ln, 0, NC * sizeof(float));
+        if (L->up) {
+            memset(d_up, 0, (size_t)N * F * sizeof(float));
+            op_swiglu_bwd(d_fc, d_up, d_h, s->fc, s->up, (size_t)N * F);
+            lorac_linear_bwd(L->up, d_ln, d_up, s->ln2, N);
+        } else {
+            op_gelu_tanh_bwd(d_fc, d_h, s->fc, (size_t)N * F);
+        }
+        lorac_linear_bwd(L->fc, d_ln, d_fc, s->ln2, N);
+        norm_bwd(m, &L->ln2, d_res, d_ln, s->x_mid, s->ln2_mean, s->ln2_rstd, N); /* now dL/dx_mid */
+
+        /* attention */
+        float *d_atty = d_h;
+        memset(d_atty, 0, (size_t)N * HqD * sizeof(float));
+        lorac_linear_bwd(L->o, d_atty, d_res, s->atty, N);
+        memset(a->d_qkv, 0, (size_t)N * qkv_width(c) * sizeof(float));
+        qkv_view v = qkv_split(c, s->qkv, N), dv = qkv_split(c, a->d_qkv, N);
+        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, B, T, c->n_head,
+                         c->n_kv_head, c->head_dim);
+        memset(d_ln, 0, NC * sizeof(float));
+        if (L->qkv) {
+            lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);
+        } else {
+            op_rope(dv.q, a->pos, B, T, c->n_head, c->head_dim, dv.ldq, c->rope_theta, 1);
+            op_rope(dv.k, a->pos, B, T, c->n_kv_head, c->head_dim, dv.ldk, c->rope_theta, 1);
+            lorac_linear_bwd(L->q, d_ln, dv.q, s->ln1, N);
+            lorac_linear_bwd(L->k, d_ln, dv.k, s->ln1, N);
+            lorac_linear_bwd(L->v, d_ln, dv.v, s->ln1, N);
+        }
+        norm_bwd(m, &L->ln1, d_res, d_ln, s->x_in, s->ln1_mean, s->ln1_rstd, N); /* now dL/dx_in */
+    }
+    if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);
+    if (m->wpe && m->wpe->grad) op_embed_bwd(m->wpe->grad, d_res, a->pos, N, C);
+}

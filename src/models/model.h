@@ -1,0 +1,163 @@
+/* model.h - a pretrained transformer as lorac holds it: frozen base weights
+ * (views into the checkpoint where possible), the Linear modules under their
+ * Hugging Face names, optional LoRA adapters on those modules, optional
+ * task heads, and the activations a training step keeps for backward.
+ *
+ * Ownership: lorac_model_load / lorac_model_create_random return a model the
+ * caller frees with lorac_model_free. Weight data is either a view into the
+ * mmap'd checkpoint (owned == 0) or malloc'd (owned == 1). */
+#ifndef LORAC_MODELS_MODEL_H
+#define LORAC_MODELS_MODEL_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "models/config.h"
+
+/* One named parameter tensor. grad != NULL means "trainable". */
+typedef struct lorac_weight {
+    char name[128];   /* Hugging Face name, e.g. "transformer.h.0.ln_1.weight" */
+    int ndim;
+    int64_t shape[2]; /* as stored in the HF checkpoint */
+    size_t n;         /* element count */
+    float *data;
+    float *grad;      /* [n], allocated when the weight is made trainable */
+    int owned;        /* data is malloc'd (else a read-only view) */
+} lorac_weight;
+
+/* A LoRA adapter on one Linear (Hu et al. 2021):
+ *   y += scale * B (A dropout(x))        A [parts*r, in], B [out, r]
+ * parts > 1 splits a fused projection (GPT-2's c_attn = q|k|v) into that many
+ * equal output blocks, each with its own rank-r pair: block p uses rows
+ * p*r..p*r+r-1 of A and rows p*out/parts.. of B. This is loralib's
+ * MergedLinear and what appendix E gets with separate W_query/W_key/W_value.
+ * It equals one rank parts*r LoRA with a block-diagonal B. */
+typedef struct lorac_lora {
+    int r, parts;
+    float alpha, scale, dropout;
+    lorac_weight A, B;
+    /* saved by forward for backward (capacity cap rows): */
+    float *xa;      /* [N, parts*r]  dropout(x) A^T */
+    float *xd;      /* [N, in]       dropout(x) (only when dropout > 0) */
+    uint8_t *mask;  /* [N, in]       dropout mask (only when dropout > 0) */
+    int cap;
+} lorac_lora;
+
+/* A Linear module: y = x W^T + b, with W [out,in] (nn.Linear) or [in,out]
+ * (GPT-2's Conv1D, w_in_out = 1). */
+typedef struct lorac_linear {
+    char name[112];   /* module name: "transformer.h.3.attn.c_attn" */
+    int in, out, w_in_out;
+    int fused_parts;  /* 3 for a fused q|k|v projection, else 1 */
+    lorac_weight *W, *b; /* b may be NULL */
+    lorac_lora *lora;    /* NULL unless targeted */
+} lorac_linear;
+
+typedef struct lorac_norm {
+    lorac_weight *g, *b; /* b NULL for RMSNorm */
+} lorac_norm;
+
+typedef struct lorac_layer {
+    lorac_norm ln1, ln2;
+    lorac_linear *qkv;        /* GPT-2 fused c_attn (else NULL) */
+    lorac_linear *q, *k, *v;  /* Llama */
+    lorac_linear *o;          /* c_proj / o_proj */
+    lorac_linear *fc, *up;    /* c_fc / gate_proj ; up_proj (Llama only) */
+    lorac_linear *down;       /* mlp.c_proj / down_proj */
+} lorac_layer;
+
+/* Activations of one layer, kept by forward for backward. N = B*T rows. */
+typedef struct lorac_layer_acts {
+    float *x_in;     /* [N, C]   residual stream entering the layer */
+    float *ln1;      /* [N, C]   normed input to attention */
+    float *ln1_mean, *ln1_rstd; /* [N] */
+    float *qkv;      /* [N, (Hq + 2 Hkv) D] q | k | v per row (after RoPE for Llama) */
+    float *att;      /* [B, Hq, T, T] attention probabilities */
+    float *atty;     /* [N, Hq D]  attention output before o_proj */
+    float *x_mid;    /* [N, C]   residual after attention */
+    float *ln2;      /* [N, C] */
+    float *ln2_mean, *ln2_rstd; /* [N] */
+    float *fc;       /* [N, F]   c_fc output (pre-GELU) / gate_proj output */
+    float *up;       /* [N, F]   up_proj output (Llama) */
+    float *h;        /* [N, F]   GELU(fc) / silu(gate) * up */
+} lorac_layer_acts;
+
+typedef struct lorac_acts {
+    int cap_B, cap_T;
+    lorac_layer_acts *layer; /* [n_layer] */
+    float *x_out;    /* [N, C] residual after the last layer */
+    float *lnf;      /* [N, C] final norm output */
+    float *lnf_mean, *lnf_rstd;
+    float *logits;   /* [N, V] (LM) */
+    float *pooled;   /* [B, C] hidden of the last real token (classification) */
+    float *cls_logits; /* [B, n_classes] */
+    /* backward scratch */
+    float *d_res, *d_tmp, *d_big, *d_qkv, *d_h2, *d_pooled;
+    int *pos;        /* [N] positions */
+    uint8_t *keymask;/* [N] 1 = real token */
+    int *last;       /* [B] index of the last real token */
+} lorac_acts;
+
+typedef struct lorac_model {
+    lorac_config cfg;
+    lorac_weight *w; int n_w, cap_w;   /* every base weight */
+    lorac_linear *lin; int n_lin, cap_lin;
+    lorac_layer *layers;
+    lorac_weight *wte, *wpe;           /* wpe: GPT-2 only */
+    lorac_norm lnf;
+    lorac_linear *lm_head;             /* tied: W points at wte */
+    lorac_linear *head; int n_classes; /* classification head "score" (NULL if none) */
+    lorac_st *st; lorac_gguf *gguf;    /* checkpoint sources (kept open: views) */
+    char path[1024];
+    lorac_acts acts;
+    lorac_rng rng;                     /* dropout */
+    int training;                      /* dropout on */
+} lorac_model;
+
+/* Load a checkpoint: a directory with config.json + *.safetensors, or a
+ * .gguf file. */
+lorac_status lorac_model_load(const char *path, lorac_model **out);
+/* A model with the shapes of `cfg` and N(0, 0.02) weights (for parameter
+ * counts and benchmarks from a config alone). */
+lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, lorac_model **out);
+void lorac_model_free(lorac_model *m);
+
+/* Add a fresh classification head "score": Linear(dim, n_classes) with
+ * bias, PyTorch's default nn.Linear init from `seed`. */
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed);
+
+lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
+lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);
+
+/* Make a weight trainable: copies a view into owned memory, allocates grad. */
+lorac_status lorac_weight_make_trainable(lorac_weight *w);
+
+/* Size activations for up to B x T tokens (allocates once; grows if asked for more). */
+lorac_status lorac_model_reserve(lorac_model *m, int B, int T);
+
+/* Forward pass over ids [B, T] with mask [B, T] (1 = real token, right
+ * padding; NULL = all real). mode LM computes logits [B*T, V]; mode CLS
+ * computes cls_logits [B, n_classes] from the last real token. */
+typedef enum {
+    LORAC_FWD_LM = 0,      /* logits for every row: acts.logits [B*T, V] */
+    LORAC_FWD_CLS = 1,     /* head on the last real token: acts.cls_logits [B, n_classes] */
+    LORAC_FWD_HIDDEN = 2,  /* stop after the final norm: acts.lnf [B*T, C] */
+    LORAC_FWD_LM_LAST = 3, /* logits of the last real token only: acts.logits [B, V] (generation) */
+} lorac_fwd_mode;
+lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode);
+/* Backward from d_logits (LM: [B*T, V] in acts.logits, overwritten in place;
+ * CLS: [B, n_classes] in acts.cls_logits). Accumulates into every trainable
+ * weight's grad. Frozen weights receive nothing. */
+void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
+
+/* Linear module forward/backward (with its LoRA). x: [N, in]. */
+void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training);
+/* dx += dy W (+ LoRA path); grads of trainable W/b and of LoRA A/B accumulate.
+ * dx may be NULL. */
+void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N);
+/* Make sure L->lora buffers hold N rows. */
+lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N);
+
+#endif

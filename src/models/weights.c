@@ -1,0 +1,380 @@
+/* weights.c - building a model's modules and binding their weights to a
+ * checkpoint (safetensors or GGUF) or to fresh random values.
+ *
+ * Names are always the Hugging Face names. For GGUF files the HF name is
+ * translated to llama.cpp's ("model.layers.3.self_attn.q_proj.weight" ->
+ * "blk.3.attn_q.weight"), and Llama q/k rows are put back from llama.cpp's
+ * interleaved RoPE order into HF's rotate-half order, so LoRA matrices mean
+ * the same thing whichever file the base came from. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "models/model.h"
+
+/* ---- the weight table -------------------------------------------------- */
+
+static lorac_weight *new_weight(lorac_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
+    LORAC_ASSERT(m->n_w < m->cap_w);
+    lorac_weight *w = &m->w[m->n_w++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->ndim = ndim;
+    w->shape[0] = d0;
+    w->shape[1] = ndim > 1 ? d1 : 1;
+    w->n = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1);
+    return w;
+}
+
+lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name) {
+    for (int i = 0; i < m->n_w; i++)
+        if (!strcmp(m->w[i].name, name)) return &m->w[i];
+    return NULL;
+}
+
+lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name) {
+    for (int i = 0; i < m->n_lin; i++)
+        if (!strcmp(m->lin[i].name, name)) return &m->lin[i];
+    return NULL;
+}
+
+lorac_status lorac_weight_make_trainable(lorac_weight *w) {
+    if (!w->owned) {
+        float *copy;
+        LORAC_TRY(lorac_alloc((void **)&copy, w->n, sizeof(float), w->name));
+        memcpy(copy, w->data, w->n * sizeof(float));
+        w->data = copy;
+        w->owned = 1;
+    }
+    if (!w->grad) LORAC_TRY(lorac_alloc((void **)&w->grad, w->n, sizeof(float), w->name));
+    return LORAC_OK;
+}
+
+/* A Linear whose weight is "<name>.weight" and bias "<name>.bias". */
+static lorac_linear *new_linear(lorac_model *m, const char *name, int in, int out, int w_in_out, int bias) {
+    LORAC_ASSERT(m->n_lin < m->cap_lin);
+    lorac_linear *L = &m->lin[m->n_lin++];
+    char wn[160];
+    snprintf(L->name, sizeof L->name, "%s", name);
+    L->in = in;
+    L->out = out;
+    L->w_in_out = w_in_out;
+    L->fused_parts = 1;
+    snprintf(wn, sizeof wn, "%s.weight", name);
+    L->W = w_in_out ? new_weight(m, wn, 2, in, out) : new_weight(m, wn, 2, out, in);
+    if (bias) {
+        snprintf(wn, sizeof wn, "%s.bias", name);
+        L->b = new_weight(m, wn, 1, out, 1);
+    }
+    return L;
+}
+
+static lorac_norm new_norm(lorac_model *m, const char *name, int C, int bias) {
+    char wn[160];
+    lorac_norm n = {0};
+    snprintf(wn, sizeof wn, "%s.weight", name);
+    n.g = new_weight(m, wn, 1, C, 1);
+    if (bias) {
+        snprintf(wn, sizeof wn, "%s.bias", name);
+        n.b = new_weight(m, wn, 1, C, 1);
+    }
+    return n;
+}
+
+/* Create the module tree for cfg (weights unbound: data == NULL). */
+static lorac_status build_modules(lorac_model *m) {
+    const lorac_config *c = &m->cfg;
+    const int C = c->dim, D = c->head_dim, F = c->ffn_dim;
+    m->cap_w = 16 * c->n_layer + 16;
+    m->cap_lin = 8 * c->n_layer + 4;
+    LORAC_TRY(lorac_alloc((void **)&m->w, (size_t)m->cap_w, sizeof *m->w, "weight table"));
+    LORAC_TRY(lorac_alloc((void **)&m->lin, (size_t)m->cap_lin, sizeof *m->lin, "module table"));
+    LORAC_TRY(lorac_alloc((void **)&m->layers, (size_t)c->n_layer, sizeof *m->layers, "layer table"));
+    char nm[128];
+    if (c->arch == LORAC_ARCH_GPT2) {
+        m->wte = new_weight(m, "transformer.wte.weight", 2, c->vocab, C);
+        m->wpe = new_weight(m, "transformer.wpe.weight", 2, c->n_ctx, C);
+        for (int l = 0; l < c->n_layer; l++) {
+            lorac_layer *L = &m->layers[l];
+#define NM(fmt) (snprintf(nm, sizeof nm, "transformer.h.%d." fmt, l), nm)
+            L->ln1 = new_norm(m, NM("ln_1"), C, 1);
+            L->qkv = new_linear(m, NM("attn.c_attn"), C, 3 * C, 1, 1);
+            L->qkv->fused_parts = 3;
+            L->o = new_linear(m, NM("attn.c_proj"), C, C, 1, 1);
+            L->ln2 = new_norm(m, NM("ln_2"), C, 1);
+            L->fc = new_linear(m, NM("mlp.c_fc"), C, F, 1, 1);
+            L->down = new_linear(m, NM("mlp.c_proj"), F, C, 1, 1);
+#undef NM
+        }
+        m->lnf = new_norm(m, "transformer.ln_f", C, 1);
+    } else {
+        m->wte = new_weight(m, "model.embed_tokens.weight", 2, c->vocab, C);
+        const int Hq = c->n_head * D, Hk = c->n_kv_head * D;
+        for (int l = 0; l < c->n_layer; l++) {
+            lorac_layer *L = &m->layers[l];
+#define NM(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
+            L->ln1 = new_norm(m, NM("input_layernorm"), C, 0);
+            L->q = new_linear(m, NM("self_attn.q_proj"), C, Hq, 0, c->attn_bias);
+            L->k = new_linear(m, NM("self_attn.k_proj"), C, Hk, 0, c->attn_bias);
+            L->v = new_linear(m, NM("self_attn.v_proj"), C, Hk, 0, c->attn_bias);
+            L->o = new_linear(m, NM("self_attn.o_proj"), Hq, C, 0, 0);
+            L->ln2 = new_norm(m, NM("post_attention_layernorm"), C, 0);
+            L->fc = new_linear(m, NM("mlp.gate_proj"), C, F, 0, c->mlp_bias);
+            L->up = new_linear(m, NM("mlp.up_proj"), C, F, 0, c->mlp_bias);
+            L->down = new_linear(m, NM("mlp.down_proj"), F, C, 0, c->mlp_bias);
+#undef NM
+        }
+        m->lnf = new_norm(m, "model.norm", C, 0);
+    }
+    /* LM head: a Linear named lm_head; tied heads share wte's data. */
+    LORAC_ASSERT(m->n_lin < m->cap_lin);
+    lorac_linear *H = &m->lin[m->n_lin++];
+    snprintf(H->name, sizeof H->name, "lm_head");
+    H->in = C;
+    H->out = c->vocab;
+    H->fused_parts = 1;
+    H->W = c->tied ? m->wte : new_weight(m, "lm_head.weight", 2, c->vocab, C);
+    m->lm_head = H;
+    return LORAC_OK;
+}
+
+/* ---- binding to a checkpoint ------------------------------------------ */
+
+/* HF name -> GGUF name (llama.cpp's tensor naming). */
+static int gguf_name(const lorac_config *c, const char *hf, char *out, size_t n) {
+    static const char *const llama[][2] = {
+        {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
+        {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},    {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}};
+    static const char *const gpt2[][2] = {{"ln_1", "attn_norm"},        {"attn.c_attn", "attn_qkv"},
+                                          {"attn.c_proj", "attn_output"}, {"ln_2", "ffn_norm"},
+                                          {"mlp.c_fc", "ffn_up"},         {"mlp.c_proj", "ffn_down"}};
+    static const char *const top[][2] = {{"model.embed_tokens.weight", "token_embd.weight"},
+                                         {"transformer.wte.weight", "token_embd.weight"},
+                                         {"transformer.wpe.weight", "position_embd.weight"},
+                                         {"model.norm.weight", "output_norm.weight"},
+                                         {"transformer.ln_f.weight", "output_norm.weight"},
+                                         {"transformer.ln_f.bias", "output_norm.bias"},
+                                         {"lm_head.weight", "output.weight"}};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (!strcmp(hf, top[i][0])) return snprintf(out, n, "%s", top[i][1]), 1;
+    int layer;
+    char rest[128];
+    const char *pre = c->arch == LORAC_ARCH_GPT2 ? "transformer.h.%d.%127s" : "model.layers.%d.%127s";
+    if (sscanf(hf, pre, &layer, rest) != 2) return 0;
+    char *dot = strrchr(rest, '.'); /* ".weight" / ".bias" */
+    if (!dot) return 0;
+    *dot = 0;
+    const char *const(*tab)[2] = c->arch == LORAC_ARCH_GPT2 ? gpt2 : llama;
+    size_t nt = c->arch == LORAC_ARCH_GPT2 ? sizeof gpt2 / sizeof gpt2[0] : sizeof llama / sizeof llama[0];
+    for (size_t i = 0; i < nt; i++)
+        if (!strcmp(rest, tab[i][0])) return snprintf(out, n, "blk.%d.%s.%s", layer, tab[i][1], dot + 1), 1;
+    return 0;
+}
+
+/* llama.cpp stores q/k rows of each head interleaved (pairs); HF stores the
+ * two rotate-half halves. GGUF row h*D + 2j + s  ==  HF row h*D + s*D/2 + j. */
+static void unpermute_rope_rows(float *w, int heads, int D, int in) {
+    float *tmp = malloc(sizeof(float) * (size_t)D * in);
+    LORAC_ASSERT(tmp);
+    for (int h = 0; h < heads; h++) {
+        float *blk = w + (size_t)h * D * in;
+        memcpy(tmp, blk, sizeof(float) * (size_t)D * in);
+        for (int j = 0; j < D / 2; j++)
+            for (int s = 0; s < 2; s++)
+                memcpy(blk + (size_t)(s * D / 2 + j) * in, tmp + (size_t)(2 * j + s) * in, sizeof(float) * in);
+    }
+    free(tmp);
+}
+
+static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
+    const lorac_tensor_desc *t = NULL;
+    const char *file = m->path;
+    char alt[160];
+    int transposed = 0; /* GGUF GPT-2 matrices are [out,in]; HF Conv1D is [in,out] */
+    if (m->st) {
+        t = lorac_st_find(m->st, w->name);
+        if (!t && !strncmp(w->name, "transformer.", 12)) t = lorac_st_find(m->st, w->name + 12); /* original gpt2 */
+        if (!t && !strncmp(w->name, "model.", 6) && !strcmp(w->name, "lm_head.weight")) t = NULL;
+        if (t) file = lorac_st_path_of(m->st, t);
+    } else if (m->gguf && gguf_name(&m->cfg, w->name, alt, sizeof alt)) {
+        t = lorac_gguf_find_tensor(m->gguf, alt);
+        transposed = m->cfg.arch == LORAC_ARCH_GPT2 && w->ndim == 2 && strstr(w->name, ".h.") != NULL;
+    }
+    if (!t)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor '%s' is missing; hint: the checkpoint does not match its config (%s)",
+                          file, w->name, m->cfg.model_type);
+    int64_t e0 = transposed ? w->shape[1] : w->shape[0], e1 = transposed ? w->shape[0] : w->shape[1];
+    int64_t g0 = t->shape[0], g1 = t->ndim > 1 ? t->shape[1] : 1;
+    if (t->ndim != w->ndim || g0 != e0 || g1 != e1)
+        return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%lld,%lld]; hint: wrong config.json?",
+                          file, t->name, (long long)g0, (long long)g1, (long long)e0, (long long)e1);
+    if (t->dtype == LORAC_F32 && !transposed) {
+        w->data = (float *)t->data; /* zero-copy view into the mapping */
+        w->owned = 0;
+        return LORAC_OK;
+    }
+    float *buf;
+    LORAC_TRY(lorac_alloc((void **)&buf, w->n, sizeof(float), w->name));
+    lorac_status st = lorac_to_f32(buf, t->data, t->dtype, (int64_t)w->n);
+    if (st != LORAC_OK) {
+        free(buf);
+        lorac_error_prefix("%s: tensor '%s'", file, t->name);
+        return st;
+    }
+    if (transposed) { /* [out,in] -> [in,out] */
+        float *tr = malloc(sizeof(float) * w->n);
+        LORAC_ASSERT(tr);
+        for (int64_t i = 0; i < e0; i++)
+            for (int64_t j = 0; j < e1; j++) tr[j * e0 + i] = buf[i * e1 + j];
+        free(buf);
+        buf = tr;
+    }
+    if (m->gguf && m->cfg.arch == LORAC_ARCH_LLAMA) {
+        if (strstr(w->name, "q_proj.weight")) unpermute_rope_rows(buf, m->cfg.n_head, m->cfg.head_dim, (int)w->shape[1]);
+        if (strstr(w->name, "k_proj.weight")) unpermute_rope_rows(buf, m->cfg.n_kv_head, m->cfg.head_dim, (int)w->shape[1]);
+    }
+    w->data = buf;
+    w->owned = 1;
+    return LORAC_OK;
+}
+
+static lorac_status bind_all(lorac_model *m) {
+    for (int i = 0; i < m->n_w; i++) LORAC_TRY(bind_one(m, &m->w[i]));
+    return LORAC_OK;
+}
+
+static lorac_status model_new(const lorac_config *cfg, lorac_model **out) {
+    lorac_model *m;
+    *out = NULL;
+    LORAC_TRY(lorac_alloc((void **)&m, 1, sizeof *m, "model"));
+    m->cfg = *cfg;
+    lorac_rng_seed(&m->rng, 1234);
+    lorac_status st = build_modules(m);
+    if (st != LORAC_OK) {
+        lorac_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LORAC_OK;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+lorac_status lorac_model_load(const char *path, lorac_model **out) {
+    lorac_config cfg;
+    lorac_st *st = NULL;
+    lorac_gguf *g = NULL;
+    *out = NULL;
+    if (ends_with(path, ".gguf")) {
+        LORAC_TRY(lorac_gguf_open(path, &g));
+        lorac_status s = lorac_config_from_gguf(g, &cfg);
+        if (s != LORAC_OK) {
+            lorac_gguf_close(g);
+            return s;
+        }
+    } else {
+        char cp[1200];
+        lorac_path_join(cp, sizeof cp, path, "config.json");
+        if (!lorac_file_exists(cp))
+            return lorac_fail(LORAC_ERR_IO, "%s: no config.json here; hint: pass a Hugging Face model directory or a .gguf file", path);
+        LORAC_TRY(lorac_config_load_json(cp, &cfg));
+        LORAC_TRY(lorac_st_open(path, &st));
+    }
+    lorac_model *m;
+    lorac_status s = model_new(&cfg, &m);
+    if (s != LORAC_OK) {
+        lorac_st_close(st);
+        lorac_gguf_close(g);
+        return s;
+    }
+    m->st = st;
+    m->gguf = g;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    s = bind_all(m);
+    if (s != LORAC_OK) {
+        lorac_model_free(m);
+        return s;
+    }
+    *out = m;
+    return LORAC_OK;
+}
+
+lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, lorac_model **out) {
+    lorac_model *m;
+    LORAC_TRY(model_new(cfg, &m));
+    snprintf(m->path, sizeof m->path, "(random %s)", cfg->model_type);
+    lorac_rng r;
+    lorac_rng_seed(&r, seed);
+    for (int i = 0; i < m->n_w; i++) {
+        lorac_weight *w = &m->w[i];
+        lorac_status st = lorac_alloc((void **)&w->data, w->n, sizeof(float), w->name);
+        if (st != LORAC_OK) {
+            lorac_model_free(m);
+            return st;
+        }
+        w->owned = 1;
+        int is_norm_gain = w->ndim == 1 && (strstr(w->name, "norm") || strstr(w->name, "ln_")) && ends_with(w->name, ".weight");
+        for (size_t j = 0; j < w->n; j++)
+            w->data[j] = is_norm_gain ? 1.0f : (w->ndim == 1 ? 0.0f : 0.02f * lorac_rng_normal(&r));
+    }
+    *out = m;
+    return LORAC_OK;
+}
+
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed) {
+    if (n_classes < 2 || n_classes > 100000)
+        return lorac_fail(LORAC_ERR_ARG, "classification head: %d classes; hint: need at least 2", n_classes);
+    if (m->head) return lorac_fail(LORAC_ERR_ARG, "model already has a classification head");
+    if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
+    lorac_linear *H = new_linear(m, "score", m->cfg.dim, n_classes, 0, bias);
+    /* nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b */
+    lorac_rng r;
+    lorac_rng_seed(&r, seed);
+    float bound = 1.0f / sqrtf((float)m->cfg.dim);
+    LORAC_TRY(lorac_alloc((void **)&H->W->data, H->W->n, sizeof(float), "score.weight"));
+    H->W->owned = 1;
+    for (size_t j = 0; j < H->W->n; j++) H->W->data[j] = (2 * lorac_rng_uniform(&r) - 1) * bound;
+    if (H->b) {
+        LORAC_TRY(lorac_alloc((void **)&H->b->data, H->b->n, sizeof(float), "score.bias"));
+        H->b->owned = 1;
+        for (size_t j = 0; j < H->b->n; j++) H->b->data[j] = (2 * lorac_rng_uniform(&r) - 1) * bound;
+    }
+    m->head = H;
+    m->n_classes = n_classes;
+    return LORAC_OK;
+}
+
+static void lora_free(lorac_lora *l) {
+    if (!l) return;
+    free(l->A.data);
+    free(l->A.grad);
+    free(l->B.data);
+    free(l->B.grad);
+    free(l->xa);
+    free(l->xd);
+    free(l->mask);
+    free(l);
+}
+
+void lorac_acts_free(lorac_acts *a, int n_layer);
+
+void lorac_model_free(lorac_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_w; i++) {
+        if (m->w[i].owned) free(m->w[i].data);
+        free(m->w[i].grad);
+    }
+    for (int i = 0; i < m->n_lin; i++) lora_free(m->lin[i].lora);
+    lorac_acts_free(&m->acts, m->cfg.n_layer);
+    free(m->w);
+    free(m->lin);
+    free(m->layers);
+    lorac_st_close(m->st);
+    lorac_gguf_close(m->gguf);
+    free(m);
+}

@@ -1,0 +1,129 @@
+#include "train/batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+void lorac_tokenized_free(lorac_tokenized *t) {
+    if (!t) return;
+    if (t->ids)
+        for (int i = 0; i < t->n; i++) free(t->ids[i]);
+    free(t->ids);
+    free(t->len);
+    free(t->label);
+    free(t->n_prompt);
+    memset(t, 0, sizeof *t);
+}
+
+/* Append src[0..n) to dst at *len, up to cap. */
+static void append(int *dst, int *len, int cap, const int *src, int n) {
+    for (int i = 0; i < n && *len < cap; i++) dst[(*len)++] = src[i];
+}
+
+lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_dataset *d, lorac_task task, int max_len,
+                                    lorac_tokenized *out) {
+    memset(out, 0, sizeof *out);
+    if (max_len < 2) return lorac_fail(LORAC_ERR_ARG, "max length %d is too small", max_len);
+    out->n = d->n;
+    out->max_len = max_len;
+    int bos = lorac_tokenizer_bos(tok), eos = lorac_tokenizer_eos(tok), pad = lorac_tokenizer_pad(tok);
+    out->pad_id = pad >= 0 ? pad : (eos >= 0 ? eos : 0);
+    lorac_status st;
+#define TRY(x) do { st = (x); if (st != LORAC_OK) goto fail; } while (0)
+    TRY(lorac_alloc((void **)&out->ids, (size_t)d->n, sizeof(int *), "token ids"));
+    TRY(lorac_alloc((void **)&out->len, (size_t)d->n, sizeof(int), "token lengths"));
+    TRY(lorac_alloc((void **)&out->label, (size_t)d->n, sizeof(int), "labels"));
+    TRY(lorac_alloc((void **)&out->n_prompt, (size_t)d->n, sizeof(int), "prompt lengths"));
+    for (int i = 0; i < d->n; i++) {
+        const lorac_example *e = &d->ex[i];
+        int *buf, len = 0, full = 0;
+        TRY(lorac_alloc((void **)&buf, (size_t)max_len, sizeof(int), "token ids"));
+        out->ids[i] = buf;
+        int *a = NULL, na = 0, *r = NULL, nr = 0;
+        if (task == LORAC_TASK_INSTRUCT && e->prompt && e->response) {
+            TRY(lorac_tokenizer_encode(tok, e->prompt, strlen(e->prompt), 0, &a, &na));
+            st = lorac_tokenizer_encode(tok, e->response, strlen(e->response), 0, &r, &nr);
+            if (st != LORAC_OK) {
+                free(a);
+                goto fail;
+            }
+            if (bos >= 0) append(buf, &len, max_len, &bos, 1);
+            append(buf, &len, max_len, a, na);
+            out->n_prompt[i] = len;
+            append(buf, &len, max_len, r, nr);
+            if (eos >= 0) append(buf, &len, max_len, &eos, 1);
+            full = (bos >= 0) + na + nr + (eos >= 0);
+        } else {
+            TRY(lorac_tokenizer_encode(tok, e->text, strlen(e->text), 0, &a, &na));
+            if (task == LORAC_TASK_CLS) {
+                append(buf, &len, max_len, a, na);
+                full = na;
+                if (na == 0) { /* an empty text still needs one token to classify */
+                    buf[len++] = out->pad_id;
+                }
+            } else {
+                if (bos >= 0) append(buf, &len, max_len, &bos, 1);
+                append(buf, &len, max_len, a, na);
+                if (eos >= 0) append(buf, &len, max_len, &eos, 1);
+                full = (bos >= 0) + na + (eos >= 0);
+            }
+        }
+        free(a);
+        free(r);
+        out->n_truncated += full > max_len;
+        out->len[i] = len;
+        out->label[i] = e->label;
+        out->n_tokens += len;
+    }
+    return LORAC_OK;
+fail:
+    lorac_tokenized_free(out);
+    return st;
+#undef TRY
+}
+
+void lorac_batch_free(lorac_batch *b) {
+    if (!b) return;
+    free(b->ids);
+    free(b->mask);
+    free(b->targets);
+    free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
+lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
+                              lorac_task task) {
+    int T = 1;
+    for (int i = 0; i < count; i++) {
+        int l = t->len[order[start + i]];
+        if (l > T) T = l;
+    }
+    const int need = count * T;
+    if (need > b->cap || count > b->capB) {
+        lorac_batch_free(b);
+        LORAC_TRY(lorac_alloc((void **)&b->ids, (size_t)need, sizeof(int), "batch"));
+        LORAC_TRY(lorac_alloc((void **)&b->mask, (size_t)need, 1, "batch"));
+        LORAC_TRY(lorac_alloc((void **)&b->targets, (size_t)need, sizeof(int), "batch"));
+        LORAC_TRY(lorac_alloc((void **)&b->labels, (size_t)count, sizeof(int), "batch"));
+        b->cap = need;
+        b->capB = count;
+    }
+    b->B = count;
+    b->T = T;
+    for (int i = 0; i < count; i++) {
+        const int ex = order[start + i], len = t->len[ex];
+        const int *ids = t->ids[ex];
+        for (int j = 0; j < T; j++) {
+            const int k = i * T + j;
+            b->ids[k] = j < len ? ids[j] : t->pad_id;
+            b->mask[k] = j < len;
+            /* position j predicts token j+1; prompt tokens are not predicted */
+            int tgt = j + 1 < len ? ids[j + 1] : -1;
+            if (task == LORAC_TASK_INSTRUCT && j + 1 < t->n_prompt[ex]) tgt = -1;
+            b->targets[k] = tgt;
+        }
+        b->labels[i] = t->label[ex];
+    }
+    return LORAC_OK;
+}

@@ -1,0 +1,56 @@
+/* batch.h - tokenized examples and the padded batches the trainer feeds to
+ * the model.
+ *
+ * A tokenized set holds one id sequence per example (truncated to max_len,
+ * with the count of truncated examples kept for reporting), its class label
+ * (classification) and, for instruction data, the number of prompt tokens
+ * whose targets are masked out of the loss. Batches are right-padded to the
+ * longest sequence in the batch (padding never changes a causal model's
+ * output for the real tokens). */
+#ifndef LORAC_TRAIN_BATCH_H
+#define LORAC_TRAIN_BATCH_H
+
+#include <stdint.h>
+
+#include "io/dataset.h"
+#include "io/tokenizer.h"
+
+typedef enum { LORAC_TASK_CLS = 0, LORAC_TASK_LM = 1, LORAC_TASK_INSTRUCT = 2 } lorac_task;
+
+typedef struct lorac_tokenized {
+    int n;
+    int **ids;      /* [n][len[i]] */
+    int *len;       /* [n] */
+    int *label;     /* [n] class id (CLS) or -1 */
+    int *n_prompt;  /* [n] tokens before the response (INSTRUCT), else 0 */
+    int n_truncated;/* examples cut to max_len */
+    int max_len;
+    int pad_id;
+    int64_t n_tokens;
+} lorac_tokenized;
+
+/* Tokenize every example of d for the task. CLS: encode(text) without special
+ * tokens (appendix E) then truncate. LM: [bos] + encode(text) + [eos].
+ * INSTRUCT: [bos] + encode(prompt) + encode(response) + [eos], n_prompt =
+ * tokens up to the end of the prompt. pad_id: the tokenizer's pad, else its
+ * eos (GPT-2's <|endoftext|>, as appendix E pads), else 0. */
+lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_dataset *d, lorac_task task, int max_len,
+                                    lorac_tokenized *out);
+void lorac_tokenized_free(lorac_tokenized *t);
+
+typedef struct lorac_batch {
+    int B, T;          /* rows, padded length */
+    int *ids;          /* [B*T] */
+    uint8_t *mask;     /* [B*T] 1 = real token */
+    int *targets;      /* [B*T] next-token targets (LM), -1 = ignored */
+    int *labels;       /* [B] class ids (CLS) */
+    int cap;           /* allocated B*T */
+    int capB;
+} lorac_batch;
+
+/* Fill `b` with examples order[start .. start+count) of t. */
+lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
+                              lorac_task task);
+void lorac_batch_free(lorac_batch *b);
+
+#endif

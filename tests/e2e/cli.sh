@@ -1,0 +1,79 @@
+#!/bin/bash
+# End-to-end checks of the lorac command line: help, exit codes, one clear
+# error line for bad flags / files / data rows, and a small real run on
+# stories260K (train -> adapter on disk -> eval with the adapter gives the
+# same test accuracy -> generate).
+set -u
+BIN=${LORAC_BIN:?}
+DATA=${LORAC_DATA:?}
+SRC=${LORAC_SRC:?}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect CODE PATTERN -- command...: exit code and one stderr line matching PATTERN
+expect() {
+    local code=$1 pat=$2
+    shift 3
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -ne "$code" ]; then bad "exit $rc (want $code): $*"; cat "$T/err" >&2; return; fi
+    if [ "$code" -ne 0 ]; then
+        if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "want one error line: $*"; cat "$T/err" >&2; return; fi
+        if ! grep -q -- "$pat" "$T/err"; then bad "error '$(cat "$T/err")' lacks '$pat': $*"; return; fi
+    fi
+    ok
+}
+
+expect 0 "" -- "$BIN" --help
+expect 0 "" -- "$BIN" train --help
+expect 2 "unknown command" -- "$BIN" frobnicate
+expect 2 "unknown option '--bogus'" -- "$BIN" train --bogus
+expect 2 "needs a value" -- "$BIN" train --lr
+expect 2 "expected a number" -- "$BIN" train --model x --data y --lr abc
+expect 2 "model is required" -- "$BIN" info
+expect 1 "no config.json" -- "$BIN" info --model "$T"
+
+# malformed checkpoints: each gets one line naming the file
+tiny=$SRC/tests/fixtures/models/tiny_gpt2
+mk() { rm -rf "$T/m"; mkdir -p "$T/m"; cp "$tiny/config.json" "$T/m/"; }
+mk; head -c 100 "$tiny/model.safetensors" >"$T/m/model.safetensors"
+expect 1 "model.safetensors" -- "$BIN" info --model "$T/m"
+mk; printf '\xff\xff\xff\x00\x00\x00\x00\x00{}' >"$T/m/model.safetensors"
+expect 1 "model.safetensors" -- "$BIN" info --model "$T/m"
+mk; python3 - "$tiny/model.safetensors" "$T/m/model.safetensors" <<'PY' 2>/dev/null || cp "$tiny/model.safetensors" "$T/m/"
+import sys, struct, json
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+k = sorted(x for x in h if x != '__metadata__')[0]; h[k]['dtype'] = 'F17'
+j = json.dumps(h).encode(); j += b' ' * (-len(j) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(j)) + j + b[8 + n:])
+PY
+expect 1 "F17" -- "$BIN" info --model "$T/m"
+mk; cp "$tiny/model.safetensors" "$T/m/"; sed -i 's/"n_embd": 32/"n_embd": 64/' "$T/m/config.json"
+expect 1 "config expects" -- "$BIN" info --model "$T/m"
+printf 'GGUF\x03\x00\x00\x00' >"$T/bad.gguf"
+expect 1 "bad.gguf" -- "$BIN" info --model "$T/bad.gguf"
+printf 'NOPE\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' >"$T/magic.gguf"
+expect 1 "magic.gguf" -- "$BIN" info --model "$T/magic.gguf"
+
+# a real small run on stories260K: SMS spam subset, LoRA on every Linear
+S=$DATA/stories260K/hf
+if [ -d "$S" ]; then
+    printf 'ham\tok\nspam\n' >"$T/badrow.tsv"
+    expect 1 "badrow.tsv:2" -- "$BIN" train --model "$S" --data "$T/badrow.tsv"
+    common="--model $S --data $DATA/sms_spam/SMSSpamCollection --balance --max-len 48 --seed 7"
+    "$BIN" train $common --max-examples 96 --epochs 1 --batch 8 --lr 2e-3 --r 4 --alpha 8 --out "$T/run" --json \
+        >"$T/train.json" 2>"$T/train.err"
+    if [ $? -eq 0 ] && [ -s "$T/run/adapter_model.safetensors" ] && [ -s "$T/run/adapter_config.json" ] && [ -s "$T/run/metrics.jsonl" ]; then ok; else bad "train run"; cat "$T/train.err" >&2; fi
+    test_acc=$(python3 -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["test_acc"])' "$T/train.json" 2>/dev/null)
+    "$BIN" eval $common --adapter "$T/run" --json >"$T/eval.json" 2>"$T/eval.err"
+    eval_acc=$(python3 -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["test_acc"])' "$T/eval.json" 2>/dev/null)
+    if [ -n "$test_acc" ] && [ "$test_acc" = "$eval_acc" ]; then ok; else bad "eval with the saved adapter: test acc '$eval_acc' vs trained '$test_acc'"; cat "$T/eval.err" >&2; fi
+    "$BIN" generate --model "$S" --prompt "Once upon a time" --max-new 20 >"$T/gen.txt" 2>"$T/gen.err"
+    if [ $? -eq 0 ] && grep -q "Once upon a time\|." "$T/gen.txt"; then ok; else bad "generate"; cat "$T/gen.err" >&2; fi
+fi
+echo "e2e_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,107 @@
+/* test_param_counts - trainable-parameter counts from a config alone
+ * (random weights of the real shapes), printed as PEFT prints them.
+ * Each expected count is derived here from the architecture (r * (in + out)
+ * per adapted Linear) and must also equal the figure the issue / seed
+ * reports: appendix E's 2,666,528 and PEFT's GPT-2 default 294,912. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "lora/lora.h"
+#include "models/model.h"
+#include "testutil.h"
+
+static lorac_config gpt2_124m(void) {
+    lorac_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = LORAC_ARCH_GPT2;
+    strcpy(c.model_type, "gpt2");
+    c.vocab = 50257;
+    c.n_ctx = 1024;
+    c.dim = 768;
+    c.n_layer = 12;
+    c.n_head = 12;
+    c.n_kv_head = 12;
+    c.ffn_dim = 3072;
+    c.norm_eps = 1e-5f;
+    c.tied = 1;
+    c.attn_bias = c.mlp_bias = 1;
+    c.bos_id = c.eos_id = 50256;
+    c.pad_id = -1;
+    lorac_config_check(&c, "gpt2-124m");
+    return c;
+}
+
+int main(void) {
+    lorac_config c = gpt2_124m();
+    const int64_t C = 768, F = 3072, L = 12;
+    /* the GPT-2 124M parameter count, tied head counted once */
+    const int64_t base = 50257 * C + 1024 * C + L * (2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * F + F + F * C + C) + 2 * C;
+
+    /* appendix E: LoRA r=16 alpha=16 on every Linear, incl. a new 2-class head;
+     * its GPT model has separate W_query/W_key/W_value -> split c_attn */
+    {
+        lorac_model *m;
+        CHECK_OK(lorac_model_create_random(&c, 1, &m));
+        CHECK_OK(lorac_model_add_head(m, 2, 1, 1));
+        lorac_lora_config lc;
+        lorac_lora_config_default(&lc);
+        lc.r = 16;
+        lc.alpha = 16;
+        lc.split_fused = 1;
+        strcpy(lc.targets[lc.n_targets++], "all-linear");
+        strcpy(lc.targets[lc.n_targets++], "score");
+        CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+        int64_t t, all;
+        lorac_count_params(m, &t, &all);
+        const int64_t r = 16;
+        int64_t expect = L * (3 * r * (C + C) + r * (C + C) + r * (C + F) + r * (F + C)) + r * (C + 2);
+        printf("appendix E: trainable params: %lld || all params: %lld || trainable%%: %.4f\n", (long long)t,
+               (long long)all, 100.0 * t / all);
+        CHECK(t == expect, "appendix E trainable %lld, formula %lld", (long long)t, (long long)expect);
+        CHECK(t == 2666528, "appendix E trainable %lld, the seed reports 2,666,528", (long long)t);
+        CHECK(all == base + (2 * C + 2) + t, "all params %lld", (long long)all);
+        lorac_model_free(m);
+    }
+    /* PEFT's default for GPT-2: target c_attn, r=8 */
+    {
+        lorac_model *m;
+        CHECK_OK(lorac_model_create_random(&c, 1, &m));
+        lorac_lora_config lc;
+        lorac_lora_config_default(&lc);
+        strcpy(lc.targets[lc.n_targets++], "c_attn");
+        CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+        int64_t t, all;
+        lorac_count_params(m, &t, &all);
+        printf("PEFT default: trainable params: %lld || all params: %lld || trainable%%: %.4f\n", (long long)t,
+               (long long)all, 100.0 * t / all);
+        CHECK(t == L * 8 * (C + 3 * C), "PEFT default trainable %lld", (long long)t);
+        CHECK(t == 294912, "PEFT default trainable %lld, PEFT prints 294,912", (long long)t);
+        CHECK(all == base + t, "all params %lld, base %lld", (long long)all, (long long)base);
+        CHECK(base == 124439808, "GPT-2 124M has %lld params", (long long)base);
+        /* target matching: suffix "c_proj" hits attn.c_proj and mlp.c_proj, a regex matches in full */
+        lorac_lora_config q;
+        lorac_lora_config_default(&q);
+        strcpy(q.targets[q.n_targets++], "c_proj");
+        int hits = 0;
+        for (int i = 0; i < m->n_lin; i++) hits += lorac_lora_targets(&q, m, &m->lin[i]);
+        CHECK(hits == 24, "c_proj matched %d modules", hits);
+        lorac_lora_config_default(&q);
+        strcpy(q.target_regex, "transformer\\.h\\.[01]\\.attn\\.c_attn");
+        hits = 0;
+        for (int i = 0; i < m->n_lin; i++) hits += lorac_lora_targets(&q, m, &m->lin[i]);
+        CHECK(hits == 2, "regex matched %d modules", hits);
+        strcpy(q.target_regex, "c_attn"); /* full match: a bare suffix matches nothing */
+        hits = 0;
+        for (int i = 0; i < m->n_lin; i++) hits += lorac_lora_targets(&q, m, &m->lin[i]);
+        CHECK(hits == 0, "regex 'c_attn' matched %d modules", hits);
+        lorac_lora_config_default(&q);
+        strcpy(q.targets[q.n_targets++], "all-linear");
+        q.layers[q.n_layers++] = 3;
+        hits = 0;
+        for (int i = 0; i < m->n_lin; i++) hits += lorac_lora_targets(&q, m, &m->lin[i]);
+        CHECK(hits == 4, "all-linear in layer 3 matched %d modules", hits);
+        lorac_model_free(m);
+    }
+    return test_summary("test_param_counts");
+}

@@ -1,0 +1,78 @@
+/* cli.h - shared plumbing of the lorac command-line tool: option tables and
+ * parsing, loading a model with its tokenizer, LoRA flags, progress output.
+ * The CLI is the only code that prints to the user or calls exit().
+ * Exit codes: 0 success, 1 runtime error (bad file, bad data, numerics),
+ * 2 usage error (bad flag or value). */
+#ifndef LORAC_CLI_H
+#define LORAC_CLI_H
+
+#include <stdint.h>
+
+#include "io/tokenizer.h"
+#include "lora/lora.h"
+#include "models/model.h"
+#include "train/trainer.h"
+
+#define EXIT_USAGE 2
+
+typedef struct cli_opt {
+    const char *name;  /* without the leading "--" */
+    const char *arg;   /* metavar, or NULL for a switch */
+    const char *help;
+} cli_opt;
+
+typedef struct cli_args {
+    const char *cmd;
+    const cli_opt *opts;
+    int n_opts;
+    const char *values[128]; /* per option index: the value ("1" for switches), NULL if absent */
+} cli_args;
+
+/* Parse argv against opts (ends with a {NULL} entry). Prints usage and
+ * exits on --help (0) or on a bad flag (2). */
+void cli_parse(cli_args *a, const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv);
+const char *cli_str(const cli_args *a, const char *name, const char *def);
+int cli_has(const cli_args *a, const char *name);
+int cli_int(const cli_args *a, const char *name, int def, int lo, int hi);
+double cli_num(const cli_args *a, const char *name, double def, double lo, double hi);
+uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def);
+
+/* Print "lorac CMD: <msg>" to stderr and exit(code). */
+void cli_die(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+/* Die with the library's last error if st != OK. */
+void cli_check(const char *cmd, lorac_status st);
+
+/* Threads for OpenMP and OpenBLAS (--threads, else OMP_NUM_THREADS, else all cores). */
+void cli_set_threads(const cli_args *a);
+
+/* Load --model (dir or .gguf) and its tokenizer (--tokenizer overrides). */
+void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
+
+/* The LoRA options shared by train / info / modules. */
+#define CLI_LORA_OPTS                                                                                             \
+    {"r", "N", "LoRA rank (default 8; appendix-e: 16)"},                                                         \
+    {"alpha", "X", "lora_alpha; scale = alpha/r (default = r)"},                                                 \
+    {"dropout", "P", "lora_dropout (default 0)"},                                                                \
+    {"target", "LIST", "target_modules: names matched exactly or as a suffix, or all-linear (default all-linear)"}, \
+    {"target-regex", "RE", "target_modules as one regex matched against the full module name"},                  \
+    {"bias", "MODE", "none | all | lora_only (default none)"},                                                   \
+    {"modules-to-save", "LIST", "modules trained in full, e.g. score"},                                          \
+    {"rslora", NULL, "scale = alpha/sqrt(r) (rank-stabilised LoRA)"},                                            \
+    {"layers", "LIST", "layers_to_transform, e.g. 0,1,2"},                                                       \
+    {"split-qkv", NULL, "one rank-r pair for each of q, k, v inside GPT-2's fused c_attn (loralib MergedLinear)"}, \
+    {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
+                       " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
+    {"method", "M", "lora (default) | full | head"}
+
+/* Build the LoRA config from the flags (after --preset). */
+void cli_lora_config(const cli_args *a, lorac_lora_config *c);
+/* Apply --method to a model with a LoRA config: lora, full, or head only. */
+void cli_apply_method(const cli_args *a, lorac_model *m, const lorac_lora_config *c);
+
+/* print "trainable params: X || all params: Y || trainable%: Z" */
+void cli_print_trainable(const lorac_model *m);
+
+/* Progress reporter for lorac_train: a bar on a terminal, plain lines otherwise. */
+void cli_progress(const lorac_progress *p, void *ctx);
+
+#endif

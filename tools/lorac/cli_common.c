@@ -1,0 +1,246 @@
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "core/util.h"
+
+void cli_die(const char *cmd, int code, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "lorac %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+void cli_check(const char *cmd, lorac_status st) {
+    if (st != LORAC_OK) cli_die(cmd, st == LORAC_ERR_ARG ? EXIT_USAGE : 1, "%s", lorac_last_error());
+}
+
+static void usage(const char *cmd, const char *text, const cli_opt *opts, FILE *f) {
+    fprintf(f, "%s\n\nOptions:\n", text);
+    for (const cli_opt *o = opts; o->name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-24s %s\n", left, o->help);
+    }
+    fprintf(f, "  %-24s %s\n", "--help", "show this help");
+    (void)cmd;
+}
+
+void cli_parse(cli_args *a, const char *cmd, const char *text, const cli_opt *opts, int argc, char **argv) {
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    a->opts = opts;
+    while (opts[a->n_opts].name) a->n_opts++;
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            usage(cmd, text, opts, stdout);
+            exit(0);
+        }
+        if (strncmp(s, "--", 2) != 0)
+            cli_die(cmd, EXIT_USAGE, "unexpected argument '%s'; hint: options start with --, see lorac %s --help", s, cmd);
+        char name[64];
+        const char *eq = strchr(s + 2, '=');
+        size_t len = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+        if (len >= sizeof name) cli_die(cmd, EXIT_USAGE, "unknown option '%s'; hint: lorac %s --help", s, cmd);
+        memcpy(name, s + 2, len);
+        name[len] = 0;
+        int k = -1;
+        for (int j = 0; j < a->n_opts; j++)
+            if (!strcmp(opts[j].name, name)) k = j;
+        if (k < 0) cli_die(cmd, EXIT_USAGE, "unknown option '--%s'; hint: lorac %s --help lists the options", name, cmd);
+        if (!opts[k].arg) {
+            if (eq) cli_die(cmd, EXIT_USAGE, "option --%s takes no value", name);
+            a->values[k] = "1";
+        } else if (eq) {
+            a->values[k] = eq + 1;
+        } else {
+            if (i + 1 >= argc) cli_die(cmd, EXIT_USAGE, "option --%s needs a value (%s)", name, opts[k].arg);
+            a->values[k] = argv[++i];
+        }
+    }
+}
+
+static int find(const cli_args *a, const char *name) {
+    for (int j = 0; j < a->n_opts; j++)
+        if (!strcmp(a->opts[j].name, name)) return j;
+    fprintf(stderr, "lorac: internal error: option --%s not declared for '%s'\n", name, a->cmd);
+    abort();
+}
+
+const char *cli_str(const cli_args *a, const char *name, const char *def) {
+    const char *v = a->values[find(a, name)];
+    return v ? v : def;
+}
+
+int cli_has(const cli_args *a, const char *name) { return a->values[find(a, name)] != NULL; }
+
+double cli_num(const cli_args *a, const char *name, double def, double lo, double hi) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !isfinite(x) || x < lo || x > hi)
+        cli_die(a->cmd, EXIT_USAGE, "--%s '%s': expected a number in [%g, %g]", name, v, lo, hi);
+    return x;
+}
+
+int cli_int(const cli_args *a, const char *name, int def, int lo, int hi) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi)
+        cli_die(a->cmd, EXIT_USAGE, "--%s '%s': expected a whole number in [%d, %d]", name, v, lo, hi);
+    return (int)x;
+}
+
+uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v) return def;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno || v[0] == '-') cli_die(a->cmd, EXIT_USAGE, "--%s '%s': expected a non-negative whole number", name, v);
+    return (uint64_t)x;
+}
+
+void cli_set_threads(const cli_args *a) {
+    int n = cli_int(a, "threads", 0, 1, 1024);
+    if (n == 0) {
+        const char *e = getenv("OMP_NUM_THREADS");
+        n = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
+    const char *path = cli_str(a, "model", NULL);
+    if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
+    cli_check(a->cmd, lorac_model_load(path, m));
+    if (!tok) return;
+    const char *tp = cli_str(a, "tokenizer", NULL);
+    if (tp)
+        cli_check(a->cmd, lorac_tokenizer_load(tp, tok));
+    else if (ends_with(path, ".gguf"))
+        cli_check(a->cmd, lorac_tokenizer_from_gguf((*m)->gguf, tok));
+    else
+        cli_check(a->cmd, lorac_tokenizer_load(path, tok));
+}
+
+void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
+    lorac_lora_config_default(c);
+    const char *preset = cli_str(a, "preset", NULL);
+    int appx = 0;
+    if (preset) {
+        if (strcmp(preset, "appendix-e")) cli_die(a->cmd, EXIT_USAGE, "--preset '%s' unknown; hint: appendix-e", preset);
+        appx = 1;
+    }
+    c->r = cli_int(a, "r", appx ? 16 : 8, 1, 4096);
+    c->alpha = (float)cli_num(a, "alpha", c->r, 1e-6, 1e6);
+    c->dropout = (float)cli_num(a, "dropout", 0, 0, 0.999);
+    c->use_rslora = cli_has(a, "rslora");
+    c->split_fused = cli_has(a, "split-qkv") || appx;
+    const char *re = cli_str(a, "target-regex", NULL);
+    if (re) {
+        if (strlen(re) >= sizeof c->target_regex) cli_die(a->cmd, EXIT_USAGE, "--target-regex is too long");
+        snprintf(c->target_regex, sizeof c->target_regex, "%s", re);
+    } else {
+        const char *t = cli_str(a, "target", appx ? "all-linear,score" : "all-linear");
+        cli_check(a->cmd, lorac_lora_parse_list(t, c->targets, &c->n_targets, "--target"));
+    }
+    const char *b = cli_str(a, "bias", "none");
+    if (!strcmp(b, "none")) c->bias = LORAC_BIAS_NONE;
+    else if (!strcmp(b, "all")) c->bias = LORAC_BIAS_ALL;
+    else if (!strcmp(b, "lora_only")) c->bias = LORAC_BIAS_LORA_ONLY;
+    else cli_die(a->cmd, EXIT_USAGE, "--bias '%s': expected none, all or lora_only", b);
+    const char *mts = cli_str(a, "modules-to-save", NULL);
+    if (mts) cli_check(a->cmd, lorac_lora_parse_list(mts, c->modules_to_save, &c->n_modules_to_save, "--modules-to-save"));
+    const char *ly = cli_str(a, "layers", NULL);
+    if (ly) cli_check(a->cmd, lorac_lora_parse_layers(ly, c));
+    c->seed = cli_u64(a, "seed", 123);
+}
+
+void cli_apply_method(const cli_args *a, lorac_model *m, const lorac_lora_config *c) {
+    const char *meth = cli_str(a, "method", "lora");
+    if (!strcmp(meth, "lora")) {
+        int n;
+        cli_check(a->cmd, lorac_lora_apply(m, c, &n));
+    } else if (!strcmp(meth, "full")) {
+        cli_check(a->cmd, lorac_make_full_trainable(m));
+    } else if (!strcmp(meth, "head")) {
+        if (!m->head) cli_die(a->cmd, EXIT_USAGE, "--method head needs a classification task");
+        cli_check(a->cmd, lorac_weight_make_trainable(m->head->W));
+        if (m->head->b) cli_check(a->cmd, lorac_weight_make_trainable(m->head->b));
+    } else {
+        cli_die(a->cmd, EXIT_USAGE, "--method '%s': expected lora, full or head", meth);
+    }
+}
+
+static void commas(char *buf, size_t n, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    size_t len = strlen(tmp), o = 0;
+    for (size_t i = 0; i < len && o + 2 < n; i++) {
+        buf[o++] = tmp[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len && tmp[i] != '-') buf[o++] = ',';
+    }
+    buf[o] = 0;
+}
+
+void cli_print_trainable(const lorac_model *m) {
+    int64_t t, all;
+    char a[32], b[32];
+    lorac_count_params(m, &t, &all);
+    commas(a, sizeof a, t);
+    commas(b, sizeof b, all);
+    printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b, all ? 100.0 * t / all : 0.0);
+}
+
+void cli_progress(const lorac_progress *p, void *ctx) {
+    (void)ctx;
+    static int tty = -1;
+    if (tty < 0) tty = isatty(2);
+    if (p->is_eval) {
+        if (tty) fputc('\n', stderr);
+        if (p->val_acc >= 0)
+            fprintf(stderr, "epoch %d step %d: val loss %.4f, val accuracy %.2f%%\n", p->epoch, p->step, p->val_loss, 100 * p->val_acc);
+        else
+            fprintf(stderr, "epoch %d step %d: val loss %.4f (perplexity %.2f)\n", p->epoch, p->step, p->val_loss, exp(p->val_loss));
+        return;
+    }
+    if (tty) {
+        int width = 30, done = p->total_steps ? (int)((double)p->step / p->total_steps * width) : 0;
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r[%s] %d/%d ep %d/%d loss %.4f lr %.2e %.0f tok/s ETA %.0fs  ", bar, p->step, p->total_steps,
+                p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->eta);
+    } else if (p->step == 1 || p->step % 10 == 0 || p->step == p->total_steps) {
+        fprintf(stderr, "step %d/%d epoch %d/%d loss %.4f lr %.3g tok/s %.0f elapsed %.0fs eta %.0fs\n", p->step,
+                p->total_steps, p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->elapsed, p->eta);
+    }
+    fflush(stderr);
+}

@@ -1,0 +1,191 @@
+#include "cli_data.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+static lorac_task parse_task(const cli_args *a) {
+    const char *t = cli_str(a, "task", "classify");
+    if (!strcmp(t, "classify")) return LORAC_TASK_CLS;
+    if (!strcmp(t, "lm")) return LORAC_TASK_LM;
+    if (!strcmp(t, "instruct")) return LORAC_TASK_INSTRUCT;
+    cli_die(a->cmd, EXIT_USAGE, "--task '%s': expected classify, lm or instruct", t);
+}
+
+static void load_one(const cli_args *a, lorac_task task, const char *path, const char *const *labels, lorac_dataset *d) {
+    if (task == LORAC_TASK_LM) {
+        cli_check(a->cmd, lorac_dataset_load_text(path, d));
+    } else if (task == LORAC_TASK_INSTRUCT) {
+        cli_check(a->cmd, lorac_dataset_load_instructions(path, d));
+    } else {
+        lorac_data_opts o = LORAC_DATA_OPTS_DEFAULT;
+        o.format = cli_str(a, "format", NULL);
+        o.text_col = cli_str(a, "text-col", NULL);
+        o.label_col = cli_str(a, "label-col", NULL);
+        o.label_order = labels;
+        o.skip_bad = cli_has(a, "skip-bad-rows");
+        cli_check(a->cmd, lorac_dataset_load(path, &o, d));
+        if (d->n_skipped) fprintf(stderr, "%s: skipped %d bad rows\n", path, d->n_skipped);
+    }
+    if (d->n == 0) cli_die(a->cmd, 1, "%s: no examples; hint: check the file and --format/--text-col", path);
+}
+
+void cli_load_splits(const cli_args *a, cli_splits *s) {
+    memset(s, 0, sizeof *s);
+    s->task = parse_task(a);
+    const char *data = cli_str(a, "data", NULL);
+    if (!data) cli_die(a->cmd, EXIT_USAGE, "--data is required");
+    static char lab[64][96];
+    static const char *labels[65];
+    int nl = 0;
+    const char *ls = cli_str(a, "labels", NULL);
+    if (ls) {
+        cli_check(a->cmd, lorac_lora_parse_list(ls, lab, &nl, "--labels"));
+        for (int i = 0; i < nl; i++) labels[i] = lab[i];
+        labels[nl] = NULL;
+    }
+    lorac_dataset all;
+    load_one(a, s->task, data, nl ? labels : NULL, &all);
+    const uint64_t seed = cli_u64(a, "seed", 123);
+    if (cli_has(a, "balance")) {
+        if (s->task != LORAC_TASK_CLS) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");
+        cli_check(a->cmd, lorac_dataset_balance(&all, seed));
+    }
+    const char *vf = cli_str(a, "val", NULL), *tf = cli_str(a, "test", NULL);
+    if (vf || tf) { /* explicit files: --data is the training set */
+        s->train = all;
+        const char *const *names = (const char *const *)all.label_names;
+        if (s->task == LORAC_TASK_CLS) {
+            for (int i = 0; i < all.n_labels && i < 64; i++) labels[i] = names[i];
+            labels[all.n_labels < 64 ? all.n_labels : 64] = NULL;
+        }
+        if (vf) load_one(a, s->task, vf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->val);
+        if (tf) load_one(a, s->task, tf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->test);
+        lorac_dataset_shuffle(&s->train, seed);
+    } else {
+        double tr = 0.7, va = 0.1;
+        const char *sp = cli_str(a, "split", NULL);
+        if (sp && (sscanf(sp, "%lf,%lf", &tr, &va) != 2 || tr <= 0 || va < 0 || tr + va > 1))
+            cli_die(a->cmd, EXIT_USAGE, "--split '%s': expected two fractions like 0.7,0.1 summing to at most 1", sp);
+        cli_check(a->cmd, lorac_dataset_split(&all, tr, va, seed, 1, &s->train, &s->val, &s->test));
+        lorac_dataset_free(&all);
+    }
+    int mx = cli_int(a, "max-examples", 0, 0, 1 << 30);
+    if (mx > 0 && mx < s->train.n) {
+        lorac_dataset sub;
+        cli_check(a->cmd, lorac_dataset_subset(&s->train, mx, &sub));
+        lorac_dataset_free(&s->train);
+        s->train = sub;
+    }
+    if (s->task == LORAC_TASK_CLS) {
+        if (s->train.n_labels < 2) cli_die(a->cmd, 1, "%s: only %d distinct label(s); hint: a classifier needs 2 or more", data, s->train.n_labels);
+        fprintf(stderr, "labels:");
+        for (int i = 0; i < s->train.n_labels; i++)
+            fprintf(stderr, " %d=%s (%d)", i, s->train.label_names[i], lorac_dataset_count(&s->train, i));
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "examples: train %d, val %d, test %d\n", s->train.n, s->val.n, s->test.n);
+}
+
+void cli_splits_free(cli_splits *s) {
+    lorac_dataset_free(&s->train);
+    lorac_dataset_free(&s->val);
+    lorac_dataset_free(&s->test);
+}
+
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
+                         cli_tokenized *t) {
+    memset(t, 0, sizeof *t);
+    int max_len = cli_int(a, "max-len", 256 < m->cfg.n_ctx ? 256 : m->cfg.n_ctx, 2, m->cfg.n_ctx);
+    const lorac_dataset *d[3] = {&s->train, &s->val, &s->test};
+    lorac_tokenized *o[3] = {&t->train, &t->val, &t->test};
+    static const char *names[3] = {"train", "val", "test"};
+    for (int i = 0; i < 3; i++) {
+        if (d[i]->n == 0) continue;
+        cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len, o[i]));
+        if (o[i]->n_truncated)
+            fprintf(stderr, "%s: %d of %d examples truncated to %d tokens\n", names[i], o[i]->n_truncated, o[i]->n, max_len);
+    }
+}
+
+void cli_tokenized_free(cli_tokenized *t) {
+    lorac_tokenized_free(&t->train);
+    lorac_tokenized_free(&t->val);
+    lorac_tokenized_free(&t->test);
+}
+
+void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
+                         cli_results *r) {
+    const lorac_tokenized *d[3] = {&t->train, &t->val, &t->test};
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < 3; i++) {
+        r->n[i] = d[i]->n;
+        r->acc[i] = -1;
+        r->loss[i] = NAN;
+        if (d[i]->n == 0) continue;
+        cli_check(a->cmd, lorac_evaluate(m, d[i], task, batch, &r->loss[i], &r->acc[i]));
+    }
+}
+
+void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s) {
+    static const char *names[3] = {"train", "val", "test"};
+    if (cli_has(a, "json")) {
+        printf("{");
+        for (int i = 0; i < 3; i++) {
+            if (r->acc[i] >= 0) printf("\"%s_acc\":%.6f,", names[i], r->acc[i]);
+            if (!isnan(r->loss[i])) printf("\"%s_loss\":%.6f,", names[i], r->loss[i]);
+            printf("\"%s_n\":%d,", names[i], r->n[i]);
+        }
+        printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
+               (long long)r->trainable, (long long)r->all, r->train_seconds, r->tokens_per_s, r->steps, r->peak_rss / 1048576.0);
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (r->n[i] == 0) continue;
+        if (r->acc[i] >= 0)
+            printf("%-5s accuracy: %6.2f%%  loss %.4f  (%d examples)\n", names[i], 100 * r->acc[i], r->loss[i], r->n[i]);
+        else
+            printf("%-5s loss: %.4f  perplexity %.3f  (%d examples)\n", names[i], r->loss[i], exp(r->loss[i]), r->n[i]);
+    }
+    printf("training: %d steps, %.1f s, %.1f tokens/s, peak RSS %.0f MB\n", r->steps, r->train_seconds, r->tokens_per_s,
+           r->peak_rss / 1048576.0);
+    (void)s;
+}
+
+void cli_write_results(const cli_args *a, const char *dir, const cli_results *r, const cli_splits *s) {
+    static const char *names[3] = {"train", "val", "test"};
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", cli_str(a, "model", ""));
+    cJSON_AddStringToObject(j, "data", cli_str(a, "data", ""));
+    cJSON_AddStringToObject(j, "method", cli_str(a, "method", "lora"));
+    for (int i = 0; i < 3; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "%s_n", names[i]);
+        cJSON_AddNumberToObject(j, k, r->n[i]);
+        if (r->acc[i] >= 0) {
+            snprintf(k, sizeof k, "%s_acc", names[i]);
+            cJSON_AddNumberToObject(j, k, r->acc[i]);
+        }
+        if (!isnan(r->loss[i])) {
+            snprintf(k, sizeof k, "%s_loss", names[i]);
+            cJSON_AddNumberToObject(j, k, r->loss[i]);
+        }
+    }
+    cJSON_AddNumberToObject(j, "trainable_params", (double)r->trainable);
+    cJSON_AddNumberToObject(j, "all_params", (double)r->all);
+    cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
+    cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(j, "steps", r->steps);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", r->peak_rss / 1048576.0);
+    char *txt = cJSON_Print(j), path[1200];
+    cJSON_Delete(j);
+    if (txt) {
+        cli_check(a->cmd, lorac_write_atomic(lorac_path_join(path, sizeof path, dir, "results.json"), txt, strlen(txt)));
+        free(txt);
+    }
+    (void)s;
+}

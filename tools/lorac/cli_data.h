@@ -1,0 +1,54 @@
+/* cli_data.h - data flags shared by train and eval: loading a file, the
+ * appendix-E protocol (balance, shuffle, split), tokenizing, evaluating the
+ * splits, and printing / writing the results. */
+#ifndef LORAC_CLI_DATA_H
+#define LORAC_CLI_DATA_H
+
+#include "cli.h"
+#include "io/dataset.h"
+#include "train/batch.h"
+
+#define CLI_DATA_OPTS                                                                                             \
+    {"task", "T", "classify | lm | instruct (default classify)"},                                                \
+    {"data", "FILE", "training data (or the whole set, split with --split): .tsv .csv .jsonl .json .txt, .gz ok"}, \
+    {"val", "FILE", "validation data (default: split from --data)"},                                             \
+    {"test", "FILE", "test data (default: split from --data)"},                                                  \
+    {"format", "F", "tsv | csv | jsonl | json (default: from the file name)"},                                   \
+    {"text-col", "COL", "text column: header name or 0-based index"},                                           \
+    {"label-col", "COL", "label column: header name or 0-based index"},                                         \
+    {"labels", "LIST", "label names in class-id order, e.g. ham,spam (default: sorted)"},                        \
+    {"skip-bad-rows", NULL, "skip malformed rows (counted) instead of failing"},                                \
+    {"balance", NULL, "under-sample every class to the smallest (appendix E)"},                                  \
+    {"split", "TR,VA", "train and validation fractions when splitting --data (default 0.7,0.1)"},                \
+    {"max-examples", "N", "use at most N training examples"},                                                   \
+    {"max-len", "N", "truncate sequences to N tokens (default 256)"}
+
+typedef struct cli_splits {
+    lorac_task task;
+    lorac_dataset train, val, test;
+} cli_splits;
+
+typedef struct cli_tokenized {
+    lorac_tokenized train, val, test;
+} cli_tokenized;
+
+typedef struct cli_results {
+    double acc[3], loss[3]; /* train, val, test; acc < 0 when not classification; loss NAN when empty */
+    int n[3];
+    double train_seconds, tokens_per_s;
+    int steps;
+    int64_t trainable, all;
+    size_t peak_rss;
+} cli_results;
+
+void cli_load_splits(const cli_args *a, cli_splits *s);
+void cli_splits_free(cli_splits *s);
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
+                         cli_tokenized *t);
+void cli_tokenized_free(cli_tokenized *t);
+void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
+                         cli_results *r);
+void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s);
+void cli_write_results(const cli_args *a, const char *dir, const cli_results *r, const cli_splits *s);
+
+#endif

@@ -1,0 +1,60 @@
+/* lorac eval - evaluate a base model, optionally with an adapter, on a data
+ * file: accuracy and loss (classification) or loss and perplexity (LM). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_data.h"
+#include "lora/adapter_io.h"
+
+static const cli_opt eval_opts[] = {
+    {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
+    {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
+    {"adapter", "DIR", "adapter directory written by lorac train"},
+    CLI_DATA_OPTS,
+    {"batch", "N", "batch size (default 8)"},
+    {"seed", "N", "seed for --balance / --split (default 123)"},
+    {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
+    {"json", NULL, "print the results as one JSON object on stdout"},
+    {NULL, NULL, NULL}};
+
+static const char *eval_usage =
+    "usage: lorac eval --model PATH [--adapter DIR] --data FILE [options]\n\n"
+    "Evaluate on every row of --data (or on the splits of --data with --split,\n"
+    "using the same seed as training to get the same test set).";
+
+int cmd_eval(int argc, char **argv) {
+    cli_args a;
+    cli_parse(&a, "eval", eval_usage, eval_opts, argc, argv);
+    cli_set_threads(&a);
+    lorac_model *m;
+    lorac_tokenizer *tok;
+    cli_load_model(&a, &m, &tok);
+    const char *ad = cli_str(&a, "adapter", NULL);
+    if (ad) cli_check("eval", lorac_adapter_load(m, ad, NULL));
+    cli_splits sp;
+    memset(&sp, 0, sizeof sp);
+    if (cli_has(&a, "split") || cli_has(&a, "balance")) {
+        cli_load_splits(&a, &sp);
+    } else { /* the whole file is the test set */
+        cli_args b = a;
+        b.values[0] = a.values[0];
+        cli_load_splits(&b, &sp);
+    }
+    if (sp.task == LORAC_TASK_CLS && !m->head)
+        cli_die("eval", EXIT_USAGE, "classification needs the adapter that holds the trained head; hint: --adapter DIR");
+    if (sp.task == LORAC_TASK_CLS && sp.train.n_labels > m->n_classes)
+        cli_die("eval", 1, "%s has %d labels but the head has %d classes", cli_str(&a, "data", ""), sp.train.n_labels, m->n_classes);
+    cli_tokenized tk;
+    cli_tokenize_splits(&a, &sp, tok, m, &tk);
+    cli_results r;
+    cli_evaluate_splits(&a, m, &tk, sp.task, cli_int(&a, "batch", 8, 1, 65536), &r);
+    lorac_count_params(m, &r.trainable, &r.all);
+    cli_print_results(&a, &r, &sp);
+    cli_tokenized_free(&tk);
+    cli_splits_free(&sp);
+    lorac_tokenizer_free(tok);
+    lorac_model_free(m);
+    return 0;
+}

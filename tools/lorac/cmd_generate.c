@@ -1,0 +1,98 @@
+/* lorac generate - continue a prompt with the base model or with an adapter. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "lora/adapter_io.h"
+#include "models/generate.h"
+
+static const cli_opt gen_opts[] = {
+    {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
+    {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
+    {"adapter", "DIR", "adapter directory written by lorac train"},
+    {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
+    {"chat", NULL, "wrap the prompt in the ChatML template (<|im_start|>user ... assistant)"},
+    {"max-new", "N", "generate at most N tokens (default 64)"},
+    {"temperature", "T", "0 = greedy (default 0)"},
+    {"top-k", "K", "sample from the K most likely tokens (default off)"},
+    {"top-p", "P", "nucleus sampling mass (default 1 = off)"},
+    {"seed", "N", "sampling seed (default 42)"},
+    {"stop", "TEXT", "stop at this token (default: the end-of-sequence token)"},
+    {"ids", NULL, "print token ids instead of text"},
+    {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
+    {NULL, NULL, NULL}};
+
+typedef struct { const lorac_tokenizer *tok; int prev; int ids; } stream_ctx;
+
+static int on_token(int id, void *vctx) {
+    stream_ctx *c = vctx;
+    if (c->ids) {
+        printf("%d ", id);
+    } else {
+        char buf[256];
+        size_t n = 0;
+        if (lorac_tokenizer_decode_piece(c->tok, c->prev, id, buf, sizeof buf, &n) == LORAC_OK) fwrite(buf, 1, n, stdout);
+    }
+    fflush(stdout);
+    c->prev = id;
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    cli_args a;
+    cli_parse(&a, "generate", "usage: lorac generate --model PATH [--adapter DIR] [--prompt TEXT] [options]", gen_opts, argc, argv);
+    cli_set_threads(&a);
+    lorac_model *m;
+    lorac_tokenizer *tok;
+    cli_load_model(&a, &m, &tok);
+    const char *ad = cli_str(&a, "adapter", NULL);
+    if (ad) cli_check("generate", lorac_adapter_load(m, ad, NULL));
+
+    lorac_gen_opts o;
+    lorac_gen_opts_default(&o);
+    o.max_new = cli_int(&a, "max-new", 64, 0, 1 << 20);
+    o.temperature = (float)cli_num(&a, "temperature", 0, 0, 100);
+    o.top_k = cli_int(&a, "top-k", 0, 0, 1 << 30);
+    o.top_p = (float)cli_num(&a, "top-p", 1, 0, 1);
+    o.seed = cli_u64(&a, "seed", 42);
+    const char *stop = cli_str(&a, "stop", NULL);
+    if (stop) {
+        int id = lorac_tokenizer_find(tok, stop);
+        if (id < 0) cli_die("generate", EXIT_USAGE, "--stop '%s' is not a single token of this tokenizer", stop);
+        o.stop[o.n_stop++] = id;
+    } else if (lorac_tokenizer_eos(tok) >= 0) {
+        o.stop[o.n_stop++] = lorac_tokenizer_eos(tok);
+    }
+    const char *prompt = cli_str(&a, "prompt", "");
+    char *text = NULL;
+    if (cli_has(&a, "chat")) {
+        size_t n = strlen(prompt) + 64;
+        text = malloc(n);
+        if (!text) cli_die("generate", 1, "out of memory");
+        snprintf(text, n, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", prompt);
+        int end = lorac_tokenizer_find(tok, "<|im_end|>");
+        if (end >= 0 && o.n_stop < 8) o.stop[o.n_stop++] = end;
+        prompt = text;
+    }
+    int *ids = NULL, n = 0;
+    cli_check("generate", lorac_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n));
+    if (n == 0) { /* nothing to condition on: start from BOS (or EOS as GPT-2 does) */
+        int start = lorac_tokenizer_bos(tok) >= 0 ? lorac_tokenizer_bos(tok) : lorac_tokenizer_eos(tok);
+        if (start < 0) cli_die("generate", EXIT_USAGE, "empty prompt and the tokenizer has no BOS token; hint: --prompt");
+        free(ids);
+        ids = malloc(sizeof(int));
+        ids[0] = start;
+        n = 1;
+    }
+    stream_ctx sc = {tok, ids[n - 1], cli_has(&a, "ids")};
+    int *out = NULL, n_out = 0;
+    cli_check("generate", lorac_generate(m, ids, n, &o, on_token, &sc, &out, &n_out));
+    putchar('\n');
+    free(out);
+    free(ids);
+    free(text);
+    lorac_tokenizer_free(tok);
+    lorac_model_free(m);
+    return 0;
+}

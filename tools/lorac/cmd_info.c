@@ -1,0 +1,102 @@
+/* lorac info / lorac modules - what a model holds and what LoRA would train. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_opt info_opts[] = {
+    {"model", "PATH", "Hugging Face directory or .gguf file"},
+    {"config", "FILE", "a config.json alone: random weights of the real shapes (for parameter counts)"},
+    {"num-classes", "N", "add a classification head 'score' with N classes"},
+    CLI_LORA_OPTS,
+    {"seed", "N", "seed for the LoRA init (default 123)"},
+    {"tree", NULL, "print every module with its shapes (info prints it by default)"},
+    {"threads", "N", "threads"},
+    {NULL, NULL, NULL}};
+
+static lorac_model *load(const cli_args *a) {
+    lorac_model *m;
+    const char *cfg = cli_str(a, "config", NULL);
+    if (cfg) {
+        lorac_config c;
+        cli_check(a->cmd, lorac_config_load_json(cfg, &c));
+        cli_check(a->cmd, lorac_model_create_random(&c, 1, &m));
+    } else {
+        cli_load_model(a, &m, NULL);
+    }
+    int nc = cli_int(a, "num-classes", 0, 0, 100000);
+    if (nc) cli_check(a->cmd, lorac_model_add_head(m, nc, 1, 1));
+    return m;
+}
+
+int cmd_info(int argc, char **argv) {
+    cli_args a;
+    cli_parse(&a, "info", "usage: lorac info (--model PATH | --config config.json) [--num-classes N] [LoRA options]\n\n"
+                          "Prints the module tree with shapes and, as PEFT's print_trainable_parameters,\n"
+                          "trainable params: X || all params: Y || trainable%: Z",
+              info_opts, argc, argv);
+    lorac_model *m = load(&a);
+    lorac_lora_config lc;
+    cli_lora_config(&a, &lc);
+    cli_apply_method(&a, m, &lc);
+    const lorac_config *c = &m->cfg;
+    printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", m->path,
+           c->model_type, c->n_layer, c->dim, c->n_head, c->n_kv_head, c->head_dim, c->ffn_dim, c->vocab, c->n_ctx,
+           c->tied ? ", tied head" : "");
+    for (int i = 0; i < m->n_w; i++) {
+        const lorac_weight *w = &m->w[i];
+        if (w->ndim == 2)
+            printf("  %-52s [%lld, %lld]%s\n", w->name, (long long)w->shape[0], (long long)w->shape[1], w->grad ? "  trainable" : "");
+        else
+            printf("  %-52s [%lld]%s\n", w->name, (long long)w->shape[0], w->grad ? "  trainable" : "");
+        for (int j = 0; j < m->n_lin; j++) {
+            const lorac_linear *L = &m->lin[j];
+            if (L->W != w || !L->lora || L == m->lm_head) continue;
+            const lorac_lora *l = L->lora;
+            printf("  %-52s [%lld, %lld]  trainable (LoRA r=%d%s, scale %.4g)\n", l->A.name, (long long)l->A.shape[0],
+                   (long long)l->A.shape[1], l->r, l->parts > 1 ? " x3 parts" : "", l->scale);
+            printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
+        }
+    }
+    if (m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
+    cli_print_trainable(m);
+    lorac_model_free(m);
+    return 0;
+}
+
+int cmd_modules(int argc, char **argv) {
+    cli_args a;
+    cli_parse(&a, "modules", "usage: lorac modules (--model PATH | --config config.json) [--num-classes N]\n\n"
+                             "Lists the Linear modules LoRA can target (their Hugging Face names),\n"
+                             "then the short names that --target accepts.",
+              info_opts, argc, argv);
+    lorac_model *m = load(&a);
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_linear *L = &m->lin[i];
+        printf("%-48s in %-6d out %-6d%s\n", L->name, L->in, L->out,
+               L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "");
+    }
+    printf("short names:");
+    char seen[32][96];
+    int ns = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        const char *name = m->lin[i].name, *p = name;
+        /* the part after the layer index: "attn.c_attn", "self_attn.q_proj" */
+        const char *dig = NULL;
+        for (const char *q = name; *q; q++)
+            if (*q == '.' && q[1] >= '0' && q[1] <= '9') dig = q + 1;
+        if (dig) {
+            p = strchr(dig, '.');
+            p = p ? p + 1 : name;
+        }
+        int dup = 0;
+        for (int j = 0; j < ns; j++) dup |= !strcmp(seen[j], p);
+        if (!dup && ns < 32) {
+            snprintf(seen[ns++], 96, "%s", p);
+            printf(" %s", p);
+        }
+    }
+    printf(" all-linear\n");
+    lorac_model_free(m);
+    return 0;
+}

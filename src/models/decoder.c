@@ -45,7 +45,12 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     if (B <= 0 || T <= 0) return lorac_fail(LORAC_ERR_ARG, "batch %d x %d: both must be positive", B, T);
     if (T > c->n_ctx)
         return lorac_fail(LORAC_ERR_ARG, "sequence length %d exceeds the model's %d positions; hint: lower --max-len", T, c->n_ctx);
-    if (a->layer && B <= a->cap_B && T <= a->cap_T) return LORAC_OK;
+    if (a->layer && B <= a->cap_B && T <= a->cap_T) {
+        /* adapters may have been added since the last reserve */
+        for (int i = 0; i < m->n_lin; i++)
+            if (m->lin[i].lora) LORAC_TRY(lorac_lora_reserve(m->lin[i].lora, m->lin[i].in, a->cap_B * a->cap_T));
+        return LORAC_OK;
+    }
     if (a->layer) { /* grow: keep the larger of old and new */
         if (a->cap_B > B) B = a->cap_B;
         if (a->cap_T > T) T = a->cap_T;

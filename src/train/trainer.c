@@ -136,15 +136,6 @@ static void metrics_line(const char *path, const char *fmt, ...) {
     fclose(f);
 }
 
-static double sched_mult(const lorac_train_opts *o, int step, int total) {
-    /* HF get_{linear,cosine}_schedule_with_warmup, evaluated at the 0-based step */
-    if (o->warmup_steps > 0 && step < o->warmup_steps) return (double)step / o->warmup_steps;
-    if (o->schedule == 0) return 1.0;
-    double prog = (double)(step - o->warmup_steps) / (double)(total - o->warmup_steps > 1 ? total - o->warmup_steps : 1);
-    if (prog > 1) prog = 1;
-    if (o->schedule == 1) return 1.0 - prog;
-    return 0.5 * (1.0 + cos(M_PI * prog));
-}
 
 typedef struct { lorac_optim *opt; lorac_status st; } add_ctx;
 static void add_param(lorac_weight *w, void *ctx) {
@@ -152,7 +143,7 @@ static void add_param(lorac_weight *w, void *ctx) {
     if (a->st != LORAC_OK) return;
     /* PyTorch AdamW decays every parameter it is given (the seeds and PEFT
      * pass all trainable parameters to one group). */
-    a->st = lorac_optim_add(a->opt, w->name, w->data, w->grad, w->n, 1);
+    a->st = lorac_optim_add(a->opt, w->name, w->data, w->grad, w->n, 1, NULL);
 }
 
 lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lorac_tokenized *val,
@@ -169,11 +160,13 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
 
     lorac_optim *opt = NULL;
-    LORAC_TRY(lorac_optim_create(&opt, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay));
+    lorac_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+    LORAC_TRY(lorac_optim_create(&acfg, &opt));
+    lorac_sched sched = {(lorac_sched_kind)o->schedule, o->warmup_steps, total, 0};
     add_ctx ac = {opt, LORAC_OK};
     lorac_for_each_trainable(m, add_param, &ac);
     lorac_status st = ac.st;
-    if (st == LORAC_OK && lorac_optim_count(opt) == 0)
+    if (st == LORAC_OK && opt->n_params == 0)
         st = lorac_fail(LORAC_ERR_ARG, "nothing is trainable; hint: check --target / --method");
 
     int *order = malloc(sizeof(int) * (size_t)train->n);
@@ -218,8 +211,9 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             step_loss += loss / o->grad_accum;
             if (++micro < o->grad_accum && bi + 1 < per_epoch) continue;
             micro = 0;
-            const char *bad = lorac_optim_nonfinite(opt);
-            if (bad) {
+            int bad_i = -1;
+            if (lorac_optim_check_grads(opt, &bad_i) != LORAC_OK) {
+                const char *bad = bad_i >= 0 ? opt->p[bad_i].name : "?";
                 if (!o->skip_nonfinite) {
                     st = lorac_fail(LORAC_ERR_NUMERIC, "gradient of '%s' is not finite at step %d (epoch %d); hint: lower --lr or set --clip", bad, step + 1, ep);
                     break;
@@ -228,9 +222,9 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 step_loss = 0;
                 continue;
             }
-            if (o->clip > 0) lorac_optim_clip(opt, o->clip);
-            double lr = o->lr * sched_mult(o, step, total);
-            lorac_optim_step(opt, (float)lr);
+            if (o->clip > 0) lorac_optim_clip_grad_norm(opt, o->clip);
+            double lr = o->lr * lorac_lr_at(&sched, step);
+            lorac_optim_step(opt, lr);
             lorac_optim_zero_grad(opt);
             step++;
             epoch_loss += step_loss;
@@ -265,6 +259,6 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     res->tokens_per_s = res->seconds > 0 ? res->tokens / res->seconds : 0;
     free(order);
     lorac_batch_free(&b);
-    lorac_optim_free(opt);
+    lorac_optim_destroy(opt);
     return st;
 }

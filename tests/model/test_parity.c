@@ -67,7 +67,7 @@ static void compare_named(const lorac_st *st, const lorac_weight *w, const char 
 }
 
 typedef struct { lorac_optim *opt; } optctx;
-static void add_to_opt(lorac_weight *w, void *c) { lorac_optim_add(((optctx *)c)->opt, w->name, w->data, w->grad, w->n, 1); }
+static void add_to_opt(lorac_weight *w, void *c) { lorac_optim_add(((optctx *)c)->opt, w->name, w->data, w->grad, w->n, 1, NULL); }
 
 static double loss_and_grad(lorac_model *m, const int *ids, const uint8_t *mask, const int *targets, const int *labels,
                             int B, int T, int cls) {
@@ -169,7 +169,8 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     int64_t tr, all;
     lorac_count_params(m, &tr, &all);
     optctx oc = {NULL};
-    CHECK_OK(lorac_optim_create(&oc.opt, 0.01f, 0.9f, 0.999f, 1e-8f, 0.1f));
+    lorac_adamw_cfg acfg = {0.01, 0.9, 0.999, 1e-8, 0.1};
+    CHECK_OK(lorac_optim_create(&acfg, &oc.opt));
     lorac_for_each_trainable(m, add_to_opt, &oc);
     lorac_for_each_trainable(m, zero_grads, NULL);
     double loss = loss_and_grad(m, ids, mask, targets, labels, B, T, cls);
@@ -221,7 +222,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
         compare_named(st, m->head->b, "", ".after5", m->head->b->data, 1e-3, 1e-6);
     }
     fprintf(stderr, "   trainable %lld of %lld params; loss %.6f\n", (long long)tr, (long long)all, loss);
-    lorac_optim_free(oc.opt);
+    lorac_optim_destroy(oc.opt);
     free(base);
     free(ids);
     free(am);

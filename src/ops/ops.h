@@ -85,6 +85,11 @@ void op_embed_bwd(float *dtable, const float *dy, const int *ids, int N, int C);
  * inverse = 1 applies the transposed rotation, which is the backward pass
  * (dx = R^T dy), also in place. */
 void op_rope(float *x, const int *pos, int B, int T, int H, int D, int ld, float theta, int inverse);
+/* Added for scaled RoPE variants (e.g. Llama-3 rope_scaling): op_rope with
+ * caller-supplied inverse frequencies inv_freq[D/2] (angle = pos * inv_freq[i]);
+ * op_rope_inv_freq fills the standard ones, inv_freq[i] = theta^(-2i/D). */
+void op_rope_inv_freq(float *inv_freq, int D, float theta);
+void op_rope_freqs(float *x, const int *pos, int B, int T, int H, int D, int ld, const float *inv_freq, int inverse);
 
 /* ---- attention ----------------------------------------------------------
  * Scaled dot-product attention with grouped-query heads.

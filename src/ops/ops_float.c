@@ -1,0 +1,17 @@
+/* ops_float.c - instantiates the type-generic op sources (.inc files) in float:
+ * these are the op_* functions declared in ops.h (all except the BLAS-backed
+ * linear layer and GEMM, which live in linear.c). Their double twins, from
+ * the same source text, are built by ops_double.c; see ops/template.h. */
+#define REAL float
+#define OP(name) op_##name
+#include "ops/template.h"
+
+#include "ops/ops.h"
+
+#include "ops/elementwise.inc"
+#include "ops/activations.inc"
+#include "ops/norms.inc"
+#include "ops/embed.inc"
+#include "ops/rope.inc"
+#include "ops/attention.inc"
+#include "ops/xent.inc"

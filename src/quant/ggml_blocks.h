@@ -1,0 +1,35 @@
+/* ggml_blocks.h - GGML block (quantized) formats: sizes and scalar
+ * reference dequantizers, bit-exact with ggml-quants.c.
+ *
+ * A block type stores `lorac_block_size(t)` consecutive elements of a row in
+ * `lorac_block_bytes(t)` bytes. Plain scalar dtypes are treated as blocks of
+ * one element, so `nbytes = numel / block_size * block_bytes` holds for
+ * every dtype. Layouts (all little-endian, f16 = IEEE half):
+ *   Q4_0 (32 elems, 18 B):  f16 d; u8 qs[16]        x = (nibble - 8) * d
+ *   Q4_1 (32 elems, 20 B):  f16 d, m; u8 qs[16]     x = nibble * d + m
+ *   Q8_0 (32 elems, 34 B):  f16 d; i8 qs[32]        x = q * d
+ *   Q4_K (256 elems, 144 B): f16 d, dmin; u8 scales[12]; u8 qs[128]
+ *   Q6_K (256 elems, 210 B): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d
+ * In the 4-bit formats byte j holds element j in its low nibble and element
+ * j + 16 (Q4_0/Q4_1) or j + 32 (Q4_K, per 64-element chunk) in its high one. */
+#ifndef LORAC_QUANT_GGML_BLOCKS_H
+#define LORAC_QUANT_GGML_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/tensorfile.h"
+
+/* Elements per block (1 for scalar dtypes); 0 for an invalid dtype. */
+int lorac_block_size(lorac_dtype t);
+/* Bytes per block (the element size for scalar dtypes); 0 if invalid. */
+size_t lorac_block_bytes(lorac_dtype t);
+/* 1 for the GGML block formats (Q4_0 .. Q6_K), 0 otherwise. */
+int lorac_is_block_type(lorac_dtype t);
+
+/* Dequantize n elements (n a multiple of the block size) of block type t
+ * from `src` (n / block_size blocks, any alignment) into dst. Returns
+ * LORAC_ERR_ARG for a non-block dtype or a bad n. */
+lorac_status lorac_dequant_row(lorac_dtype t, const void *src, float *dst, int64_t n);
+
+#endif

@@ -18,7 +18,7 @@
 
 /* One named parameter tensor. grad != NULL means "trainable". */
 typedef struct lorac_weight {
-    char name[128];   /* Hugging Face name, e.g. "transformer.h.0.ln_1.weight" */
+    char name[160];   /* Hugging Face name, e.g. "transformer.h.0.ln_1.weight" */
     int ndim;
     int64_t shape[2]; /* as stored in the HF checkpoint */
     size_t n;         /* element count */

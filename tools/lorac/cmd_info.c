@@ -77,7 +77,7 @@ int cmd_modules(int argc, char **argv) {
                L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "");
     }
     printf("short names:");
-    char seen[32][96];
+    char seen[32][128];
     int ns = 0;
     for (int i = 0; i < m->n_lin; i++) {
         const char *name = m->lin[i].name, *p = name;
@@ -92,7 +92,7 @@ int cmd_modules(int argc, char **argv) {
         int dup = 0;
         for (int j = 0; j < ns; j++) dup |= !strcmp(seen[j], p);
         if (!dup && ns < 32) {
-            snprintf(seen[ns++], 96, "%s", p);
+            snprintf(seen[ns++], 128, "%s", p);
             printf(" %s", p);
         }
     }

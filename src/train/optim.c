@@ -1,0 +1,204 @@
+/* optim.c - AdamW (torch semantics), gradient clipping and checks, and the
+ * learning-rate schedules. See optim.h for the formulas. */
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- creating and filling the optimizer ---- */
+
+static int bad_number(double x) { return !isfinite(x); }
+
+lorac_status lorac_optim_create(const lorac_adamw_cfg *cfg, lorac_optim **out) {
+    static const lorac_adamw_cfg defaults = LORAC_ADAMW_DEFAULTS;
+    *out = NULL;
+    if (!cfg) cfg = &defaults;
+    if (bad_number(cfg->lr) || cfg->lr < 0)
+        return lorac_fail(LORAC_ERR_ARG, "AdamW: learning rate %g must be >= 0", cfg->lr);
+    if (!(cfg->beta1 >= 0 && cfg->beta1 < 1) || !(cfg->beta2 >= 0 && cfg->beta2 < 1))
+        return lorac_fail(LORAC_ERR_ARG, "AdamW: betas (%g, %g) must lie in [0, 1)", cfg->beta1, cfg->beta2);
+    if (bad_number(cfg->eps) || cfg->eps < 0)
+        return lorac_fail(LORAC_ERR_ARG, "AdamW: eps %g must be >= 0", cfg->eps);
+    if (bad_number(cfg->weight_decay) || cfg->weight_decay < 0)
+        return lorac_fail(LORAC_ERR_ARG, "AdamW: weight decay %g must be >= 0", cfg->weight_decay);
+    lorac_optim *o = calloc(1, sizeof *o);
+    if (!o) return lorac_fail(LORAC_ERR_NOMEM, "out of memory creating the optimizer");
+    o->cfg = *cfg;
+    *out = o;
+    return LORAC_OK;
+}
+
+static void free_param(lorac_param *p) {
+    free(p->name);
+    free(p->m);
+    free(p->v);
+    if (p->own_grad) free(p->grad);
+}
+
+void lorac_optim_destroy(lorac_optim *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n_params; i++) free_param(&o->p[i]);
+    free(o->p);
+    free(o);
+}
+
+lorac_status lorac_optim_add(lorac_optim *o, const char *name, float *data, float *grad, size_t n, int decay,
+                             lorac_param **out) {
+    if (out) *out = NULL;
+    if (!data || n == 0) return lorac_fail(LORAC_ERR_ARG, "optimizer: parameter '%s' has no data", name);
+    if (o->n_params == o->cap_params) {
+        int cap = o->cap_params ? 2 * o->cap_params : 16;
+        lorac_param *np = realloc(o->p, (size_t)cap * sizeof *np);
+        if (!np) return lorac_fail(LORAC_ERR_NOMEM, "optimizer: out of memory adding '%s'", name);
+        o->p = np;
+        o->cap_params = cap;
+    }
+    lorac_param p = {0};
+    p.name = strdup(name ? name : "?");
+    p.data = data;
+    p.n = n;
+    p.decay = decay;
+    p.m = calloc(n, sizeof *p.m);
+    p.v = calloc(n, sizeof *p.v);
+    p.grad = grad;
+    if (!grad) {
+        p.grad = calloc(n, sizeof *p.grad);
+        p.own_grad = 1;
+    }
+    if (!p.name || !p.m || !p.v || !p.grad) {
+        free_param(&p);
+        return lorac_fail(LORAC_ERR_NOMEM, "optimizer: out of memory for the state of '%s' (%zu values)", name, n);
+    }
+    o->p[o->n_params] = p;
+    if (out) *out = &o->p[o->n_params];
+    o->n_params++;
+    return LORAC_OK;
+}
+
+lorac_param *lorac_optim_find(lorac_optim *o, const char *name) {
+    for (int i = 0; i < o->n_params; i++)
+        if (strcmp(o->p[i].name, name) == 0) return &o->p[i];
+    return NULL;
+}
+
+size_t lorac_optim_numel(const lorac_optim *o) {
+    size_t n = 0;
+    for (int i = 0; i < o->n_params; i++) n += o->p[i].n;
+    return n;
+}
+
+/* ---- gradients ---- */
+
+void lorac_optim_zero_grad(lorac_optim *o) {
+    for (int i = 0; i < o->n_params; i++) memset(o->p[i].grad, 0, o->p[i].n * sizeof(float));
+}
+
+lorac_status lorac_optim_check_grads(const lorac_optim *o, int *bad) {
+    if (bad) *bad = -1;
+    for (int i = 0; i < o->n_params; i++) {
+        const lorac_param *p = &o->p[i];
+        for (size_t j = 0; j < p->n; j++) {
+            if (isfinite(p->grad[j])) continue;
+            if (bad) *bad = i;
+            return lorac_fail(LORAC_ERR_NUMERIC,
+                              "gradient of '%s' is %s at element %zu (optimizer step %lld); hint: lower the learning "
+                              "rate or clip gradients (--clip)",
+                              p->name, isnan(p->grad[j]) ? "NaN" : "infinite", j, (long long)o->step + 1);
+        }
+    }
+    return LORAC_OK;
+}
+
+double lorac_optim_grad_norm(const lorac_optim *o) {
+    double sum = 0;
+    for (int i = 0; i < o->n_params; i++) {
+        const float *g = o->p[i].grad;
+        for (size_t j = 0; j < o->p[i].n; j++) sum += (double)g[j] * (double)g[j];
+    }
+    return sqrt(sum);
+}
+
+double lorac_optim_clip_grad_norm(lorac_optim *o, double max_norm) {
+    double total = lorac_optim_grad_norm(o);
+    if (max_norm <= 0 || !isfinite(total)) return total;
+    double clip_coef = max_norm / (total + 1e-6);
+    if (clip_coef < 1.0) {
+        float c = (float)clip_coef;
+        for (int i = 0; i < o->n_params; i++) {
+            float *g = o->p[i].grad;
+            for (size_t j = 0; j < o->p[i].n; j++) g[j] *= c;
+        }
+    }
+    return total;
+}
+
+/* ---- the AdamW step ---- */
+
+void lorac_optim_step(lorac_optim *o, double lr) {
+    const lorac_adamw_cfg *c = &o->cfg;
+    int64_t t = ++o->step;
+    /* Scalars in double, as torch computes them in Python; the per-element
+     * arithmetic is float, as torch's on float32 tensors. */
+    double bias_correction1 = 1.0 - pow(c->beta1, (double)t);
+    double bias_correction2 = 1.0 - pow(c->beta2, (double)t);
+    const float step_size = (float)(lr / bias_correction1);
+    const float bc2_sqrt = (float)sqrt(bias_correction2);
+    const float decay_mul = (float)(1.0 - lr * c->weight_decay);
+    const float b1 = (float)c->beta1, one_minus_b1 = (float)(1.0 - c->beta1);
+    const float b2 = (float)c->beta2, one_minus_b2 = (float)(1.0 - c->beta2);
+    const float eps = (float)c->eps;
+    for (int i = 0; i < o->n_params; i++) {
+        lorac_param *p = &o->p[i];
+        float *w = p->data, *m = p->m, *v = p->v;
+        const float *g = p->grad;
+        int decay = p->decay && c->weight_decay != 0;
+        for (size_t j = 0; j < p->n; j++) {
+            if (decay) w[j] *= decay_mul; /* decoupled weight decay first */
+            m[j] = b1 * m[j] + one_minus_b1 * g[j];
+            v[j] = b2 * v[j] + one_minus_b2 * g[j] * g[j];
+            float denom = sqrtf(v[j]) / bc2_sqrt + eps; /* eps outside the square root, after the correction */
+            w[j] -= step_size * (m[j] / denom);
+        }
+    }
+}
+
+/* ---- learning-rate schedules ---- */
+
+static const double pi = 3.14159265358979323846; /* M_PI is not in strict C11 */
+
+double lorac_lr_at(const lorac_sched *s, int step) {
+    int warmup = s->warmup_steps > 0 ? s->warmup_steps : 0;
+    if (step < warmup) return (double)step / (double)(warmup > 1 ? warmup : 1);
+    int span = s->total_steps - warmup;
+    if (span < 1) span = 1;
+    switch (s->kind) {
+    case LORAC_SCHED_CONSTANT: return 1.0;
+    case LORAC_SCHED_LINEAR: {
+        double f = (double)(s->total_steps - step) / (double)span;
+        return f > 0 ? f : 0.0;
+    }
+    case LORAC_SCHED_COSINE: {
+        double cycles = s->num_cycles > 0 ? s->num_cycles : 0.5;
+        double progress = (double)(step - warmup) / (double)span;
+        double f = 0.5 * (1.0 + cos(pi * cycles * 2.0 * progress));
+        return f > 0 ? f : 0.0;
+    }
+    }
+    return 1.0;
+}
+
+static const char *const sched_names[] = {"constant", "linear", "cosine"};
+
+lorac_status lorac_sched_parse(const char *name, lorac_sched_kind *out) {
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, sched_names[k]) == 0) {
+            *out = (lorac_sched_kind)k;
+            return LORAC_OK;
+        }
+    return lorac_fail(LORAC_ERR_ARG, "unknown learning-rate schedule '%s'; hint: constant, linear or cosine", name);
+}
+
+const char *lorac_sched_name(lorac_sched_kind k) {
+    return (unsigned)k < 3 ? sched_names[k] : "unknown";
+}

@@ -4,7 +4,7 @@
  *    independent forward that reproduces llama2.c byte for byte);
  *  - the tokenizer gives the reference ids for the reference sentence and
  *    the model its mean NLL;
- *  - greedy generation from BOS for 256 steps reproduces llama2.c's
+ *  - greedy generation from BOS for 257 steps reproduces llama2.c's
  *    expected_greedy_t0_257steps.txt byte for byte. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -74,7 +74,7 @@ int main(void) {
      * space after BOS, print a newline at the end */
     lorac_gen_opts o;
     lorac_gen_opts_default(&o);
-    o.max_new = 256;
+    o.max_new = 257; /* llama2.c -n 257: 257 forward passes, each emitting one token */
     int *gen = NULL, ng = 0;
     CHECK_OK(lorac_generate(m, &bos, 1, &o, stop_at_bos, NULL, &gen, &ng));
     size_t cap = 1 << 16, len = 0;

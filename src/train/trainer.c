@@ -177,6 +177,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     if (!order && st == LORAC_OK) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory");
     const double t0 = lorac_now();
     int step = 0, micro = 0;
+    double eval_s = 0; /* time spent evaluating, kept out of tokens/s */
     double step_loss = 0, epoch_loss = 0;
     int epoch_steps = 0;
     m->training = 1;
@@ -229,7 +230,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             step++;
             epoch_loss += step_loss;
             epoch_steps++;
-            double el = lorac_now() - t0;
+            double el = lorac_now() - t0 - eval_s;
             lorac_progress p = {ep, o->epochs, step, total, step_loss, lr, res->tokens / (el > 0 ? el : 1e-9), el,
                                 el / step * (total - step), 0, 0, -1};
             metrics_line(o->metrics_path, "{\"type\":\"train\",\"epoch\":%d,\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}",
@@ -238,8 +239,9 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             step_loss = 0;
             int last_of_epoch = bi + o->grad_accum >= per_epoch || step == total;
             if (val && val->n > 0 && ((o->eval_every > 0 && step % o->eval_every == 0) || (o->eval_every == 0 && last_of_epoch))) {
-                double vl, va;
+                double vl, va, e0 = lorac_now();
                 st = lorac_evaluate(m, val, o->task, bs, &vl, &va);
+                eval_s += lorac_now() - e0;
                 if (st != LORAC_OK) break;
                 m->training = 1;
                 res->val_loss = vl;
@@ -254,7 +256,8 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     }
     m->training = 0;
     res->steps = step;
-    res->seconds = lorac_now() - t0;
+    res->seconds = lorac_now() - t0 - eval_s;
+    res->eval_seconds = eval_s;
     res->final_loss = epoch_steps ? epoch_loss / epoch_steps : NAN;
     res->tokens_per_s = res->seconds > 0 ? res->tokens / res->seconds : 0;
     free(order);

@@ -43,7 +43,8 @@ void lorac_train_opts_default(lorac_train_opts *o);
 typedef struct lorac_train_result {
     int steps;
     double final_loss;      /* mean loss of the last epoch's steps */
-    double seconds;
+    double seconds;         /* training time, evaluations excluded */
+    double eval_seconds;    /* time spent in the periodic evaluations */
     int64_t tokens;         /* real tokens processed in training */
     double tokens_per_s;
     int64_t padded_tokens;  /* tokens including padding (what the model computed) */

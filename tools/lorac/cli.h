@@ -7,6 +7,7 @@
 #define LORAC_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "io/tokenizer.h"
 #include "lora/lora.h"
@@ -70,7 +71,7 @@ void cli_lora_config(const cli_args *a, lorac_lora_config *c);
 void cli_apply_method(const cli_args *a, lorac_model *m, const lorac_lora_config *c);
 
 /* print "trainable params: X || all params: Y || trainable%: Z" */
-void cli_print_trainable(const lorac_model *m);
+void cli_print_trainable(const lorac_model *m, FILE *f);
 
 /* Progress reporter for lorac_train: a bar on a terminal, plain lines otherwise. */
 void cli_progress(const lorac_progress *p, void *ctx);

@@ -210,13 +210,13 @@ static void commas(char *buf, size_t n, int64_t v) {
     buf[o] = 0;
 }
 
-void cli_print_trainable(const lorac_model *m) {
+void cli_print_trainable(const lorac_model *m, FILE *f) {
     int64_t t, all;
     char a[32], b[32];
     lorac_count_params(m, &t, &all);
     commas(a, sizeof a, t);
     commas(b, sizeof b, all);
-    printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b, all ? 100.0 * t / all : 0.0);
+    fprintf(f, "trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b, all ? 100.0 * t / all : 0.0);
 }
 
 void cli_progress(const lorac_progress *p, void *ctx) {

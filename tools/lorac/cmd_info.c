@@ -59,7 +59,7 @@ int cmd_info(int argc, char **argv) {
         }
     }
     if (m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
-    cli_print_trainable(m);
+    cli_print_trainable(m, stdout);
     lorac_model_free(m);
     return 0;
 }

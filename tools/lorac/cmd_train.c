@@ -30,6 +30,7 @@ static const cli_opt train_opts[] = {
     {"seed", "N", "seed for data order, splits, LoRA init and dropout (default 123)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {"out", "DIR", "write the adapter, metrics.jsonl and results.json here"},
+    {"overwrite", NULL, "allow --out to replace an adapter already there"},
     {"json", NULL, "print the final results as one JSON object on stdout"},
     {NULL, NULL, NULL}};
 
@@ -45,24 +46,9 @@ int cmd_train(int argc, char **argv) {
     cli_parse(&a, "train", train_usage, train_opts, argc, argv);
     cli_set_threads(&a);
     const int appx = cli_has(&a, "preset");
-    lorac_model *m;
-    lorac_tokenizer *tok;
-    cli_load_model(&a, &m, &tok);
-
-    cli_splits sp;
-    cli_load_splits(&a, &sp);
-    lorac_lora_config lc;
-    cli_lora_config(&a, &lc);
-    if (sp.task == LORAC_TASK_CLS) cli_check("train", lorac_model_add_head(m, sp.train.n_labels, 1, lc.seed));
-    cli_apply_method(&a, m, &lc);
-    cli_print_trainable(m);
-
-    cli_tokenized tk;
-    cli_tokenize_splits(&a, &sp, tok, m, &tk);
-
+    /* every flag is checked before anything slow happens */
     lorac_train_opts o;
     lorac_train_opts_default(&o);
-    o.task = sp.task;
     o.epochs = cli_int(&a, "epochs", appx ? 5 : 1, 1, 100000);
     o.batch_size = cli_int(&a, "batch", 8, 1, 65536);
     o.grad_accum = cli_int(&a, "grad-accum", 1, 1, 65536);
@@ -83,11 +69,30 @@ int cmd_train(int argc, char **argv) {
     const char *out = cli_str(&a, "out", NULL);
     char mpath[1200];
     if (out) {
+        char probe[1200];
+        if (lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+            cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
         cli_check("train", lorac_mkdirs(out));
         o.metrics_path = lorac_path_join(mpath, sizeof mpath, out, "metrics.jsonl");
         remove(mpath);
     }
 
+    lorac_model *m;
+    lorac_tokenizer *tok;
+    cli_load_model(&a, &m, &tok);
+
+    lorac_lora_config lc;
+    cli_lora_config(&a, &lc);
+    cli_splits sp;
+    cli_load_splits(&a, &sp);
+    if (sp.task == LORAC_TASK_CLS) cli_check("train", lorac_model_add_head(m, sp.train.n_labels, 1, lc.seed));
+    cli_apply_method(&a, m, &lc);
+    cli_print_trainable(m, stderr);
+
+    cli_tokenized tk;
+    cli_tokenize_splits(&a, &sp, tok, m, &tk);
+
+    o.task = sp.task;
     lorac_train_result r;
     cli_check("train", lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r));
     fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n", r.steps,

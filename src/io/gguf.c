@@ -519,6 +519,13 @@ int lorac_gguf_get_int(const lorac_gguf *g, const char *key, int64_t *out) {
     return 1;
 }
 
+int lorac_gguf_get_bool(const lorac_gguf *g, const char *key, int *out) {
+    const gguf_kv *kv = find(g, key);
+    if (!kv || kv->type != LORAC_GGUF_BOOL) return 0;
+    *out = kv->val[0] != 0; /* a GGUF bool is one byte */
+    return 1;
+}
+
 int lorac_gguf_get_float(const lorac_gguf *g, const char *key, double *out) {
     const gguf_kv *kv = find(g, key);
     int64_t v;

@@ -34,6 +34,8 @@ lorac_gguf_type lorac_gguf_kv_type(const lorac_gguf *g, int i);
  * float type to double. Return 1 if found with a compatible type, else 0. */
 int lorac_gguf_get_int(const lorac_gguf *g, const char *key, int64_t *out);
 int lorac_gguf_get_float(const lorac_gguf *g, const char *key, double *out);
+/* A BOOL value as 0/1; returns 1 if found with type BOOL. */
+int lorac_gguf_get_bool(const lorac_gguf *g, const char *key, int *out);
 /* NUL-terminated copy owned by g; NULL if absent or not a string. */
 const char *lorac_gguf_get_str(const lorac_gguf *g, const char *key);
 /* Arrays: element type and length; 0 if absent or not an array. */

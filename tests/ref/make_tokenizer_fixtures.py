@@ -4,8 +4,12 @@
 Run by hand (not by ctest), from the repository root:
 
     python3 -m venv .venv-tok
-    .venv-tok/bin/pip install tokenizers sentencepiece transformers gguf numpy protobuf
+    .venv-tok/bin/pip install tokenizers sentencepiece "transformers<5" gguf numpy protobuf
     HF_HUB_OFFLINE=1 .venv-tok/bin/python tests/ref/make_tokenizer_fixtures.py
+
+(transformers 5 dropped the slow GPT2Tokenizer / LlamaTokenizer used for the
+cross-checks; written with tokenizers 0.22.2, sentencepiece 0.2.3,
+transformers 4.57.6, gguf 0.19.0. No torch is needed.)
 
 Inputs: tests/fixtures/tokenizer/strings.json (UTF-8 bytes, hex-encoded so
 that invalid sequences survive), the shared data directory ($LORAC_DATA,
@@ -26,9 +30,12 @@ Outputs (all in tests/fixtures/tokenizer/):
                     tokenizer.json converted from the .model.
   tok512_tokenizer.json  that converted tokenizer.json (an input for the C
                     tokenizer.json loader, Llama kind).
+  tok512_metaspace_tokenizer.json  the same in the newer Metaspace shape.
   tok512_vocab.gguf a GGUF holding only the tok512 tokenizer metadata
                     (tokenizer.ggml.model = "llama").
   smollm2.json      SmolLM2-135M-Instruct tokenizer rebuilt from its GGUF.
+  malformed/*.gguf  tokenizer metadata lorac must refuse (bad model, pre,
+                    merges, scores, ids).
 """
 
 import json
@@ -136,6 +143,21 @@ def tok512_tokenizer_json(model_path):
     return tok
 
 
+def tok512_metaspace_json(model_path):
+    """The same vocabulary in the newer (non-legacy) shape: no normalizer,
+    pre_tokenizer Metaspace(prepend_scheme="first", split=False), decoder
+    Metaspace + ByteFallback + Fuse."""
+    from tokenizers import decoders, pre_tokenizers
+
+    tok = tok512_tokenizer_json(model_path)
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence(
+        [decoders.Metaspace(replacement="\u2581", prepend_scheme="first"), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    return tok
+
+
 def split_specials(text, specials):
     """Leftmost-longest split of text on special-token strings."""
     out, i, start = [], 0, 0
@@ -168,6 +190,9 @@ def tok512(strings):
     slow = LlamaTokenizer(vocab_file=model_path, legacy=True)  # sentencepiece underneath
     hf.save(os.path.join(FIX, "tok512_tokenizer.json"))
     print("wrote", os.path.join(FIX, "tok512_tokenizer.json"))
+    meta = tok512_metaspace_json(model_path)
+    meta.save(os.path.join(FIX, "tok512_metaspace_tokenizer.json"))
+    print("wrote", os.path.join(FIX, "tok512_metaspace_tokenizer.json"))
     specials = {"<unk>": 0, "<s>": 1, "</s>": 2}
     cases = []
     for name, raw in strings:
@@ -191,6 +216,10 @@ def tok512(strings):
             "hf_decoded_skip_hex": hexs(hf.decode([1] + hf_ids, skip_special_tokens=True)),
             "hf_decode_of_spm_skip_hex": hexs(hf.decode([1] + spm_ids, skip_special_tokens=True)),
         }
+        meta_ids = meta.encode(text, add_special_tokens=False).ids
+        c["meta_ids"] = meta_ids
+        c["meta_decoded_hex"] = hexs(meta.decode([1] + meta_ids, skip_special_tokens=False))
+        c["meta_decoded_skip_hex"] = hexs(meta.decode([1] + meta_ids, skip_special_tokens=True))
         cases.append(c)
     note_diffs("tok512 sentencepiece+split vs transformers slow LlamaTokenizer(legacy)", cases, "spm_ids", "slow_llama_ids")
     note_diffs("tok512 sentencepiece vs HF tokenizer.json", cases, "spm_ids", "hf_ids")
@@ -201,7 +230,8 @@ def tok512(strings):
         "comment": "stories260K tok512. spm_ids: sentencepiece on tok512.model, split on <unk>/<s>/</s> first "
         "(reference for lorac loading the .model; remove_extra_whitespaces=true in this model). "
         "hf_ids: HF tokenizers on tok512_tokenizer.json (reference for loading that file and for the "
-        "tok512_vocab.gguf fixture). Decoded strings are HF's decoder on [<s>] + ids.",
+        "tok512_vocab.gguf fixture). meta_ids: HF on tok512_metaspace_tokenizer.json. Decoded strings are "
+        "HF's decoder on [<s>] + ids.",
         "vocab_size": 512, "bos": 1, "eos": 2, "pad": -1,
         "cases": cases,
     }
@@ -332,11 +362,50 @@ def smollm2(strings):
     }
 
 
+def malformed_ggufs():
+    """Small GGUFs whose tokenizer metadata lorac must refuse with a clear
+    message (tests/unit/test_tokenizer_malformed.c)."""
+    import gguf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    alphabet = [bytes_to_unicode()[b] for b in range(256)]
+    out = os.path.join(FIX, "malformed")
+    os.makedirs(out, exist_ok=True)
+
+    def write(name, model, tokens, merges=None, pre=None, scores=None, bos=None):
+        w = gguf.GGUFWriter(os.path.join(out, name), "llama")
+        if model is not None:
+            w.add_tokenizer_model(model)
+        if pre is not None:
+            w.add_tokenizer_pre(pre)
+        if tokens is not None:
+            w.add_token_list(tokens)
+        if merges is not None:
+            w.add_token_merges(merges)
+        if scores is not None:
+            w.add_token_scores(scores)
+        if bos is not None:
+            w.add_bos_token_id(bos)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        print("wrote", os.path.join(out, name))
+
+    write("no_tokenizer.gguf", None, None)
+    write("model_bert.gguf", "bert", ["[PAD]", "a"])
+    write("pre_llama3.gguf", "gpt2", alphabet + ["\u0120t"], merges=["\u0120 t"], pre="llama-bpe")
+    write("merge_unknown.gguf", "gpt2", alphabet + ["\u0120t"], merges=["\u0120 t", "\u0120 zz"], pre="gpt2")
+    write("llama_no_scores.gguf", "llama", ["<unk>", "<s>", "</s>", "a"])
+    write("llama_bad_bos.gguf", "llama", ["<unk>", "<s>", "</s>", "a"], scores=[0.0, 0.0, 0.0, -1.0], bos=9999)
+
+
 def main():
     strings = load_strings()
     dump("gpt2.json", gpt2(strings))
     dump("tok512.json", tok512(strings))
     tok512_gguf()
+    malformed_ggufs()
     if os.path.exists(SMOLLM_GGUF):
         dump("smollm2.json", smollm2(strings))
     else:

@@ -112,6 +112,9 @@ static void test_meta(void) {
     CHECK(lorac_gguf_get_float(g, "t.f64", &f) && f == -2.5e-300, "t.f64 %g", f);
     CHECK(lorac_gguf_get_float(g, "t.u16", &f) && f == 60000, "int as float");
     CHECK(lorac_gguf_kv_type(g, lorac_gguf_find_key(g, "t.bool")) == LORAC_GGUF_BOOL, "bool type");
+    int bv = -1;
+    CHECK(lorac_gguf_get_bool(g, "t.bool", &bv) && bv == 1, "t.bool = %d (the fixture writes True)", bv);
+    CHECK(!lorac_gguf_get_bool(g, "t.u8", &bv), "a number is not a bool");
     CHECK(!lorac_gguf_get_int(g, "t.str", &i) && !lorac_gguf_get_float(g, "t.str", &f), "string is not a number");
     const char *s = lorac_gguf_get_str(g, "t.str");
     CHECK(s && strcmp(s, "h\xc3\xa9llo w\xc3\xb6rld") == 0, "utf-8 string");

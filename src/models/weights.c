@@ -7,6 +7,7 @@
  * interleaved RoPE order into HF's rotate-half order, so LoRA matrices mean
  * the same thing whichever file the base came from. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,7 +211,7 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
     if (t->ndim != w->ndim || g0 != e0 || g1 != e1)
         return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%lld,%lld]; hint: wrong config.json?",
                           file, t->name, (long long)g0, (long long)g1, (long long)e0, (long long)e1);
-    if (t->dtype == LORAC_F32 && !transposed) {
+    if (t->dtype == LORAC_F32 && !transposed && (uintptr_t)t->data % sizeof(float) == 0) {
         w->data = (float *)t->data; /* zero-copy view into the mapping */
         w->owned = 0;
         return LORAC_OK;

@@ -27,7 +27,10 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
     if (max_len < 2) return lorac_fail(LORAC_ERR_ARG, "max length %d is too small", max_len);
     out->n = d->n;
     out->max_len = max_len;
-    int bos = lorac_tokenizer_bos(tok), eos = lorac_tokenizer_eos(tok), pad = lorac_tokenizer_pad(tok);
+    /* BOS only where the tokenizer itself adds it (Llama / SentencePiece, not
+     * GPT-2 or SmolLM2); EOS always ends an LM example so the model learns to stop */
+    int bos = lorac_tokenizer_adds_bos(tok) ? lorac_tokenizer_bos(tok) : -1;
+    int eos = lorac_tokenizer_eos(tok), pad = lorac_tokenizer_pad(tok);
     out->pad_id = pad >= 0 ? pad : (eos >= 0 ? eos : 0);
     lorac_status st;
 #define TRY(x) do { st = (x); if (st != LORAC_OK) goto fail; } while (0)

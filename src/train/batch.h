@@ -30,7 +30,8 @@ typedef struct lorac_tokenized {
 } lorac_tokenized;
 
 /* Tokenize every example of d for the task. CLS: encode(text) without special
- * tokens (appendix E) then truncate. LM: [bos] + encode(text) + [eos].
+ * tokens (appendix E) then truncate. LM: [bos] + encode(text) + [eos], with the
+ * BOS only when the tokenizer adds one (as add_special_tokens=True would).
  * INSTRUCT: [bos] + encode(prompt) + encode(response) + [eos], n_prompt =
  * tokens up to the end of the prompt. pad_id: the tokenizer's pad, else its
  * eos (GPT-2's <|endoftext|>, as appendix E pads), else 0. */

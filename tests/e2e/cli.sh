@@ -72,6 +72,13 @@ if [ -d "$S" ]; then
     "$BIN" eval $common --adapter "$T/run" --json >"$T/eval.json" 2>"$T/eval.err"
     eval_acc=$(python3 -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["test_acc"])' "$T/eval.json" 2>/dev/null)
     if [ -n "$test_acc" ] && [ "$test_acc" = "$eval_acc" ]; then ok; else bad "eval with the saved adapter: test acc '$eval_acc' vs trained '$test_acc'"; cat "$T/eval.err" >&2; fi
+    # a fixed seed makes a run repeatable: the same losses, step for step
+    for k in 1 2; do
+        "$BIN" train $common --max-examples 32 --max-steps 3 --r 4 --dropout 0.1 --out "$T/rep$k" >/dev/null 2>&1
+    done
+    if [ -s "$T/rep1/metrics.jsonl" ] && cmp -s <(grep -o '"loss":[^,]*' "$T/rep1/metrics.jsonl") <(grep -o '"loss":[^,]*' "$T/rep2/metrics.jsonl"); then ok; else bad "two runs with the same seed gave different losses"; fi
+    "$BIN" train $common --max-examples 32 --max-steps 3 --r 4 --out "$T/rep1" >/dev/null 2>"$T/err1"
+    if grep -q "already holds an adapter" "$T/err1"; then ok; else bad "train overwrote an existing adapter without --overwrite"; fi
     "$BIN" generate --model "$S" --prompt "Once upon a time" --max-new 20 >"$T/gen.txt" 2>"$T/gen.err"
     if [ $? -eq 0 ] && grep -q "Once upon a time\|." "$T/gen.txt"; then ok; else bad "generate"; cat "$T/gen.err" >&2; fi
 fi

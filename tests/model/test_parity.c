@@ -40,8 +40,11 @@ static float *f32(const lorac_st *st, const char *name, size_t *n) {
 static int *i64(const lorac_st *st, const char *name) {
     const lorac_tensor_desc *t = need(st, name);
     int *x = malloc(sizeof(int) * (size_t)t->numel);
-    const int64_t *s = t->data;
-    for (int64_t i = 0; i < t->numel; i++) x[i] = (int)s[i];
+    for (int64_t i = 0; i < t->numel; i++) { /* safetensors does not align data: copy each value out */
+        int64_t v;
+        memcpy(&v, (const char *)t->data + 8 * i, 8);
+        x[i] = (int)v;
+    }
     return x;
 }
 

@@ -33,6 +33,27 @@ static cJSON *str_array(char (*items)[96], int n) {
     return a;
 }
 
+/* target_modules as PEFT writes it: with "all-linear" among the targets, the
+ * resolved set of module names (the last name component of every adapted
+ * module, which all-linear covers exactly); otherwise the user's list. */
+static cJSON *target_list(const lorac_model *m, const lorac_lora_config *c) {
+    int all = 0;
+    for (int i = 0; i < c->n_targets; i++) all |= !strcmp(c->targets[i], "all-linear");
+    if (!all) return str_array((char (*)[96])c->targets, c->n_targets);
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < m->n_lin; i++) {
+        if (!m->lin[i].lora) continue;
+        const char *dot = strrchr(m->lin[i].name, '.'), *leaf = dot ? dot + 1 : m->lin[i].name;
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++) {
+            const char *d2 = strrchr(m->lin[k].name, '.');
+            seen = m->lin[k].lora && !strcmp(d2 ? d2 + 1 : m->lin[k].name, leaf);
+        }
+        if (!seen) cJSON_AddItemToArray(a, cJSON_CreateString(leaf));
+    }
+    return a;
+}
+
 lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c, const lorac_adapter_meta *meta,
                                 const char *dir) {
     LORAC_TRY(lorac_mkdirs(dir));
@@ -72,7 +93,7 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
     if (c->target_regex[0])
         cJSON_AddStringToObject(j, "target_modules", c->target_regex);
     else
-        cJSON_AddItemToObject(j, "target_modules", str_array((char (*)[96])c->targets, c->n_targets));
+        cJSON_AddItemToObject(j, "target_modules", target_list(m, c));
     static const char *const bias_names[] = {"none", "all", "lora_only"};
     cJSON_AddStringToObject(j, "bias", bias_names[c->bias]);
     cJSON_AddBoolToObject(j, "fan_in_fan_out", m->cfg.arch == LORAC_ARCH_GPT2);
@@ -89,7 +110,7 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
         cJSON_AddNullToObject(j, "layers_to_transform");
     }
     cJSON_AddBoolToObject(j, "inference_mode", 1);
-    cJSON_AddStringToObject(j, "init_lora_weights", "true");
+    cJSON_AddBoolToObject(j, "init_lora_weights", 1);
     /* lorac's own fields (PEFT ignores unknown keys only in newer releases;
      * issue 4 turns split adapters into plain PEFT ones on export) */
     cJSON *x = cJSON_CreateObject();

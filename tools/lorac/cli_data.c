@@ -151,8 +151,9 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
         else
             printf("%-5s loss: %.4f  perplexity %.3f  (%d examples)\n", names[i], r->loss[i], exp(r->loss[i]), r->n[i]);
     }
-    printf("training: %d steps, %.1f s, %.1f tokens/s, peak RSS %.0f MB\n", r->steps, r->train_seconds, r->tokens_per_s,
-           r->peak_rss / 1048576.0);
+    if (r->steps > 0)
+        printf("training: %d steps, %.1f s, %.1f tokens/s, peak RSS %.0f MB\n", r->steps, r->train_seconds,
+               r->tokens_per_s, r->peak_rss / 1048576.0);
     (void)s;
 }
 

@@ -36,6 +36,8 @@ expect 2 "needs a value" -- "$BIN" train --lr
 expect 2 "expected a number" -- "$BIN" train --model x --data y --lr abc
 expect 2 "model is required" -- "$BIN" info
 expect 1 "no config.json" -- "$BIN" info --model "$T"
+expect 1 "no config.json" -- "$BIN" train --model "$T/none" --data "$T/none.tsv" --out "$T/never"
+if [ -e "$T/never" ]; then bad "a failed train left its --out directory behind"; else ok; fi
 
 # malformed checkpoints: each gets one line naming the file
 tiny=$SRC/tests/fixtures/models/tiny_gpt2

@@ -72,9 +72,7 @@ int cmd_train(int argc, char **argv) {
         char probe[1200];
         if (lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
-        cli_check("train", lorac_mkdirs(out));
         o.metrics_path = lorac_path_join(mpath, sizeof mpath, out, "metrics.jsonl");
-        remove(mpath);
     }
 
     lorac_model *m;
@@ -93,6 +91,10 @@ int cmd_train(int argc, char **argv) {
     cli_tokenize_splits(&a, &sp, tok, m, &tk);
 
     o.task = sp.task;
+    if (out) { /* created only now that the model and data have loaded */
+        cli_check("train", lorac_mkdirs(out));
+        remove(mpath); /* metrics of an earlier run into the same --out (allowed by --overwrite) */
+    }
     lorac_train_result r;
     cli_check("train", lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r));
     fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n", r.steps,

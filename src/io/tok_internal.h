@@ -12,7 +12,8 @@
  * Files: tokenizer.c (API, added tokens, dispatch by path), tok_vocab.c
  * (piece table, hash maps, buffers), tok_unicode.c (UTF-8, categories, byte
  * alphabet), tok_merge.c (BPE merge loop), tok_bpe.c + tok_spm.c (the two
- * families), and one loader per source format: tok_files.c (vocab.json +
+ * BPE families), tok_wordpiece.c (the WordPiece family for BERT, with its
+ * vocab.txt loader), and one loader per source format: tok_files.c (vocab.json +
  * merges.txt), tok_json.c (tokenizer.json), tok_hfconfig.c
  * (tokenizer_config.json / special_tokens_map.json), tok_spm_model.c
  * (tokenizer.model protobuf), tok_gguf.c (GGUF metadata).
@@ -127,6 +128,7 @@ typedef struct tok_family {
 
 extern const tok_family tok_family_bytelevel; /* tok_bpe.c */
 extern const tok_family tok_family_spm;       /* tok_spm.c */
+extern const tok_family tok_family_wordpiece; /* tok_wordpiece.c */
 
 /* Byte-level family settings. */
 typedef struct tok_bl_cfg {
@@ -148,6 +150,20 @@ typedef struct tok_spm_cfg {
     int decode_metaspace; /* HF Metaspace decoder: strip the first token's leading "▁" */
 } tok_spm_cfg;
 enum { TOK_PREPEND_ALWAYS = 1, TOK_PREPEND_FIRST = 2, TOK_PREPEND_NEVER = 3 };
+
+/* WordPiece (BERT) family settings: HF BertNormalizer, WordPiece model and
+ * decoder, transformers' clean_up_tokenization_spaces. */
+typedef struct tok_wp_cfg {
+    int clean_text;       /* drop control characters, whitespace -> ' ' */
+    int handle_cjk;       /* spaces around CJK ideographs */
+    int strip_accents;    /* NFD, then drop nonspacing marks (Mn) */
+    int lowercase;        /* lowercase every character */
+    int max_word_chars;   /* a longer word becomes unk (max_input_chars_per_word) */
+    char prefix[16];      /* continuing-subword prefix, "##" */
+    size_t prefix_len;
+    int decode_cleanup;   /* WordPiece decoder's cleanup, token by token */
+    int cleanup_spaces;   /* transformers' clean_up_tokenization_spaces, whole text */
+} tok_wp_cfg;
 
 struct lorac_tokenizer {
     const tok_family *fam;
@@ -183,6 +199,7 @@ struct lorac_tokenizer {
 
     tok_bl_cfg bl;
     tok_spm_cfg spm;
+    tok_wp_cfg wp;
 };
 
 /* ---- building one (tok_vocab.c). Loaders: tok_create, tok_set_piece for
@@ -238,6 +255,12 @@ void tok_dir_of(const char *path, char *dir, size_t cap);
 lorac_status tok_load_vocab_merges(const char *vocab_path, const char *merges_path, lorac_tokenizer **out);
 lorac_status tok_load_json(const char *path, lorac_tokenizer **out);
 lorac_status tok_load_spm_model(const char *path, lorac_tokenizer **out);
+/* WordPiece (tok_wordpiece.c): a BERT vocab.txt (with tokenizer_config.json
+ * next to it), and the WordPiece parts of a tokenizer.json whose vocabulary
+ * and added tokens tok_json.c has already read into t. */
+struct cJSON;
+lorac_status tok_load_wordpiece_vocab(const char *path, lorac_tokenizer **out);
+lorac_status tok_wp_read_json(lorac_tokenizer *t, const struct cJSON *root, const char *path);
 /* Apply tokenizer_config.json / special_tokens_map.json found in `dir`:
  * special token names, extra added tokens, and (when use_add_flags)
  * add_bos_token / add_eos_token. Missing files are fine. */

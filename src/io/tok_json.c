@@ -291,13 +291,33 @@ static void guess_specials(lorac_tokenizer *t) {
     for (int k = 0; k < 3 && t->eos < 0; k++) t->eos = tok_lookup(t, eos_names[k], strlen(eos_names[k]));
 }
 
+/* model.type "WordPiece" (BERT): vocab and added tokens as for BPE, the
+ * post_processor's [CLS] ... [SEP], the side files, then the WordPiece
+ * settings (tok_wordpiece.c). */
+static lorac_status build_wordpiece(lorac_tokenizer **out, const cJSON *root, const char *path) {
+    const cJSON *vocab = get(get(root, "model"), "vocab");
+    if (!cJSON_IsObject(vocab))
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: WordPiece model needs a \"vocab\" object", path);
+    lorac_tokenizer *t;
+    LORAC_TRY(tok_create(&tok_family_wordpiece, 0, path, &t));
+    *out = t; /* the caller destroys it on failure */
+    LORAC_TRY(read_vocab(t, vocab, get(root, "added_tokens"), path));
+    LORAC_TRY(read_post_processor(t, get(root, "post_processor"), path));
+    char dir[4096];
+    tok_dir_of(path, dir, sizeof dir);
+    LORAC_TRY(tok_apply_hf_config(t, dir, 0));
+    LORAC_TRY(tok_wp_read_json(t, root, path));
+    return tok_finish(t);
+}
+
 static lorac_status build(lorac_tokenizer **out, const cJSON *root, const char *path) {
     const cJSON *model = get(root, "model");
     if (!cJSON_IsObject(model))
         return lorac_fail(LORAC_ERR_FORMAT, "%s: no \"model\" object; hint: is this a tokenizer.json?", path);
     const char *type = get_str(model, "type");
+    if (type && strcmp(type, "WordPiece") == 0) return build_wordpiece(out, root, path);
     if (type && strcmp(type, "BPE") != 0)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (lorac reads BPE tokenizers)",
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (lorac reads BPE and WordPiece tokenizers)",
                           path, type);
     const cJSON *vocab = get(model, "vocab"), *merges = get(model, "merges");
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))

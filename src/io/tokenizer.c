@@ -23,9 +23,10 @@ static lorac_status load_dir(const char *dir, lorac_tokenizer **out) {
     lorac_path_join(b, sizeof b, dir, "merges.txt");
     if (lorac_file_exists(a) && lorac_file_exists(b)) return tok_load_vocab_merges(a, b, out);
     if (lorac_file_exists(lorac_path_join(a, sizeof a, dir, "tokenizer.model"))) return tok_load_spm_model(a, out);
+    if (lorac_file_exists(lorac_path_join(a, sizeof a, dir, "vocab.txt"))) return tok_load_wordpiece_vocab(a, out);
     return lorac_fail(LORAC_ERR_IO,
                       "%s: no tokenizer here; hint: the directory needs tokenizer.json, vocab.json + merges.txt, "
-                      "or tokenizer.model",
+                      "tokenizer.model or vocab.txt",
                       dir);
 }
 
@@ -49,8 +50,7 @@ lorac_status lorac_tokenizer_load(const char *path, lorac_tokenizer **out) {
                               is_vocab ? "merges.txt" : "vocab.json");
         return is_vocab ? tok_load_vocab_merges(path, other, out) : tok_load_vocab_merges(other, path, out);
     }
-    if (strcmp(base, "vocab.txt") == 0) /* where a WordPiece loader would go */
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: WordPiece (BERT) vocabularies are not supported yet", path);
+    if (strcmp(base, "vocab.txt") == 0) return tok_load_wordpiece_vocab(path, out); /* BERT WordPiece */
     if (ends_with(base, ".json")) return tok_load_json(path, out);
     if (ends_with(base, ".model")) return tok_load_spm_model(path, out);
     /* Unknown name: JSON starts with '{' (after blanks); otherwise protobuf. */

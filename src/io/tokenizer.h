@@ -7,6 +7,10 @@
  *   "sentencepiece-bpe"  SentencePiece BPE with byte fallback (Llama 2,
  *                        stories*): tokenizer.model, a Llama-style
  *                        tokenizer.json, or GGUF tokenizer.ggml.model = "llama".
+ *   "wordpiece"          BERT WordPiece (BERT, DistilBERT, MiniLM): vocab.txt
+ *                        (+ tokenizer_config.json's do_lower_case) or a
+ *                        tokenizer.json with model.type "WordPiece"; add_special
+ *                        gives [CLS] ... [SEP] (BertTokenizerFast).
  *
  * What "the same ids" means, per source:
  *   tokenizer.json, vocab.json+merges.txt  HF `tokenizers` (the fast tokenizer).
@@ -37,7 +41,7 @@
 
 typedef struct lorac_tokenizer lorac_tokenizer;
 
-/* path: a directory (tries tokenizer.json, then vocab.json+merges.txt, then tokenizer.model) or one of those files. */
+/* path: a directory (tries tokenizer.json, then vocab.json+merges.txt, then tokenizer.model, then vocab.txt) or one of those files. */
 lorac_status lorac_tokenizer_load(const char *path, lorac_tokenizer **out);
 lorac_status lorac_tokenizer_from_gguf(const lorac_gguf *g, lorac_tokenizer **out);
 void lorac_tokenizer_free(lorac_tokenizer *t);
@@ -53,7 +57,7 @@ int lorac_tokenizer_bos(const lorac_tokenizer *t); /* -1 if none */
 int lorac_tokenizer_eos(const lorac_tokenizer *t);
 int lorac_tokenizer_pad(const lorac_tokenizer *t); /* -1 if none */
 int lorac_tokenizer_find(const lorac_tokenizer *t, const char *piece); /* id of an exact piece, or -1 */
-const char *lorac_tokenizer_kind(const lorac_tokenizer *t); /* "gpt2-bpe", "sentencepiece-bpe", ... */
+const char *lorac_tokenizer_kind(const lorac_tokenizer *t); /* "gpt2-bpe", "sentencepiece-bpe", "wordpiece" */
 
 /* ---- extras ---- */
 /* The vocabulary entry of `id` as stored (e.g. "Ġthe", "▁the", "<0x0A>"),

@@ -185,8 +185,9 @@ static void test_json(void) {
     const char *path = tmp_path("tokenizer.json");
     write_text(path, "{\"version\": \"1.0\", \"added_tokens\": []}");
     load_expect_fail(path, LORAC_ERR_FORMAT, "model", "tokenizer.json without a model");
+    /* a WordPiece tokenizer.json without BERT's pre-tokenizer is a pipeline lorac does not run */
     write_text(path, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
-    load_expect_fail(path, LORAC_ERR_UNSUPPORTED, "WordPiece", "WordPiece tokenizer.json");
+    load_expect_fail(path, LORAC_ERR_UNSUPPORTED, "WordPiece", "WordPiece tokenizer.json without a BertPreTokenizer");
     write_text(path, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a q\"]},"
                      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": \"ByteLevel\"}}");
     load_expect_fail(path, LORAC_ERR_FORMAT, "merges[0]", "tokenizer.json merge with an unknown token");

@@ -43,7 +43,7 @@ lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N) {
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
     op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
     lorac_lora *l = L->lora;
-    if (!l) return;
+    if (!l || l->merged) return;
     LORAC_ASSERT(N <= l->cap);
     const int R = l->parts * l->r, ob = L->out / l->parts;
     const float *xd = x;
@@ -67,7 +67,7 @@ void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *
         op_linear_bwd_w(L->W->grad, L->b ? L->b->grad : NULL, dy, x, N, L->in, L->out, L->w_in_out);
     if (dx) op_linear_bwd_x(dx, dy, L->W->data, N, L->in, L->out, L->w_in_out);
     lorac_lora *l = L->lora;
-    if (!l) return;
+    if (!l || l->merged) return;
     const int R = l->parts * l->r, ob = L->out / l->parts;
     const float *xd = l->dropout > 0 ? l->xd : x;
     float *dxa = malloc(sizeof(float) * (size_t)N * R);

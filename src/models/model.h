@@ -38,6 +38,7 @@ typedef struct lorac_lora {
     int r, parts;
     float alpha, scale, dropout;
     lorac_weight A, B;
+    int merged;     /* folded into the base W (lora/merge.h): fwd/bwd skip it */
     /* saved by forward for backward (capacity cap rows): */
     float *xa;      /* [N, parts*r]  dropout(x) A^T */
     float *xd;      /* [N, in]       dropout(x) (only when dropout > 0) */

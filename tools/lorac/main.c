@@ -9,6 +9,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_modules(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -20,6 +21,7 @@ static const struct {
     {"generate", cmd_generate, "generate text (with or without an adapter)"},
     {"info", cmd_info, "module tree and trainable-parameter count"},
     {"modules", cmd_modules, "list the module names LoRA can target"},
+    {"merge", cmd_merge, "merge an adapter into its base model and write a checkpoint"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,196 @@
+/* merge.c - LoRA merge / unmerge and writing a merged checkpoint.
+ *
+ *   merge:    W[o, i] += s * sum_k B[o, k] A[p*r + k, i]    p = o / (out/parts)
+ *   unmerge:  W[o, i] -= the same delta
+ *
+ * (Conv1D, w_in_out = 1, stores W[i, o]: the same delta lands transposed.)
+ * The delta is summed in double, so unmerge gives back W to within one float
+ * rounding of each element. */
+#include "lora/merge.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "io/safetensors.h"
+
+/* Copy a read-only view into malloc'd memory so it may be changed. Unlike
+ * lorac_weight_make_trainable, no gradient buffer is allocated. */
+static lorac_status make_owned(lorac_weight *w) {
+    if (w->owned) return LORAC_OK;
+    float *copy;
+    LORAC_TRY(lorac_alloc((void **)&copy, w->n, sizeof(float), w->name));
+    memcpy(copy, w->data, w->n * sizeof(float));
+    w->data = copy;
+    w->owned = 1;
+    return LORAC_OK;
+}
+
+/* W += sign * s * B_p A_p over every part block p. */
+static void add_delta(lorac_linear *L, double sign) {
+    const lorac_lora *l = L->lora;
+    const int r = l->r, ob = L->out / l->parts;
+    const double s = sign * (double)l->scale;
+    float *W = L->W->data;
+    for (int o = 0; o < L->out; o++) {
+        const int p = o / ob;
+        const float *Bo = l->B.data + (size_t)o * r;               /* row o of B      [r]  */
+        const float *Ap = l->A.data + (size_t)p * r * L->in;       /* block p of A    [r, in] */
+        for (int i = 0; i < L->in; i++) {
+            double d = 0;
+            for (int k = 0; k < r; k++) d += (double)Bo[k] * Ap[(size_t)k * L->in + i];
+            float *w = L->w_in_out ? &W[(size_t)i * L->out + o] : &W[(size_t)o * L->in + i];
+            *w = (float)((double)*w + s * d);
+        }
+    }
+}
+
+lorac_status lorac_lora_merge(lorac_model *m) {
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_linear *L = &m->lin[i];
+        if (L->lora && !L->lora->merged && L == m->lm_head && m->cfg.tied)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED,
+                              "cannot merge the adapter on lm_head: its weight is tied to the token embedding; "
+                              "hint: keep the adapter separate (lorac generate --adapter)");
+    }
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].lora && !m->lin[i].lora->merged) LORAC_TRY(make_owned(m->lin[i].W));
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_linear *L = &m->lin[i];
+        if (!L->lora || L->lora->merged) continue;
+        add_delta(L, +1.0);
+        L->lora->merged = 1;
+    }
+    return LORAC_OK;
+}
+
+void lorac_lora_unmerge(lorac_model *m) {
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_linear *L = &m->lin[i];
+        if (!L->lora || !L->lora->merged) continue;
+        add_delta(L, -1.0);
+        L->lora->merged = 0;
+    }
+}
+
+/* ---- writing the merged checkpoint ---------------------------------------- */
+
+static lorac_status write_json(const char *path, cJSON *j) {
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return lorac_fail(LORAC_ERR_NOMEM, "out of memory writing %s", path);
+    lorac_status st = lorac_write_atomic(path, txt, strlen(txt));
+    free(txt);
+    return st;
+}
+
+/* A Hugging Face config.json for m->cfg (used for GGUF and random bases). */
+static cJSON *config_from_cfg(const lorac_config *c) {
+    cJSON *j = cJSON_CreateObject(), *arch = cJSON_CreateArray();
+    if (c->arch == LORAC_ARCH_GPT2) {
+        cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
+        cJSON_AddItemToObject(j, "architectures", arch);
+        cJSON_AddStringToObject(j, "model_type", "gpt2");
+        cJSON_AddStringToObject(j, "activation_function", "gelu_new");
+        cJSON_AddNumberToObject(j, "n_embd", c->dim);
+        cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
+        cJSON_AddNumberToObject(j, "n_head", c->n_head);
+        cJSON_AddNumberToObject(j, "n_inner", c->ffn_dim);
+        cJSON_AddNumberToObject(j, "n_positions", c->n_ctx);
+        cJSON_AddNumberToObject(j, "n_ctx", c->n_ctx);
+        cJSON_AddNumberToObject(j, "layer_norm_epsilon", c->norm_eps);
+    } else {
+        cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+        cJSON_AddItemToObject(j, "architectures", arch);
+        cJSON_AddStringToObject(j, "model_type", "llama");
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddNumberToObject(j, "hidden_size", c->dim);
+        cJSON_AddNumberToObject(j, "intermediate_size", c->ffn_dim);
+        cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layer);
+        cJSON_AddNumberToObject(j, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv_head);
+        cJSON_AddNumberToObject(j, "head_dim", c->head_dim);
+        cJSON_AddNumberToObject(j, "rms_norm_eps", c->norm_eps);
+        cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
+        cJSON_AddNumberToObject(j, "max_position_embeddings", c->n_ctx);
+        cJSON_AddBoolToObject(j, "attention_bias", c->attn_bias);
+        cJSON_AddBoolToObject(j, "mlp_bias", c->mlp_bias);
+    }
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied);
+    if (c->bos_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_id);
+    if (c->eos_id >= 0) cJSON_AddNumberToObject(j, "eos_token_id", c->eos_id);
+    if (c->pad_id >= 0) cJSON_AddNumberToObject(j, "pad_token_id", c->pad_id);
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    return j;
+}
+
+/* config.json: the base directory's own (torch_dtype set to the float32 we
+ * write), else one generated from the config. */
+static lorac_status write_config(const lorac_model *m, const char *out_dir) {
+    char src[1200], dst[1200];
+    lorac_path_join(dst, sizeof dst, out_dir, "config.json");
+    lorac_path_join(src, sizeof src, m->path, "config.json");
+    cJSON *j = NULL;
+    if (!m->gguf && lorac_file_exists(src)) {
+        char *txt;
+        LORAC_TRY(lorac_read_file(src, 1u << 24, &txt, NULL));
+        j = cJSON_Parse(txt);
+        free(txt);
+        if (!cJSON_IsObject(j)) {
+            cJSON_Delete(j);
+            return lorac_fail(LORAC_ERR_FORMAT, "%s: not a JSON object", src);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+        cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    } else {
+        j = config_from_cfg(&m->cfg);
+    }
+    if (!j) return lorac_fail(LORAC_ERR_NOMEM, "out of memory building config.json");
+    return write_json(dst, j);
+}
+
+static lorac_status write_weights(const lorac_model *m, const char *out_dir) {
+    lorac_st_entry *e;
+    LORAC_TRY(lorac_alloc((void **)&e, (size_t)m->n_w, sizeof *e, "checkpoint entries"));
+    for (int i = 0; i < m->n_w; i++) { /* a tied lm_head is no entry of m->w: written once, as wte */
+        const lorac_weight *w = &m->w[i];
+        e[i].name = w->name;
+        e[i].data = w->data;
+        e[i].ndim = w->ndim;
+        e[i].shape[0] = w->shape[0];
+        e[i].shape[1] = w->shape[1];
+        e[i].dtype = LORAC_F32;
+    }
+    char path[1200];
+    const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
+    lorac_status st = lorac_st_write(lorac_path_join(path, sizeof path, out_dir, "model.safetensors"), e, m->n_w, md);
+    free(e);
+    return st;
+}
+
+static lorac_status copy_tokenizer(const char *src_dir, const char *out_dir) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json",
+                                        "merges.txt",     "tokenizer.model",       "special_tokens_map.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[1200], dst[1200], *buf;
+        size_t len;
+        lorac_path_join(src, sizeof src, src_dir, files[i]);
+        if (!lorac_file_exists(src)) continue;
+        LORAC_TRY(lorac_read_file(src, (size_t)1 << 30, &buf, &len));
+        lorac_status st = lorac_write_atomic(lorac_path_join(dst, sizeof dst, out_dir, files[i]), buf, len);
+        free(buf);
+        LORAC_TRY(st);
+    }
+    return LORAC_OK;
+}
+
+lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const char *tokenizer_src) {
+    LORAC_TRY(lorac_mkdirs(out_dir));
+    LORAC_TRY(write_weights(m, out_dir));
+    LORAC_TRY(write_config(m, out_dir));
+    if (!tokenizer_src && !m->gguf && !m->st) return LORAC_OK; /* a random model has no tokenizer */
+    if (!tokenizer_src && m->gguf) return LORAC_OK;             /* its tokenizer lives inside the .gguf */
+    return copy_tokenizer(tokenizer_src ? tokenizer_src : m->path, out_dir);
+}

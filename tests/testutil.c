@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 int g_test_pass, g_test_fail;
 
 int test_close(const char *what, const float *a, const float *b, size_t n, double rtol, double atol) {
@@ -60,4 +62,61 @@ const char *test_tmpdir(void) {
 int test_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, g_test_pass, g_test_fail);
     return g_test_fail ? 1 : 0;
+}
+
+const lorac_tensor_desc *test_st_need(const lorac_st *st, const char *name) {
+    const lorac_tensor_desc *t = lorac_st_find(st, name);
+    if (!t) {
+        fprintf(stderr, "fixture lacks tensor '%s'\n", name);
+        exit(2);
+    }
+    return t;
+}
+
+float *test_st_f32(const lorac_st *st, const char *name, size_t *n) {
+    const lorac_tensor_desc *t = test_st_need(st, name);
+    float *x = malloc(sizeof(float) * (size_t)(t->numel > 0 ? t->numel : 1));
+    if (!x || lorac_to_f32(x, t->data, t->dtype, t->numel) != LORAC_OK) {
+        fprintf(stderr, "fixture tensor '%s': %s\n", name, lorac_last_error());
+        exit(2);
+    }
+    if (n) *n = (size_t)t->numel;
+    return x;
+}
+
+int *test_st_ints(const lorac_st *st, const char *name) {
+    const lorac_tensor_desc *t = test_st_need(st, name);
+    if (t->dtype != LORAC_I64) {
+        fprintf(stderr, "fixture tensor '%s' is not I64\n", name);
+        exit(2);
+    }
+    int *x = malloc(sizeof(int) * (size_t)(t->numel > 0 ? t->numel : 1));
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)t->data + 8 * i, 8);
+        x[i] = (int)v;
+    }
+    return x;
+}
+
+cJSON *test_read_json(const char *path) {
+    char *text;
+    size_t len;
+    if (lorac_read_file(path, (size_t)1 << 28, &text, &len) != LORAC_OK) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    return j;
+}
+
+char *test_unhex(const char *hex, size_t *n) {
+    size_t h = strlen(hex);
+    char *out = malloc(h / 2 + 1);
+    for (size_t i = 0; i < h / 2; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (char)v;
+    }
+    out[h / 2] = 0;
+    *n = h / 2;
+    return out;
 }

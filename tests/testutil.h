@@ -41,4 +41,18 @@ const char *test_tmpdir(void);
 
 int test_summary(const char *name);
 
+/* ---- fixture readers (exit(2) on a broken fixture: that is a test bug) ---- */
+#include <cjson/cJSON.h>
+#include "io/safetensors.h"
+/* The tensor `name` of a fixture file; exits if absent. */
+const lorac_tensor_desc *test_st_need(const lorac_st *st, const char *name);
+/* A malloc'd fp32 copy of tensor `name` (any float dtype); *n gets its size (n may be NULL). */
+float *test_st_f32(const lorac_st *st, const char *name, size_t *n);
+/* A malloc'd int copy of an I64 tensor (safetensors data may be unaligned: read by memcpy). */
+int *test_st_ints(const lorac_st *st, const char *name);
+/* Parse a JSON file (NULL if unreadable or invalid). */
+cJSON *test_read_json(const char *path);
+/* Decode a hex string into malloc'd bytes (NUL-terminated), length in *n. */
+char *test_unhex(const char *hex, size_t *n);
+
 #endif

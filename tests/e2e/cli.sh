@@ -3,30 +3,7 @@
 # error line for bad flags / files / data rows, and a small real run on
 # stories260K (train -> adapter on disk -> eval with the adapter gives the
 # same test accuracy -> generate).
-set -u
-BIN=${LORAC_BIN:?}
-DATA=${LORAC_DATA:?}
-SRC=${LORAC_SRC:?}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-
-# expect CODE PATTERN -- command...: exit code and one stderr line matching PATTERN
-expect() {
-    local code=$1 pat=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    if [ "$rc" -ne "$code" ]; then bad "exit $rc (want $code): $*"; cat "$T/err" >&2; return; fi
-    if [ "$code" -ne 0 ]; then
-        if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "want one error line: $*"; cat "$T/err" >&2; return; fi
-        if ! grep -q -- "$pat" "$T/err"; then bad "error '$(cat "$T/err")' lacks '$pat': $*"; return; fi
-    fi
-    ok
-}
+source "$(dirname "$0")/lib/common.bash"
 
 expect 0 "" -- "$BIN" --help
 expect 0 "" -- "$BIN" train --help
@@ -84,5 +61,4 @@ if [ -d "$S" ]; then
     "$BIN" generate --model "$S" --prompt "Once upon a time" --max-new 20 >"$T/gen.txt" 2>"$T/gen.err"
     if [ $? -eq 0 ] && grep -q "Once upon a time\|." "$T/gen.txt"; then ok; else bad "generate"; cat "$T/gen.err" >&2; fi
 fi
-echo "e2e_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary e2e_cli

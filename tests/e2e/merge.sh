@@ -3,29 +3,7 @@
 # merge it into the base, and check that greedy generation from the merged
 # checkpoint equals generation from base + adapter, token for token. Also:
 # the usage errors, and that an existing --out is not overwritten.
-set -u
-BIN=${LORAC_BIN:?}
-DATA=${LORAC_DATA:?}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-
-# expect CODE PATTERN -- command...: exit code and one stderr line matching PATTERN
-expect() {
-    local code=$1 pat=$2
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$?
-    if [ "$rc" -ne "$code" ]; then bad "exit $rc (want $code): $*"; cat "$T/err" >&2; return; fi
-    if [ "$code" -ne 0 ]; then
-        if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "want one error line: $*"; cat "$T/err" >&2; return; fi
-        if ! grep -q -- "$pat" "$T/err"; then bad "error '$(cat "$T/err")' lacks '$pat': $*"; return; fi
-    fi
-    ok
-}
+source "$(dirname "$0")/lib/common.bash"
 
 expect 0 "" -- "$BIN" merge --help
 expect 2 "adapter is required" -- "$BIN" merge --model x --out "$T/o"
@@ -62,5 +40,4 @@ if [ -d "$S" ]; then
     # the adapter should matter, else the comparison above proves little
     if cmp -s "$T/gen_base.txt" "$T/gen_adapter.txt"; then bad "the trained adapter does not change the generation"; else ok; fi
 fi
-echo "e2e_merge: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary e2e_merge

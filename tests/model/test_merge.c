@@ -20,28 +20,11 @@
 #include "models/model.h"
 #include "testutil.h"
 
-static const lorac_tensor_desc *need(const lorac_st *st, const char *name) {
-    const lorac_tensor_desc *t = lorac_st_find(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks tensor '%s'\n", name);
-        exit(2);
-    }
-    return t;
-}
-
-static float *f32(const lorac_st *st, const char *name, size_t *n) {
-    const lorac_tensor_desc *t = need(st, name);
-    float *x = malloc(sizeof(float) * (size_t)t->numel);
-    if (lorac_to_f32(x, t->data, t->dtype, t->numel) != LORAC_OK) exit(2);
-    if (n) *n = (size_t)t->numel;
-    return x;
-}
-
 /* A fixture's batch: ids [B, T] and mask [B, T]. */
 typedef struct { int B, T; int *ids; uint8_t *mask; } batch;
 
 static batch read_batch(const lorac_st *st) {
-    const lorac_tensor_desc *t = need(st, "input_ids"), *am = need(st, "attention_mask");
+    const lorac_tensor_desc *t = test_st_need(st, "input_ids"), *am = test_st_need(st, "attention_mask");
     batch b = {(int)t->shape[0], (int)t->shape[1], NULL, NULL};
     b.ids = malloc(sizeof(int) * (size_t)t->numel);
     b.mask = malloc((size_t)t->numel);
@@ -98,7 +81,7 @@ static void apply_fixture_lora(lorac_model *m, const lorac_st *st) {
             char key[256];
             snprintf(key, sizeof key, "base_model.model.%s.lora_%c.weight", m->lin[i].name, k ? 'B' : 'A');
             size_t n;
-            float *x = f32(st, key, &n);
+            float *x = test_st_f32(st, key, &n);
             CHECK(n == ab[k]->n, "%s: %zu elements, lorac %zu", key, n, ab[k]->n);
             memcpy(ab[k]->data, x, sizeof(float) * (n < ab[k]->n ? n : ab[k]->n));
             free(x);
@@ -143,7 +126,7 @@ static void test_fixture_merge(const char *model_dir, const char *fixture, const
     CHECK(w != NULL, "no weight %s", merged_name);
     if (w) {
         size_t n;
-        float *want = f32(st, key, &n);
+        float *want = test_st_f32(st, key, &n);
         CHECK(n == w->n, "%s: %zu elements, lorac %zu", key, n, w->n);
         test_close(key, w->data, want, n < w->n ? n : w->n, 1e-5, 1e-5);
         free(want);
@@ -236,7 +219,7 @@ static void test_peft_adapter(const char *model_dir, const char *fixture, const 
     batch b = read_batch(st);
     CHECK_OK(lorac_model_reserve(m, b.B, b.T));
     CHECK_OK(lorac_adapter_load(m, test_src_path(adapter_dir), NULL));
-    float *y = logits(m, &b), *want = f32(st, "logits_lora", NULL);
+    float *y = logits(m, &b), *want = test_st_f32(st, "logits_lora", NULL);
     compare_rows("logits with the PEFT adapter", y, want, &b, m->cfg.vocab, 1e-4);
     free(y);
     free(want);

@@ -20,40 +20,12 @@
 #include "testutil.h"
 #include "train/optim.h"
 
-static const lorac_tensor_desc *need(const lorac_st *st, const char *name) {
-    const lorac_tensor_desc *t = lorac_st_find(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks tensor '%s'\n", name);
-        exit(2);
-    }
-    return t;
-}
-
-static float *f32(const lorac_st *st, const char *name, size_t *n) {
-    const lorac_tensor_desc *t = need(st, name);
-    float *x = malloc(sizeof(float) * (size_t)t->numel);
-    if (lorac_to_f32(x, t->data, t->dtype, t->numel) != LORAC_OK) exit(2);
-    if (n) *n = (size_t)t->numel;
-    return x;
-}
-
-static int *i64(const lorac_st *st, const char *name) {
-    const lorac_tensor_desc *t = need(st, name);
-    int *x = malloc(sizeof(int) * (size_t)t->numel);
-    for (int64_t i = 0; i < t->numel; i++) { /* safetensors does not align data: copy each value out */
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        x[i] = (int)v;
-    }
-    return x;
-}
-
 /* Copy fixture tensor "base_model.model.<w->name><suffix>" into dst. */
 static void load_named(const lorac_st *st, const lorac_weight *w, const char *prefix, const char *suffix, float *dst) {
     char key[256];
     snprintf(key, sizeof key, "%s%s%s", prefix, w->name, suffix);
     size_t n;
-    float *x = f32(st, key, &n);
+    float *x = test_st_f32(st, key, &n);
     CHECK(n == w->n, "%s: fixture has %zu elements, lorac %zu", key, n, w->n);
     memcpy(dst, x, sizeof(float) * (n < w->n ? n : w->n));
     free(x);
@@ -64,7 +36,7 @@ static void compare_named(const lorac_st *st, const lorac_weight *w, const char 
     char key[256];
     snprintf(key, sizeof key, "%s%s%s", prefix, w->name, suffix);
     size_t n;
-    float *want = f32(st, key, &n);
+    float *want = test_st_f32(st, key, &n);
     test_close(key, got, want, n < w->n ? n : w->n, rtol, atol);
     free(want);
 }
@@ -112,19 +84,19 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     CHECK_OK(lorac_model_load(test_src_path(model_dir), &m));
     CHECK_OK(lorac_st_open(test_src_path(fixture), &st));
     if (!m || !st) return;
-    const lorac_tensor_desc *idt = need(st, "input_ids");
+    const lorac_tensor_desc *idt = test_st_need(st, "input_ids");
     const int B = (int)idt->shape[0], T = (int)idt->shape[1], V = m->cfg.vocab;
-    int *ids = i64(st, "input_ids"), *am = i64(st, "attention_mask");
+    int *ids = test_st_ints(st, "input_ids"), *am = test_st_ints(st, "attention_mask");
     uint8_t *mask = malloc((size_t)B * T);
     for (int i = 0; i < B * T; i++) mask[i] = (uint8_t)am[i];
     int *targets = NULL, *labels = NULL;
     if (cls) {
-        labels = i64(st, "labels");
+        labels = test_st_ints(st, "labels");
         CHECK_OK(lorac_model_add_head(m, 2, 1, 0));
         load_named(st, m->head->W, "", "", m->head->W->data);
         load_named(st, m->head->b, "", "", m->head->b->data);
     } else {
-        int *lab = i64(st, "labels");
+        int *lab = test_st_ints(st, "labels");
         targets = malloc(sizeof(int) * (size_t)B * T);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) targets[b * T + t] = t + 1 < T && lab[b * T + t + 1] >= 0 ? lab[b * T + t + 1] : -1;
@@ -137,7 +109,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
     float *base = malloc(sizeof(float) * nout);
     memcpy(base, cls ? m->acts.cls_logits : m->acts.logits, sizeof(float) * nout);
-    float *ref = f32(st, "logits_base", NULL);
+    float *ref = test_st_f32(st, "logits_base", NULL);
     /* padded rows of the LM logits are not compared: HF computes them with a
      * different (fully masked) attention pattern that lorac leaves undefined */
     if (cls) {
@@ -177,7 +149,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     lorac_for_each_trainable(m, add_to_opt, &oc);
     lorac_for_each_trainable(m, zero_grads, NULL);
     double loss = loss_and_grad(m, ids, mask, targets, labels, B, T, cls);
-    float *want_loss = f32(st, "loss", NULL);
+    float *want_loss = test_st_f32(st, "loss", NULL);
     float got_loss = (float)loss;
     test_close("loss", &got_loss, want_loss, 1, 1e-4, 0);
     free(want_loss);
@@ -195,7 +167,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     if (!cls) {
         /* logits with LoRA, checked after the step above overwrote them: redo */
         CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
-        float *want = f32(st, "logits_lora", NULL);
+        float *want = test_st_f32(st, "logits_lora", NULL);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++)
                 if (mask[b * T + t])
@@ -203,7 +175,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
         free(want);
     } else {
         CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
-        float *want = f32(st, "logits", NULL);
+        float *want = test_st_f32(st, "logits", NULL);
         test_close("logits (cls, LoRA)", m->acts.cls_logits, want, (size_t)B * 2, 1e-4, 1e-5);
         free(want);
     }
@@ -216,7 +188,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
         lorac_optim_step(oc.opt, 0.01f);
         lorac_optim_zero_grad(oc.opt);
     }
-    float *want5 = f32(st, "adamw_losses", NULL);
+    float *want5 = test_st_f32(st, "adamw_losses", NULL);
     test_close("adamw_losses", losses, want5, 5, 1e-4, 1e-6);
     free(want5);
     visit_lora(m, cmp_after, &c);

@@ -28,38 +28,16 @@ typedef struct tstr {
 static tstr g_str[128];
 static int g_nstr;
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (lorac_read_file(path, (size_t)1 << 28, &text, &len) != LORAC_OK) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
-static char *unhex(const char *hex, size_t *n) {
-    size_t h = strlen(hex);
-    char *out = malloc(h / 2 + 1);
-    for (size_t i = 0; i < h / 2; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    out[h / 2] = 0;
-    *n = h / 2;
-    return out;
-}
-
 static cJSON *g_strings_json;
 
 static int load_strings(void) {
-    g_strings_json = read_json(test_src_path("tests/fixtures/tokenizer/strings.json"));
+    g_strings_json = test_read_json(test_src_path("tests/fixtures/tokenizer/strings.json"));
     if (!g_strings_json) return 0;
     const cJSON *arr = cJSON_GetObjectItem(g_strings_json, "strings");
     for (const cJSON *e = arr ? arr->child : NULL; e && g_nstr < 128; e = e->next) {
         tstr *s = &g_str[g_nstr++];
         s->name = cJSON_GetObjectItem(e, "name")->valuestring;
-        s->bytes = unhex(cJSON_GetObjectItem(e, "hex")->valuestring, &s->len);
+        s->bytes = test_unhex(cJSON_GetObjectItem(e, "hex")->valuestring, &s->len);
     }
     return g_nstr;
 }
@@ -108,7 +86,7 @@ static void check_decode(const lorac_tokenizer *t, const char *label, const char
     int n;
     int *v = json_ids(ids, first, &n);
     size_t wn, gn = 0;
-    char *want = unhex(want_hex, &wn), *got = NULL;
+    char *want = test_unhex(want_hex, &wn), *got = NULL;
     lorac_status st = lorac_tokenizer_decode(t, v, n, skip, &got, &gn);
     int same = st == LORAC_OK && gn == wn && memcmp(got, want, wn) == 0 && got[gn] == 0;
     CHECK(same, "%s: decode('%s', skip_special=%d) = \"%s\", want \"%s\"", label, name, skip, got ? got : "(error)",
@@ -154,7 +132,7 @@ static int has_special_text(const tstr *s) {
  * lossless), decode(encode(s)) == s, and so do the streamed pieces. */
 static void check_round_trip(const lorac_tokenizer *t, const char *label, const tstr *s, const char *hf_hex) {
     size_t hn;
-    char *hf = unhex(hf_hex, &hn);
+    char *hf = test_unhex(hf_hex, &hn);
     if (hn == s->len && memcmp(hf, s->bytes, hn) == 0) {
         int *ids = NULL, n = 0;
         char *text = NULL;
@@ -186,7 +164,7 @@ static void check_gpt2(const lorac_tokenizer *t, const char *label, const cJSON 
 }
 
 static void test_gpt2(void) {
-    cJSON *fx = read_json(test_src_path("tests/fixtures/tokenizer/gpt2.json"));
+    cJSON *fx = test_read_json(test_src_path("tests/fixtures/tokenizer/gpt2.json"));
     CHECK(fx != NULL, "gpt2.json fixture missing");
     if (!fx) return;
     lorac_tokenizer *t = NULL;
@@ -264,7 +242,7 @@ static void check_tok512_hf(const lorac_tokenizer *t, const char *label, const c
 }
 
 static void test_tok512(void) {
-    cJSON *fx = read_json(test_src_path("tests/fixtures/tokenizer/tok512.json"));
+    cJSON *fx = test_read_json(test_src_path("tests/fixtures/tokenizer/tok512.json"));
     CHECK(fx != NULL, "tok512.json fixture missing");
     if (!fx) return;
     test_tok512_model(fx);
@@ -293,7 +271,7 @@ static void test_smollm2(void) {
         printf("test_tokenizer: SmolLM2 GGUF not in the model cache: skipped\n");
         return;
     }
-    cJSON *fx = read_json(test_src_path("tests/fixtures/tokenizer/smollm2.json"));
+    cJSON *fx = test_read_json(test_src_path("tests/fixtures/tokenizer/smollm2.json"));
     CHECK(fx != NULL, "smollm2.json fixture missing");
     lorac_gguf *g = NULL;
     lorac_tokenizer *t = NULL;

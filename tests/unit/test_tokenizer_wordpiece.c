@@ -21,28 +21,6 @@
 #include "io/tokenizer.h"
 #include "testutil.h"
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (lorac_read_file(path, (size_t)1 << 28, &text, &len) != LORAC_OK) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
-static char *unhex(const char *hex, size_t *n) {
-    size_t h = strlen(hex);
-    char *out = malloc(h / 2 + 1);
-    for (size_t i = 0; i < h / 2; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    out[h / 2] = 0;
-    *n = h / 2;
-    return out;
-}
-
 /* The hex of string `name`, from strings.json or the fixture's extras. */
 static const char *hex_of(const cJSON *strings, const cJSON *extra, const char *name) {
     const cJSON *lists[2] = {cJSON_GetObjectItem(strings, "strings"), extra};
@@ -87,7 +65,7 @@ static void check_decode(const lorac_tokenizer *t, const char *label, const char
     int n;
     int *v = json_ids(ids, &n);
     size_t wn, gn = 0;
-    char *want = unhex(want_hex, &wn), *got = NULL;
+    char *want = test_unhex(want_hex, &wn), *got = NULL;
     lorac_status st = lorac_tokenizer_decode(t, v, n, skip, &got, &gn);
     int same = st == LORAC_OK && gn == wn && memcmp(got, want, wn) == 0;
     CHECK(same, "%s: decode('%s', skip_special=%d) = \"%s\", want \"%s\"", label, name, skip, got ? got : "(error)",
@@ -107,7 +85,7 @@ static void check_cases(const lorac_tokenizer *t, const char *label, const cJSON
         CHECK(hex != NULL, "string '%s' not found", name);
         if (!hex) continue;
         size_t len;
-        char *s = unhex(hex, &len);
+        char *s = test_unhex(hex, &len);
         check_encode(t, label, name, s, len, 0, cJSON_GetObjectItem(c, ids_key));
         if (!cased) {
             const cJSON *sp = cJSON_GetObjectItem(c, "ids_special");
@@ -261,8 +239,8 @@ static void test_malformed(void) {
 
 /* ---------------------------------------------------------------- main */
 int main(void) {
-    cJSON *fx = read_json(test_src_path("tests/fixtures/tokenizer/wordpiece_bert.json"));
-    cJSON *strings = read_json(test_src_path("tests/fixtures/tokenizer/strings.json"));
+    cJSON *fx = test_read_json(test_src_path("tests/fixtures/tokenizer/wordpiece_bert.json"));
+    cJSON *strings = test_read_json(test_src_path("tests/fixtures/tokenizer/strings.json"));
     CHECK(fx && strings, "fixtures missing (set LORAC_SRC)");
     test_malformed();
     const char *dir = test_data_path("bert_uncased_tokenizer");

@@ -51,6 +51,11 @@ if [ -d "$S" ]; then
     "$BIN" eval $common --adapter "$T/run" --json >"$T/eval.json" 2>"$T/eval.err"
     eval_acc=$(python3 -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["test_acc"])' "$T/eval.json" 2>/dev/null)
     if [ -n "$test_acc" ] && [ "$test_acc" = "$eval_acc" ]; then ok; else bad "eval with the saved adapter: test acc '$eval_acc' vs trained '$test_acc'"; cat "$T/eval.err" >&2; fi
+    # without --split, eval scores every row of --data
+    head -n 5 "$DATA/sms_spam/SMSSpamCollection" >"$T/five.tsv"
+    "$BIN" eval --model "$S" --adapter "$T/run" --data "$T/five.tsv" --max-len 48 --json >"$T/five.json" 2>"$T/five.err"
+    n5=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["test_n"])' "$T/five.json" 2>/dev/null)
+    if [ "$n5" = 5 ]; then ok; else bad "eval without --split scored '$n5' rows of 5"; cat "$T/five.err" >&2; fi
     # a fixed seed makes a run repeatable: the same losses, step for step
     for k in 1 2; do
         "$BIN" train $common --max-examples 32 --max-steps 3 --r 4 --dropout 0.1 --out "$T/rep$k" >/dev/null 2>&1

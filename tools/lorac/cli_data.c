@@ -34,7 +34,7 @@ static void load_one(const cli_args *a, lorac_task task, const char *path, const
     if (d->n == 0) cli_die(a->cmd, 1, "%s: no examples; hint: check the file and --format/--text-col", path);
 }
 
-void cli_load_splits(const cli_args *a, cli_splits *s) {
+void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
     memset(s, 0, sizeof *s);
     s->task = parse_task(a);
     const char *data = cli_str(a, "data", NULL);
@@ -50,6 +50,11 @@ void cli_load_splits(const cli_args *a, cli_splits *s) {
     }
     lorac_dataset all;
     load_one(a, s->task, data, nl ? labels : NULL, &all);
+    if (whole) { /* every row of --data is the test set (lorac eval without --split) */
+        s->test = all;
+        fprintf(stderr, "examples: test %d (every row of %s)\n", s->test.n, data);
+        return;
+    }
     const uint64_t seed = cli_u64(a, "seed", 123);
     if (cli_has(a, "balance")) {
         if (s->task != LORAC_TASK_CLS) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");

@@ -41,7 +41,9 @@ typedef struct cli_results {
     size_t peak_rss;
 } cli_results;
 
-void cli_load_splits(const cli_args *a, cli_splits *s);
+/* Load --data (and --val/--test) into train / val / test as the flags say.
+ * whole = 1: every row of --data goes to the test set, unsplit. */
+void cli_load_splits(const cli_args *a, cli_splits *s, int whole);
 void cli_splits_free(cli_splits *s);
 void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
                          cli_tokenized *t);

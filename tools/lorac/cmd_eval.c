@@ -34,18 +34,12 @@ int cmd_eval(int argc, char **argv) {
     const char *ad = cli_str(&a, "adapter", NULL);
     if (ad) cli_check("eval", lorac_adapter_load(m, ad, NULL));
     cli_splits sp;
-    memset(&sp, 0, sizeof sp);
-    if (cli_has(&a, "split") || cli_has(&a, "balance")) {
-        cli_load_splits(&a, &sp);
-    } else { /* the whole file is the test set */
-        cli_args b = a;
-        b.values[0] = a.values[0];
-        cli_load_splits(&b, &sp);
-    }
+    cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
     if (sp.task == LORAC_TASK_CLS && !m->head)
         cli_die("eval", EXIT_USAGE, "classification needs the adapter that holds the trained head; hint: --adapter DIR");
-    if (sp.task == LORAC_TASK_CLS && sp.train.n_labels > m->n_classes)
-        cli_die("eval", 1, "%s has %d labels but the head has %d classes", cli_str(&a, "data", ""), sp.train.n_labels, m->n_classes);
+    const int n_labels = sp.train.n ? sp.train.n_labels : sp.test.n_labels;
+    if (sp.task == LORAC_TASK_CLS && n_labels > m->n_classes)
+        cli_die("eval", 1, "%s has %d labels but the head has %d classes", cli_str(&a, "data", ""), n_labels, m->n_classes);
     cli_tokenized tk;
     cli_tokenize_splits(&a, &sp, tok, m, &tk);
     cli_results r;

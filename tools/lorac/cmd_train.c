@@ -82,7 +82,7 @@ int cmd_train(int argc, char **argv) {
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
     cli_splits sp;
-    cli_load_splits(&a, &sp);
+    cli_load_splits(&a, &sp, 0);
     if (sp.task == LORAC_TASK_CLS) cli_check("train", lorac_model_add_head(m, sp.train.n_labels, 1, lc.seed));
     cli_apply_method(&a, m, &lc);
     cli_print_trainable(m, stderr);

@@ -14,6 +14,14 @@
 
 typedef struct { lorac_st_entry *e; char (*names)[192]; int n, cap; } entry_list;
 
+/* The classification head, and a pre_head that training created fresh
+ * (DistilBERT's pre_classifier), travel with the adapter even when frozen:
+ * the base checkpoint does not have them. */
+static int is_head_weight(const lorac_model *m, const lorac_weight *w) {
+    if (m->head && (w == m->head->W || w == m->head->b)) return 1;
+    return m->pre_head && m->pre_head_fresh && (w == m->pre_head->W || w == m->pre_head->b);
+}
+
 static void add_entry(entry_list *l, const lorac_weight *w) {
     if (l->n >= l->cap) return;
     lorac_st_entry *e = &l->e[l->n];
@@ -73,8 +81,7 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
     }
     for (int i = 0; i < m->n_w; i++) {
         const lorac_weight *w = &m->w[i];
-        int is_head = m->head && (w == m->head->W || w == m->head->b);
-        if (w->grad || is_head) add_entry(&l, w);
+        if (w->grad || is_head_weight(m, w)) add_entry(&l, w);
     }
     char path[1200];
     const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
@@ -252,9 +259,8 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
     LORAC_TRY(lorac_st_open(path, &st));
     lorac_status s = LORAC_OK;
     if (n_classes > 0 && !m->head) {
-        char key[64];
-        snprintf(key, sizeof key, PREFIX "score.bias");
-        s = lorac_model_add_head(m, n_classes, lorac_st_find(st, key) != NULL, 0);
+        int bias = m->cfg.arch == LORAC_ARCH_BERT || lorac_st_find(st, PREFIX "score.bias") != NULL;
+        s = lorac_model_add_head(m, n_classes, bias, 0);
     }
     if (s == LORAC_OK) s = lorac_lora_apply(m, &c, NULL);
     for (int i = 0; i < m->n_lin && s == LORAC_OK; i++) {
@@ -265,8 +271,7 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
     }
     for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
         lorac_weight *w = &m->w[i];
-        int is_head = m->head && (w == m->head->W || w == m->head->b);
-        if (w->grad || is_head) s = load_into(st, path, w);
+        if (w->grad || is_head_weight(m, w)) s = load_into(st, path, w);
     }
     lorac_st_close(st);
     if (s == LORAC_OK && c_out) *c_out = c;

@@ -65,7 +65,7 @@ static int layer_index(const char *name) {
 }
 
 static int is_block_linear(const lorac_model *m, const lorac_linear *L) {
-    return L != m->lm_head && L != m->head;
+    return L != m->lm_head && L != m->head && L != m->pre_head;
 }
 
 int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const lorac_linear *L) {
@@ -199,4 +199,20 @@ void lorac_for_each_trainable(lorac_model *m, lorac_param_fn fn, void *ctx) {
         fn(&l->A, ctx);
         fn(&l->B, ctx);
     }
+}
+
+lorac_status lorac_make_last_layers_trainable(lorac_model *m, int n) {
+    int avail = 0;
+    for (int i = 0; i < m->n_lin; i++) avail += &m->lin[i] != m->lm_head;
+    if (n < 1 || n > avail)
+        return lorac_fail(LORAC_ERR_ARG, "last-layers:%d: the model has %d Linear modules besides lm_head; hint: use 1..%d",
+                          n, avail, avail);
+    for (int i = m->n_lin - 1; i >= 0 && n > 0; i--) {
+        lorac_linear *L = &m->lin[i];
+        if (L == m->lm_head) continue;
+        LORAC_TRY(lorac_weight_make_trainable(L->W));
+        if (L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
+        n--;
+    }
+    return LORAC_OK;
 }

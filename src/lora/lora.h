@@ -52,6 +52,11 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
 /* Other training methods (the seeds' comparison): make everything trainable
  * (full), or only the last n modules/layers (last-layers:N), or only the head. */
 lorac_status lorac_make_full_trainable(lorac_model *m);
+/* Make the last n Linear modules of the forward order (m->lin, lm_head
+ * excluded) trainable in full, weights and biases: for a classifier the head
+ * comes last (after an encoder's pre_head), so last-layers:1 is the head.
+ * LORAC_ERR_ARG when n < 1 or the model has fewer Linears. */
+lorac_status lorac_make_last_layers_trainable(lorac_model *m, int n);
 
 /* Parameter counts as PEFT's print_trainable_parameters: every parameter
  * tensor once (tied weights once), LoRA matrices included. */

@@ -36,6 +36,34 @@ static int json_token_id(const cJSON *o, const char *name) {
 
 #define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
+/* BERT ("bert") and DistilBERT ("distilbert") config.json. Both use exact
+ * GELU and LayerNorm eps 1e-12 (DistilBERT hard-codes it). */
+static lorac_status encoder_config(const cJSON *o, const char *type, const char *path, lorac_config *c) {
+    c->arch = LORAC_ARCH_BERT;
+    c->distil = !strcmp(type, "distilbert");
+    c->dim = json_int(o, 0, NAMES("hidden_size", "dim"));
+    c->n_layer = json_int(o, 0, NAMES("num_hidden_layers", "n_layers"));
+    c->n_head = json_int(o, 0, NAMES("num_attention_heads", "n_heads"));
+    c->n_kv_head = c->n_head;
+    c->ffn_dim = json_int(o, 0, NAMES("intermediate_size", "hidden_dim"));
+    c->n_ctx = json_int(o, 512, NAMES("max_position_embeddings"));
+    c->type_vocab = c->distil ? 0 : json_int(o, 2, NAMES("type_vocab_size"));
+    c->norm_eps = c->distil ? 1e-12f : (float)json_num(o, 1e-12, "layer_norm_eps");
+    c->attn_bias = c->mlp_bias = 1;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, c->distil ? "activation" : "hidden_act");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu"))
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported; hint: lorac's encoders use exact GELU (\"gelu\")",
+                          path, act->valuestring);
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(o, "position_embedding_type");
+    if (cJSON_IsString(pe) && strcmp(pe->valuestring, "absolute"))
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: position_embedding_type '%s' is not supported; hint: only \"absolute\"",
+                          path, pe->valuestring);
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "id2label");
+    c->num_labels = cJSON_IsObject(labels) ? cJSON_GetArraySize(labels) : json_int(o, 0, NAMES("num_labels"));
+    c->pool = LORAC_POOL_CLS;
+    return LORAC_OK;
+}
+
 lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
     char *text;
     memset(c, 0, sizeof *c);
@@ -90,10 +118,17 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
             cJSON_Delete(o);
             return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; hint: Llama-family models use silu", path, act->valuestring);
         }
+    } else if (!strcmp(type, "bert") || !strcmp(type, "distilbert")) {
+        lorac_status st = encoder_config(o, type, path, c);
+        if (st != LORAC_OK) {
+            cJSON_Delete(o);
+            return st;
+        }
     } else {
         cJSON_Delete(o);
         return lorac_fail(LORAC_ERR_UNSUPPORTED,
-                          "%s: model_type '%s' is not supported; hint: lorac reads gpt2 and llama-family checkpoints", path, type);
+                          "%s: model_type '%s' is not supported; hint: lorac reads gpt2, llama-family, bert and distilbert checkpoints",
+                          path, type);
     }
     c->vocab = json_int(o, 0, NAMES("vocab_size"));
     c->bos_id = json_token_id(o, "bos_token_id");
@@ -164,7 +199,9 @@ lorac_status lorac_config_check(lorac_config *c, const char *where) {
         NEED(c->dim % c->n_head == 0, "hidden size is not a multiple of the head count");
         c->head_dim = c->dim / c->n_head;
     }
-    NEED(c->head_dim % 2 == 0 || c->arch == LORAC_ARCH_GPT2, "head_dim must be even for RoPE");
+    NEED(c->head_dim % 2 == 0 || c->arch != LORAC_ARCH_LLAMA, "head_dim must be even for RoPE");
+    NEED(c->arch != LORAC_ARCH_BERT || c->head_dim * c->n_head == c->dim, "hidden size must equal heads x head_dim");
+    NEED(c->type_vocab >= 0 && c->type_vocab <= 1024, "type_vocab_size out of range");
     NEED(c->arch != LORAC_ARCH_GPT2 || c->head_dim * c->n_head == c->dim, "GPT-2 needs n_embd = n_head * head_dim");
 #undef NEED
     return LORAC_OK;

@@ -10,7 +10,17 @@
 typedef enum lorac_arch {
     LORAC_ARCH_GPT2 = 0,  /* LayerNorm, learned positions, fused c_attn (Conv1D), GELU-tanh MLP */
     LORAC_ARCH_LLAMA = 1, /* RMSNorm, RoPE (rotate-half), GQA, SwiGLU MLP */
+    LORAC_ARCH_BERT = 2,  /* encoder: post-LN, learned positions, bidirectional attention, GELU (erf);
+                             BERT / DistilBERT / MiniLM (cfg.distil picks DistilBERT's module names) */
 } lorac_arch;
+
+/* How an encoder turns its token states into one vector for a classifier. */
+typedef enum lorac_pool {
+    LORAC_POOL_LAST = 0,   /* decoders: the last real token */
+    LORAC_POOL_CLS = 1,    /* the first token ([CLS]); BERT runs it through pooler.dense + tanh,
+                              DistilBERT through pre_classifier + ReLU */
+    LORAC_POOL_MEAN = 2,   /* mean over the real tokens (sentence-transformers) */
+} lorac_pool;
 
 typedef struct lorac_config {
     lorac_arch arch;
@@ -29,6 +39,11 @@ typedef struct lorac_config {
     int attn_bias;        /* q/k/v/o projections have biases */
     int mlp_bias;
     int bos_id, eos_id, pad_id; /* -1 when absent */
+    /* encoders (LORAC_ARCH_BERT) */
+    int distil;           /* DistilBERT names and head (pre_classifier + ReLU) */
+    int type_vocab;       /* token-type embeddings (BERT: 2; DistilBERT: 0) */
+    int num_labels;       /* from id2label / num_labels; 0 when the config has none */
+    lorac_pool pool;      /* MEAN when a sentence-transformers modules.json says so */
 } lorac_config;
 
 /* Parse config.json (path to the file). Unknown model_type -> UNSUPPORTED. */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "models/model.h"
+#include "models/model_internal.h"
 #include "ops/ops.h"
 
 static int qkv_width(const lorac_config *c) { return (c->n_head + 2 * c->n_kv_head) * c->head_dim; }
@@ -28,7 +28,8 @@ void lorac_acts_free(lorac_acts *a, int n_layer) {
         }
     }
     float *bufs[] = {a->x_out, a->lnf, a->lnf_mean, a->lnf_rstd, a->logits, a->pooled, a->cls_logits,
-                     a->d_res, a->d_tmp, a->d_big, a->d_qkv, a->d_h2, a->d_pooled};
+                     a->d_res, a->d_tmp, a->d_big, a->d_qkv, a->d_h2, a->d_pooled,
+                     a->emb, a->emb_mean, a->emb_rstd, a->pre, a->pre_act, a->d_pre};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a->layer);
     free(a->pos);
@@ -45,6 +46,12 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     if (B <= 0 || T <= 0) return lorac_fail(LORAC_ERR_ARG, "batch %d x %d: both must be positive", B, T);
     if (T > c->n_ctx)
         return lorac_fail(LORAC_ERR_ARG, "sequence length %d exceeds the model's %d positions; hint: lower --max-len", T, c->n_ctx);
+    if (a->layer && m->n_classes > a->cap_classes) { /* a head was added after the buffers were made */
+        free(a->cls_logits);
+        a->cls_logits = NULL;
+        ALLOC(a->cls_logits, (size_t)a->cap_B * m->n_classes, "activations");
+        a->cap_classes = m->n_classes;
+    }
     if (a->layer && B <= a->cap_B && T <= a->cap_T) {
         /* adapters may have been added since the last reserve */
         for (int i = 0; i < m->n_lin; i++)
@@ -81,11 +88,20 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     ALLOC(a->lnf_rstd, N, "activations");
     ALLOC(a->pooled, (size_t)B * C, "activations");
     ALLOC(a->d_pooled, (size_t)B * C, "gradients");
-    ALLOC(a->cls_logits, (size_t)B * (m->n_classes > 0 ? m->n_classes : 1), "activations");
+    a->cap_classes = m->n_classes > 0 ? m->n_classes : 1;
+    ALLOC(a->cls_logits, (size_t)B * a->cap_classes, "activations");
     ALLOC(a->d_res, N * C, "gradients");
     ALLOC(a->d_tmp, N * C, "gradients");
     ALLOC(a->d_big, 3 * N * (size_t)max3((int)F, (int)HD, (int)C), "gradients");
     ALLOC(a->d_qkv, N * qkv_width(c), "gradients");
+    if (c->arch == LORAC_ARCH_BERT) {
+        ALLOC(a->emb, N * C, "activations");
+        ALLOC(a->emb_mean, N, "activations");
+        ALLOC(a->emb_rstd, N, "activations");
+        ALLOC(a->pre, (size_t)B * C, "activations");
+        ALLOC(a->pre_act, (size_t)B * C, "activations");
+        ALLOC(a->d_pre, (size_t)B * C, "gradients");
+    }
     ALLOC(a->pos, N, "positions");
     ALLOC(a->keymask, N, "mask");
     ALLOC(a->last, B, "last-token index");
@@ -121,27 +137,6 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
         op_rmsnorm_bwd(dx, n->g->grad, dy, x, rstd, n->g->data, N, m->cfg.dim);
 }
 
-/* Views of q, k, v inside a layer's qkv buffer. GPT-2: one fused row
- * [q|k|v] of 3C; Llama: three contiguous blocks [N,HqD] [N,HkD] [N,HkD]. */
-typedef struct { float *q, *k, *v; int ldq, ldk, ldv; } qkv_view;
-static qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
-    qkv_view v;
-    const int HqD = c->n_head * c->head_dim, HkD = c->n_kv_head * c->head_dim;
-    if (c->arch == LORAC_ARCH_GPT2) {
-        v.q = buf;
-        v.k = buf + c->dim;
-        v.v = buf + 2 * c->dim;
-        v.ldq = v.ldk = v.ldv = 3 * c->dim;
-    } else {
-        v.q = buf;
-        v.k = buf + (size_t)N * HqD;
-        v.v = v.k + (size_t)N * HkD;
-        v.ldq = HqD;
-        v.ldk = v.ldv = HkD;
-    }
-    return v;
-}
-
 lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode) {
     const lorac_config *c = &m->cfg;
     LORAC_TRY(lorac_model_reserve(m, B, T));
@@ -162,6 +157,7 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
         }
         a->last[b] = len > 0 ? len - 1 : 0;
     }
+    if (c->arch == LORAC_ARCH_BERT) return lorac_encoder_forward(m, ids, B, T, mode);
     /* embeddings */
     float *x = a->layer[0].x_in;
     op_embed_fwd(x, m->wte->data, ids, N, C, 0);
@@ -223,6 +219,10 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
     float *d_res = a->d_res, *d_ln = a->d_tmp;
     const size_t big = (size_t)N * max3(F, HqD, C);
     float *d_h = a->d_big, *d_fc = a->d_big + big, *d_up = a->d_big + 2 * big;
+    if (c->arch == LORAC_ARCH_BERT) {
+        lorac_encoder_backward(m, ids, B, T);
+        return;
+    }
 
     /* head -> d(lnf) */
     memset(d_ln, 0, NC * sizeof(float));

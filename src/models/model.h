@@ -60,6 +60,11 @@ typedef struct lorac_norm {
     lorac_weight *g, *b; /* b NULL for RMSNorm */
 } lorac_norm;
 
+/* One block. Decoders are pre-LN: ln1/ln2 come before attention / MLP.
+ * Encoders (BERT) are post-LN: ln1 = attention.output.LayerNorm (DistilBERT
+ * sa_layer_norm) after the attention residual, ln2 = output.LayerNorm
+ * (output_layer_norm) after the MLP residual; fc = intermediate.dense /
+ * ffn.lin1, down = output.dense / ffn.lin2. */
 typedef struct lorac_layer {
     lorac_norm ln1, ln2;
     lorac_linear *qkv;        /* GPT-2 fused c_attn (else NULL) */
@@ -75,6 +80,8 @@ typedef struct lorac_layer_acts {
     float *ln1;      /* [N, C]   normed input to attention */
     float *ln1_mean, *ln1_rstd; /* [N] */
     float *qkv;      /* [N, (Hq + 2 Hkv) D] q | k | v per row (after RoPE for Llama) */
+                     /* encoders: ln1 holds LN1's output, x_mid its input (x_in + attention),
+                        ln2 holds LN2's input (ln1 + MLP); LN2's output is the next x_in */
     float *att;      /* [B, Hq, T, T] attention probabilities */
     float *atty;     /* [N, Hq D]  attention output before o_proj */
     float *x_mid;    /* [N, C]   residual after attention */
@@ -94,11 +101,15 @@ typedef struct lorac_acts {
     float *logits;   /* [N, V] (LM) */
     float *pooled;   /* [B, C] hidden of the last real token (classification) */
     float *cls_logits; /* [B, n_classes] */
+    int cap_classes;   /* cls_logits holds cap_B x cap_classes */
     /* backward scratch */
     float *d_res, *d_tmp, *d_big, *d_qkv, *d_h2, *d_pooled;
     int *pos;        /* [N] positions */
     uint8_t *keymask;/* [N] 1 = real token */
     int *last;       /* [B] index of the last real token */
+    /* encoders */
+    float *emb, *emb_mean, *emb_rstd; /* [N, C] summed embeddings before their LayerNorm */
+    float *pre, *pre_act, *d_pre;     /* [B, C] pre_head output before / after tanh or ReLU */
 } lorac_acts;
 
 typedef struct lorac_model {
@@ -109,7 +120,11 @@ typedef struct lorac_model {
     lorac_weight *wte, *wpe;           /* wpe: GPT-2 only */
     lorac_norm lnf;
     lorac_linear *lm_head;             /* tied: W points at wte */
-    lorac_linear *head; int n_classes; /* classification head "score" (NULL if none) */
+    lorac_linear *head; int n_classes; /* classification head: "score" (decoders), "classifier" (encoders); NULL if none */
+    lorac_linear *pre_head;            /* encoders: pooler.dense (tanh) or pre_classifier (ReLU); NULL if none */
+    int head_fresh, pre_head_fresh;    /* created by lorac_model_add_head, not read from the checkpoint */
+    lorac_weight *tte;                 /* BERT token-type embeddings (every token uses type 0) */
+    lorac_norm ln_emb;                 /* encoders: embeddings.LayerNorm */
     lorac_st *st; lorac_gguf *gguf;    /* checkpoint sources (kept open: views) */
     char path[1024];
     lorac_acts acts;
@@ -125,8 +140,11 @@ lorac_status lorac_model_load(const char *path, lorac_model **out);
 lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, lorac_model **out);
 void lorac_model_free(lorac_model *m);
 
-/* Add a fresh classification head "score": Linear(dim, n_classes) with
- * bias, PyTorch's default nn.Linear init from `seed`. */
+/* Add a fresh classification head: "score" = Linear(dim, n_classes) for
+ * decoders, "classifier" for encoders (DistilBERT also gets a fresh
+ * pre_classifier Linear(dim, dim); BERT a fresh pooler.dense when the
+ * checkpoint has none), with PyTorch's default nn.Linear init from `seed`.
+ * A head read from the checkpoint with the same class count is kept. */
 lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed);
 
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);

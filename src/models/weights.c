@@ -83,6 +83,65 @@ static lorac_norm new_norm(lorac_model *m, const char *name, int C, int bias) {
     return n;
 }
 
+/* A checkpoint tensor by HF name. Checkpoints of the base model alone drop
+ * the task model's prefix: GPT2Model ("h.0..." for "transformer.h.0..."),
+ * BertModel and sentence-transformers ("encoder..." for "bert.encoder..."). */
+static const lorac_tensor_desc *find_tensor(const lorac_model *m, const char *name) {
+    static const char *const prefixes[] = {"transformer.", "bert.", "distilbert."};
+    const lorac_tensor_desc *t = lorac_st_find(m->st, name);
+    for (size_t i = 0; !t && i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (!strncmp(name, prefixes[i], n)) t = lorac_st_find(m->st, name + n);
+    }
+    return t;
+}
+
+/* BERT / DistilBERT, named as BertForSequenceClassification /
+ * DistilBertForSequenceClassification name them (so adapters load in PEFT
+ * over AutoModelForSequenceClassification); bind_one also finds checkpoints
+ * saved without the "bert." prefix (BertModel, sentence-transformers). */
+static lorac_status build_encoder(lorac_model *m) {
+    const lorac_config *c = &m->cfg;
+    const int C = c->dim, F = c->ffn_dim;
+    const char *P = c->distil ? "distilbert" : "bert";
+    char nm[160];
+#define NM(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
+    m->wte = new_weight(m, NM("%s.embeddings.word_embeddings.weight", P), 2, c->vocab, C);
+    m->wpe = new_weight(m, NM("%s.embeddings.position_embeddings.weight", P), 2, c->n_ctx, C);
+    if (c->type_vocab > 0) m->tte = new_weight(m, NM("%s.embeddings.token_type_embeddings.weight", P), 2, c->type_vocab, C);
+    m->ln_emb = new_norm(m, NM("%s.embeddings.LayerNorm", P), C, 1);
+    for (int l = 0; l < c->n_layer; l++) {
+        lorac_layer *L = &m->layers[l];
+        if (c->distil) {
+            L->q = new_linear(m, NM("%s.transformer.layer.%d.attention.q_lin", P, l), C, C, 0, 1);
+            L->k = new_linear(m, NM("%s.transformer.layer.%d.attention.k_lin", P, l), C, C, 0, 1);
+            L->v = new_linear(m, NM("%s.transformer.layer.%d.attention.v_lin", P, l), C, C, 0, 1);
+            L->o = new_linear(m, NM("%s.transformer.layer.%d.attention.out_lin", P, l), C, C, 0, 1);
+            L->ln1 = new_norm(m, NM("%s.transformer.layer.%d.sa_layer_norm", P, l), C, 1);
+            L->fc = new_linear(m, NM("%s.transformer.layer.%d.ffn.lin1", P, l), C, F, 0, 1);
+            L->down = new_linear(m, NM("%s.transformer.layer.%d.ffn.lin2", P, l), F, C, 0, 1);
+            L->ln2 = new_norm(m, NM("%s.transformer.layer.%d.output_layer_norm", P, l), C, 1);
+        } else {
+            L->q = new_linear(m, NM("%s.encoder.layer.%d.attention.self.query", P, l), C, C, 0, 1);
+            L->k = new_linear(m, NM("%s.encoder.layer.%d.attention.self.key", P, l), C, C, 0, 1);
+            L->v = new_linear(m, NM("%s.encoder.layer.%d.attention.self.value", P, l), C, C, 0, 1);
+            L->o = new_linear(m, NM("%s.encoder.layer.%d.attention.output.dense", P, l), C, C, 0, 1);
+            L->ln1 = new_norm(m, NM("%s.encoder.layer.%d.attention.output.LayerNorm", P, l), C, 1);
+            L->fc = new_linear(m, NM("%s.encoder.layer.%d.intermediate.dense", P, l), C, F, 0, 1);
+            L->down = new_linear(m, NM("%s.encoder.layer.%d.output.dense", P, l), F, C, 0, 1);
+            L->ln2 = new_norm(m, NM("%s.encoder.layer.%d.output.LayerNorm", P, l), C, 1);
+        }
+    }
+    /* BERT's pooler belongs to the base model; build it when the checkpoint
+     * has one (or for a config-only model) and CLS pooling uses it */
+    if (!c->distil && c->pool == LORAC_POOL_CLS && (!m->st || find_tensor(m, "bert.pooler.dense.weight"))) {
+        m->pre_head = new_linear(m, "bert.pooler.dense", C, C, 0, 1);
+    }
+#undef NM
+    m->lm_head = NULL; /* encoders have no LM head */
+    return LORAC_OK;
+}
+
 /* Create the module tree for cfg (weights unbound: data == NULL). */
 static lorac_status build_modules(lorac_model *m) {
     const lorac_config *c = &m->cfg;
@@ -93,6 +152,7 @@ static lorac_status build_modules(lorac_model *m) {
     LORAC_TRY(lorac_alloc((void **)&m->lin, (size_t)m->cap_lin, sizeof *m->lin, "module table"));
     LORAC_TRY(lorac_alloc((void **)&m->layers, (size_t)c->n_layer, sizeof *m->layers, "layer table"));
     char nm[128];
+    if (c->arch == LORAC_ARCH_BERT) return build_encoder(m);
     if (c->arch == LORAC_ARCH_GPT2) {
         m->wte = new_weight(m, "transformer.wte.weight", 2, c->vocab, C);
         m->wpe = new_weight(m, "transformer.wpe.weight", 2, c->n_ctx, C);
@@ -195,9 +255,7 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
     char alt[160];
     int transposed = 0; /* GGUF GPT-2 matrices are [out,in]; HF Conv1D is [in,out] */
     if (m->st) {
-        t = lorac_st_find(m->st, w->name);
-        if (!t && !strncmp(w->name, "transformer.", 12)) t = lorac_st_find(m->st, w->name + 12); /* original gpt2 */
-        if (!t && !strncmp(w->name, "model.", 6) && !strcmp(w->name, "lm_head.weight")) t = NULL;
+        t = find_tensor(m, w->name);
         if (t) file = lorac_st_path_of(m->st, t);
     } else if (m->gguf && gguf_name(&m->cfg, w->name, alt, sizeof alt)) {
         t = lorac_gguf_find_tensor(m->gguf, alt);
@@ -246,14 +304,17 @@ static lorac_status bind_all(lorac_model *m) {
     return LORAC_OK;
 }
 
-static lorac_status model_new(const lorac_config *cfg, lorac_model **out) {
+/* The checkpoint (st, may be NULL) is only looked at, not owned, until this succeeds. */
+static lorac_status model_new(const lorac_config *cfg, lorac_st *ckpt, lorac_model **out) {
     lorac_model *m;
     *out = NULL;
     LORAC_TRY(lorac_alloc((void **)&m, 1, sizeof *m, "model"));
     m->cfg = *cfg;
+    m->st = ckpt;
     lorac_rng_seed(&m->rng, 1234);
     lorac_status st = build_modules(m);
     if (st != LORAC_OK) {
+        m->st = NULL;
         lorac_model_free(m);
         return st;
     }
@@ -264,6 +325,43 @@ static lorac_status model_new(const lorac_config *cfg, lorac_model **out) {
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* sentence-transformers checkpoints (all-MiniLM-L6-v2, ...) say in
+ * modules.json + 1_Pooling/config.json how their authors pool: follow it. */
+static void sentence_transformers_pooling(const char *dir, lorac_config *c) {
+    char p[1200];
+    if (!lorac_file_exists(lorac_path_join(p, sizeof p, dir, "modules.json"))) return;
+    lorac_path_join(p, sizeof p, dir, "1_Pooling/config.json");
+    char *text;
+    if (lorac_read_file(p, 1 << 20, &text, NULL) != LORAC_OK) {
+        lorac_clear_error();
+        return;
+    }
+    if (strstr(text, "\"pooling_mode_mean_tokens\": true") || strstr(text, "\"pooling_mode_mean_tokens\":true")) c->pool = LORAC_POOL_MEAN;
+    free(text);
+}
+
+/* A Linear of the classification head, bound to the checkpoint. */
+static lorac_status bound_linear(lorac_model *m, const char *name, int in, int out, lorac_linear **L) {
+    if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
+    *L = new_linear(m, name, in, out, 0, 1);
+    LORAC_TRY(bind_one(m, (*L)->W));
+    return bind_one(m, (*L)->b);
+}
+
+/* A checkpoint saved by BertForSequenceClassification /
+ * DistilBertForSequenceClassification carries its head: keep it. */
+static lorac_status load_encoder_head(lorac_model *m) {
+    const lorac_tensor_desc *t = lorac_st_find(m->st, "classifier.weight");
+    if (!t || t->ndim != 2 || t->shape[1] != m->cfg.dim || t->shape[0] < 2 || t->shape[0] > 100000) return LORAC_OK;
+    if (m->cfg.distil && m->cfg.pool == LORAC_POOL_CLS) {
+        if (!lorac_st_find(m->st, "pre_classifier.weight")) return LORAC_OK;
+        LORAC_TRY(bound_linear(m, "pre_classifier", m->cfg.dim, m->cfg.dim, &m->pre_head));
+    }
+    LORAC_TRY(bound_linear(m, "classifier", m->cfg.dim, (int)t->shape[0], &m->head));
+    m->n_classes = (int)t->shape[0];
+    return LORAC_OK;
 }
 
 lorac_status lorac_model_load(const char *path, lorac_model **out) {
@@ -286,8 +384,9 @@ lorac_status lorac_model_load(const char *path, lorac_model **out) {
         LORAC_TRY(lorac_config_load_json(cp, &cfg));
         LORAC_TRY(lorac_st_open(path, &st));
     }
+    if (cfg.arch == LORAC_ARCH_BERT) sentence_transformers_pooling(path, &cfg);
     lorac_model *m;
-    lorac_status s = model_new(&cfg, &m);
+    lorac_status s = model_new(&cfg, st, &m);
     if (s != LORAC_OK) {
         lorac_st_close(st);
         lorac_gguf_close(g);
@@ -297,6 +396,7 @@ lorac_status lorac_model_load(const char *path, lorac_model **out) {
     m->gguf = g;
     snprintf(m->path, sizeof m->path, "%s", path);
     s = bind_all(m);
+    if (s == LORAC_OK && st && cfg.arch == LORAC_ARCH_BERT) s = load_encoder_head(m);
     if (s != LORAC_OK) {
         lorac_model_free(m);
         return s;
@@ -307,7 +407,7 @@ lorac_status lorac_model_load(const char *path, lorac_model **out) {
 
 lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, lorac_model **out) {
     lorac_model *m;
-    LORAC_TRY(model_new(cfg, &m));
+    LORAC_TRY(model_new(cfg, NULL, &m));
     snprintf(m->path, sizeof m->path, "(random %s)", cfg->model_type);
     lorac_rng r;
     lorac_rng_seed(&r, seed);
@@ -319,7 +419,8 @@ lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, l
             return st;
         }
         w->owned = 1;
-        int is_norm_gain = w->ndim == 1 && (strstr(w->name, "norm") || strstr(w->name, "ln_")) && ends_with(w->name, ".weight");
+        int is_norm_gain = w->ndim == 1 && (strstr(w->name, "norm") || strstr(w->name, "Norm") || strstr(w->name, "ln_")) &&
+                           ends_with(w->name, ".weight");
         for (size_t j = 0; j < w->n; j++)
             w->data[j] = is_norm_gain ? 1.0f : (w->ndim == 1 ? 0.0f : 0.02f * lorac_rng_normal(&r));
     }
@@ -327,25 +428,38 @@ lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, l
     return LORAC_OK;
 }
 
+/* A new Linear with nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b. */
+static lorac_status fresh_linear(lorac_model *m, const char *name, int in, int out, int bias, lorac_rng *r, lorac_linear **L) {
+    if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
+    lorac_linear *H = *L = new_linear(m, name, in, out, 0, bias);
+    const float bound = 1.0f / sqrtf((float)in);
+    lorac_weight *ws[2] = {H->W, H->b};
+    for (int k = 0; k < 2; k++) {
+        if (!ws[k]) continue;
+        LORAC_TRY(lorac_alloc((void **)&ws[k]->data, ws[k]->n, sizeof(float), ws[k]->name));
+        ws[k]->owned = 1;
+        for (size_t j = 0; j < ws[k]->n; j++) ws[k]->data[j] = (2 * lorac_rng_uniform(r) - 1) * bound;
+    }
+    return LORAC_OK;
+}
+
 lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed) {
     if (n_classes < 2 || n_classes > 100000)
         return lorac_fail(LORAC_ERR_ARG, "classification head: %d classes; hint: need at least 2", n_classes);
-    if (m->head) return lorac_fail(LORAC_ERR_ARG, "model already has a classification head");
-    if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
-    lorac_linear *H = new_linear(m, "score", m->cfg.dim, n_classes, 0, bias);
-    /* nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b */
+    if (m->head) {
+        if (m->n_classes == n_classes) return LORAC_OK; /* the checkpoint's own head */
+        return lorac_fail(LORAC_ERR_ARG, "%s: the checkpoint's classifier has %d classes, the data %d; hint: use a base model "
+                          "without a classifier, or data with the same labels", m->path, m->n_classes, n_classes);
+    }
     lorac_rng r;
     lorac_rng_seed(&r, seed);
-    float bound = 1.0f / sqrtf((float)m->cfg.dim);
-    LORAC_TRY(lorac_alloc((void **)&H->W->data, H->W->n, sizeof(float), "score.weight"));
-    H->W->owned = 1;
-    for (size_t j = 0; j < H->W->n; j++) H->W->data[j] = (2 * lorac_rng_uniform(&r) - 1) * bound;
-    if (H->b) {
-        LORAC_TRY(lorac_alloc((void **)&H->b->data, H->b->n, sizeof(float), "score.bias"));
-        H->b->owned = 1;
-        for (size_t j = 0; j < H->b->n; j++) H->b->data[j] = (2 * lorac_rng_uniform(&r) - 1) * bound;
+    const int C = m->cfg.dim;
+    if (m->cfg.arch == LORAC_ARCH_BERT && m->cfg.pool == LORAC_POOL_CLS && !m->pre_head) {
+        LORAC_TRY(fresh_linear(m, m->cfg.distil ? "pre_classifier" : "bert.pooler.dense", C, C, 1, &r, &m->pre_head));
+        m->pre_head_fresh = 1;
     }
-    m->head = H;
+    LORAC_TRY(fresh_linear(m, m->cfg.arch == LORAC_ARCH_BERT ? "classifier" : "score", C, n_classes, bias, &r, &m->head));
+    m->head_fresh = 1;
     m->n_classes = n_classes;
     return LORAC_OK;
 }

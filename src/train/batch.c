@@ -31,6 +31,8 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
      * GPT-2 or SmolLM2); EOS always ends an LM example so the model learns to stop */
     int bos = lorac_tokenizer_adds_bos(tok) ? lorac_tokenizer_bos(tok) : -1;
     int eos = lorac_tokenizer_eos(tok), pad = lorac_tokenizer_pad(tok);
+    /* tokenizers whose special tokens wrap every input (BERT's [CLS] ... [SEP]) */
+    const int wrap = bos >= 0 && eos >= 0 && lorac_tokenizer_adds_eos(tok);
     out->pad_id = pad >= 0 ? pad : (eos >= 0 ? eos : 0);
     lorac_status st;
 #define TRY(x) do { st = (x); if (st != LORAC_OK) goto fail; } while (0)
@@ -59,7 +61,13 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
             full = (bos >= 0) + na + nr + (eos >= 0);
         } else {
             TRY(lorac_tokenizer_encode(tok, e->text, strlen(e->text), 0, &a, &na));
-            if (task == LORAC_TASK_CLS) {
+            if (task == LORAC_TASK_CLS && wrap) {
+                /* BERT: [CLS] text [SEP], the text truncated so [SEP] stays (as HF truncates) */
+                append(buf, &len, max_len, &bos, 1);
+                append(buf, &len, max_len - 1, a, na);
+                append(buf, &len, max_len, &eos, 1);
+                full = na + 2;
+            } else if (task == LORAC_TASK_CLS) {
                 append(buf, &len, max_len, a, na);
                 full = na;
                 if (na == 0) { /* an empty text still needs one token to classify */

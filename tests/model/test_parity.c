@@ -1,4 +1,5 @@
-/* test_parity - lorac's GPT-2 and Llama against transformers + PEFT.
+/* test_parity - lorac's GPT-2, Llama, BERT and DistilBERT against
+ * transformers + PEFT.
  *
  * Fixtures (tests/ref/make_model_fixtures.py, see tests/ref/README.md) hold a
  * tiny random model, a right-padded batch, the reference logits before and
@@ -8,7 +9,11 @@
  *  - logits and loss with the reference LoRA weights (1e-4 relative);
  *  - every lora_A / lora_B gradient (1e-3 relative), the head's gradient for
  *    the classification fixtures, and that no frozen weight has a gradient;
- *  - the losses of 5 AdamW steps and the weights after them. */
+ *  - the losses of 5 AdamW steps and the weights after them.
+ * Encoders (tests/ref/make_encoder_fixtures.py) carry their classification
+ * head in the checkpoint (BertForSequenceClassification /
+ * DistilBertForSequenceClassification) and also check the last hidden state
+ * of every row, padded rows included. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +82,19 @@ static void set_w(lorac_weight *w, const wctx *c) { load_named(c->st, w, c->pref
 static void cmp_grad(lorac_weight *w, const wctx *c) { compare_named(c->st, w, c->prefix, ".grad", w->grad, 1e-3, 1e-6); }
 static void cmp_after(lorac_weight *w, const wctx *c) { compare_named(c->st, w, c->prefix, ".after5", w->data, 1e-3, 1e-6); }
 
+static int is_head_weight(const lorac_model *m, const lorac_weight *w) {
+    const lorac_linear *hs[2] = {m->head, m->pre_head};
+    for (int k = 0; k < 2; k++)
+        if (hs[k] && (w == hs[k]->W || w == hs[k]->b)) return 1;
+    return 0;
+}
+
+/* the head's weights (and an encoder's pre_head, trained as modules_to_save) */
+static void visit_head(lorac_model *m, void (*fn)(lorac_weight *, const wctx *), const wctx *c) {
+    for (int i = 0; i < m->n_w; i++)
+        if (is_head_weight(m, &m->w[i]) && m->w[i].grad) fn(&m->w[i], c);
+}
+
 static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     fprintf(stderr, "-- %s\n", fixture);
     lorac_model *m = NULL;
@@ -90,7 +108,18 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     uint8_t *mask = malloc((size_t)B * T);
     for (int i = 0; i < B * T; i++) mask[i] = (uint8_t)am[i];
     int *targets = NULL, *labels = NULL;
-    if (cls) {
+    const int enc = m->cfg.arch == LORAC_ARCH_BERT;
+    if (cls && enc) { /* the head comes from the checkpoint; it must hold the fixture's values */
+        labels = test_st_ints(st, "labels");
+        CHECK(m->head != NULL && (m->cfg.distil ? m->pre_head != NULL : 1), "the checkpoint's head was not loaded");
+        if (!m->head) return;
+        compare_named(st, m->head->W, "", "", m->head->W->data, 0, 1e-9);
+        if (m->cfg.distil) compare_named(st, m->pre_head->W, "", "", m->pre_head->W->data, 0, 1e-9);
+        CHECK_OK(lorac_model_forward(m, ids, mask, B, T, LORAC_FWD_HIDDEN));
+        float *h = test_st_f32(st, "hidden_base", NULL);
+        test_close("hidden_base (every row)", m->acts.lnf, h, (size_t)B * T * m->cfg.dim, 1e-4, 1e-5);
+        free(h);
+    } else if (cls) {
         labels = test_st_ints(st, "labels");
         CHECK_OK(lorac_model_add_head(m, 2, 1, 0));
         load_named(st, m->head->W, "", "", m->head->W->data);
@@ -103,7 +132,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
         free(lab);
     }
     const lorac_fwd_mode mode = cls ? LORAC_FWD_CLS : LORAC_FWD_LM;
-    const size_t nout = cls ? (size_t)B * 2 : (size_t)B * T * V;
+    const size_t nout = cls ? (size_t)B * m->n_classes : (size_t)B * T * V;
 
     /* 1. base model */
     CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
@@ -130,10 +159,15 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     const cJSON *e;
     cJSON_ArrayForEach(e, tl) strcpy(lc.targets[lc.n_targets++], e->valuestring);
     cJSON_Delete(tl);
-    if (cls) strcpy(lc.modules_to_save[lc.n_modules_to_save++], "score");
+    const char *mts = lorac_st_metadata(st, "modules_to_save");
+    if (cls && !mts) strcpy(lc.modules_to_save[lc.n_modules_to_save++], "score");
+    cJSON *ml = mts ? cJSON_Parse(mts) : NULL;
+    cJSON_ArrayForEach(e, ml) strcpy(lc.modules_to_save[lc.n_modules_to_save++], e->valuestring);
+    cJSON_Delete(ml);
     int n_adapted = 0;
     CHECK_OK(lorac_lora_apply(m, &lc, &n_adapted));
-    CHECK(n_adapted == (m->cfg.arch == LORAC_ARCH_GPT2 ? 4 : 7) * m->cfg.n_layer, "adapted %d modules", n_adapted);
+    const int per_layer = m->cfg.arch == LORAC_ARCH_GPT2 ? 4 : m->cfg.arch == LORAC_ARCH_BERT ? 6 : 7;
+    CHECK(n_adapted == per_layer * m->cfg.n_layer, "adapted %d modules", n_adapted);
     CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
     CHECK(memcmp(base, cls ? m->acts.cls_logits : m->acts.logits, sizeof(float) * nout) == 0,
           "output with fresh LoRA (B = 0) differs from the base model");
@@ -154,15 +188,11 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     test_close("loss", &got_loss, want_loss, 1, 1e-4, 0);
     free(want_loss);
     visit_lora(m, cmp_grad, &c);
-    if (cls) {
-        wctx hc = {st, "", "", 0};
-        compare_named(st, m->head->W, "", ".grad", m->head->W->grad, 1e-3, 1e-6);
-        compare_named(st, m->head->b, "", ".grad", m->head->b->grad, 1e-3, 1e-6);
-        (void)hc;
-    }
+    wctx hc = {st, "", "", 0};
+    visit_head(m, cmp_grad, &hc);
     int frozen_with_grad = 0;
     for (int i = 0; i < m->n_w; i++)
-        if (m->w[i].grad && !(m->head && (&m->w[i] == m->head->W || &m->w[i] == m->head->b))) frozen_with_grad++;
+        if (m->w[i].grad && !is_head_weight(m, &m->w[i])) frozen_with_grad++;
     CHECK(frozen_with_grad == 0, "%d frozen base weights received gradient buffers", frozen_with_grad);
     if (!cls) {
         /* logits with LoRA, checked after the step above overwrote them: redo */
@@ -176,8 +206,14 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     } else {
         CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
         float *want = test_st_f32(st, "logits", NULL);
-        test_close("logits (cls, LoRA)", m->acts.cls_logits, want, (size_t)B * 2, 1e-4, 1e-5);
+        test_close("logits (cls, LoRA)", m->acts.cls_logits, want, nout, 1e-4, 1e-5);
         free(want);
+        if (enc) {
+            CHECK_OK(lorac_model_forward(m, ids, mask, B, T, LORAC_FWD_HIDDEN));
+            float *h = test_st_f32(st, "hidden", NULL);
+            test_close("hidden (LoRA, every row)", m->acts.lnf, h, (size_t)B * T * m->cfg.dim, 1e-4, 1e-5);
+            free(h);
+        }
     }
 
     /* 4. five AdamW steps (lr 1e-2, wd 0.1) on the same batch */
@@ -192,10 +228,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
     test_close("adamw_losses", losses, want5, 5, 1e-4, 1e-6);
     free(want5);
     visit_lora(m, cmp_after, &c);
-    if (cls) {
-        compare_named(st, m->head->W, "", ".after5", m->head->W->data, 1e-3, 1e-6);
-        compare_named(st, m->head->b, "", ".after5", m->head->b->data, 1e-3, 1e-6);
-    }
+    visit_head(m, cmp_after, &hc);
     fprintf(stderr, "   trainable %lld of %lld params; loss %.6f\n", (long long)tr, (long long)all, loss);
     lorac_optim_destroy(oc.opt);
     free(base);
@@ -214,5 +247,7 @@ int main(void) {
     run_fixture("tests/fixtures/models/tiny_llama_tied", "tests/fixtures/parity/tiny_llama_tied_lm.safetensors", 0);
     run_fixture("tests/fixtures/models/tiny_gpt2", "tests/fixtures/parity/tiny_gpt2_cls.safetensors", 1);
     run_fixture("tests/fixtures/models/tiny_llama", "tests/fixtures/parity/tiny_llama_cls.safetensors", 1);
+    run_fixture("tests/fixtures/models/tiny_bert", "tests/fixtures/parity/tiny_bert_cls.safetensors", 1);
+    run_fixture("tests/fixtures/models/tiny_distilbert", "tests/fixtures/parity/tiny_distilbert_cls.safetensors", 1);
     return test_summary("test_parity");
 }

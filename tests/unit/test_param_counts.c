@@ -2,7 +2,9 @@
  * (random weights of the real shapes), printed as PEFT prints them.
  * Each expected count is derived here from the architecture (r * (in + out)
  * per adapted Linear) and must also equal the figure the issue / seed
- * reports: appendix E's 2,666,528 and PEFT's GPT-2 default 294,912. */
+ * reports: appendix E's 2,666,528 and PEFT's GPT-2 default 294,912, and the
+ * DistilBERT-base figures of "Code LoRA from scratch" (147,456 / 516,096 /
+ * 592,130 / 66,955,010), from distilbert-base-uncased's own config.json. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,60 @@ static lorac_config gpt2_124m(void) {
     c.pad_id = -1;
     lorac_config_check(&c, "gpt2-124m");
     return c;
+}
+
+/* DistilBertForSequenceClassification on distilbert-base-uncased, 2 labels */
+static lorac_model *distilbert_base(void) {
+    lorac_config c;
+    lorac_model *m = NULL;
+    CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/configs/distilbert-base-uncased.json"), &c));
+    CHECK_OK(lorac_model_create_random(&c, 1, &m));
+    if (m) CHECK_OK(lorac_model_add_head(m, 2, 1, 1));
+    return m;
+}
+
+static int64_t trainable(const lorac_model *m) {
+    int64_t t, all;
+    lorac_count_params(m, &t, &all);
+    return t;
+}
+
+static void distilbert_counts(void) {
+    const int64_t C = 768, F = 3072, L = 6, V = 30522, P = 512, r = 8;
+    /* embeddings + LN, per layer 4 CxC + 2 MLP Linears + 2 LNs, head pre_classifier + classifier */
+    const int64_t body = V * C + P * C + 2 * C + L * (4 * (C * C + C) + (C * F + F) + (F * C + C) + 4 * C);
+    const int64_t head = (C * C + C) + (2 * C + 2);
+    static const char *const qv[] = {"q_lin", "v_lin", NULL}, *const qvff[] = {"q_lin", "v_lin", "lin1", "lin2", NULL};
+    const char *const *sets[2] = {qv, qvff};
+    const int64_t expect[2] = {L * 2 * r * (C + C), L * (2 * r * (C + C) + r * (C + F) + r * (F + C))};
+    const int64_t seed_figure[2] = {147456, 516096};
+    for (int k = 0; k < 2; k++) {
+        lorac_model *m = distilbert_base();
+        if (!m) return;
+        lorac_lora_config lc;
+        lorac_lora_config_default(&lc);
+        lc.r = (int)r;
+        for (const char *const *t = sets[k]; *t; t++) strcpy(lc.targets[lc.n_targets++], *t);
+        CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+        int64_t t = trainable(m);
+        printf("DistilBERT LoRA r=8 on %s: %lld trainable\n", k ? "q_lin,v_lin,lin1,lin2" : "q_lin,v_lin", (long long)t);
+        CHECK(t == expect[k] && t == seed_figure[k], "trainable %lld, formula %lld, the seed %lld", (long long)t,
+              (long long)expect[k], (long long)seed_figure[k]);
+        lorac_model_free(m);
+    }
+    lorac_model *m = distilbert_base();
+    if (!m) return;
+    CHECK_OK(lorac_make_last_layers_trainable(m, 2));
+    printf("DistilBERT last two layers: %lld trainable\n", (long long)trainable(m));
+    CHECK(trainable(m) == head && head == 592130, "last-layers:2 %lld, formula %lld, the seed 592,130", (long long)trainable(m),
+          (long long)head);
+    CHECK_OK(lorac_make_full_trainable(m));
+    int64_t t, all;
+    lorac_count_params(m, &t, &all);
+    printf("DistilBERT full: %lld trainable of %lld\n", (long long)t, (long long)all);
+    CHECK(t == all && all == body + head && all == 66955010, "full %lld, formula %lld, the seed 66,955,010", (long long)t,
+          (long long)(body + head));
+    lorac_model_free(m);
 }
 
 int main(void) {
@@ -103,5 +159,6 @@ int main(void) {
         CHECK(hits == 4, "all-linear in layer 3 matched %d modules", hits);
         lorac_model_free(m);
     }
+    distilbert_counts();
     return test_summary("test_param_counts");
 }

@@ -63,12 +63,26 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
     {"split-qkv", NULL, "one rank-r pair for each of q, k, v inside GPT-2's fused c_attn (loralib MergedLinear)"}, \
     {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
-    {"method", "M", "lora (default) | full | head"}
+    {"method", "M", "lora (default) | full | last-layers:N | head"}
 
 /* Build the LoRA config from the flags (after --preset). */
 void cli_lora_config(const cli_args *a, lorac_lora_config *c);
-/* Apply --method to a model with a LoRA config: lora, full, or head only. */
-void cli_apply_method(const cli_args *a, lorac_model *m, const lorac_lora_config *c);
+/* The training methods of --method (and of compare's --methods). */
+typedef enum { CLI_METHOD_LORA, CLI_METHOD_FULL, CLI_METHOD_HEAD, CLI_METHOD_LAST_LAYERS } cli_method;
+/* Parse one method: "lora", "full", "head" or "last-layers:N" (N >= 1, put
+ * in *n; 0 otherwise). Anything else is a usage error naming `flag`. */
+cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n);
+/* Apply --method to a model with a LoRA config: lora, full, last-layers:N
+ * (lorac_make_last_layers_trainable) or head (plus a fresh pre_head).
+ * seq_cls = 1 (train): as PEFT's task_type SEQ_CLS, LoRA on a classifier
+ * also trains the head in full: unless --modules-to-save is given or the head
+ * is a LoRA target, its name (and a fresh pre_head's) is added to
+ * c->modules_to_save, which the adapter config then records. seq_cls = 0
+ * (info): PEFT with task_type None, LoRA matrices only. */
+void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls);
+
+/* lorac train's options; lorac compare accepts them all and passes them on. */
+extern const cli_opt cli_train_opts[];
 
 /* print "trainable params: X || all params: Y || trainable%: Z" */
 void cli_print_trainable(const lorac_model *m, FILE *f);

@@ -183,19 +183,62 @@ void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
     c->seed = cli_u64(a, "seed", 123);
 }
 
-void cli_apply_method(const cli_args *a, lorac_model *m, const lorac_lora_config *c) {
-    const char *meth = cli_str(a, "method", "lora");
-    if (!strcmp(meth, "lora")) {
-        int n;
-        cli_check(a->cmd, lorac_lora_apply(m, c, &n));
-    } else if (!strcmp(meth, "full")) {
+cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n) {
+    *n = 0;
+    if (!strcmp(s, "lora")) return CLI_METHOD_LORA;
+    if (!strcmp(s, "full")) return CLI_METHOD_FULL;
+    if (!strcmp(s, "head")) return CLI_METHOD_HEAD;
+    if (!strcmp(s, "last-layers") || !strncmp(s, "last-layers:", 12)) {
+        const char *v = s[11] ? s + 12 : s + 11;
+        char *end = (char *)v;
+        errno = 0;
+        long x = *v ? strtol(v, &end, 10) : 0;
+        if (end == v || *end || errno || x < 1 || x > 100000)
+            cli_die(cmd, EXIT_USAGE, "%s '%s': expected last-layers:N with N a whole number >= 1; hint: last-layers:2 "
+                    "trains the last two Linear modules (lm_head excluded), e.g. the last MLP projection and the head", flag, s);
+        *n = (int)x;
+        return CLI_METHOD_LAST_LAYERS;
+    }
+    cli_die(cmd, EXIT_USAGE, "%s '%s': expected lora, full, last-layers:N or head", flag, s);
+}
+
+static void save_module(const cli_args *a, lorac_lora_config *c, const char *name) {
+    if (strlen(name) >= sizeof c->modules_to_save[0] || c->n_modules_to_save >= LORAC_MAX_TARGETS)
+        cli_die(a->cmd, 1, "module name '%s' does not fit modules_to_save", name);
+    strcpy(c->modules_to_save[c->n_modules_to_save++], name);
+}
+
+/* PEFT's task_type SEQ_CLS: the new classifier goes into modules_to_save. */
+static void seq_cls_modules_to_save(const cli_args *a, const lorac_model *m, lorac_lora_config *c) {
+    if (!m->head || cli_has(a, "modules-to-save") || lorac_lora_targets(c, m, m->head)) return;
+    save_module(a, c, m->head->name);
+    if (m->pre_head && m->pre_head_fresh && !lorac_lora_targets(c, m, m->pre_head)) save_module(a, c, m->pre_head->name);
+    fprintf(stderr, "note: training the new classification head in full (PEFT's modules_to_save for SEQ_CLS)\n");
+}
+
+static void train_linear(const cli_args *a, lorac_linear *L) {
+    cli_check(a->cmd, lorac_weight_make_trainable(L->W));
+    if (L->b) cli_check(a->cmd, lorac_weight_make_trainable(L->b));
+}
+
+void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
+    int n;
+    switch (cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n)) {
+    case CLI_METHOD_LORA:
+        if (seq_cls) seq_cls_modules_to_save(a, m, c);
+        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
+        break;
+    case CLI_METHOD_FULL:
         cli_check(a->cmd, lorac_make_full_trainable(m));
-    } else if (!strcmp(meth, "head")) {
+        break;
+    case CLI_METHOD_LAST_LAYERS:
+        cli_check(a->cmd, lorac_make_last_layers_trainable(m, n));
+        break;
+    case CLI_METHOD_HEAD:
         if (!m->head) cli_die(a->cmd, EXIT_USAGE, "--method head needs a classification task");
-        cli_check(a->cmd, lorac_weight_make_trainable(m->head->W));
-        if (m->head->b) cli_check(a->cmd, lorac_weight_make_trainable(m->head->b));
-    } else {
-        cli_die(a->cmd, EXIT_USAGE, "--method '%s': expected lora, full or head", meth);
+        train_linear(a, m->head);
+        if (m->pre_head && m->pre_head_fresh) train_linear(a, m->pre_head);
+        break;
     }
 }
 

@@ -61,7 +61,17 @@ void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
         cli_check(a->cmd, lorac_dataset_balance(&all, seed));
     }
     const char *vf = cli_str(a, "val", NULL), *tf = cli_str(a, "test", NULL);
-    if (vf || tf) { /* explicit files: --data is the training set */
+    double tr = 0.7, va = 0.1;
+    const char *sp = cli_str(a, "split", NULL);
+    if (sp && (sscanf(sp, "%lf,%lf", &tr, &va) != 2 || tr <= 0 || va < 0 || tr + va > 1))
+        cli_die(a->cmd, EXIT_USAGE, "--split '%s': expected two fractions like 0.7,0.1 summing to at most 1", sp);
+    if (tf && !vf && sp) { /* a test file, and validation carved out of --data */
+        cli_check(a->cmd, lorac_dataset_split(&all, tr, va, seed, 1, &s->train, &s->val, NULL));
+        lorac_dataset_free(&all);
+        for (int i = 0; s->task == LORAC_TASK_CLS && i < s->train.n_labels && i < 64; i++) labels[i] = s->train.label_names[i];
+        labels[s->train.n_labels < 64 ? s->train.n_labels : 64] = NULL;
+        load_one(a, s->task, tf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->test);
+    } else if (vf || tf) { /* explicit files: --data is the training set */
         s->train = all;
         const char *const *names = (const char *const *)all.label_names;
         if (s->task == LORAC_TASK_CLS) {
@@ -72,10 +82,6 @@ void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
         if (tf) load_one(a, s->task, tf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->test);
         lorac_dataset_shuffle(&s->train, seed);
     } else {
-        double tr = 0.7, va = 0.1;
-        const char *sp = cli_str(a, "split", NULL);
-        if (sp && (sscanf(sp, "%lf,%lf", &tr, &va) != 2 || tr <= 0 || va < 0 || tr + va > 1))
-            cli_die(a->cmd, EXIT_USAGE, "--split '%s': expected two fractions like 0.7,0.1 summing to at most 1", sp);
         cli_check(a->cmd, lorac_dataset_split(&all, tr, va, seed, 1, &s->train, &s->val, &s->test));
         lorac_dataset_free(&all);
     }
@@ -85,6 +91,17 @@ void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
         cli_check(a->cmd, lorac_dataset_subset(&s->train, mx, &sub));
         lorac_dataset_free(&s->train);
         s->train = sub;
+    }
+    /* a random sample of the evaluation sets (files are often sorted by label) */
+    int me = cli_int(a, "max-eval", 0, 0, 1 << 30);
+    lorac_dataset *ev[2] = {&s->val, &s->test};
+    for (int k = 0; k < 2 && me > 0; k++) {
+        if (ev[k]->n <= me) continue;
+        lorac_dataset sub;
+        lorac_dataset_shuffle(ev[k], seed + 1 + (uint64_t)k);
+        cli_check(a->cmd, lorac_dataset_subset(ev[k], me, &sub));
+        lorac_dataset_free(ev[k]);
+        *ev[k] = sub;
     }
     if (s->task == LORAC_TASK_CLS) {
         if (s->train.n_labels < 2) cli_die(a->cmd, 1, "%s: only %d distinct label(s); hint: a classifier needs 2 or more", data, s->train.n_labels);

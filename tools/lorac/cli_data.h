@@ -19,8 +19,9 @@
     {"labels", "LIST", "label names in class-id order, e.g. ham,spam (default: sorted)"},                        \
     {"skip-bad-rows", NULL, "skip malformed rows (counted) instead of failing"},                                \
     {"balance", NULL, "under-sample every class to the smallest (appendix E)"},                                  \
-    {"split", "TR,VA", "train and validation fractions when splitting --data (default 0.7,0.1)"},                \
+    {"split", "TR,VA", "train and validation fractions when splitting --data (default 0.7,0.1; with --test, the rest is dropped)"},                \
     {"max-examples", "N", "use at most N training examples"},                                                   \
+    {"max-eval", "N", "use a random N of the validation and of the test examples"},                             \
     {"max-len", "N", "truncate sequences to N tokens (default 256)"}
 
 typedef struct cli_splits {

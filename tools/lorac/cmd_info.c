@@ -38,7 +38,7 @@ int cmd_info(int argc, char **argv) {
     lorac_model *m = load(&a);
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
-    cli_apply_method(&a, m, &lc);
+    cli_apply_method(&a, m, &lc, 0);
     const lorac_config *c = &m->cfg;
     printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", m->path,
            c->model_type, c->n_layer, c->dim, c->n_head, c->n_kv_head, c->head_dim, c->ffn_dim, c->vocab, c->n_ctx,
@@ -58,7 +58,7 @@ int cmd_info(int argc, char **argv) {
             printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
         }
     }
-    if (m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
+    if (m->lm_head && m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
     cli_print_trainable(m, stdout);
     lorac_model_free(m);
     return 0;

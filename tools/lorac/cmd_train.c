@@ -11,7 +11,7 @@
 #include "core/util.h"
 #include "lora/adapter_io.h"
 
-static const cli_opt train_opts[] = {
+const cli_opt cli_train_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_DATA_OPTS,
@@ -43,7 +43,7 @@ static const char *train_usage =
 
 int cmd_train(int argc, char **argv) {
     cli_args a;
-    cli_parse(&a, "train", train_usage, train_opts, argc, argv);
+    cli_parse(&a, "train", train_usage, cli_train_opts, argc, argv);
     cli_set_threads(&a);
     const int appx = cli_has(&a, "preset");
     /* every flag is checked before anything slow happens */
@@ -66,6 +66,8 @@ int cmd_train(int argc, char **argv) {
     o.skip_nonfinite = cli_has(&a, "skip-nonfinite");
     o.seed = cli_u64(&a, "seed", 123);
     o.progress = cli_progress;
+    int n_last;
+    cli_method_parse("train", "--method", cli_str(&a, "method", "lora"), &n_last);
     const char *out = cli_str(&a, "out", NULL);
     char mpath[1200];
     if (out) {
@@ -84,7 +86,7 @@ int cmd_train(int argc, char **argv) {
     cli_splits sp;
     cli_load_splits(&a, &sp, 0);
     if (sp.task == LORAC_TASK_CLS) cli_check("train", lorac_model_add_head(m, sp.train.n_labels, 1, lc.seed));
-    cli_apply_method(&a, m, &lc);
+    cli_apply_method(&a, m, &lc, 1);
     cli_print_trainable(m, stderr);
 
     cli_tokenized tk;

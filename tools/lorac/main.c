@@ -10,6 +10,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_modules(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -22,6 +23,7 @@ static const struct {
     {"info", cmd_info, "module tree and trainable-parameter count"},
     {"modules", cmd_modules, "list the module names LoRA can target"},
     {"merge", cmd_merge, "merge an adapter into its base model and write a checkpoint"},
+    {"compare", cmd_compare, "train several methods (LoRA variants, last layers, head, full) on the same data; one table"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,34 @@
+/* model_internal.h - what decoder.c and encoder.c share; not public API. */
+#ifndef LORAC_MODELS_MODEL_INTERNAL_H
+#define LORAC_MODELS_MODEL_INTERNAL_H
+
+#include "models/model.h"
+
+/* Views of q, k, v inside a layer's qkv buffer. GPT-2: one fused row
+ * [q|k|v] of 3C; Llama and BERT: three contiguous blocks [N,HqD] [N,HkD] [N,HkD]. */
+typedef struct { float *q, *k, *v; int ldq, ldk, ldv; } qkv_view;
+
+static inline qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
+    qkv_view v;
+    const int HqD = c->n_head * c->head_dim, HkD = c->n_kv_head * c->head_dim;
+    if (c->arch == LORAC_ARCH_GPT2) {
+        v.q = buf;
+        v.k = buf + c->dim;
+        v.v = buf + 2 * c->dim;
+        v.ldq = v.ldk = v.ldv = 3 * c->dim;
+    } else {
+        v.q = buf;
+        v.k = buf + (size_t)N * HqD;
+        v.v = v.k + (size_t)N * HkD;
+        v.ldq = HqD;
+        v.ldk = v.ldv = HkD;
+    }
+    return v;
+}
+
+/* encoder.c: called by lorac_model_forward / lorac_model_backward once the
+ * ids are checked and acts.keymask / acts.pos are filled. */
+lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
+void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T);
+
+#endif

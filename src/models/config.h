@@ -43,7 +43,7 @@ typedef struct lorac_config {
     int distil;           /* DistilBERT names and head (pre_classifier + ReLU) */
     int type_vocab;       /* token-type embeddings (BERT: 2; DistilBERT: 0) */
     int num_labels;       /* from id2label / num_labels; 0 when the config has none */
-    lorac_pool pool;      /* MEAN when a sentence-transformers modules.json says so */
+    lorac_pool pool;      /* MEAN when a sentence-transformers modules.json says so, or a BERT checkpoint has no pooler */
 } lorac_config;
 
 /* Parse config.json (path to the file). Unknown model_type -> UNSUPPORTED. */

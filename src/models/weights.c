@@ -132,11 +132,10 @@ static lorac_status build_encoder(lorac_model *m) {
             L->ln2 = new_norm(m, NM("%s.encoder.layer.%d.output.LayerNorm", P, l), C, 1);
         }
     }
-    /* BERT's pooler belongs to the base model; build it when the checkpoint
-     * has one (or for a config-only model) and CLS pooling uses it */
-    if (!c->distil && c->pool == LORAC_POOL_CLS && (!m->st || find_tensor(m, "bert.pooler.dense.weight"))) {
-        m->pre_head = new_linear(m, "bert.pooler.dense", C, C, 0, 1);
-    }
+    /* BERT's pooler belongs to the base model: a checkpoint saved without
+     * one gets mean pooling; a config-only model (counts) gets the pooler */
+    if (!c->distil && c->pool == LORAC_POOL_CLS && m->st && !find_tensor(m, "bert.pooler.dense.weight")) m->cfg.pool = LORAC_POOL_MEAN;
+    if (!c->distil && c->pool == LORAC_POOL_CLS) m->pre_head = new_linear(m, "bert.pooler.dense", C, C, 0, 1);
 #undef NM
     m->lm_head = NULL; /* encoders have no LM head */
     return LORAC_OK;

@@ -4,6 +4,7 @@
  * the same source text, are built by ops_double.c; see ops/template.h. */
 #define REAL float
 #define OP(name) op_##name
+#define OPS_FAST_ERF 1
 #include "ops/template.h"
 
 #include "ops/ops.h"

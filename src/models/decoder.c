@@ -146,7 +146,8 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return lorac_fail(LORAC_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d); hint: tokenizer and model do not match",
                               ids[i], i, c->vocab - 1);
-    if (mode == LORAC_FWD_CLS && !m->head) return lorac_fail(LORAC_ERR_ARG, "classification needs a head; hint: --num-classes");
+    if (mode == LORAC_FWD_CLS && (!m->head || !m->head->W->data))
+        return lorac_fail(LORAC_ERR_ARG, "classification needs a head; hint: an adapter trained for classification (--adapter)");
     for (int b = 0; b < B; b++) {
         int len = 0;
         for (int t = 0; t < T; t++) {

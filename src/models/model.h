@@ -176,6 +176,8 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
 /* dx += dy W (+ LoRA path); grads of trainable W/b and of LoRA A/B accumulate.
  * dx may be NULL. */
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N);
+/* Free one LoRA pair and its buffers (NULL is fine). */
+void lorac_lora_free(lorac_lora *l);
 /* Make sure L->lora buffers hold N rows. */
 lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N);
 

@@ -268,7 +268,10 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
     if (t->ndim != w->ndim || g0 != e0 || g1 != e1)
         return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%lld,%lld]; hint: wrong config.json?",
                           file, t->name, (long long)g0, (long long)g1, (long long)e0, (long long)e1);
-    if (t->dtype == LORAC_F32 && !transposed && (uintptr_t)t->data % sizeof(float) == 0) {
+    /* llama.cpp's q/k rows need reordering (below), so they are never a view */
+    const int permuted = m->gguf && m->cfg.arch == LORAC_ARCH_LLAMA &&
+                         (strstr(w->name, "q_proj.weight") || strstr(w->name, "k_proj.weight"));
+    if (t->dtype == LORAC_F32 && !transposed && !permuted && (uintptr_t)t->data % sizeof(float) == 0) {
         w->data = (float *)t->data; /* zero-copy view into the mapping */
         w->owned = 0;
         return LORAC_OK;
@@ -463,7 +466,7 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint6
     return LORAC_OK;
 }
 
-static void lora_free(lorac_lora *l) {
+void lorac_lora_free(lorac_lora *l) {
     if (!l) return;
     free(l->A.data);
     free(l->A.grad);
@@ -483,7 +486,7 @@ void lorac_model_free(lorac_model *m) {
         if (m->w[i].owned) free(m->w[i].data);
         free(m->w[i].grad);
     }
-    for (int i = 0; i < m->n_lin; i++) lora_free(m->lin[i].lora);
+    for (int i = 0; i < m->n_lin; i++) lorac_lora_free(m->lin[i].lora);
     lorac_acts_free(&m->acts, m->cfg.n_layer);
     free(m->w);
     free(m->lin);

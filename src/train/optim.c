@@ -3,8 +3,11 @@
 #include "train/optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "io/safetensors.h"
 
 /* ---- creating and filling the optimizer ---- */
 
@@ -161,6 +164,76 @@ void lorac_optim_step(lorac_optim *o, double lr) {
             w[j] -= step_size * (m[j] / denom);
         }
     }
+}
+
+/* ---- checkpoints ---- */
+
+lorac_status lorac_optim_save(const lorac_optim *o, const char *path) {
+    int n = 2 * o->n_params;
+    lorac_st_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
+    char (*names)[200] = calloc((size_t)(n ? n : 1), sizeof *names);
+    if (!e || !names) {
+        free(e);
+        free(names);
+        return lorac_fail(LORAC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (int i = 0; i < o->n_params; i++) {
+        const lorac_param *p = &o->p[i];
+        for (int k = 0; k < 2; k++) {
+            lorac_st_entry *x = &e[2 * i + k];
+            snprintf(names[2 * i + k], sizeof names[0], "%s.%s", p->name, k ? "exp_avg_sq" : "exp_avg");
+            x->name = names[2 * i + k];
+            x->data = k ? p->v : p->m;
+            x->ndim = 1;
+            x->shape[0] = (int64_t)p->n;
+            x->dtype = LORAC_F32;
+        }
+    }
+    char step[32], lr[40], b1[40], b2[40], eps[40], wd[40];
+    snprintf(step, sizeof step, "%lld", (long long)o->step);
+    snprintf(lr, sizeof lr, "%.17g", o->cfg.lr);
+    snprintf(b1, sizeof b1, "%.17g", o->cfg.beta1);
+    snprintf(b2, sizeof b2, "%.17g", o->cfg.beta2);
+    snprintf(eps, sizeof eps, "%.17g", o->cfg.eps);
+    snprintf(wd, sizeof wd, "%.17g", o->cfg.weight_decay);
+    const char *md[] = {"optimizer", "AdamW", "step", step, "lr", lr, "beta1", b1, "beta2", b2, "eps", eps,
+                        "weight_decay", wd, NULL};
+    lorac_status st = lorac_st_write(path, e, n, md);
+    free(e);
+    free(names);
+    return st;
+}
+
+lorac_status lorac_optim_load(lorac_optim *o, const char *path) {
+    lorac_st *st;
+    LORAC_TRY(lorac_st_open(path, &st));
+    lorac_status s = LORAC_OK;
+    const char *step = lorac_st_metadata(st, "step");
+    char *end = NULL;
+    long long t = step ? strtoll(step, &end, 10) : -1;
+    if (!step || *end || t < 0) s = lorac_fail(LORAC_ERR_FORMAT, "%s: no valid \"step\" in the metadata", path);
+    if (s == LORAC_OK && lorac_st_count(st) != 2 * o->n_params)
+        s = lorac_fail(LORAC_ERR_FORMAT, "%s: %d tensors, the optimizer has %d parameters (x2); hint: the checkpoint is "
+                       "from another model or method", path, lorac_st_count(st), o->n_params);
+    for (int i = 0; i < o->n_params && s == LORAC_OK; i++) {
+        lorac_param *p = &o->p[i];
+        for (int k = 0; k < 2 && s == LORAC_OK; k++) {
+            char name[200];
+            snprintf(name, sizeof name, "%s.%s", p->name, k ? "exp_avg_sq" : "exp_avg");
+            const lorac_tensor_desc *d = lorac_st_find(st, name);
+            if (!d)
+                s = lorac_fail(LORAC_ERR_FORMAT, "%s: no tensor '%s'; hint: the checkpoint is from another model or method",
+                               path, name);
+            else if (d->numel != (int64_t)p->n)
+                s = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' has %lld values, the parameter %zu", path, name,
+                               (long long)d->numel, p->n);
+            else
+                s = lorac_to_f32(k ? p->v : p->m, d->data, d->dtype, (int64_t)p->n);
+        }
+    }
+    if (s == LORAC_OK) o->step = t;
+    lorac_st_close(st);
+    return s;
 }
 
 /* ---- learning-rate schedules ---- */

@@ -16,7 +16,8 @@
  *
  * State for a checkpoint is public: step, and per param m[n] and v[n]
  * (find a param by name with lorac_optim_find). Writing those back restores
- * the optimizer exactly. */
+ * the optimizer exactly; lorac_optim_save / lorac_optim_load do that with a
+ * safetensors file. */
 #ifndef LORAC_TRAIN_OPTIM_H
 #define LORAC_TRAIN_OPTIM_H
 
@@ -95,6 +96,14 @@ double lorac_optim_clip_grad_norm(lorac_optim *o, double max_norm);
  *     v  = b2 v + (1 - b2) g^2
  *     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 void lorac_optim_step(lorac_optim *o, double lr);
+
+/* Checkpointing: write the moments as a safetensors file, "<name>.exp_avg"
+ * and "<name>.exp_avg_sq" ([n] F32 each, torch's state names) with the step
+ * in the metadata ("step"); load reads them back into the params of the same
+ * names (every param must be there with n values; extra tensors are an
+ * error too), restoring the optimizer exactly. */
+lorac_status lorac_optim_save(const lorac_optim *o, const char *path);
+lorac_status lorac_optim_load(lorac_optim *o, const char *path);
 
 /* ---- learning-rate schedules: multipliers of the base learning rate ---- */
 

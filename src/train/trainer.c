@@ -32,6 +32,7 @@ void lorac_train_opts_default(lorac_train_opts *o) {
     o->eps = 1e-8f;
     o->schedule = 0;
     o->seed = 123;
+    o->keep_checkpoints = 2;
 }
 
 static lorac_fwd_mode mode_of(lorac_task t) { return t == LORAC_TASK_CLS ? LORAC_FWD_CLS : LORAC_FWD_LM; }
@@ -136,7 +137,6 @@ static void metrics_line(const char *path, const char *fmt, ...) {
     fclose(f);
 }
 
-
 typedef struct { lorac_optim *opt; lorac_status st; } add_ctx;
 static void add_param(lorac_weight *w, void *ctx) {
     add_ctx *a = ctx;
@@ -144,6 +144,101 @@ static void add_param(lorac_weight *w, void *ctx) {
     /* PyTorch AdamW decays every parameter it is given (the seeds and PEFT
      * pass all trainable parameters to one group). */
     a->st = lorac_optim_add(a->opt, w->name, w->data, w->grad, w->n, 1, NULL);
+}
+
+/* ---- what a resumed run must share with its checkpoint ---- */
+
+static int is_fresh_head(const lorac_model *m, const lorac_weight *w) {
+    if (m->head && m->head_fresh && (w == m->head->W || w == m->head->b)) return 1;
+    return m->pre_head && m->pre_head_fresh && (w == m->pre_head->W || w == m->pre_head->b);
+}
+
+/* The base weights as loaded (names, shapes and up to 1024 values of each),
+ * before any training: fresh heads (initialised from the seed) left out. */
+static uint64_t model_hash(const lorac_model *m, int64_t *values) {
+    uint64_t h = LORAC_HASH_INIT;
+    *values = 0;
+    for (int i = 0; i < m->n_w; i++) {
+        const lorac_weight *w = &m->w[i];
+        if (is_fresh_head(m, w)) continue;
+        *values += (int64_t)w->n;
+        h = lorac_hash_bytes(h, w->name, strlen(w->name) + 1);
+        h = lorac_hash_bytes(h, w->shape, sizeof w->shape);
+        if (!w->data) continue;
+        size_t stride = w->n > 1024 ? w->n / 1024 : 1;
+        for (size_t j = 0; j < w->n; j += stride) h = lorac_hash_bytes(h, &w->data[j], sizeof(float));
+    }
+    return h;
+}
+
+static uint64_t data_hash(const lorac_tokenized *d) {
+    uint64_t h = LORAC_HASH_INIT;
+    for (int i = 0; d && i < d->n; i++) {
+        h = lorac_hash_bytes(h, &d->len[i], sizeof(int));
+        h = lorac_hash_bytes(h, d->ids[i], sizeof(int) * (size_t)d->len[i]);
+        if (d->label) h = lorac_hash_bytes(h, &d->label[i], sizeof(int));
+        if (d->n_prompt) h = lorac_hash_bytes(h, &d->n_prompt[i], sizeof(int));
+    }
+    return h;
+}
+
+static lorac_status build_config(const lorac_model *m, const lorac_optim *opt, const lorac_tokenized *train,
+                                 const lorac_tokenized *val, const lorac_train_opts *o, int total,
+                                 lorac_ckpt_config *c) {
+    static const char *const task_names[] = {"classify", "lm", "instruct"};
+    int64_t mvals;
+    uint64_t mh = model_hash(m, &mvals);
+    LORAC_TRY(lorac_ckpt_config_add(c, "model", "arch %d, %lld base values, fingerprint %016llx", (int)m->cfg.arch,
+                                    (long long)mvals, (unsigned long long)mh));
+    for (int i = 0; o->run_config && o->run_config[i] && o->run_config[i + 1]; i += 2)
+        LORAC_TRY(lorac_ckpt_config_add(c, o->run_config[i], "%s", o->run_config[i + 1]));
+    LORAC_TRY(lorac_ckpt_config_add(c, "task", "%s", (unsigned)o->task < 3 ? task_names[o->task] : "?"));
+    LORAC_TRY(lorac_ckpt_config_add(c, "batch", "%d", o->batch_size));
+    LORAC_TRY(lorac_ckpt_config_add(c, "grad-accum", "%d", o->grad_accum));
+    LORAC_TRY(lorac_ckpt_config_add(c, "seed", "%llu", (unsigned long long)o->seed));
+    LORAC_TRY(lorac_ckpt_config_add(c, "lr", "%.7g", o->lr));
+    LORAC_TRY(lorac_ckpt_config_add(c, "weight-decay", "%.7g", o->weight_decay));
+    LORAC_TRY(lorac_ckpt_config_add(c, "adam betas and eps", "%.7g %.7g %.7g", o->beta1, o->beta2, o->eps));
+    LORAC_TRY(lorac_ckpt_config_add(c, "clip", "%.7g", o->clip));
+    LORAC_TRY(lorac_ckpt_config_add(c, "warmup", "%d", o->warmup_steps));
+    LORAC_TRY(lorac_ckpt_config_add(c, "schedule", "%s", lorac_sched_name((lorac_sched_kind)o->schedule)));
+    /* a decaying schedule's shape depends on its length; the constant one does
+     * not, so a constant-rate run may be resumed with more epochs / max-steps */
+    if (o->schedule != LORAC_SCHED_CONSTANT)
+        LORAC_TRY(lorac_ckpt_config_add(c, "schedule length (epochs, max-steps)", "%d steps", total));
+    LORAC_TRY(lorac_ckpt_config_add(c, "eval-every", "%d", o->eval_every));
+    LORAC_TRY(lorac_ckpt_config_add(c, "skip-nonfinite", "%d", o->skip_nonfinite != 0));
+    LORAC_TRY(lorac_ckpt_config_add(c, "training examples", "%d", train->n));
+    LORAC_TRY(lorac_ckpt_config_add(c, "training data", "fingerprint %016llx", (unsigned long long)data_hash(train)));
+    LORAC_TRY(lorac_ckpt_config_add(c, "validation examples", "%d", val ? val->n : 0));
+    LORAC_TRY(lorac_ckpt_config_add(c, "validation data", "fingerprint %016llx", (unsigned long long)data_hash(val)));
+    uint64_t th = LORAC_HASH_INIT;
+    for (int i = 0; i < opt->n_params; i++) {
+        th = lorac_hash_bytes(th, opt->p[i].name, strlen(opt->p[i].name) + 1);
+        th = lorac_hash_bytes(th, &opt->p[i].n, sizeof opt->p[i].n);
+    }
+    LORAC_TRY(lorac_ckpt_config_add(c, "trainable tensors", "%d tensors, %zu values, fingerprint %016llx", opt->n_params,
+                                    lorac_optim_numel(opt), (unsigned long long)th));
+    return LORAC_OK;
+}
+
+/* The loop's state at a step boundary. data_rng: the data-order RNG as it
+ * was before epoch `ep`'s shuffle (the resumed run draws that order again). */
+static void snapshot(lorac_ckpt_state *cs, int step, int ep, int next_batch, int total, const lorac_rng *data_rng,
+                     const lorac_model *m, double epoch_loss, int epoch_steps, const lorac_train_result *res,
+                     double train_s, double eval_s) {
+    cs->step = step;
+    cs->epoch = ep;
+    cs->next_batch = next_batch;
+    cs->total_steps = total;
+    cs->data_rng = *data_rng;
+    cs->dropout_rng = m->rng;
+    cs->epoch_loss = epoch_loss;
+    cs->epoch_steps = epoch_steps;
+    cs->tokens = res->tokens;
+    cs->padded_tokens = res->padded_tokens;
+    cs->train_seconds = train_s;
+    cs->eval_seconds = eval_s;
 }
 
 lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lorac_tokenized *val,
@@ -171,22 +266,62 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
 
     int *order = malloc(sizeof(int) * (size_t)train->n);
     lorac_batch b = {0};
-    lorac_rng rng;
+    lorac_rng rng, epoch_rng;
     lorac_rng_seed(&rng, o->seed);
     lorac_rng_seed(&m->rng, o->seed ^ 0x5eed);
+    epoch_rng = rng;
     if (!order && st == LORAC_OK) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory");
-    const double t0 = lorac_now();
-    int step = 0, micro = 0;
-    double eval_s = 0; /* time spent evaluating, kept out of tokens/s */
+
+    /* checkpoints: the settings to record / check, and the state to resume */
+    const int checkpointing = o->checkpoint_dir != NULL;
+    lorac_ckpt_config cfg = {0};
+    lorac_ckpt_state cs = {0};
+    if (st == LORAC_OK && (checkpointing || o->resume_from)) st = build_config(m, opt, train, val, o, total, &cfg);
+    int step = 0, start_ep = 1, start_bi = 0, last_saved = -1;
     double step_loss = 0, epoch_loss = 0;
     int epoch_steps = 0;
+    if (st == LORAC_OK && o->resume_from) {
+        st = lorac_ckpt_load(o->resume_from, &cfg, m, opt, &cs);
+        if (st == LORAC_OK && cs.step != opt->step)
+            st = lorac_fail(LORAC_ERR_FORMAT, "%s: step %d but the optimizer's is %lld", o->resume_from, cs.step,
+                            (long long)opt->step);
+        if (st == LORAC_OK && (cs.next_batch >= per_epoch || cs.epoch > o->epochs + 1))
+            st = lorac_fail(LORAC_ERR_FORMAT, "%s: position (epoch %d, batch %d) outside this run's %d batches per epoch",
+                            o->resume_from, cs.epoch, cs.next_batch, per_epoch);
+        if (st == LORAC_OK) {
+            step = last_saved = res->resumed_step = cs.step;
+            start_ep = cs.epoch;
+            start_bi = cs.next_batch;
+            rng = cs.data_rng;
+            m->rng = cs.dropout_rng;
+            epoch_loss = cs.epoch_loss;
+            epoch_steps = cs.epoch_steps;
+            res->tokens = cs.tokens;
+            res->padded_tokens = cs.padded_tokens;
+            if (cs.have_val) {
+                res->val_loss = cs.val_loss;
+                res->val_acc = cs.val_acc;
+            }
+            st = lorac_ckpt_trim_metrics(o->metrics_path, step); /* drop what ran after the checkpoint */
+        }
+    }
+    double eval_s = cs.eval_seconds; /* time spent evaluating, kept out of tokens/s */
+    const double t0 = lorac_now() - cs.train_seconds - cs.eval_seconds;
+    int next_ep = start_ep, next_bi = start_bi; /* where the run stands after its last step */
+    int shuffled_ep = 0;                        /* the last epoch whose order was drawn */
+    int micro = 0;
     m->training = 1;
-    for (int ep = 1; ep <= o->epochs && st == LORAC_OK && step < total; ep++) {
+    for (int ep = start_ep; ep <= o->epochs && st == LORAC_OK && step < total && !res->interrupted; ep++) {
+        epoch_rng = rng; /* a checkpoint inside this epoch rebuilds its order from here */
+        shuffled_ep = ep;
         for (int i = 0; i < train->n; i++) order[i] = i;
         lorac_rng_shuffle(&rng, order, train->n);
-        epoch_loss = 0;
-        epoch_steps = 0;
-        for (int bi = 0; bi < per_epoch && st == LORAC_OK && step < total; bi++) {
+        int bi0 = ep == start_ep ? start_bi : 0;
+        if (bi0 == 0) { /* a run resumed inside an epoch keeps the epoch's loss so far */
+            epoch_loss = 0;
+            epoch_steps = 0;
+        }
+        for (int bi = bi0; bi < per_epoch && st == LORAC_OK && step < total; bi++) {
             int cnt = train->n < bs ? train->n : bs;
             st = lorac_batch_make(&b, train, order, bi * bs, cnt, o->task);
             if (st != LORAC_OK) break;
@@ -227,9 +362,13 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             double lr = o->lr * lorac_lr_at(&sched, step);
             lorac_optim_step(opt, lr);
             lorac_optim_zero_grad(opt);
+            if (checkpointing && (st = lorac_ckpt_push_loss(&cs, step, step_loss)) != LORAC_OK) break;
             step++;
             epoch_loss += step_loss;
             epoch_steps++;
+            /* the next micro-batch: this epoch's bi + 1, or the next epoch's first */
+            next_ep = bi + 1 < per_epoch ? ep : ep + 1;
+            next_bi = bi + 1 < per_epoch ? bi + 1 : 0;
             double el = lorac_now() - t0 - eval_s;
             lorac_progress p = {ep, o->epochs, step, total, step_loss, lr, res->tokens / (el > 0 ? el : 1e-9), el,
                                 el / step * (total - step), 0, 0, -1};
@@ -246,13 +385,37 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 m->training = 1;
                 res->val_loss = vl;
                 res->val_acc = va;
+                cs.have_val = 1;
+                cs.val_loss = vl;
+                cs.val_acc = va;
                 p.is_eval = 1;
                 p.val_loss = vl;
                 p.val_acc = va;
                 metrics_line(o->metrics_path, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%d,\"val_loss\":%.6f,\"val_acc\":%.6f}", ep, step, vl, va);
                 if (o->progress) o->progress(&p, o->progress_ctx);
             }
+            /* a step boundary: save when due or asked to stop */
+            int stopping = o->stop && *o->stop;
+            if (checkpointing && (stopping || (o->save_every > 0 && step % o->save_every == 0))) {
+                snapshot(&cs, step, next_ep, next_bi, total, next_ep == ep ? &epoch_rng : &rng, m, epoch_loss,
+                         epoch_steps, res, lorac_now() - t0 - eval_s, eval_s);
+                st = lorac_ckpt_save(o->checkpoint_dir, o->keep_checkpoints, m, opt, &cs, &cfg, o->checkpoint_extra,
+                                     o->checkpoint_extra_ctx, res->checkpoint, sizeof res->checkpoint);
+                if (st != LORAC_OK) break;
+                last_saved = step;
+            }
+            if (stopping) {
+                res->interrupted = 1;
+                break;
+            }
         }
+    }
+    /* the final checkpoint (unless the last step was just saved) */
+    if (st == LORAC_OK && checkpointing && o->save_every > 0 && !res->interrupted && step != last_saved && step > 0) {
+        snapshot(&cs, step, next_ep, next_bi, total, next_ep == shuffled_ep ? &epoch_rng : &rng, m, epoch_loss,
+                 epoch_steps, res, lorac_now() - t0 - eval_s, eval_s);
+        st = lorac_ckpt_save(o->checkpoint_dir, o->keep_checkpoints, m, opt, &cs, &cfg, o->checkpoint_extra,
+                             o->checkpoint_extra_ctx, res->checkpoint, sizeof res->checkpoint);
     }
     m->training = 0;
     res->steps = step;
@@ -263,5 +426,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     free(order);
     lorac_batch_free(&b);
     lorac_optim_destroy(opt);
+    lorac_ckpt_config_free(&cfg);
+    lorac_ckpt_state_free(&cs);
     return st;
 }

@@ -4,8 +4,11 @@
 #ifndef LORAC_TRAIN_TRAINER_H
 #define LORAC_TRAIN_TRAINER_H
 
+#include <signal.h>
+
 #include "models/model.h"
 #include "train/batch.h"
+#include "train/checkpoint.h"
 
 typedef struct lorac_progress {
     int epoch, epochs;      /* 1-based epoch */
@@ -36,6 +39,23 @@ typedef struct lorac_train_opts {
     const char *metrics_path; /* JSONL file (appended), or NULL */
     lorac_progress_fn progress;
     void *progress_ctx;
+
+    /* ---- checkpoints (train/checkpoint.h) ---- */
+    const char *checkpoint_dir; /* root for step-N checkpoints (OUT/checkpoints), or NULL: none */
+    int save_every;           /* save every N optimizer steps and at the end; 0 = only when stopped */
+    int keep_checkpoints;     /* keep the newest K; 0 = all (lorac_train_opts_default: 2) */
+    const char *resume_from;  /* a checkpoint directory (lorac_ckpt_resolve) to continue from, or NULL */
+    /* Settings of the caller that a resumed run must share, as NULL-terminated
+     * (name, value) pairs, e.g. {"method", "lora", "r", "8", NULL}; the
+     * trainer adds its own (batch, seed, data, model, ...). */
+    const char *const *run_config;
+    /* Called with each checkpoint's temporary directory to add files (the
+     * PEFT adapter), or NULL. */
+    lorac_ckpt_extra_fn checkpoint_extra;
+    void *checkpoint_extra_ctx;
+    /* When *stop becomes non-zero (a signal handler), training stops at the
+     * next step boundary, saving a checkpoint when checkpoint_dir is set. */
+    volatile sig_atomic_t *stop;
 } lorac_train_opts;
 
 void lorac_train_opts_default(lorac_train_opts *o);
@@ -49,8 +69,16 @@ typedef struct lorac_train_result {
     double tokens_per_s;
     int64_t padded_tokens;  /* tokens including padding (what the model computed) */
     double val_loss, val_acc;
+    int resumed_step;       /* the checkpoint's step when resumed, else 0 */
+    int interrupted;        /* 1: stopped early by *stop (not an error) */
+    char checkpoint[1024];  /* the last checkpoint this run saved ("" if none) */
 } lorac_train_result;
 
+/* With resume_from, the model must be built exactly as for the original
+ * run (same base, method and LoRA settings); the trainable tensors, the
+ * optimizer, the data order, the RNGs and the step then continue from the
+ * checkpoint, and the metrics file is cut back to its step. A setting that
+ * differs from the checkpoint's is LORAC_ERR_ARG naming it. */
 lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lorac_tokenized *val,
                          const lorac_train_opts *o, lorac_train_result *res);
 

@@ -27,6 +27,9 @@ typedef struct cli_args {
     const cli_opt *opts;
     int n_opts;
     const char *values[128]; /* per option index: the value ("1" for switches), NULL if absent */
+    int occ_opt[64];          /* every occurrence of a valued option, in order (for repeatable ones) */
+    const char *occ_val[64];
+    int n_occ;
 } cli_args;
 
 /* Parse argv against opts (ends with a {NULL} entry). Prints usage and
@@ -34,6 +37,8 @@ typedef struct cli_args {
 void cli_parse(cli_args *a, const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv);
 const char *cli_str(const cli_args *a, const char *name, const char *def);
 int cli_has(const cli_args *a, const char *name);
+/* Every value given to a repeatable option, in order; returns the count (<= max). */
+int cli_all(const cli_args *a, const char *name, const char **out, int max);
 int cli_int(const cli_args *a, const char *name, int def, int lo, int hi);
 double cli_num(const cli_args *a, const char *name, double def, double lo, double hi);
 uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def);
@@ -89,5 +94,18 @@ void cli_print_trainable(const lorac_model *m, FILE *f);
 
 /* Progress reporter for lorac_train: a bar on a terminal, plain lines otherwise. */
 void cli_progress(const lorac_progress *p, void *ctx);
+
+/* Adapters for eval / generate: one --adapter DIR, or several --adapter
+ * NAME=DIR over one base with --use NAME picking the active one and
+ * --combine NAME=TYPE:A*W,B*W adding PEFT-style weighted combinations. */
+#define CLI_ADAPTER_OPTS                                                                                          \
+    {"adapter", "[NAME=]DIR", "adapter directory; repeat as NAME=DIR to load several over one base"},             \
+    {"use", "NAME", "the active adapter when several are loaded (default: the first; none = the base alone)"},   \
+    {"combine", "NAME=TYPE:A*W,B*W", "add a weighted combination of loaded adapters (TYPE linear or cat, as PEFT)"}
+struct lorac_adapter_set;
+/* Load what CLI_ADAPTER_OPTS ask for into m. set is initialised here and
+ * used only when several adapters or a combination are asked for; free it
+ * with lorac_adapters_free before the model. Returns the active name or NULL. */
+const char *cli_load_adapters(const cli_args *a, lorac_model *m, struct lorac_adapter_set *set);
 
 #endif

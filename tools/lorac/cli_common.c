@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include "lora/adapter_io.h"
+#include "lora/adapter_set.h"
+
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -71,7 +74,21 @@ void cli_parse(cli_args *a, const char *cmd, const char *text, const cli_opt *op
             if (i + 1 >= argc) cli_die(cmd, EXIT_USAGE, "option --%s needs a value (%s)", name, opts[k].arg);
             a->values[k] = argv[++i];
         }
+        if (opts[k].arg) {
+            if (a->n_occ >= 64) cli_die(cmd, EXIT_USAGE, "too many options (at most 64 with values)");
+            a->occ_opt[a->n_occ] = k;
+            a->occ_val[a->n_occ++] = a->values[k];
+        }
     }
+}
+
+static int find(const cli_args *a, const char *name);
+
+int cli_all(const cli_args *a, const char *name, const char **out, int max) {
+    int k = find(a, name), n = 0;
+    for (int i = 0; i < a->n_occ && n < max; i++)
+        if (a->occ_opt[i] == k) out[n++] = a->occ_val[i];
+    return n;
 }
 
 static int find(const cli_args *a, const char *name) {
@@ -286,4 +303,55 @@ void cli_progress(const lorac_progress *p, void *ctx) {
                 p->total_steps, p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->elapsed, p->eta);
     }
     fflush(stderr);
+}
+
+/* "NAME=TYPE:A*W,B*W" -> a combination of loaded adapters */
+static void combine_one(const cli_args *a, lorac_adapter_set *set, const char *spec) {
+    char buf[512], *names[64];
+    float w[64];
+    int n = 0;
+    if (strlen(spec) >= sizeof buf) cli_die(a->cmd, EXIT_USAGE, "--combine '%.40s...' is too long", spec);
+    strcpy(buf, spec);
+    char *eq = strchr(buf, '='), *colon = eq ? strchr(eq, ':') : NULL;
+    if (!eq || !colon)
+        cli_die(a->cmd, EXIT_USAGE, "--combine '%s': expected NAME=TYPE:A*W,B*W, e.g. both=linear:spam*0.5,sent*0.5", spec);
+    *eq = *colon = 0;
+    for (char *tok = strtok(colon + 1, ","); tok && n < 64; tok = strtok(NULL, ",")) {
+        char *star = strchr(tok, '*'), *end = NULL;
+        if (star) *star = 0;
+        w[n] = star ? strtof(star + 1, &end) : 1.0f;
+        if (star && (end == star + 1 || *end))
+            cli_die(a->cmd, EXIT_USAGE, "--combine '%s': weight '%s' of '%s' is not a number", spec, star + 1, tok);
+        names[n++] = tok;
+    }
+    cli_check(a->cmd, lorac_adapters_combine(set, buf, (const char *const *)names, w, n, eq + 1));
+}
+
+const char *cli_load_adapters(const cli_args *a, lorac_model *m, lorac_adapter_set *set) {
+    const char *ads[64], *combos[16];
+    const int n = cli_all(a, "adapter", ads, 64), nc = cli_all(a, "combine", combos, 16);
+    const char *use = cli_str(a, "use", NULL);
+    lorac_adapters_init(set, m);
+    if (n == 0 && (nc || use)) cli_die(a->cmd, EXIT_USAGE, "--use / --combine need adapters; hint: --adapter NAME=DIR");
+    if (n == 0) return NULL;
+    if (n == 1 && !nc && !use) { /* one adapter: applied directly, as lorac train left it */
+        const char *eq = strchr(ads[0], '=');
+        cli_check(a->cmd, lorac_adapter_load(m, eq ? eq + 1 : ads[0], NULL));
+        return "default";
+    }
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(ads[i], '=');
+        char name[64];
+        if (!eq || eq == ads[i] || (size_t)(eq - ads[i]) >= sizeof name)
+            cli_die(a->cmd, EXIT_USAGE, "--adapter '%s': with several adapters each needs a name, NAME=DIR", ads[i]);
+        memcpy(name, ads[i], (size_t)(eq - ads[i]));
+        name[eq - ads[i]] = 0;
+        cli_check(a->cmd, lorac_adapters_load(set, name, eq + 1));
+    }
+    for (int i = 0; i < nc; i++) combine_one(a, set, combos[i]);
+    const char *active = use ? use : set->slot[0].name;
+    cli_check(a->cmd, lorac_adapters_activate(set, active));
+    if (set->active >= 0) fprintf(stderr, "%d adapters over one base; active: %s\n", set->n, active);
+    else fprintf(stderr, "%d adapters over one base; all disabled (--use none)\n", set->n);
+    return set->active >= 0 ? set->slot[set->active].name : NULL;
 }

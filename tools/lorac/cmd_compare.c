@@ -68,6 +68,7 @@ static void build_opts(void) {
     int k = 0;
     for (const cli_opt *o = cli_train_opts; o->name; o++) {
         if (!strcmp(o->name, "method")) continue; /* --methods instead */
+        if (!strcmp(o->name, "resume")) continue; /* one checkpoint cannot continue several methods */
         opts[k] = *o;
         if (!strcmp(o->name, "out"))
             opts[k].help = "write compare.jsonl, compare.csv and each method's run (DIR/<method>) here (required)";

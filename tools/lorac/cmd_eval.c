@@ -7,11 +7,12 @@
 #include "cli.h"
 #include "cli_data.h"
 #include "lora/adapter_io.h"
+#include "lora/adapter_set.h"
 
 static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
-    {"adapter", "DIR", "adapter directory written by lorac train"},
+    CLI_ADAPTER_OPTS,
     CLI_DATA_OPTS,
     {"batch", "N", "batch size (default 8)"},
     {"seed", "N", "seed for --balance / --split (default 123)"},
@@ -20,7 +21,7 @@ static const cli_opt eval_opts[] = {
     {NULL, NULL, NULL}};
 
 static const char *eval_usage =
-    "usage: lorac eval --model PATH [--adapter DIR] --data FILE [options]\n\n"
+    "usage: lorac eval --model PATH [--adapter [NAME=]DIR ...] [--use NAME] --data FILE [options]\n\n"
     "Evaluate on every row of --data (or on the splits of --data with --split,\n"
     "using the same seed as training to get the same test set).";
 
@@ -31,11 +32,11 @@ int cmd_eval(int argc, char **argv) {
     lorac_model *m;
     lorac_tokenizer *tok;
     cli_load_model(&a, &m, &tok);
-    const char *ad = cli_str(&a, "adapter", NULL);
-    if (ad) cli_check("eval", lorac_adapter_load(m, ad, NULL));
+    lorac_adapter_set set;
+    cli_load_adapters(&a, m, &set);
     cli_splits sp;
     cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
-    if (sp.task == LORAC_TASK_CLS && !m->head)
+    if (sp.task == LORAC_TASK_CLS && (!m->head || !m->head->W->data))
         cli_die("eval", EXIT_USAGE, "classification needs the adapter that holds the trained head; hint: --adapter DIR");
     const int n_labels = sp.train.n ? sp.train.n_labels : sp.test.n_labels;
     if (sp.task == LORAC_TASK_CLS && n_labels > m->n_classes)
@@ -49,6 +50,7 @@ int cmd_eval(int argc, char **argv) {
     cli_tokenized_free(&tk);
     cli_splits_free(&sp);
     lorac_tokenizer_free(tok);
+    lorac_adapters_free(&set);
     lorac_model_free(m);
     return 0;
 }

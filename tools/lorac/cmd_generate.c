@@ -5,12 +5,13 @@
 
 #include "cli.h"
 #include "lora/adapter_io.h"
+#include "lora/adapter_set.h"
 #include "models/generate.h"
 
 static const cli_opt gen_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
-    {"adapter", "DIR", "adapter directory written by lorac train"},
+    CLI_ADAPTER_OPTS,
     {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
     {"chat", NULL, "wrap the prompt in the ChatML template (<|im_start|>user ... assistant)"},
     {"max-new", "N", "generate at most N tokens (default 64)"},
@@ -41,13 +42,13 @@ static int on_token(int id, void *vctx) {
 
 int cmd_generate(int argc, char **argv) {
     cli_args a;
-    cli_parse(&a, "generate", "usage: lorac generate --model PATH [--adapter DIR] [--prompt TEXT] [options]", gen_opts, argc, argv);
+    cli_parse(&a, "generate", "usage: lorac generate --model PATH [--adapter [NAME=]DIR ...] [--use NAME] [--prompt TEXT] [options]", gen_opts, argc, argv);
     cli_set_threads(&a);
     lorac_model *m;
     lorac_tokenizer *tok;
     cli_load_model(&a, &m, &tok);
-    const char *ad = cli_str(&a, "adapter", NULL);
-    if (ad) cli_check("generate", lorac_adapter_load(m, ad, NULL));
+    lorac_adapter_set set;
+    cli_load_adapters(&a, m, &set);
 
     lorac_gen_opts o;
     lorac_gen_opts_default(&o);
@@ -93,6 +94,7 @@ int cmd_generate(int argc, char **argv) {
     free(ids);
     free(text);
     lorac_tokenizer_free(tok);
+    lorac_adapters_free(&set);
     lorac_model_free(m);
     return 0;
 }

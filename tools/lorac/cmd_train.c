@@ -2,14 +2,17 @@
  * classification, plain-text or instruction data set, evaluate it on the
  * train / validation / test splits, and save the adapter. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_data.h"
 #include "core/util.h"
 #include "lora/adapter_io.h"
+#include "train/checkpoint.h"
 
 const cli_opt cli_train_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -30,7 +33,10 @@ const cli_opt cli_train_opts[] = {
     {"seed", "N", "seed for data order, splits, LoRA init and dropout (default 123)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {"out", "DIR", "write the adapter, metrics.jsonl and results.json here"},
-    {"overwrite", NULL, "allow --out to replace an adapter already there"},
+    {"overwrite", NULL, "allow --out to replace an adapter (and checkpoints) already there"},
+    {"save-every", "N", "save a resumable checkpoint every N steps and at the end, in OUT/checkpoints"},
+    {"keep-checkpoints", "K", "keep the newest K checkpoints (default 2; 0 keeps all)"},
+    {"resume", "DIR", "continue from DIR = a run's --out (its newest checkpoint) or OUT/checkpoints/step-N, with that run's options"},
     {"json", NULL, "print the final results as one JSON object on stdout"},
     {NULL, NULL, NULL}};
 
@@ -39,7 +45,69 @@ static const char *train_usage =
     "Fine-tune with LoRA, then report accuracy (classification) or loss on the\n"
     "train / validation / test splits. Examples:\n"
     "  lorac train --model smollm2.gguf --data SMSSpamCollection --balance --preset appendix-e --out runs/sms\n"
-    "  lorac train --model dir --task lm --data notes.txt --epochs 2 --lr 2e-4 --out runs/notes";
+    "  lorac train --model dir --task lm --data notes.txt --epochs 2 --lr 2e-4 --out runs/notes\n"
+    "  lorac train --model dir --data sms.tsv --epochs 3 --save-every 100 --out runs/sms   (Ctrl-C: checkpoint, exit 130)\n"
+    "  lorac train --model dir --data sms.tsv --epochs 3 --save-every 100 --resume runs/sms\n\n"
+    "A resumed run continues with the same losses, step for step, as one that was never\n"
+    "stopped (same options, binary and --threads).";
+
+/* ---- Ctrl-C: the first asks for a checkpoint at the next step boundary, the second aborts ---- */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig) {
+    if (stop_requested) {
+        static const char msg[] = "\nlorac train: aborted\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered on return: the default action ends the process */
+        return;
+    }
+    stop_requested = 1;
+    static const char msg[] = "\nlorac train: interrupt: stopping at the end of this step; press Ctrl-C again to abort at once\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+}
+
+/* the adapter inside each checkpoint (LoRA), so that a checkpoint is also an --adapter */
+typedef struct {
+    const lorac_model *m;
+    const lorac_lora_config *lc;
+    const lorac_adapter_meta *meta;
+} adapter_ctx;
+
+static lorac_status save_adapter(const char *dir, void *ctx) {
+    const adapter_ctx *a = ctx;
+    return lorac_adapter_save(a->m, a->lc, a->meta, dir);
+}
+
+/* argv as a shell command line (single-quoted where needed), with --resume DIR instead of any given */
+static void resume_command(char *buf, size_t n, int argc, char **argv, const char *dir) {
+    size_t o = (size_t)snprintf(buf, n, "lorac train");
+    const char *extra[] = {"--resume", dir};
+    for (int i = 0; i < argc + 2 && o < n; i++) {
+        const char *s = i < argc ? argv[i] : extra[i - argc];
+        if (i < argc && (!strcmp(s, "--resume") || !strncmp(s, "--resume=", 9))) {
+            if (!strcmp(s, "--resume")) i++; /* and its value */
+            continue;
+        }
+        int plain = *s != 0;
+        for (const char *p = s; *p; p++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,+-@%", *p)) plain = 0;
+        o += (size_t)snprintf(buf + o, n - o, " %s", plain ? s : "'");
+        if (plain) continue;
+        for (const char *p = s; *p && o < n; p++)
+            o += (size_t)snprintf(buf + o, n - o, *p == '\'' ? "'\\''" : "%c", *p);
+        if (o < n) o += (size_t)snprintf(buf + o, n - o, "'");
+    }
+}
+
+static void join_list(char *buf, size_t n, char (*items)[96], int k) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < k && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? "," : "", items[i]);
+}
 
 int cmd_train(int argc, char **argv) {
     cli_args a;
@@ -69,12 +137,33 @@ int cmd_train(int argc, char **argv) {
     int n_last;
     cli_method_parse("train", "--method", cli_str(&a, "method", "lora"), &n_last);
     const char *out = cli_str(&a, "out", NULL);
+    const int save_every = cli_int(&a, "save-every", 0, 1, 1 << 30);
+    o.keep_checkpoints = cli_int(&a, "keep-checkpoints", 2, 0, 1 << 30);
+    const char *resume = cli_str(&a, "resume", NULL);
+    char ckpt[1200], run_dir[1200], cdir[1300];
+    if (resume) { /* the checkpoint is found before anything slow happens */
+        cli_check("train", lorac_ckpt_resolve(resume, ckpt, sizeof ckpt));
+        if (!out && lorac_ckpt_run_dir(ckpt, run_dir, sizeof run_dir)) out = run_dir;
+        o.resume_from = ckpt;
+    }
+    if (cli_has(&a, "save-every") && !out)
+        cli_die("train", EXIT_USAGE, "--save-every needs --out (checkpoints go to OUT/checkpoints)");
+    o.save_every = save_every;
     char mpath[1200];
+    int clear_checkpoints = 0;
     if (out) {
         char probe[1200];
-        if (lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+        lorac_path_join(cdir, sizeof cdir, out, "checkpoints");
+        if (!resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
+        if (!resume && lorac_ckpt_exists(cdir)) {
+            if (!cli_has(&a, "overwrite"))
+                cli_die("train", EXIT_USAGE, "%s holds checkpoints of an earlier run; hint: --resume %s continues it, "
+                        "--overwrite starts over", out, out);
+            clear_checkpoints = 1;
+        }
         o.metrics_path = lorac_path_join(mpath, sizeof mpath, out, "metrics.jsonl");
+        o.checkpoint_dir = cdir; /* a checkpoint on Ctrl-C always; with --save-every also every N steps */
     }
 
     lorac_model *m;
@@ -95,10 +184,63 @@ int cmd_train(int argc, char **argv) {
     o.task = sp.task;
     if (out) { /* created only now that the model and data have loaded */
         cli_check("train", lorac_mkdirs(out));
-        remove(mpath); /* metrics of an earlier run into the same --out (allowed by --overwrite) */
+        if (!resume) remove(mpath); /* metrics of an earlier run into the same --out (allowed by --overwrite) */
+        if (clear_checkpoints) cli_check("train", lorac_ckpt_clear(cdir));
     }
+    /* what a resumed run must share with the checkpoint besides the trainer's own settings */
+    const char *method = cli_str(&a, "method", "lora");
+    const int is_lora = !strcmp(method, "lora");
+    char r_s[16], alpha_s[32], drop_s[32], tgt_s[2048], mts_s[2048], layers_s[1200], *q = layers_s;
+    snprintf(r_s, sizeof r_s, "%d", lc.r);
+    snprintf(alpha_s, sizeof alpha_s, "%.7g", lc.alpha);
+    snprintf(drop_s, sizeof drop_s, "%.7g", lc.dropout);
+    if (lc.target_regex[0]) snprintf(tgt_s, sizeof tgt_s, "regex %s", lc.target_regex);
+    else join_list(tgt_s, sizeof tgt_s, lc.targets, lc.n_targets);
+    join_list(mts_s, sizeof mts_s, lc.modules_to_save, lc.n_modules_to_save);
+    layers_s[0] = 0;
+    for (int i = 0; i < lc.n_layers && q < layers_s + sizeof layers_s - 16; i++) q += sprintf(q, "%s%d", i ? "," : "", lc.layers[i]);
+    static const char *const bias_names[] = {"none", "all", "lora_only"};
+    const char *run_cfg[] = {"method", method, "r", r_s, "alpha", alpha_s, "dropout", drop_s, "target", tgt_s,
+                             "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
+                             "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", NULL};
+    if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
+    o.run_config = run_cfg;
+    lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",
+                               m->n_classes, (const char *const *)sp.train.label_names};
+    adapter_ctx actx = {m, &lc, &meta};
+    if (is_lora) {
+        o.checkpoint_extra = save_adapter;
+        o.checkpoint_extra_ctx = &actx;
+    }
+    if (resume) fprintf(stderr, "resuming from %s\n", ckpt);
+
+    /* Ctrl-C stops at a step boundary with a checkpoint (unless SIGINT is
+     * ignored, as for a background job of a non-interactive shell) */
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, NULL, &old_sa);
+    if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+    o.stop = &stop_requested;
     lorac_train_result r;
-    cli_check("train", lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r));
+    lorac_status tst = lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (tst == LORAC_OK && r.interrupted) {
+        if (r.checkpoint[0]) {
+            char cmd[8192];
+            resume_command(cmd, sizeof cmd, argc, argv, out);
+            fprintf(stderr, "lorac train: interrupted after step %d; checkpoint saved to %s; resume with: %s\n", r.steps,
+                    r.checkpoint, cmd);
+        } else {
+            fprintf(stderr, "lorac train: interrupted after step %d; nothing saved (no --out)\n", r.steps);
+        }
+        exit(130);
+    }
+    cli_check("train", tst);
+    if (r.resumed_step) fprintf(stderr, "resumed at step %d of %s\n", r.resumed_step, ckpt);
+    if (r.checkpoint[0]) fprintf(stderr, "last checkpoint: %s\n", r.checkpoint);
     fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n", r.steps,
             r.seconds, r.tokens_per_s, r.seconds > 0 ? r.padded_tokens / r.seconds : 0.0, r.final_loss);
 
@@ -110,9 +252,7 @@ int cmd_train(int argc, char **argv) {
     lorac_count_params(m, &res.trainable, &res.all);
     res.peak_rss = lorac_peak_rss();
     if (out) {
-        lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",
-                                   m->n_classes, (const char *const *)sp.train.label_names};
-        if (!strcmp(cli_str(&a, "method", "lora"), "lora")) cli_check("train", lorac_adapter_save(m, &lc, &meta, out));
+        if (is_lora) cli_check("train", lorac_adapter_save(m, &lc, &meta, out));
         cli_write_results(&a, out, &res, &sp);
         fprintf(stderr, "adapter and results written to %s\n", out);
     }

@@ -11,6 +11,7 @@ int cmd_info(int argc, char **argv);
 int cmd_modules(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -23,6 +24,7 @@ static const struct {
     {"info", cmd_info, "module tree and trainable-parameter count"},
     {"modules", cmd_modules, "list the module names LoRA can target"},
     {"merge", cmd_merge, "merge an adapter into its base model and write a checkpoint"},
+    {"export", cmd_export, "write an adapter as a llama.cpp LoRA GGUF (--format gguf)"},
     {"compare", cmd_compare, "train several methods (LoRA variants, last layers, head, full) on the same data; one table"},
 };
 

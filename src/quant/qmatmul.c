@@ -1,0 +1,473 @@
+/* qmatmul.c - quantized linear layers: weight handles, the scalar reference,
+ * and the tiled driver shared by every SIMD flavour (see qmatmul.h).
+ *
+ * Tiled forward (y = x W^T): a task owns 64 output columns j0.. of y and a
+ * chunk of its rows. For each K-slice of QMM_KC inputs it dequantizes the 64
+ * W rows' slice and transposes it into panel[k][64] (64 KiB), then for each
+ * 6 rows of x the micro-kernel computes the 6x64 block of partial sums,
+ * which is added into y. Tiled backward (dx += dy W): a task owns a column
+ * slice j0.. of dx (256 wide, or 64 when that gives the threads more to do)
+ * and a chunk of rows; per QMM_KCB rows of W it dequantizes W[o0.., j0..]
+ * straight into panel[o][256] (already the layout the kernel wants) and the
+ * same micro-kernel accumulates dy[:, o0..] * panel into dx. */
+#include "quant/qmatmul.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "quant/ggml_blocks.h"
+#include "quant/qmatmul_impl.h"
+
+/* ---- formats ------------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    lorac_dtype dtype; /* the GGML dtype, or LORAC_F32 */
+    int row_block;
+} g_fmt[LORAC_QF_COUNT] = {
+    [LORAC_QF_NONE] = {"none", LORAC_DTYPE_COUNT, 0}, [LORAC_QF_F32] = {"F32", LORAC_F32, 1},
+    [LORAC_QF_NF4] = {"NF4", LORAC_DTYPE_COUNT, 1},   [LORAC_QF_Q4_0] = {"Q4_0", LORAC_Q4_0, 32},
+    [LORAC_QF_Q4_1] = {"Q4_1", LORAC_Q4_1, 32},       [LORAC_QF_Q8_0] = {"Q8_0", LORAC_Q8_0, 32},
+    [LORAC_QF_Q4_K] = {"Q4_K", LORAC_Q4_K, 256},      [LORAC_QF_Q6_K] = {"Q6_K", LORAC_Q6_K, 256},
+};
+
+static int fmt_ok(lorac_qformat f) { return f > LORAC_QF_NONE && f < LORAC_QF_COUNT; }
+static int fmt_ggml(lorac_qformat f) { return f >= LORAC_QF_Q4_0 && f <= LORAC_QF_Q6_K; }
+
+const char *lorac_qformat_name(lorac_qformat f) { return (unsigned)f < LORAC_QF_COUNT ? g_fmt[f].name : "?"; }
+
+int lorac_qformat_row_block(lorac_qformat f) { return fmt_ok(f) ? g_fmt[f].row_block : 0; }
+
+lorac_qformat lorac_qformat_of_dtype(lorac_dtype t) {
+    for (int f = LORAC_QF_F32; f < LORAC_QF_COUNT; f++)
+        if (f != LORAC_QF_NF4 && g_fmt[f].dtype == t) return (lorac_qformat)f;
+    return LORAC_QF_NONE;
+}
+
+size_t qmm_block_bytes(lorac_qformat f) { return fmt_ggml(f) ? lorac_block_bytes(g_fmt[f].dtype) : 4; }
+
+const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r) {
+    return (const uint8_t *)w->data + (size_t)r * (size_t)(w->cols / g_fmt[w->fmt].row_block) * qmm_block_bytes(w->fmt);
+}
+
+/* Bytes the shape needs for an F32 / GGML matrix; 0 on overflow. */
+static size_t need_bytes(lorac_qformat f, int64_t rows, int64_t cols) {
+    size_t blocks, total;
+    if (!lorac_mul_ok((size_t)rows, (size_t)(cols / g_fmt[f].row_block), &blocks)) return 0;
+    if (!lorac_mul_ok(blocks, qmm_block_bytes(f), &total)) return 0;
+    return total;
+}
+
+lorac_status lorac_qweight_validate(const lorac_qweight *w) {
+    if (!w) return lorac_fail(LORAC_ERR_ARG, "quantized weight: NULL");
+    if (!fmt_ok(w->fmt)) return lorac_fail(LORAC_ERR_ARG, "quantized weight: unknown format %d", (int)w->fmt);
+    const char *fn = g_fmt[w->fmt].name;
+    if (w->fmt == LORAC_QF_NF4) {
+        if (w->nf4.rows != w->rows || w->nf4.cols != w->cols)
+            return lorac_fail(LORAC_ERR_SHAPE, "NF4 weight: shape [%lld, %lld] but its data is [%lld, %lld]",
+                              (long long)w->rows, (long long)w->cols, (long long)w->nf4.rows,
+                              (long long)w->nf4.cols);
+        return lorac_nf4_validate(&w->nf4);
+    }
+    if (w->rows < 1 || w->cols < 1)
+        return lorac_fail(LORAC_ERR_SHAPE, "%s weight: bad shape [%lld, %lld]", fn, (long long)w->rows,
+                          (long long)w->cols);
+    const int bs = g_fmt[w->fmt].row_block;
+    if (w->cols % bs != 0)
+        return lorac_fail(LORAC_ERR_SHAPE,
+                          "%s weight [%lld, %lld]: %lld inputs per row is not a whole number of %d-element blocks",
+                          fn, (long long)w->rows, (long long)w->cols, (long long)w->cols, bs);
+    const size_t need = need_bytes(w->fmt, w->rows, w->cols);
+    if (!need) return lorac_fail(LORAC_ERR_SHAPE, "%s weight: shape [%lld, %lld] too large", fn, (long long)w->rows,
+                                 (long long)w->cols);
+    if (w->nbytes != need) {
+        const size_t bb = qmm_block_bytes(w->fmt);
+        return lorac_fail(LORAC_ERR_SHAPE,
+                          "%s weight [%lld, %lld]: %zu bytes (%zu blocks of %zu B%s) but the shape needs %zu (%lld "
+                          "blocks)",
+                          fn, (long long)w->rows, (long long)w->cols, w->nbytes, w->nbytes / bb, bb,
+                          w->nbytes % bb ? " and a partial one" : "", need,
+                          (long long)(w->rows * (w->cols / bs)));
+    }
+    if (!w->data) return lorac_fail(LORAC_ERR_ARG, "%s weight: no data", fn);
+    return LORAC_OK;
+}
+
+lorac_status lorac_qweight_view(lorac_qweight *w, lorac_qformat fmt, const void *data, size_t nbytes, int64_t rows,
+                                int64_t cols) {
+    memset(w, 0, sizeof *w);
+    if (!fmt_ok(fmt) || fmt == LORAC_QF_NF4)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_qweight_view: format %s cannot be viewed (NF4: use "
+                          "lorac_qweight_from_nf4)", lorac_qformat_name(fmt));
+    lorac_qweight v = {.fmt = fmt, .rows = rows, .cols = cols, .data = data, .nbytes = nbytes};
+    LORAC_TRY(lorac_qweight_validate(&v));
+    *w = v;
+    return LORAC_OK;
+}
+
+lorac_status lorac_qweight_from_nf4(lorac_qweight *w, lorac_nf4 *q) {
+    memset(w, 0, sizeof *w);
+    LORAC_TRY(lorac_nf4_validate(q));
+    w->fmt = LORAC_QF_NF4;
+    w->rows = q->rows;
+    w->cols = q->cols;
+    w->nf4 = *q;
+    w->owns = 1;
+    memset(q, 0, sizeof *q);
+    return LORAC_OK;
+}
+
+lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols) {
+    memset(w, 0, sizeof *w);
+    lorac_nf4 q;
+    LORAC_TRY(lorac_nf4_quantize(W, rows, cols, &q));
+    return lorac_qweight_from_nf4(w, &q);
+}
+
+void lorac_qweight_free(lorac_qweight *w) {
+    if (!w) return;
+    if (w->owns) {
+        if (w->fmt == LORAC_QF_NF4)
+            lorac_nf4_free(&w->nf4);
+        else
+            free((void *)w->data);
+    }
+    memset(w, 0, sizeof *w);
+}
+
+size_t lorac_qweight_nbytes(const lorac_qweight *w) {
+    return w->fmt == LORAC_QF_NF4 ? lorac_nf4_nbytes(&w->nf4) : w->nbytes;
+}
+
+/* ---- scalar dequantization ------------------------------------------------ */
+
+void qmm_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+/* NF4 elements [i, end) of the flattened matrix. */
+static void nf4_range_scalar(const lorac_nf4 *q, int64_t i, int64_t end, float *dst) {
+    while (i < end) {
+        const int64_t b = i / LORAC_NF4_BLOCK;
+        const int64_t bend = (b + 1) * LORAC_NF4_BLOCK < end ? (b + 1) * LORAC_NF4_BLOCK : end;
+        const float a = lorac_nf4_block_absmax(q, b);
+        for (; i < bend; i++) {
+            const uint8_t byte = q->codes[i / 2];
+            *dst++ = lorac_nf4_code[i % 2 ? byte & 0x0F : byte >> 4] * a;
+        }
+    }
+}
+
+void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    if (w->fmt == LORAC_QF_NF4) {
+        nf4_range_scalar(&w->nf4, r * w->cols + c0, r * w->cols + c1, dst);
+    } else if (w->fmt == LORAC_QF_F32) {
+        memcpy(dst, (const float *)w->data + r * w->cols + c0, sizeof(float) * (size_t)(c1 - c0));
+    } else {
+        const int bs = g_fmt[w->fmt].row_block;
+        lorac_dequant_row(g_fmt[w->fmt].dtype, qmm_row_blocks(w, r) + (size_t)(c0 / bs) * qmm_block_bytes(w->fmt),
+                          dst, c1 - c0);
+    }
+}
+
+lorac_status lorac_qweight_dequant_row(const lorac_qweight *w, int64_t r, float *dst) {
+    LORAC_TRY(lorac_qweight_validate(w));
+    if (r < 0 || r >= w->rows)
+        return lorac_fail(LORAC_ERR_ARG, "dequantize row %lld of a %lld-row weight", (long long)r,
+                          (long long)w->rows);
+    qmm_dequant_scalar(w, r, 0, w->cols, dst);
+    return LORAC_OK;
+}
+
+lorac_status lorac_qweight_dequantize(const lorac_qweight *w, float *dst) {
+    LORAC_TRY(lorac_qweight_validate(w));
+    for (int64_t r = 0; r < w->rows; r++) qmm_dequant_scalar(w, r, 0, w->cols, dst + r * w->cols);
+    return LORAC_OK;
+}
+
+/* ---- generic (plain C) kernel pieces ------------------------------------- */
+
+static void kernel_generic(int64_t kc, const float *const *a, const float *b, int64_t ldb, float *c) {
+    float acc[QMM_MR][QMM_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *bk = b + k * ldb;
+        for (int i = 0; i < QMM_MR; i++) {
+            const float ai = a[i][k];
+            for (int j = 0; j < QMM_NR; j++) acc[i][j] += ai * bk[j];
+        }
+    }
+    memcpy(c, acc, sizeof acc);
+}
+
+static void transpose16_generic(const float *src, int64_t lds, float *dst, int64_t ldd, int64_t kc) {
+    for (int64_t k = 0; k < kc; k++)
+        for (int i = 0; i < 16; i++) dst[k * ldd + i] = src[i * lds + k];
+}
+
+const lorac_qkern qmm_kern_generic = {qmm_dequant_scalar, kernel_generic, transpose16_generic};
+
+/* ---- ISA selection -------------------------------------------------------- */
+
+const char *lorac_qisa_name(lorac_qisa isa) {
+    switch (isa) {
+    case LORAC_QISA_AUTO: return "auto";
+    case LORAC_QISA_REF: return "ref";
+    case LORAC_QISA_GENERIC: return "generic";
+    case LORAC_QISA_AVX2: return "avx2";
+    case LORAC_QISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static const lorac_qkern *kern_of(lorac_qisa isa) {
+    switch (isa) {
+    case LORAC_QISA_GENERIC: return &qmm_kern_generic;
+    case LORAC_QISA_AVX2: return qmm_kern_avx2();
+    case LORAC_QISA_AVX512: return qmm_kern_avx512();
+    default: return NULL;
+    }
+}
+
+int lorac_qisa_supported(lorac_qisa isa) {
+    if (isa == LORAC_QISA_AUTO || isa == LORAC_QISA_REF || isa == LORAC_QISA_GENERIC) return 1;
+    return kern_of(isa) != NULL;
+}
+
+lorac_qisa lorac_qisa_best(void) {
+    if (qmm_kern_avx512()) return LORAC_QISA_AVX512;
+    if (qmm_kern_avx2()) return LORAC_QISA_AVX2;
+    return LORAC_QISA_GENERIC;
+}
+
+/* ---- argument checks ------------------------------------------------------ */
+
+static lorac_status check_args(const char *fn, const void *out, const void *in, const lorac_qweight *W, int64_t N) {
+    LORAC_TRY(lorac_qweight_validate(W));
+    if (N < 0) return lorac_fail(LORAC_ERR_ARG, "%s: N = %lld rows", fn, (long long)N);
+    if (N > 0 && (!out || !in)) return lorac_fail(LORAC_ERR_ARG, "%s: NULL activation pointer", fn);
+    size_t t;
+    if (!lorac_mul_ok((size_t)N, (size_t)(W->rows > W->cols ? W->rows : W->cols), &t) ||
+        !lorac_mul_ok(t, sizeof(float), &t))
+        return lorac_fail(LORAC_ERR_ARG, "%s: %lld rows x [%lld, %lld] overflows", fn, (long long)N,
+                          (long long)W->rows, (long long)W->cols);
+    return LORAC_OK;
+}
+
+/* ---- scalar reference --------------------------------------------------- */
+
+static lorac_status fwd_ref(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta) {
+    const int64_t in = W->cols, out = W->rows;
+    float *wr = NULL;
+    LORAC_TRY(lorac_alloc((void **)&wr, (size_t)in, sizeof(float), "dequantized row"));
+    for (int64_t o = 0; o < out; o++) {
+        qmm_dequant_scalar(W, o, 0, in, wr);
+        for (int64_t n = 0; n < N; n++) {
+            const float *xn = x + n * in;
+            double acc = 0.0;
+            for (int64_t k = 0; k < in; k++) acc += (double)xn[k] * (double)wr[k];
+            if (b) acc += b[o];
+            if (beta != 0.0f) acc += (double)beta * y[n * out + o];
+            y[n * out + o] = (float)acc;
+        }
+    }
+    free(wr);
+    return LORAC_OK;
+}
+
+static lorac_status bwd_ref(float *dx, const float *dy, const lorac_qweight *W, int64_t N) {
+    const int64_t in = W->cols, out = W->rows;
+    float *wr = NULL;
+    double *acc = NULL;
+    LORAC_TRY(lorac_alloc((void **)&wr, (size_t)in, sizeof(float), "dequantized row"));
+    lorac_status st = lorac_alloc((void **)&acc, (size_t)(N * in), sizeof(double), "reference accumulator");
+    if (st) {
+        free(wr);
+        return st;
+    }
+    for (int64_t o = 0; o < out; o++) {
+        qmm_dequant_scalar(W, o, 0, in, wr);
+        for (int64_t n = 0; n < N; n++) {
+            const double g = dy[n * out + o];
+            double *an = acc + n * in;
+            for (int64_t k = 0; k < in; k++) an[k] += g * (double)wr[k];
+        }
+    }
+    for (int64_t i = 0; i < N * in; i++) dx[i] = (float)((double)dx[i] + acc[i]);
+    free(wr);
+    free(acc);
+    return LORAC_OK;
+}
+
+/* ---- tiled driver ------------------------------------------------------- */
+
+static const float g_zeros[QMM_KC > QMM_KCB ? QMM_KC : QMM_KCB];
+
+/* Split N rows into chunks (multiples of QMM_MR) so that ntiles * nchunks
+ * gives every thread several tasks; small N is not split. */
+static int64_t row_chunk(int64_t N, int64_t ntiles, int nth) {
+    const int64_t want = 4 * (int64_t)nth;
+    int64_t nchunks = ntiles >= want ? 1 : (want + ntiles - 1) / ntiles;
+    const int64_t maxchunks = (N + 95) / 96; /* keep >= ~96 rows per chunk */
+    if (nchunks > maxchunks) nchunks = maxchunks;
+    if (nchunks < 1) nchunks = 1;
+    int64_t chunk = (N + nchunks - 1) / nchunks;
+    chunk = (chunk + QMM_MR - 1) / QMM_MR * QMM_MR;
+    return chunk > 0 ? chunk : QMM_MR;
+}
+
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+static lorac_status fwd_tiled(const lorac_qkern *K, float *y, const float *x, const lorac_qweight *W, const float *b,
+                              int64_t N, float beta) {
+    const int64_t in = W->cols, out = W->rows;
+    const int64_t ntiles = (out + QMM_NR - 1) / QMM_NR;
+    const int nth = omp_get_max_threads();
+    const int64_t chunk = row_chunk(N, ntiles, nth);
+    const int64_t nchunks = (N + chunk - 1) / chunk;
+    const int64_t ntasks = ntiles * nchunks;
+    int failed = 0;
+#pragma omp parallel if (ntasks > 1 && (double)N * out * in > 1e6)
+    {
+        float *panel = alloc64(sizeof(float) * QMM_KC * QMM_NR);
+        float *tmp = alloc64(sizeof(float) * 16 * QMM_KC);
+        float *cb = alloc64(sizeof(float) * QMM_MR * QMM_NR);
+        if (!panel || !tmp || !cb) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntasks; t++) {
+            if (!panel || !tmp || !cb) continue;
+            const int64_t j0 = (t / nchunks) * QMM_NR, nc = out - j0 < QMM_NR ? out - j0 : QMM_NR;
+            const int64_t n0 = (t % nchunks) * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
+            for (int64_t n = n0; n < n1; n++) {
+                float *yn = y + n * out + j0;
+                for (int64_t j = 0; j < nc; j++) yn[j] = (beta != 0.0f ? beta * yn[j] : 0.0f) + (b ? b[j0 + j] : 0.0f);
+            }
+            for (int64_t k0 = 0; k0 < in; k0 += QMM_KC) {
+                const int64_t kc = in - k0 < QMM_KC ? in - k0 : QMM_KC;
+                /* panel[k][j] = W[j0 + j, k0 + k]; columns past nc are zero */
+                for (int64_t g = 0; g < QMM_NR; g += 16) {
+                    for (int i = 0; i < 16; i++) {
+                        if (g + i < nc)
+                            K->dequant(W, j0 + g + i, k0, k0 + kc, tmp + i * QMM_KC);
+                        else
+                            memset(tmp + i * QMM_KC, 0, sizeof(float) * (size_t)kc);
+                    }
+                    K->transpose16(tmp, QMM_KC, panel + g, QMM_NR, kc);
+                }
+                for (int64_t n = n0; n < n1; n += QMM_MR) {
+                    const float *a[QMM_MR];
+                    for (int i = 0; i < QMM_MR; i++) a[i] = n + i < n1 ? x + (n + i) * in + k0 : g_zeros;
+                    K->kernel(kc, a, panel, QMM_NR, cb);
+                    for (int i = 0; i < QMM_MR && n + i < n1; i++) {
+                        float *yn = y + (n + i) * out + j0;
+                        const float *ci = cb + i * QMM_NR;
+                        for (int64_t j = 0; j < nc; j++) yn[j] += ci[j];
+                    }
+                }
+            }
+        }
+        free(panel);
+        free(tmp);
+        free(cb);
+    }
+    return failed ? lorac_fail(LORAC_ERR_NOMEM, "quantized linear: out of memory for tile buffers") : LORAC_OK;
+}
+
+static lorac_status bwd_tiled(const lorac_qkern *K, float *dx, const float *dy, const lorac_qweight *W, int64_t N) {
+    const int64_t in = W->cols, out = W->rows;
+    const int nth = omp_get_max_threads();
+    /* column slices of 256 (every task re-reads its rows of dy once per
+     * slice, so wide is better); 64 when N is too small for row chunks to
+     * keep the threads busy and the format allows it (K-quant blocks are
+     * 256 wide) */
+    int64_t ct = 256;
+    if (N < 192 && (in + 255) / 256 < 2 * (int64_t)nth && lorac_qformat_row_block(W->fmt) <= 64) ct = 64;
+    const int64_t ntiles = (in + ct - 1) / ct;
+    const int64_t chunk = row_chunk(N, ntiles, nth);
+    const int64_t nchunks = (N + chunk - 1) / chunk;
+    const int64_t ntasks = ntiles * nchunks;
+    int failed = 0;
+#pragma omp parallel if (ntasks > 1 && (double)N * out * in > 1e6)
+    {
+        float *panel = alloc64(sizeof(float) * QMM_KCB * 256);
+        float *cb = alloc64(sizeof(float) * QMM_MR * QMM_NR);
+        if (!panel || !cb) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntasks; t++) {
+            if (!panel || !cb) continue;
+            const int64_t j0 = (t / nchunks) * ct, nc = in - j0 < ct ? in - j0 : ct;
+            const int64_t ncp = (nc + QMM_NR - 1) / QMM_NR * QMM_NR; /* padded to whole kernel widths */
+            const int64_t n0 = (t % nchunks) * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
+            for (int64_t o0 = 0; o0 < out; o0 += QMM_KCB) {
+                const int64_t kc = out - o0 < QMM_KCB ? out - o0 : QMM_KCB;
+                for (int64_t r = 0; r < kc; r++) {
+                    float *pr = panel + r * 256;
+                    K->dequant(W, o0 + r, j0, j0 + nc, pr);
+                    if (ncp > nc) memset(pr + nc, 0, sizeof(float) * (size_t)(ncp - nc));
+                }
+                for (int64_t n = n0; n < n1; n += QMM_MR) {
+                    const float *a[QMM_MR];
+                    for (int i = 0; i < QMM_MR; i++) a[i] = n + i < n1 ? dy + (n + i) * out + o0 : g_zeros;
+                    for (int64_t jj = 0; jj < nc; jj += QMM_NR) {
+                        const int64_t w = nc - jj < QMM_NR ? nc - jj : QMM_NR;
+                        K->kernel(kc, a, panel + jj, 256, cb);
+                        for (int i = 0; i < QMM_MR && n + i < n1; i++) {
+                            float *dn = dx + (n + i) * in + j0 + jj;
+                            const float *ci = cb + i * QMM_NR;
+                            for (int64_t j = 0; j < w; j++) dn[j] += ci[j];
+                        }
+                    }
+                }
+            }
+        }
+        free(panel);
+        free(cb);
+    }
+    return failed ? lorac_fail(LORAC_ERR_NOMEM, "quantized linear: out of memory for tile buffers") : LORAC_OK;
+}
+
+/* ---- entry points -------------------------------------------------------- */
+
+lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                                   int64_t N, float beta) {
+    LORAC_TRY(check_args("lorac_qlinear_fwd", y, x, W, N));
+    if (N == 0) return LORAC_OK;
+    if (isa == LORAC_QISA_REF) return fwd_ref(y, x, W, b, N, beta);
+    const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
+    if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
+                              lorac_qisa_name(isa));
+    return fwd_tiled(K, y, x, W, b, N, beta);
+}
+
+lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N) {
+    LORAC_TRY(check_args("lorac_qlinear_bwd_x", dx, dy, W, N));
+    if (N == 0) return LORAC_OK;
+    if (isa == LORAC_QISA_REF) return bwd_ref(dx, dy, W, N);
+    const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
+    if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
+                              lorac_qisa_name(isa));
+    return bwd_tiled(K, dx, dy, W, N);
+}
+
+lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta) {
+    return lorac_qlinear_fwd_isa(LORAC_QISA_AUTO, y, x, W, b, N, beta);
+}
+
+lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N) {
+    return lorac_qlinear_bwd_x_isa(LORAC_QISA_AUTO, dx, dy, W, N);
+}

@@ -1,0 +1,113 @@
+/* qmatmul.h - linear layers over quantized weights, dequantizing tiles of W
+ * on the fly (never the whole matrix):
+ *
+ *   forward   y[N,out]  = beta * y + x[N,in] W^T + b
+ *   backward  dx[N,in] += dy[N,out] W
+ *
+ * W is [out, in] = [rows, cols] as torch.nn.Linear (ops.h conventions),
+ * held as a lorac_qweight in one of the formats below. The dequantized
+ * values are exactly those of the scalar dequantizers (nf4.h,
+ * ggml_blocks.h); only the summation differs between code paths:
+ *
+ *   LORAC_QISA_REF     scalar reference: one W row at a time, every dot
+ *                      product / update accumulated in double. Serial.
+ *   LORAC_QISA_GENERIC the tiled kernel in plain C (any CPU).
+ *   LORAC_QISA_AVX2    the tiled kernel with AVX2+FMA (x86-64).
+ *   LORAC_QISA_AVX512  the tiled kernel with AVX-512 F/BW/DQ/VL.
+ *   LORAC_QISA_AUTO    the best of the above that this CPU runs, decided at
+ *                      run time (__builtin_cpu_supports); no build flags.
+ *
+ * The tiled kernels: OpenMP tasks over (64 output rows x a chunk of the N
+ * rows) forward and (a 64- or 256-column slice of `in` x a chunk of N)
+ * backward; each task dequantizes a K-slice of its W tile into a 64 KiB
+ * fp32 panel (the forward one transposed), then runs a 6x64 register-
+ * blocked fp32 FMA micro-kernel over it. fp32 accumulation (runs of at
+ * most 256 products per lane, then added into y / dx): the result differs
+ * from the double-precision reference by fp32 rounding only; test_qmatmul.c
+ * requires |fast - ref| <= 2e-6 * sum_k |x_k w_k| per element (worst seen
+ * 2.7e-7), and the result does not depend on the thread count (bit for
+ * bit). No AVX512-BF16 path: bf16 products would not meet that bound.
+ *
+ * Shape rules: `in` (cols) must be a multiple of the format's block along a
+ * row (Q4_0/Q4_1/Q8_0: 32; Q4_K/Q6_K: 256; NF4, F32: any, NF4 blocks run
+ * along the flattened matrix). */
+#ifndef LORAC_QUANT_QMATMUL_H
+#define LORAC_QUANT_QMATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/tensorfile.h"
+#include "quant/nf4.h"
+
+typedef enum lorac_qformat {
+    LORAC_QF_NONE = 0,
+    LORAC_QF_F32,  /* plain fp32 [rows, cols] (so one pointer type covers every Linear) */
+    LORAC_QF_NF4,  /* nf4.h, with double quantization */
+    LORAC_QF_Q4_0, /* GGML blocks (ggml_blocks.h), rows * cols/bs blocks, row-major */
+    LORAC_QF_Q4_1,
+    LORAC_QF_Q8_0,
+    LORAC_QF_Q4_K,
+    LORAC_QF_Q6_K,
+    LORAC_QF_COUNT
+} lorac_qformat;
+
+/* One weight matrix of any format. Either a view (owns == 0: `data` points
+ * into someone else's memory, e.g. a mapped GGUF file) or owning
+ * (owns == 1: lorac_qweight_free releases data / the NF4 arrays). */
+typedef struct lorac_qweight {
+    lorac_qformat fmt;
+    int64_t rows, cols; /* [out, in] */
+    const void *data;   /* F32 / GGML formats: the matrix; unused for NF4 */
+    size_t nbytes;      /* bytes at data: must be exactly what the shape needs */
+    lorac_nf4 nf4;      /* NF4 only */
+    int owns;
+} lorac_qweight;
+
+const char *lorac_qformat_name(lorac_qformat f);
+/* LORAC_F32 and LORAC_Q4_0 .. LORAC_Q6_K map to their format; others to NONE. */
+lorac_qformat lorac_qformat_of_dtype(lorac_dtype t);
+/* Elements per block along a row that `cols` must be a multiple of (1 for F32 and NF4). */
+int lorac_qformat_row_block(lorac_qformat f);
+
+/* A view of an F32 or GGML-block matrix (no copy). nbytes is checked against
+ * the shape: a mismatch is LORAC_ERR_SHAPE, never a read past the end. */
+lorac_status lorac_qweight_view(lorac_qweight *w, lorac_qformat fmt, const void *data, size_t nbytes, int64_t rows,
+                                int64_t cols);
+/* Quantize a fp32 [rows, cols] matrix to NF4 (owning). */
+lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols);
+/* Take over an NF4 weight (owning; *q is emptied). */
+lorac_status lorac_qweight_from_nf4(lorac_qweight *w, lorac_nf4 *q);
+void lorac_qweight_free(lorac_qweight *w);
+/* Consistency of format, shape, block counts and byte counts. */
+lorac_status lorac_qweight_validate(const lorac_qweight *w);
+/* Bytes of weight data (for NF4 including its statistics). */
+size_t lorac_qweight_nbytes(const lorac_qweight *w);
+/* Dequantize row r into dst[cols] / the whole matrix into dst[rows*cols]. */
+lorac_status lorac_qweight_dequant_row(const lorac_qweight *w, int64_t r, float *dst);
+lorac_status lorac_qweight_dequantize(const lorac_qweight *w, float *dst);
+
+typedef enum lorac_qisa {
+    LORAC_QISA_AUTO = 0,
+    LORAC_QISA_REF,
+    LORAC_QISA_GENERIC,
+    LORAC_QISA_AVX2,
+    LORAC_QISA_AVX512,
+} lorac_qisa;
+const char *lorac_qisa_name(lorac_qisa isa);
+/* Whether this build on this CPU can run `isa` (REF, GENERIC, AUTO: always). */
+int lorac_qisa_supported(lorac_qisa isa);
+/* What LORAC_QISA_AUTO picks here. */
+lorac_qisa lorac_qisa_best(void);
+
+/* y[N,out] = beta * y + x[N,in] W^T + b   (b may be NULL; beta == 0 ignores
+ * the old y entirely, NaNs included). */
+lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta);
+/* dx[N,in] += dy[N,out] W */
+lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N);
+/* The same with a chosen code path (an unsupported one is LORAC_ERR_UNSUPPORTED). */
+lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                                   int64_t N, float beta);
+lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N);
+
+#endif

@@ -1,0 +1,39 @@
+/* qmatmul_impl.h - internals shared by qmatmul.c and its per-ISA files
+ * (qmatmul_avx2.c, qmatmul_avx512.c). Not part of the library API. */
+#ifndef LORAC_QUANT_QMATMUL_IMPL_H
+#define LORAC_QUANT_QMATMUL_IMPL_H
+
+#include "quant/qmatmul.h"
+
+#define QMM_MR 6   /* rows of x / dy per micro-kernel call */
+#define QMM_NR 64  /* columns per micro-kernel call (= panel width forward) */
+#define QMM_KC 256 /* forward: `in` elements per panel (a multiple of every block) */
+#define QMM_KCB 64 /* backward: W rows per panel */
+
+/* The per-ISA pieces the tiled driver in qmatmul.c calls. */
+typedef struct lorac_qkern {
+    /* dst[0 .. c1-c0) = W[r, c0 .. c1). For the GGML formats c0 and c1 are
+     * multiples of the block size (c1 may be cols); NF4 and F32: any. The
+     * values are bit-identical to the scalar dequantizers. */
+    void (*dequant)(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst);
+    /* c[i*64 + j] = sum_{k<kc} a[i][k] * b[k*ldb + j], i < 6, j < 64
+     * (c overwritten; a[i] may all point at zeros). */
+    void (*kernel)(int64_t kc, const float *const *a, const float *b, int64_t ldb, float *c);
+    /* dst[k*ldd + i] = src[i*lds + k] for i < 16, k < kc (a 16-row transpose). */
+    void (*transpose16)(const float *src, int64_t lds, float *dst, int64_t ldd, int64_t kc);
+} lorac_qkern;
+
+/* Scalar pieces (qmatmul.c), also the fallbacks of the SIMD files. */
+void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst);
+/* Q4_K sub-block j's 6-bit scale and min (as ggml-quants.c get_scale_min_k4). */
+void qmm_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn);
+/* Start of row r's blocks for a GGML format, and the bytes per block. */
+const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r);
+size_t qmm_block_bytes(lorac_qformat f);
+
+extern const lorac_qkern qmm_kern_generic;
+/* NULL when not compiled in (non-x86 builds). */
+const lorac_qkern *qmm_kern_avx2(void);
+const lorac_qkern *qmm_kern_avx512(void);
+
+#endif

@@ -324,6 +324,10 @@ size_t lorac_adapters_bytes(const lorac_adapter_set *s) {
 
 void lorac_adapters_free(lorac_adapter_set *s) {
     if (!s->m) return;
+    if (s->n == 0) { /* an unused set: the model's own adapter (if any) stays the model's */
+        memset(s, 0, sizeof *s);
+        return;
+    }
     detach_all(s);
     for (int k = 0; k < s->n; k++) slot_free(&s->slot[k], s->m->n_lin);
     free(s->slot);

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Check that `lorac merge` writes checkpoints that transformers loads as plain models.
+
+For each tiny fixture model (GPT-2 with Conv1D weights, Llama, BERT and DistilBERT
+classifiers) this script:
+  1. builds a PEFT LoRA adapter with non-zero lora_B (PEFT's own save_pretrained; for the
+     decoders the committed adapter fixtures in tests/fixtures/parity are used),
+  2. runs `lorac merge --model BASE --adapter ADAPTER --out DIR` (the C binary),
+  3. loads DIR with transformers' Auto classes, with no PEFT, and requires that no weight
+     is missing, unexpected or newly initialised,
+  4. compares its logits with PEFT's base + adapter logits on a right-padded batch (1e-4).
+
+Run by hand (not by the C test suite), after a build:
+    .venv-ref/bin/python tests/ref/check_merged.py [--lorac build/lorac]
+Prints one line per model and exits 1 if any check fails.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          logging as hf_logging)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIX = os.path.join(ROOT, "tests", "fixtures")
+
+CASES = [
+    # name, auto class, existing adapter dir or (targets, modules_to_save) to build one
+    ("tiny_gpt2", AutoModelForCausalLM, os.path.join(FIX, "parity", "tiny_gpt2_peft_adapter")),
+    ("tiny_llama", AutoModelForCausalLM, os.path.join(FIX, "parity", "tiny_llama_peft_adapter")),
+    ("tiny_bert", AutoModelForSequenceClassification,
+     (["query", "key", "value", "output.dense", "intermediate.dense"], ["classifier"])),
+    ("tiny_distilbert", AutoModelForSequenceClassification,
+     (["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"], ["pre_classifier", "classifier"])),
+]
+
+
+def batch(vocab):
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(1, vocab, (2, 7), generator=g)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    ids[1, 5:] = 0
+    return ids, mask
+
+
+def logits_of(model, ids, mask):
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits
+
+
+def build_adapter(base_dir, auto, targets, mts, out):
+    torch.manual_seed(11)
+    base = auto.from_pretrained(base_dir, torch_dtype=torch.float32)
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, modules_to_save=mts)
+    pm = get_peft_model(base, cfg)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+            if "modules_to_save" in n:
+                p.add_(torch.randn_like(p) * 0.05)
+    pm.save_pretrained(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    failed = 0
+    tmp = tempfile.mkdtemp(prefix="lorac-merged-")
+    try:
+        for name, auto, adapter in CASES:
+            base_dir = os.path.join(FIX, "models", name)
+            if isinstance(adapter, tuple):
+                ad = os.path.join(tmp, name + "-adapter")
+                build_adapter(base_dir, auto, adapter[0], adapter[1], ad)
+                adapter = ad
+            out = os.path.join(tmp, name + "-merged")
+            r = subprocess.run([args.lorac, "merge", "--model", base_dir, "--adapter", adapter, "--out", out],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"FAIL {name}: lorac merge exited {r.returncode}: {r.stderr.strip()}")
+                failed += 1
+                continue
+            merged, info = auto.from_pretrained(out, torch_dtype=torch.float32, output_loading_info=True)
+            problems = {k: v for k, v in info.items() if v and k != "error_msgs" or (k == "error_msgs" and v)}
+            base = auto.from_pretrained(base_dir, torch_dtype=torch.float32)
+            peft_model = PeftModel.from_pretrained(base, adapter)
+            merged.eval()
+            peft_model.eval()
+            ids, mask = batch(merged.config.vocab_size)
+            want = logits_of(peft_model, ids, mask)
+            got = logits_of(merged, ids, mask)
+            real = mask.bool() if got.dim() == 3 else torch.ones(got.shape[0], dtype=torch.bool)
+            diff = (got[real] - want[real]).abs().max().item()
+            scale = want[real].abs().max().item()
+            ok = not problems and diff <= 1e-4 * max(1.0, scale)
+            print(f"{'ok  ' if ok else 'FAIL'} {name}: transformers {auto.__name__} loads the merged checkpoint "
+                  f"({'no missing/unexpected keys' if not problems else problems}); "
+                  f"max |logits - PEFT base+adapter| = {diff:.2e} (max |logit| {scale:.3g})")
+            failed += not ok
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,8 @@
 For each tiny fixture model (GPT-2 with Conv1D weights, Llama, BERT and DistilBERT
 classifiers) this script:
   1. builds a PEFT LoRA adapter with non-zero lora_B (PEFT's own save_pretrained; for the
-     decoders the committed adapter fixtures in tests/fixtures/parity are used),
+     decoders the committed adapter fixtures in tests/fixtures/parity are used), and for the
+     real stories260K (shared/data) has `lorac train` write one, so PEFT reads lorac's files,
   2. runs `lorac merge --model BASE --adapter ADAPTER --out DIR` (the C binary),
   3. loads DIR with transformers' Auto classes, with no PEFT, and requires that no weight
      is missing, unexpected or newly initialised,
@@ -37,7 +38,20 @@ CASES = [
      (["query", "key", "value", "output.dense", "intermediate.dense"], ["classifier"])),
     ("tiny_distilbert", AutoModelForSequenceClassification,
      (["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"], ["pre_classifier", "classifier"])),
+    # an adapter trained and written by lorac itself: PEFT must read it as lorac means it
+    ("stories260K", AutoModelForCausalLM, "lorac-train"),
 ]
+DATA = os.environ.get("LORAC_DATA", os.path.join(ROOT, "..", "shared", "data"))
+
+
+def lorac_train_adapter(lorac, base_dir, out):
+    text = os.path.join(out + ".txt")
+    with open(text, "w") as f:
+        for _ in range(24):
+            f.write("Once upon a time there was a little cat named Tom. Tom liked to play with a red ball.\n\n")
+    subprocess.run([lorac, "train", "--model", base_dir, "--task", "lm", "--data", text, "--max-steps", "8",
+                    "--batch", "4", "--lr", "1e-2", "--r", "4", "--alpha", "8", "--target", "all-linear",
+                    "--seed", "3", "--out", out], check=True, capture_output=True)
 
 
 def batch(vocab):
@@ -79,6 +93,13 @@ def main():
     try:
         for name, auto, adapter in CASES:
             base_dir = os.path.join(FIX, "models", name)
+            if adapter == "lorac-train":
+                base_dir = os.path.join(DATA, "stories260K", "hf")
+                if not os.path.isdir(base_dir):
+                    print(f"skip {name}: {base_dir} not found")
+                    continue
+                adapter = os.path.join(tmp, name + "-adapter")
+                lorac_train_adapter(args.lorac, base_dir, adapter)
             if isinstance(adapter, tuple):
                 ad = os.path.join(tmp, name + "-adapter")
                 build_adapter(base_dir, auto, adapter[0], adapter[1], ad)

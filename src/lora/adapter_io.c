@@ -22,6 +22,20 @@ static int is_head_weight(const lorac_model *m, const lorac_weight *w) {
     return m->pre_head && m->pre_head_fresh && (w == m->pre_head->W || w == m->pre_head->b);
 }
 
+/* The name PEFT gives a base tensor in adapter_model.safetensors: a module
+ * that carries LoRA is wrapped, so its own weight / bias live under
+ * "<module>.base_layer.<weight|bias>" (bias="lora_only"/"all"); every other
+ * tensor keeps its name. */
+static void peft_key(const lorac_model *m, const lorac_weight *w, char *key, size_t n) {
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_linear *L = &m->lin[i];
+        if (!L->lora || (w != L->W && w != L->b)) continue;
+        snprintf(key, n, PREFIX "%s.base_layer.%s", L->name, w == L->W ? "weight" : "bias");
+        return;
+    }
+    snprintf(key, n, PREFIX "%s", w->name);
+}
+
 static void add_entry(entry_list *l, const lorac_weight *w) {
     if (l->n >= l->cap) return;
     lorac_st_entry *e = &l->e[l->n];
@@ -81,7 +95,10 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
     }
     for (int i = 0; i < m->n_w; i++) {
         const lorac_weight *w = &m->w[i];
-        if (w->grad || is_head_weight(m, w)) add_entry(&l, w);
+        if (w->grad || is_head_weight(m, w)) {
+            add_entry(&l, w);
+            peft_key(m, w, l.names[l.n - 1], 192);
+        }
     }
     char path[1200];
     const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
@@ -228,10 +245,14 @@ done:
     return st;
 }
 
-static lorac_status load_into(const lorac_st *st, const char *file, lorac_weight *w) {
+static lorac_status load_into(const lorac_st *st, const char *file, const lorac_model *m, lorac_weight *w) {
     char key[200];
-    snprintf(key, sizeof key, PREFIX "%s", w->name);
+    peft_key(m, w, key, sizeof key);
     const lorac_tensor_desc *t = lorac_st_find(st, key);
+    if (!t) { /* adapters lorac wrote before it used PEFT's base_layer names */
+        snprintf(key, sizeof key, PREFIX "%s", w->name);
+        t = lorac_st_find(st, key);
+    }
     if (!t) {
         /* PEFT's in-memory names carry the adapter name ("...lora_A.default.weight") */
         return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor '%s' is missing; hint: the adapter was trained for another model or config", file, key);
@@ -266,12 +287,12 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
     for (int i = 0; i < m->n_lin && s == LORAC_OK; i++) {
         lorac_lora *a = m->lin[i].lora;
         if (!a) continue;
-        s = load_into(st, path, &a->A);
-        if (s == LORAC_OK) s = load_into(st, path, &a->B);
+        s = load_into(st, path, m, &a->A);
+        if (s == LORAC_OK) s = load_into(st, path, m, &a->B);
     }
     for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
         lorac_weight *w = &m->w[i];
-        if (w->grad || is_head_weight(m, w)) s = load_into(st, path, w);
+        if (w->grad || is_head_weight(m, w)) s = load_into(st, path, m, w);
     }
     lorac_st_close(st);
     if (s == LORAC_OK && c_out) *c_out = c;

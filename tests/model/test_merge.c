@@ -228,6 +228,39 @@ static void test_peft_adapter(const char *model_dir, const char *fixture, const 
     lorac_model_free(m);
 }
 
+/* d. PEFT adapters with everything in the mix (tests/ref/make_peft_mix_fixture.py):
+ * lora_dropout 0.1 (off at inference), bias="lora_only", use_rslora and
+ * modules_to_save (lm_head / the BERT classifier), each perturbed so that it
+ * changes the output; logits of PeftModel in eval mode. */
+static void test_peft_mix(const char *model_dir, const char *adapter_dir, int cls) {
+    fprintf(stderr, "-- PEFT adapter with dropout, bias=lora_only, rsLoRA, modules_to_save: %s\n", adapter_dir);
+    char ep[1200];
+    lorac_model *m = NULL;
+    lorac_st *st = NULL;
+    lorac_lora_config c;
+    CHECK_OK(lorac_model_load(test_src_path(model_dir), &m));
+    CHECK_OK(lorac_st_open(lorac_path_join(ep, sizeof ep, test_src_path(adapter_dir), "expected.safetensors"), &st));
+    if (!m || !st) exit(1);
+    batch b = read_batch(st);
+    CHECK_OK(lorac_adapter_load(m, test_src_path(adapter_dir), &c));
+    CHECK(c.use_rslora && c.bias == LORAC_BIAS_LORA_ONLY && c.dropout > 0.09f && c.n_modules_to_save == 1,
+          "config read as rslora %d bias %d dropout %g modules_to_save %d", c.use_rslora, c.bias, (double)c.dropout,
+          c.n_modules_to_save);
+    float *want = test_st_f32(st, "logits", NULL);
+    if (cls) {
+        CHECK_OK(lorac_model_forward(m, b.ids, b.mask, b.B, b.T, LORAC_FWD_CLS));
+        test_close("classifier logits with the PEFT adapter", m->acts.cls_logits, want, (size_t)b.B * m->n_classes, 1e-4, 1e-5);
+    } else {
+        float *y = logits(m, &b);
+        compare_rows("logits with the PEFT adapter", y, want, &b, m->cfg.vocab, 1e-4);
+        free(y);
+    }
+    free(want);
+    free_batch(&b);
+    lorac_st_close(st);
+    lorac_model_free(m);
+}
+
 /* e. config.json generated from m->cfg (the path a GGUF base takes) */
 static void test_generated_config(const char *model_dir, const char *out_dir) {
     fprintf(stderr, "-- generated config.json (%s)\n", model_dir);
@@ -270,6 +303,8 @@ int main(void) {
                       "tests/fixtures/parity/tiny_gpt2_peft_adapter", 3);
     test_peft_adapter("tests/fixtures/models/tiny_llama", "tests/fixtures/parity/tiny_llama_lm.safetensors",
                       "tests/fixtures/parity/tiny_llama_peft_adapter", 7);
+    test_peft_mix("tests/fixtures/models/tiny_llama", "tests/fixtures/parity/peft_mix_llama", 0);
+    test_peft_mix("tests/fixtures/models/tiny_bert", "tests/fixtures/parity/peft_mix_bert", 1);
     lorac_path_join(gpt2_out, sizeof gpt2_out, test_tmpdir(), "gpt2_random");
     lorac_path_join(llama_out, sizeof llama_out, test_tmpdir(), "llama_random");
     test_generated_config("tests/fixtures/models/tiny_gpt2", gpt2_out);

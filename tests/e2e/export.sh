@@ -38,6 +38,9 @@ cp "$T/a.gguf" "$T/a.keep"
 expect 2 "already exists" -- "$BIN" export --model "$LL" --adapter "$LA" --out "$T/a.gguf"
 if cmp -s "$T/a.gguf" "$T/a.keep"; then ok; else bad "a refused export changed the existing file"; fi
 expect 0 "" -- "$BIN" export --model "$LL" --adapter "$LA" --out "$T/a.gguf" --overwrite --type f16
+# lorac info reads an adapter GGUF back: header keys and llama.cpp's ne order ([in, r] / [r, out])
+expect 0 "adapter.type = lora, adapter.lora.alpha = 8, 28 tensors" -- "$BIN" info --model "$T/a.gguf"
+expect 0 "blk.0.attn_k.weight.lora_b                   ne = [4, 16]  F16" -- "$BIN" info --model "$T/a.gguf"
 if ls "$T"/*.tmp.* >/dev/null 2>&1; then bad "temporary files left behind"; else ok; fi
 
 # a truncated export is refused by lorac's GGUF reader with one line naming it

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "io/gguf.h"
+#include "io/tensorfile.h"
 
 static const cli_opt info_opts[] = {
     {"model", "PATH", "Hugging Face directory or .gguf file"},
@@ -29,12 +31,42 @@ static lorac_model *load(const cli_args *a) {
     return m;
 }
 
+/* A GGUF LoRA adapter (lorac export, convert_lora_to_gguf.py): its header
+ * and tensors as lorac's GGUF reader sees them. Returns 0 if not an adapter. */
+static int adapter_gguf(const char *path) {
+    size_t n = strlen(path);
+    if (n < 5 || strcmp(path + n - 5, ".gguf")) return 0;
+    lorac_gguf *g;
+    if (lorac_gguf_open(path, &g) != LORAC_OK) return 0;
+    const char *type = lorac_gguf_get_str(g, "general.type");
+    if (!type || strcmp(type, "adapter")) {
+        lorac_gguf_close(g);
+        return 0;
+    }
+    double alpha = 0;
+    const char *at = lorac_gguf_get_str(g, "adapter.type"), *arch = lorac_gguf_get_str(g, "general.architecture");
+    int has_alpha = lorac_gguf_get_float(g, "adapter.lora.alpha", &alpha);
+    printf("%s: GGUF v%u adapter: general.architecture = %s, adapter.type = %s, adapter.lora.alpha = %s%g, %d tensors\n", path,
+           lorac_gguf_version(g), arch ? arch : "(none)", at ? at : "(none)", has_alpha ? "" : "(missing) ", alpha,
+           lorac_gguf_tensor_count(g));
+    for (int i = 0; i < lorac_gguf_tensor_count(g); i++) {
+        const lorac_tensor_desc *t = lorac_gguf_tensor(g, i);
+        /* shape as GGUF's ne[] (reversed row-major), the way llama.cpp prints it */
+        printf("  %-44s ne = [%lld, %lld]  %s\n", t->name, (long long)t->shape[t->ndim - 1],
+               (long long)(t->ndim > 1 ? t->shape[t->ndim - 2] : 1), lorac_dtype_name(t->dtype));
+    }
+    lorac_gguf_close(g);
+    return 1;
+}
+
 int cmd_info(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "info", "usage: lorac info (--model PATH | --config config.json) [--num-classes N] [LoRA options]\n\n"
                           "Prints the module tree with shapes and, as PEFT's print_trainable_parameters,\n"
-                          "trainable params: X || all params: Y || trainable%: Z",
+                          "trainable params: X || all params: Y || trainable%: Z\n"
+                          "A GGUF LoRA adapter (lorac export) as --model: its header and tensor list.",
               info_opts, argc, argv);
+    if (cli_has(&a, "model") && adapter_gguf(cli_str(&a, "model", ""))) return 0;
     lorac_model *m = load(&a);
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);

@@ -7,12 +7,7 @@
 # last-layers:2 as the last Linear plus the head.
 source "$(dirname "$0")/lib/common.bash"
 
-tiny=$SRC/tests/fixtures/models/tiny_gpt2
-printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' win a prize now free cash claim see you at five ok call me later \
-    lunch tomorrow >"$T/vocab.txt"
-for i in $(seq 1 20); do
-    printf 'ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n'
-done >"$T/sms.tsv"
+tiny_sms_fixture
 common=(--model "$tiny" --tokenizer "$T/vocab.txt" --data "$T/sms.tsv" --max-len 16 --epochs 1 --batch 8 --seed 5)
 
 expect 0 "" -- "$BIN" compare --help

@@ -22,12 +22,7 @@
 # is then stopped with --max-steps instead and resumed the same way.
 source "$(dirname "$0")/lib/common.bash"
 
-tiny=$SRC/tests/fixtures/models/tiny_gpt2
-printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' win a prize now free cash claim see you at five ok call me later \
-    lunch tomorrow >"$T/vocab.txt"
-for i in $(seq 1 20); do
-    printf 'ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n'
-done >"$T/sms.tsv"
+tiny_sms_fixture
 # 56 training examples, batch 2 x 2 accumulated: 14 steps per epoch; 40 epochs = 560 steps
 common=(--model "$tiny" --tokenizer "$T/vocab.txt" --data "$T/sms.tsv" --max-len 16 --batch 2 --grad-accum 2
     --seed 5 --lr 5e-3 --dropout 0.1 --warmup 10 --eval-every 5 --epochs 40)

@@ -26,6 +26,18 @@ expect() {
     ok
 }
 
+# tiny_sms_fixture: the tiny GPT-2 fixture model ($tiny), a small WordPiece
+# vocab ($T/vocab.txt) whose ids stay below its vocab of 101, and an 80-row
+# ham/spam file ($T/sms.tsv) - a real classification run in seconds.
+tiny_sms_fixture() {
+    tiny=$SRC/tests/fixtures/models/tiny_gpt2
+    printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' win a prize now free cash claim see you at five ok call me \
+        later lunch tomorrow >"$T/vocab.txt"
+    for i in $(seq 1 20); do
+        printf 'ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n'
+    done >"$T/sms.tsv"
+}
+
 # summary NAME: print "NAME: N passed, M failed" and return non-zero on any failure
 summary() {
     echo "$1: $pass passed, $fail failed"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/util.h"
 
 int g_test_pass, g_test_fail;
@@ -119,4 +120,24 @@ char *test_unhex(const char *hex, size_t *n) {
     out[h / 2] = 0;
     *n = h / 2;
     return out;
+}
+
+lorac_tokenized test_random_tokenized(int n, int vocab, uint64_t seed) {
+    lorac_tokenized t;
+    memset(&t, 0, sizeof t);
+    t.n = n;
+    t.ids = calloc(n, sizeof(int *));
+    t.len = calloc(n, sizeof(int));
+    t.label = calloc(n, sizeof(int));
+    t.n_prompt = calloc(n, sizeof(int));
+    lorac_rng r;
+    lorac_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        t.len[i] = 3 + (int)lorac_rng_below(&r, 6);
+        t.ids[i] = malloc(sizeof(int) * t.len[i]);
+        for (int j = 0; j < t.len[i]; j++) t.ids[i][j] = 1 + (int)lorac_rng_below(&r, vocab - 1);
+        t.label[i] = t.ids[i][0] % 2;
+    }
+    t.max_len = 8;
+    return t;
 }

@@ -55,4 +55,9 @@ cJSON *test_read_json(const char *path);
 /* Decode a hex string into malloc'd bytes (NUL-terminated), length in *n. */
 char *test_unhex(const char *hex, size_t *n);
 
+/* A random classification set for trainer tests: n examples of 3..8 ids in
+ * [1, vocab), label = first id % 2, max_len 8. Free with lorac_tokenized_free. */
+#include "train/batch.h"
+lorac_tokenized test_random_tokenized(int n, int vocab, uint64_t seed);
+
 #endif

@@ -24,26 +24,6 @@
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
-static lorac_tokenized make_data(int n, int vocab, uint64_t seed) {
-    lorac_tokenized t;
-    memset(&t, 0, sizeof t);
-    t.n = n;
-    t.ids = calloc(n, sizeof(int *));
-    t.len = calloc(n, sizeof(int));
-    t.label = calloc(n, sizeof(int));
-    t.n_prompt = calloc(n, sizeof(int));
-    lorac_rng r;
-    lorac_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) {
-        t.len[i] = 3 + (int)lorac_rng_below(&r, 6);
-        t.ids[i] = malloc(sizeof(int) * t.len[i]);
-        for (int j = 0; j < t.len[i]; j++) t.ids[i][j] = 1 + (int)lorac_rng_below(&r, vocab - 1);
-        t.label[i] = t.ids[i][0] % 2;
-    }
-    t.max_len = 8;
-    return t;
-}
-
 static lorac_model *fresh(int full) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_model_load(test_src_path("tests/fixtures/models/tiny_llama"), &m));
@@ -193,7 +173,7 @@ static int count_steps(const char *root) {
 }
 
 int main(void) {
-    lorac_tokenized tr = make_data(16, 103, 5), va = make_data(6, 103, 6);
+    lorac_tokenized tr = test_random_tokenized(16, 103, 5), va = test_random_tokenized(6, 103, 6);
     const char *tmp = test_tmpdir();
     char root[1024], p[1200];
 

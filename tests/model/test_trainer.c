@@ -13,26 +13,6 @@
 #include "testutil.h"
 #include "train/trainer.h"
 
-static lorac_tokenized make_data(int n, int vocab) {
-    lorac_tokenized t;
-    memset(&t, 0, sizeof t);
-    t.n = n;
-    t.ids = calloc(n, sizeof(int *));
-    t.len = calloc(n, sizeof(int));
-    t.label = calloc(n, sizeof(int));
-    t.n_prompt = calloc(n, sizeof(int));
-    lorac_rng r;
-    lorac_rng_seed(&r, 5);
-    for (int i = 0; i < n; i++) {
-        t.len[i] = 3 + (int)lorac_rng_below(&r, 6);
-        t.ids[i] = malloc(sizeof(int) * t.len[i]);
-        for (int j = 0; j < t.len[i]; j++) t.ids[i][j] = 1 + (int)lorac_rng_below(&r, vocab - 1);
-        t.label[i] = t.ids[i][0] % 2;
-    }
-    t.max_len = 8;
-    return t;
-}
-
 static lorac_model *fresh(void) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_model_load(test_src_path("tests/fixtures/models/tiny_llama"), &m));
@@ -78,7 +58,7 @@ static int same_lora(const lorac_model *a, const lorac_model *b, double tol) {
 }
 
 int main(void) {
-    lorac_tokenized d = make_data(16, 103);
+    lorac_tokenized d = test_random_tokenized(16, 103, 5);
     lorac_train_result r1, r2, r3;
     lorac_model *a = fresh(), *b = fresh(), *c = fresh();
     CHECK_OK(run(a, &d, 8, 1, 1e-2f, 0, &r1));

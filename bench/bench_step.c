@@ -4,10 +4,17 @@
  *
  *   bench_step [gpt2|smollm2] [batch] [seq] [r] [steps] [targets]
  *   defaults:  gpt2 8 128 16 10 all-linear
+ *   LORAC_QLORA=nf4 in the environment: QLoRA, the block Linears of the
+ *   base quantized to NF4 (lorac_model_quantize) before the adapters go on.
  *
  * Prints one table row: ms/step (median, min-max over `steps` timed steps
  * after 2 warm-up steps), tokens/s, achieved GFLOP/s (model FLOPs below),
- * fraction of the measured sgemm peak, peak RSS. Never fails on time.
+ * fraction of the measured sgemm peak, peak RSS, the base's storage (bytes
+ * per base parameter, and bits per parameter of its Linears). Peak RSS is
+ * that of the steps: the high-water mark is reset after setup through
+ * /proc/self/clear_refs (so the fp32 random weights made before quantizing
+ * do not count; the model and adapters do), "(process)" where that reset
+ * is not possible. Never fails on time.
  *
  * Model FLOPs of a LoRA step: forward 2·P and backward-to-inputs 2·P per
  * token for the frozen matmul parameters P (no weight gradients), plus
@@ -20,6 +27,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/util.h"
 #include "lora/lora.h"
@@ -46,6 +56,14 @@ static double sgemm_peak(void) {
     free(b);
     free(c);
     return best;
+}
+
+/* Reset the peak RSS (VmHWM, getrusage's ru_maxrss) to the current RSS: 1 on success. */
+static int reset_hwm(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return 0;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
 }
 
 static lorac_config shape(const char *name) {
@@ -79,6 +97,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }
+    const char *ql = getenv("LORAC_QLORA");
+    const int qlora = ql && *ql;
+    if (qlora && strcmp(ql, "nf4")) {
+        fprintf(stderr, "bench_step: LORAC_QLORA=%s: only nf4\n", ql);
+        return 1;
+    }
+    if (qlora && lorac_model_quantize(m, LORAC_QF_NF4) != LORAC_OK) {
+        fprintf(stderr, "bench_step: %s\n", lorac_last_error());
+        return 1;
+    }
+#ifdef __GLIBC__
+    /* the freed fp32 weights sit in the middle of the heap (sgemm_peak's
+       buffers raised glibc's mmap threshold): hand their pages back */
+    malloc_trim(0);
+#endif
+    lorac_qstats qs;
+    lorac_model_qstats(m, &qs);
     lorac_lora_config lc;
     lorac_lora_config_default(&lc);
     lc.r = r;
@@ -98,6 +133,7 @@ int main(int argc, char **argv) {
     }
     const double flop_tok = 4 * P + lora + 6.0 * T * cfg.n_head * cfg.head_dim * cfg.n_layer;
     int *ids = malloc(sizeof(int) * B * T), labels[4096];
+    const int hwm_reset = reset_hwm();
     for (int i = 0; i < B * T; i++) ids[i] = (int)((i * 7919u) % (unsigned)cfg.vocab);
     for (int i = 0; i < B; i++) labels[i] = i & 1;
     double *t = malloc(sizeof(double) * (steps + 2));
@@ -117,9 +153,12 @@ int main(int argc, char **argv) {
     int64_t tr, all;
     lorac_count_params(m, &tr, &all);
     printf("%-8s B=%d T=%-4d threads=%d r=%d targets=%s trainable=%lld | %8.1f ms/step (%.1f-%.1f) | %7.1f tok/s | "
-           "%6.1f GFLOP/s | %4.0f%% of sgemm peak %.0f GFLOP/s | peak RSS %.0f MB\n",
+           "%6.1f GFLOP/s | %4.0f%% of sgemm peak %.0f GFLOP/s | peak RSS %.0f MB (%s) | base %s %.2f bytes/param "
+           "(Linears %.2f bits/param)\n",
            name, B, T, omp_get_max_threads(), r, targets, (long long)tr, 1e3 * med, 1e3 * t[2], 1e3 * t[steps + 1],
-           tok_s, gflops, 100 * gflops / peak, peak, lorac_peak_rss() / 1048576.0);
+           tok_s, gflops, 100 * gflops / peak, peak, lorac_peak_rss() / 1048576.0, hwm_reset ? "steps" : "process",
+           qlora ? "nf4" : "fp32", qs.base_bytes / (double)qs.base_params,
+           qs.q_params ? 8 * qs.q_bytes / (double)qs.q_params : 32.0);
     free(ids);
     free(t);
     lorac_model_free(m);

@@ -14,6 +14,10 @@
  *
  * When W or b are trainable (full fine-tuning, bias="all", modules_to_save)
  * their gradients are formed as well: dW += dy^T x, db += sum(dy).
+ *
+ * QLoRA (L->q set): the frozen base term runs over the quantized weight,
+ * y = x W^T + b by lorac_qlinear_fwd and dx += dy W by lorac_qlinear_bwd_x
+ * (tiles of W dequantized on the fly); W never has a gradient, b may.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +45,12 @@ lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N) {
 }
 
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
-    op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
+    if (L->q) {
+        lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
+        LORAC_ASSERT(st == LORAC_OK); /* shapes were checked when the weight was quantized */
+    } else {
+        op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
+    }
     lorac_lora *l = L->lora;
     if (!l || l->merged) return;
     LORAC_ASSERT(N <= l->cap);
@@ -65,7 +74,12 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N) {
     if (L->W->grad || (L->b && L->b->grad))
         op_linear_bwd_w(L->W->grad, L->b ? L->b->grad : NULL, dy, x, N, L->in, L->out, L->w_in_out);
-    if (dx) op_linear_bwd_x(dx, dy, L->W->data, N, L->in, L->out, L->w_in_out);
+    if (dx && L->q) {
+        lorac_status st = lorac_qlinear_bwd_x(dx, dy, L->q, N);
+        LORAC_ASSERT(st == LORAC_OK);
+    } else if (dx) {
+        op_linear_bwd_x(dx, dy, L->W->data, N, L->in, L->out, L->w_in_out);
+    }
     lorac_lora *l = L->lora;
     if (!l || l->merged) return;
     const int R = l->parts * l->r, ob = L->out / l->parts;

@@ -5,7 +5,13 @@
  *
  * (Conv1D, w_in_out = 1, stores W[i, o]: the same delta lands transposed.)
  * The delta is summed in double, so unmerge gives back W to within one float
- * rounding of each element. */
+ * rounding of each element.
+ *
+ * A quantized base (QLoRA): merging first dequantizes each adapted Linear's
+ * weight into fp32 (lorac_linear_dequantize; it stays fp32, unmerge leaves
+ * the dequantized values), as PEFT merges into a bitsandbytes 4-bit layer's
+ * dequantized weight; lorac_model_save_merged dequantizes every Linear still
+ * quantized, so the checkpoint written is plain fp32. */
 #include "lora/merge.h"
 
 #include <cjson/cJSON.h>
@@ -54,8 +60,11 @@ lorac_status lorac_lora_merge(lorac_model *m) {
                               "cannot merge the adapter on lm_head: its weight is tied to the token embedding; "
                               "hint: keep the adapter separate (lorac generate --adapter)");
     }
-    for (int i = 0; i < m->n_lin; i++)
-        if (m->lin[i].lora && !m->lin[i].lora->merged) LORAC_TRY(make_owned(m->lin[i].W));
+    for (int i = 0; i < m->n_lin; i++) {
+        if (!m->lin[i].lora || m->lin[i].lora->merged) continue;
+        LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
+        LORAC_TRY(make_owned(m->lin[i].W));
+    }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!L->lora || L->lora->merged) continue;
@@ -187,6 +196,7 @@ static lorac_status copy_tokenizer(const char *src_dir, const char *out_dir) {
 }
 
 lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const char *tokenizer_src) {
+    for (int i = 0; i < m->n_lin; i++) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
     LORAC_TRY(lorac_mkdirs(out_dir));
     LORAC_TRY(write_weights(m, out_dir));
     LORAC_TRY(write_config(m, out_dir));

@@ -15,6 +15,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "models/config.h"
+#include "quant/qmatmul.h"
 
 /* One named parameter tensor. grad != NULL means "trainable". */
 typedef struct lorac_weight {
@@ -25,6 +26,7 @@ typedef struct lorac_weight {
     float *data;
     float *grad;      /* [n], allocated when the weight is made trainable */
     int owned;        /* data is malloc'd (else a read-only view) */
+    int quantized;    /* the Linear holding it keeps it as a lorac_qweight (QLoRA): data is NULL, always frozen */
 } lorac_weight;
 
 /* A LoRA adapter on one Linear (Hu et al. 2021):
@@ -47,13 +49,18 @@ typedef struct lorac_lora {
 } lorac_lora;
 
 /* A Linear module: y = x W^T + b, with W [out,in] (nn.Linear) or [in,out]
- * (GPT-2's Conv1D, w_in_out = 1). */
+ * (GPT-2's Conv1D, w_in_out = 1).
+ * QLoRA: q != NULL holds the frozen weight quantized, always [out,in] (a
+ * Conv1D weight is transposed before quantizing); W then keeps only its
+ * name and shape (W->data == NULL, W->quantized == 1) and forward /
+ * backward-to-inputs run lorac_qlinear_fwd / lorac_qlinear_bwd_x. */
 typedef struct lorac_linear {
     char name[112];   /* module name: "transformer.h.3.attn.c_attn" */
     int in, out, w_in_out;
     int fused_parts;  /* 3 for a fused q|k|v projection, else 1 */
     lorac_weight *W, *b; /* b may be NULL */
     lorac_lora *lora;    /* NULL unless targeted */
+    lorac_qweight *q;    /* owned; NULL unless the base is quantized */
 } lorac_linear;
 
 typedef struct lorac_norm {
@@ -130,6 +137,8 @@ typedef struct lorac_model {
     lorac_acts acts;
     lorac_rng rng;                     /* dropout */
     int training;                      /* dropout on */
+    int q_fallback;                    /* lorac_model_load_quantized KEEP: Linears not kept in the file's format */
+    char q_note[256];                  /* ... and why, for the first of them */
 } lorac_model;
 
 /* Load a checkpoint: a directory with config.json + *.safetensors, or a
@@ -139,6 +148,46 @@ lorac_status lorac_model_load(const char *path, lorac_model **out);
  * counts and benchmarks from a config alone). */
 lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, lorac_model **out);
 void lorac_model_free(lorac_model *m);
+
+/* ---- QLoRA: a frozen base with its Linears quantized -------------------
+ * "Block Linears" are the Linear modules of the transformer blocks: every
+ * m->lin but lm_head, the classification head and pre_head (embeddings and
+ * norms are no Linears). Quantized weights are frozen for good
+ * (lorac_weight_make_trainable refuses them); biases stay fp32 and may be
+ * trained (bias="all"); LoRA A/B are fp32 as always. */
+
+/* Quantize every block Linear of a loaded model to `fmt` (only LORAC_QF_NF4:
+ * bitsandbytes' NF4 with double quantization), from its fp32 values, freeing
+ * each fp32 copy (or dropping each view) right after its Linear is done.
+ * Linears already quantized are left as they are. LORAC_ERR_ARG when a block
+ * Linear's weight is trainable or its adapter merged. */
+lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt);
+
+typedef enum lorac_qload {
+    LORAC_QLOAD_NF4 = 0, /* NF4 from the fp32 values, whatever the file stores */
+    LORAC_QLOAD_KEEP,    /* GGUF: keep the file's own Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks as views into the mapping
+                            (llama q/k rows reordered into an owned copy); other tensors NF4 (q_fallback) */
+} lorac_qload;
+/* lorac_model_load with the block Linears quantized while loading: no block
+ * Linear is ever held in fp32 all at once (one at a time while it is
+ * converted), and with KEEP those in a GGML block format are never
+ * dequantized. On a safetensors directory KEEP is the same as NF4. */
+lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out);
+
+/* Replace L's quantized weight by its fp32 dequantization (W owned again,
+ * [in,out] for Conv1D); nothing to do when L is not quantized. */
+lorac_status lorac_linear_dequantize(lorac_linear *L);
+
+/* What a quantized base holds. */
+typedef struct lorac_qstats {
+    int n_linears;              /* quantized Linears */
+    int n_fmt[LORAC_QF_COUNT];  /* ... per format */
+    int64_t q_params;           /* their weight parameters */
+    double q_bytes;             /* their storage (lorac_qweight_nbytes) */
+    int64_t base_params;        /* every base weight, quantized or not (tied weights once) */
+    double base_bytes;          /* q_bytes + 4 bytes for every other base parameter */
+} lorac_qstats;
+void lorac_model_qstats(const lorac_model *m, lorac_qstats *s);
 
 /* Add a fresh classification head: "score" = Linear(dim, n_classes) for
  * decoders, "classifier" for encoders (DistilBERT also gets a fresh
@@ -150,7 +199,8 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint6
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
 lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);
 
-/* Make a weight trainable: copies a view into owned memory, allocates grad. */
+/* Make a weight trainable: copies a view into owned memory, allocates grad.
+ * LORAC_ERR_UNSUPPORTED for a quantized weight (QLoRA keeps it frozen). */
 lorac_status lorac_weight_make_trainable(lorac_weight *w);
 
 /* Size activations for up to B x T tokens (allocates once; grows if asked for more). */

@@ -51,7 +51,9 @@ void cli_check(const char *cmd, lorac_status st);
 /* Threads for OpenMP and OpenBLAS (--threads, else OMP_NUM_THREADS, else all cores). */
 void cli_set_threads(const cli_args *a);
 
-/* Load --model (dir or .gguf) and its tokenizer (--tokenizer overrides). */
+/* Load --model (dir or .gguf) and its tokenizer (--tokenizer overrides).
+ * With --method qlora (where the command has that option) the block Linears
+ * are quantized while loading (lorac_model_load_quantized). */
 void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
 
 /* The LoRA options shared by train / info / modules. */
@@ -68,16 +70,21 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
     {"split-qkv", NULL, "one rank-r pair for each of q, k, v inside GPT-2's fused c_attn (loralib MergedLinear)"}, \
     {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
-    {"method", "M", "lora (default) | full | last-layers:N | head"}
+    {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \
+    {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
+                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"}
 
 /* Build the LoRA config from the flags (after --preset). */
 void cli_lora_config(const cli_args *a, lorac_lora_config *c);
 /* The training methods of --method (and of compare's --methods). */
-typedef enum { CLI_METHOD_LORA, CLI_METHOD_FULL, CLI_METHOD_HEAD, CLI_METHOD_LAST_LAYERS } cli_method;
-/* Parse one method: "lora", "full", "head" or "last-layers:N" (N >= 1, put
- * in *n; 0 otherwise). Anything else is a usage error naming `flag`. */
+typedef enum { CLI_METHOD_LORA, CLI_METHOD_FULL, CLI_METHOD_HEAD, CLI_METHOD_LAST_LAYERS, CLI_METHOD_QLORA } cli_method;
+/* Parse one method: "lora", "qlora", "full", "head" or "last-layers:N" (N >= 1,
+ * put in *n; 0 otherwise). Anything else is a usage error naming `flag`. */
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n);
-/* Apply --method to a model with a LoRA config: lora, full, last-layers:N
+/* Apply --method to a model with a LoRA config: lora, qlora (the base's
+ * block Linears quantized as --qformat says, unless cli_load_model already
+ * loaded them quantized, then exactly lora; prints one "qlora: ..." line to
+ * stderr), full, last-layers:N
  * (lorac_make_last_layers_trainable) or head (plus a fresh pre_head).
  * seq_cls = 1 (train): as PEFT's task_type SEQ_CLS, LoRA on a classifier
  * also trains the head in full: unless --modules-to-save is given or the head

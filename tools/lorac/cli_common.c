@@ -153,10 +153,38 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* The value of an option this command may not declare (NULL then). */
+static const char *opt_if_declared(const cli_args *a, const char *name) {
+    for (int j = 0; j < a->n_opts; j++)
+        if (!strcmp(a->opts[j].name, name)) return a->values[j];
+    return NULL;
+}
+
+/* --qformat for a qlora base at `path`: 1 = keep the GGUF blocks, 0 = NF4. */
+static int qformat_keep(const cli_args *a, const char *path) {
+    const char *f = opt_if_declared(a, "qformat");
+    const int gguf = path && ends_with(path, ".gguf");
+    if (!f) return gguf;
+    if (!strcmp(f, "nf4")) return 0;
+    if (strcmp(f, "keep")) cli_die(a->cmd, EXIT_USAGE, "--qformat '%s': expected nf4 or keep", f);
+    if (!gguf)
+        cli_die(a->cmd, EXIT_USAGE, "--qformat keep keeps a .gguf file's own quantized blocks; hint: for a safetensors "
+                "model use --qformat nf4 (the default)");
+    return 1;
+}
+
+static int method_is_qlora(const cli_args *a) {
+    const char *meth = opt_if_declared(a, "method");
+    return meth && !strcmp(meth, "qlora");
+}
+
 void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
     const char *path = cli_str(a, "model", NULL);
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
-    cli_check(a->cmd, lorac_model_load(path, m));
+    if (method_is_qlora(a))
+        cli_check(a->cmd, lorac_model_load_quantized(path, qformat_keep(a, path) ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4, m));
+    else
+        cli_check(a->cmd, lorac_model_load(path, m));
     if (!tok) return;
     const char *tp = cli_str(a, "tokenizer", NULL);
     if (tp)
@@ -203,6 +231,7 @@ void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n) {
     *n = 0;
     if (!strcmp(s, "lora")) return CLI_METHOD_LORA;
+    if (!strcmp(s, "qlora")) return CLI_METHOD_QLORA;
     if (!strcmp(s, "full")) return CLI_METHOD_FULL;
     if (!strcmp(s, "head")) return CLI_METHOD_HEAD;
     if (!strcmp(s, "last-layers") || !strncmp(s, "last-layers:", 12)) {
@@ -216,7 +245,7 @@ cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, in
         *n = (int)x;
         return CLI_METHOD_LAST_LAYERS;
     }
-    cli_die(cmd, EXIT_USAGE, "%s '%s': expected lora, full, last-layers:N or head", flag, s);
+    cli_die(cmd, EXIT_USAGE, "%s '%s': expected lora, qlora, full, last-layers:N or head", flag, s);
 }
 
 static void save_module(const cli_args *a, lorac_lora_config *c, const char *name) {
@@ -238,9 +267,39 @@ static void train_linear(const cli_args *a, lorac_linear *L) {
     if (L->b) cli_check(a->cmd, lorac_weight_make_trainable(L->b));
 }
 
+/* "qlora: N Linears in NF4, base X MB (Y bits/param) instead of Z MB fp32" */
+static void print_qlora(const lorac_model *m) {
+    lorac_qstats q;
+    lorac_model_qstats(m, &q);
+    char fmts[96] = "";
+    for (int f = 0; f < LORAC_QF_COUNT; f++) {
+        if (!q.n_fmt[f]) continue;
+        size_t len = strlen(fmts);
+        snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
+    }
+    fprintf(stderr, "qlora: %d Linears in %s, base %.4g MB (%.2f bits/param) instead of %.4g MB fp32; the Linears %.2f "
+            "bits/param\n", q.n_linears, fmts[0] ? fmts : "-", q.base_bytes / 1e6,
+            q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
+            q.q_params ? 8.0 * q.q_bytes / (double)q.q_params : 0.0);
+    if (m->q_fallback)
+        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", m->q_fallback,
+                m->q_fallback > 1 ? "s" : "", m->q_note, m->q_fallback > 1 ? "; ..." : "");
+}
+
 void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
     int n;
-    switch (cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n)) {
+    const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
+    if (meth != CLI_METHOD_QLORA && opt_if_declared(a, "qformat"))
+        cli_die(a->cmd, EXIT_USAGE, "--qformat is for --method qlora (the quantized base); hint: add --method qlora");
+    switch (meth) {
+    case CLI_METHOD_QLORA:
+        /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */
+        (void)qformat_keep(a, m->path); /* a usage error for keep without a .gguf base */
+        cli_check(a->cmd, lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
+        print_qlora(m);
+        if (seq_cls) seq_cls_modules_to_save(a, m, c);
+        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
+        break;
     case CLI_METHOD_LORA:
         if (seq_cls) seq_cls_modules_to_save(a, m, c);
         cli_check(a->cmd, lorac_lora_apply(m, c, NULL));

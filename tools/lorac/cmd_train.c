@@ -189,7 +189,7 @@ int cmd_train(int argc, char **argv) {
     }
     /* what a resumed run must share with the checkpoint besides the trainer's own settings */
     const char *method = cli_str(&a, "method", "lora");
-    const int is_lora = !strcmp(method, "lora");
+    const int is_lora = !strcmp(method, "lora") || !strcmp(method, "qlora"); /* both save an adapter */
     char r_s[16], alpha_s[32], drop_s[32], tgt_s[2048], mts_s[2048], layers_s[1200], *q = layers_s;
     snprintf(r_s, sizeof r_s, "%d", lc.r);
     snprintf(alpha_s, sizeof alpha_s, "%.7g", lc.alpha);
@@ -202,7 +202,7 @@ int cmd_train(int argc, char **argv) {
     static const char *const bias_names[] = {"none", "all", "lora_only"};
     const char *run_cfg[] = {"method", method, "r", r_s, "alpha", alpha_s, "dropout", drop_s, "target", tgt_s,
                              "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
-                             "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", NULL};
+                             "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", "qformat", cli_str(&a, "qformat", ""), NULL};
     if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
     o.run_config = run_cfg;
     lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",

@@ -1,0 +1,519 @@
+/* test_qlora - LoRA over a quantized frozen base (QLoRA):
+ *  a. tiny_llama / tiny_gpt2 with their block Linears in NF4: the logits and
+ *     the LoRA gradients (one backward) equal those of an fp32 model whose
+ *     Linear weights are the NF4-dequantized values (to 1e-4); quantizing at
+ *     load (lorac_model_load_quantized) and after it (lorac_model_quantize)
+ *     give the same NF4 bits; merging (dequantize + merge) keeps the logits;
+ *  b. no block Linear keeps fp32 values, quantized weights refuse to become
+ *     trainable, and the trainable parameters are the LoRA matrices alone;
+ *  c. three AdamW steps on a tiny batch lower the loss;
+ *  d. GGUF files built here from the tiny fixtures, with Q8_0 blocks
+ *     (llama q/k rows in llama.cpp's interleaved order, GPT-2 matrices
+ *     [out,in] as llama.cpp writes them) and F32 where a row is no whole
+ *     number of blocks: kept blocks dequantize bit for bit to what the
+ *     ordinary loader makes of the file, the F32 ones fall back to NF4, and
+ *     the logits match;
+ *  e. the SmolLM2-135M Q4_1 GGUF (skipped when not fetched) kept as Q4_1/Q8_0
+ *     views gives the ordinary (dequantized-at-load) model's logits to 1e-3;
+ *     the resident memory of both is printed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "io/gguf_write.h"
+#include "lora/lora.h"
+#include "lora/merge.h"
+#include "models/model.h"
+#include "ops/ops.h"
+#include "testutil.h"
+#include "train/optim.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+typedef struct { int B, T; int ids[64]; uint8_t mask[64]; int targets[64]; } batch;
+
+/* B x T tokens, the second row right-padded by 2; next-token targets. */
+static batch make_batch(int B, int T, int vocab) {
+    batch b = {B, T, {0}, {0}, {0}};
+    for (int i = 0; i < B * T; i++) {
+        b.ids[i] = (int)((i * 37u + 11u) % (unsigned)vocab);
+        b.mask[i] = !(i / T == 1 && i % T >= T - 2);
+    }
+    for (int i = 0; i < B * T; i++) b.targets[i] = (i % T < T - 1 && b.mask[i + 1]) ? b.ids[i + 1] : -1;
+    return b;
+}
+
+static float *logits(lorac_model *m, const batch *b) {
+    CHECK_OK(lorac_model_forward(m, b->ids, b->mask, b->B, b->T, LORAC_FWD_LM));
+    size_t n = (size_t)b->B * b->T * m->cfg.vocab;
+    float *y = malloc(sizeof(float) * n);
+    memcpy(y, m->acts.logits, sizeof(float) * n);
+    return y;
+}
+
+static void compare_rows(const char *what, const float *got, const float *want, const batch *b, int V, double tol) {
+    for (int i = 0; i < b->B * b->T; i++)
+        if (b->mask[i] && !test_close(what, got + (size_t)i * V, want + (size_t)i * V, (size_t)V, tol, tol)) return;
+}
+
+static void zero_grad(lorac_weight *w, void *ctx) {
+    (void)ctx;
+    memset(w->grad, 0, sizeof(float) * w->n);
+}
+
+/* Mean next-token loss; with backward, fresh gradients in every trainable tensor. */
+static double lm_step(lorac_model *m, const batch *b, int backward) {
+    const int N = b->B * b->T, V = m->cfg.vocab;
+    int cnt = 0;
+    for (int i = 0; i < N; i++) cnt += b->targets[i] >= 0;
+    if (lorac_model_forward(m, b->ids, b->mask, b->B, b->T, LORAC_FWD_LM) != LORAC_OK) return NAN;
+    double loss = op_xent(backward ? m->acts.logits : NULL, m->acts.logits, b->targets, N, V, 1.0f / cnt, &cnt) / cnt;
+    if (backward) {
+        lorac_for_each_trainable(m, zero_grad, NULL);
+        lorac_model_backward(m, b->ids, b->B, b->T, LORAC_FWD_LM);
+    }
+    return loss;
+}
+
+static int is_block(const lorac_model *m, const lorac_linear *L) {
+    return L != m->lm_head && L != m->head && L != m->pre_head;
+}
+
+/* ref's block Linears get q's quantized weights, dequantized (in ref's layout). */
+static void use_dequantized(lorac_model *ref, const lorac_model *q) {
+    for (int i = 0; i < q->n_lin; i++) {
+        const lorac_linear *QL = &q->lin[i];
+        lorac_linear *L = &ref->lin[i];
+        if (!QL->q) continue;
+        float *d = malloc(sizeof(float) * (size_t)L->in * L->out);
+        CHECK_OK(lorac_qweight_dequantize(QL->q, d));
+        if (!L->W->owned) {
+            L->W->data = malloc(sizeof(float) * L->W->n);
+            L->W->owned = 1;
+        }
+        for (int o = 0; o < L->out; o++)
+            for (int k = 0; k < L->in; k++)
+                L->W->data[L->w_in_out ? (size_t)k * L->out + o : (size_t)o * L->in + k] = d[(size_t)o * L->in + k];
+        free(d);
+    }
+}
+
+static void lora_config(lorac_lora_config *c, lorac_bias_mode bias) {
+    lorac_lora_config_default(c);
+    c->r = 4;
+    c->alpha = 8;
+    c->bias = bias;
+    strcpy(c->targets[c->n_targets++], "all-linear");
+}
+
+/* Non-zero B (PEFT starts at B = 0, which leaves dA = 0), the same in every model. */
+static void set_B(lorac_model *m) {
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_lora *l = m->lin[i].lora;
+        if (!l) continue;
+        for (size_t j = 0; j < l->B.n; j++) l->B.data[j] = 0.05f * (float)(((j * 2654435761u + (unsigned)i) % 2001) / 1000.0 - 1.0);
+    }
+}
+
+static double maxabs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+static void compare_grads(lorac_model *m, lorac_model *ref) {
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_lora *a = m->lin[i].lora, *b = ref->lin[i].lora;
+        if (!a) continue;
+        const lorac_weight *g[2][2] = {{&a->A, &b->A}, {&a->B, &b->B}};
+        for (int k = 0; k < 2; k++) {
+            double scale = maxabs(g[k][1]->grad, g[k][1]->n);
+            CHECK(scale > 0, "%s: zero reference gradient", g[k][1]->name);
+            test_close(g[k][0]->name, g[k][0]->grad, g[k][1]->grad, g[k][0]->n, 1e-4, 1e-4 * scale + 1e-12);
+        }
+    }
+    for (int i = 0; i < m->n_w; i++) /* trainable biases (bias="all") */
+        if (m->w[i].grad) test_close(m->w[i].name, m->w[i].grad, ref->w[i].grad, m->w[i].n, 1e-4, 1e-4 * maxabs(ref->w[i].grad, ref->w[i].n) + 1e-12);
+}
+
+static void same_nf4(const lorac_model *a, const lorac_model *b) {
+    int diff = 0, n = 0;
+    for (int i = 0; i < a->n_lin; i++) {
+        const lorac_qweight *x = a->lin[i].q, *y = b->lin[i].q;
+        if (!x && !y) continue;
+        n++;
+        if (!x || !y || x->fmt != LORAC_QF_NF4 || y->fmt != LORAC_QF_NF4) {
+            diff++;
+            continue;
+        }
+        const lorac_nf4 *p = &x->nf4, *q = &y->nf4;
+        diff += p->numel != q->numel || p->offset != q->offset || memcmp(p->codes, q->codes, (size_t)(p->numel + 1) / 2) ||
+                memcmp(p->qabsmax, q->qabsmax, (size_t)p->nblocks) || memcmp(p->absmax2, q->absmax2, sizeof(float) * (size_t)p->nblocks2);
+    }
+    CHECK(n > 0 && diff == 0, "load_quantized vs load + quantize: %d of %d Linears differ", diff, n);
+}
+
+/* ---- a, b, c: NF4 over the tiny fixtures ----------------------------------- */
+
+static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
+    fprintf(stderr, "-- NF4 base: %s (bias %s)\n", dir, bias == LORAC_BIAS_ALL ? "all" : "none");
+    lorac_model *m = NULL, *m2 = NULL, *ref = NULL;
+    CHECK_OK(lorac_model_load_quantized(test_src_path(dir), LORAC_QLOAD_NF4, &m));
+    CHECK_OK(lorac_model_load(test_src_path(dir), &m2));
+    CHECK_OK(lorac_model_load(test_src_path(dir), &ref));
+    if (!m || !m2 || !ref) exit(1);
+    CHECK_OK(lorac_model_quantize(m2, LORAC_QF_NF4));
+    same_nf4(m, m2);
+    lorac_model_free(m2);
+
+    /* b. the fp32 values are gone; quantized weights stay frozen */
+    int nq = 0, bad = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_linear *L = &m->lin[i];
+        if (!is_block(m, L)) {
+            bad += L->q != NULL || L->W->data == NULL;
+            continue;
+        }
+        nq++;
+        bad += !L->q || L->q->fmt != LORAC_QF_NF4 || L->W->data || L->W->owned || !L->W->quantized;
+    }
+    CHECK(nq > 0 && bad == 0, "%d of %d block Linears not quantized cleanly (or a head quantized)", bad, nq);
+    lorac_status st = lorac_weight_make_trainable(m->lin[0].W);
+    CHECK(st == LORAC_ERR_UNSUPPORTED && strstr(lorac_last_error(), "quantized"), "make_trainable on a quantized weight: %s",
+          lorac_last_error());
+    lorac_clear_error();
+    lorac_qstats qs;
+    lorac_model_qstats(m, &qs);
+    CHECK(qs.n_linears == nq && qs.n_fmt[LORAC_QF_NF4] == nq && qs.q_bytes < qs.q_params * 0.6 && qs.q_bytes > qs.q_params * 0.5,
+          "qstats: %d Linears, %lld params in %.0f bytes", qs.n_linears, (long long)qs.q_params, qs.q_bytes);
+
+    use_dequantized(ref, m);
+    lorac_lora_config lc;
+    lora_config(&lc, bias);
+    CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+    CHECK_OK(lorac_lora_apply(ref, &lc, NULL));
+    set_B(m);
+    set_B(ref);
+    int64_t tr, all, want = 0, tr_ref, all_ref;
+    lorac_count_params(m, &tr, &all);
+    lorac_count_params(ref, &tr_ref, &all_ref);
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].lora) want += (int64_t)(m->lin[i].lora->A.n + m->lin[i].lora->B.n);
+    if (bias == LORAC_BIAS_ALL)
+        for (int i = 0; i < m->n_w; i++) want += strstr(m->w[i].name, ".bias") ? (int64_t)m->w[i].n : 0;
+    CHECK(tr == want && tr == tr_ref && all == all_ref, "trainable %lld (want %lld, fp32 model %lld), all %lld vs %lld",
+          (long long)tr, (long long)want, (long long)tr_ref, (long long)all, (long long)all_ref);
+
+    /* a. forward and one backward equal the dequantized fp32 model's */
+    const batch b = make_batch(2, 8, m->cfg.vocab);
+    CHECK_OK(lorac_model_reserve(m, b.B, b.T));
+    CHECK_OK(lorac_model_reserve(ref, b.B, b.T));
+    float *yq = logits(m, &b), *yr = logits(ref, &b);
+    compare_rows("NF4 logits vs dequantized fp32 model", yq, yr, &b, m->cfg.vocab, 1e-4);
+    double lq = lm_step(m, &b, 1), lr = lm_step(ref, &b, 1);
+    CHECK(fabs(lq - lr) < 1e-5, "loss %.8f vs %.8f", lq, lr);
+    compare_grads(m, ref);
+
+    /* merging into a quantized base: dequantize + merge, the logits stay */
+    CHECK_OK(lorac_lora_merge(m));
+    int still = 0;
+    for (int i = 0; i < m->n_lin; i++) still += m->lin[i].lora && (m->lin[i].q || !m->lin[i].W->data);
+    CHECK(still == 0, "%d adapted Linears still quantized after merge", still);
+    float *ym = logits(m, &b);
+    compare_rows("merged (dequantized) logits vs QLoRA logits", ym, yq, &b, m->cfg.vocab, 1e-4);
+    free(ym);
+    free(yq);
+    free(yr);
+    lorac_model_free(m);
+    lorac_model_free(ref);
+
+    /* c. three AdamW steps lower the loss */
+    m = NULL;
+    CHECK_OK(lorac_model_load_quantized(test_src_path(dir), LORAC_QLOAD_NF4, &m));
+    if (!m) exit(1);
+    CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+    CHECK_OK(lorac_model_reserve(m, b.B, b.T));
+    lorac_optim *opt = NULL;
+    lorac_adamw_cfg oc = LORAC_ADAMW_DEFAULTS;
+    oc.lr = 1e-2;
+    CHECK_OK(lorac_optim_create(&oc, &opt));
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_lora *l = m->lin[i].lora;
+        if (!l) continue;
+        CHECK_OK(lorac_optim_add(opt, l->A.name, l->A.data, l->A.grad, l->A.n, 1, NULL));
+        CHECK_OK(lorac_optim_add(opt, l->B.name, l->B.data, l->B.grad, l->B.n, 1, NULL));
+    }
+    for (int i = 0; i < m->n_w; i++)
+        if (m->w[i].grad) CHECK_OK(lorac_optim_add(opt, m->w[i].name, m->w[i].data, m->w[i].grad, m->w[i].n, 0, NULL));
+    double loss[4];
+    for (int s = 0; s < 3; s++) {
+        loss[s] = lm_step(m, &b, 1);
+        lorac_optim_step(opt, oc.lr);
+    }
+    loss[3] = lm_step(m, &b, 0);
+    fprintf(stderr, "   3 AdamW steps: loss %.5f -> %.5f -> %.5f -> %.5f\n", loss[0], loss[1], loss[2], loss[3]);
+    CHECK(loss[3] < loss[0] - 1e-3 && loss[1] < loss[0], "loss did not go down: %.6f -> %.6f", loss[0], loss[3]);
+    lorac_optim_destroy(opt);
+    lorac_model_free(m);
+}
+
+/* ---- d. a GGUF with Q8_0 blocks, built from a tiny fixture ---------------- */
+
+static void q8_0_row(const float *x, int n, uint8_t *out) {
+    for (int b = 0; b < n / 32; b++, x += 32, out += 34) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        const float d = amax / 127, id = d ? 1 / d : 0;
+        uint16_t h = lorac_f32_to_f16(d);
+        memcpy(out, &h, 2);
+        for (int i = 0; i < 32; i++) out[2 + i] = (uint8_t)(int8_t)lrintf(x[i] * id);
+    }
+}
+
+/* HF name -> GGUF name for the tiny fixtures (weights.c's table, restated). */
+static int gguf_name(const lorac_model *m, const char *hf, char *out, size_t n) {
+    static const char *const map[][2] = {
+        {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},      {"self_attn.v_proj", "attn_v"},
+        {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},   {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},    {"input_layernorm", "attn_norm"},  {"post_attention_layernorm", "ffn_norm"},
+        {"ln_1", "attn_norm"},            {"attn.c_attn", "attn_qkv"},       {"attn.c_proj", "attn_output"},
+        {"ln_2", "ffn_norm"},             {"mlp.c_fc", "ffn_up"},            {"mlp.c_proj", "ffn_down"}};
+    static const char *const top[][2] = {{"model.embed_tokens.weight", "token_embd.weight"}, {"transformer.wte.weight", "token_embd.weight"},
+                                         {"transformer.wpe.weight", "position_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
+                                         {"transformer.ln_f.weight", "output_norm.weight"},  {"transformer.ln_f.bias", "output_norm.bias"},
+                                         {"lm_head.weight", "output.weight"}};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (!strcmp(hf, top[i][0])) return snprintf(out, n, "%s", top[i][1]), 1;
+    int layer;
+    char rest[128];
+    if (sscanf(hf, m->cfg.arch == LORAC_ARCH_GPT2 ? "transformer.h.%d.%127s" : "model.layers.%d.%127s", &layer, rest) != 2) return 0;
+    char *dot = strrchr(rest, '.');
+    *dot = 0;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(rest, map[i][0])) return snprintf(out, n, "blk.%d.%s.%s", layer, map[i][1], dot + 1), 1;
+    return 0;
+}
+
+/* Rewrite the tensor info of `name` in the file image: ne = {ne0, ne1}, ggml type. */
+static int patch_info(uint8_t *img, size_t len, const char *name, uint64_t ne0, uint64_t ne1, uint32_t type) {
+    const uint64_t nl = strlen(name);
+    for (size_t i = 0; i + 8 + nl + 4 + 16 + 4 <= len; i++) {
+        if (memcmp(img + i, &nl, 8) || memcmp(img + i + 8, name, nl)) continue;
+        uint8_t *p = img + i + 8 + nl;
+        uint32_t nd;
+        memcpy(&nd, p, 4);
+        if (nd != 2) return 0;
+        memcpy(p + 4, &ne0, 8);
+        memcpy(p + 12, &ne1, 8);
+        memcpy(p + 20, &type, 4);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes `src` as a llama.cpp-style GGUF: block Linears [out,in] (GPT-2's
+ * Conv1D transposed, llama q/k rows interleaved), Q8_0 where a row is whole
+ * blocks, F32 otherwise. lorac's writer only writes F32/F16, so a Q8_0
+ * tensor goes in as an F32 placeholder of the same byte count whose info
+ * (shape, type) is then patched. Returns the number of Q8_0 tensors. */
+static int write_q8_gguf(lorac_model *src, const char *path) {
+    const lorac_config *c = &src->cfg;
+    const char *arch = c->arch == LORAC_ARCH_GPT2 ? "gpt2" : "llama";
+    lorac_gguf_writer *w = NULL;
+    CHECK_OK(lorac_gguf_writer_new(&w));
+    char key[128];
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
+    CHECK_OK(lorac_gguf_set_str(w, "general.architecture", arch));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("context_length"), (uint32_t)c->n_ctx));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("embedding_length"), (uint32_t)c->dim));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("block_count"), (uint32_t)c->n_layer));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->ffn_dim));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_head));
+    CHECK_OK(lorac_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head));
+    CHECK_OK(lorac_gguf_set_f32(w, c->arch == LORAC_ARCH_GPT2 ? KEY("attention.layer_norm_epsilon")
+                                                              : KEY("attention.layer_norm_rms_epsilon"), c->norm_eps));
+    if (c->arch == LORAC_ARCH_LLAMA) CHECK_OK(lorac_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta));
+#undef KEY
+    char names[256][64];
+    uint64_t q8[256][2];
+    int nq8 = 0;
+    float *bufs[256];
+    int nb = 0;
+    for (int i = 0; i < src->n_w; i++) {
+        const lorac_weight *wt = &src->w[i];
+        char gn[64];
+        if (!gguf_name(src, wt->name, gn, sizeof gn)) continue;
+        const lorac_linear *L = NULL;
+        for (int j = 0; j < src->n_lin; j++)
+            if (src->lin[j].W == wt && is_block(src, &src->lin[j])) L = &src->lin[j];
+        if (!L) {
+            int64_t shape[2] = {wt->shape[0], wt->shape[1]};
+            CHECK_OK(lorac_gguf_add_tensor(w, gn, wt->data, wt->ndim, shape, LORAC_F32));
+            continue;
+        }
+        const int out = L->out, in = L->in, D = c->head_dim;
+        const int heads = strstr(wt->name, "q_proj") ? c->n_head : strstr(wt->name, "k_proj") ? c->n_kv_head : 0;
+        float *g = malloc(sizeof(float) * (size_t)out * in); /* [out, in] in GGUF's row order */
+        for (int r = 0; r < out; r++) {
+            int hf = r; /* GGUF row h*D + 2j + s  ==  HF row h*D + s*D/2 + j */
+            if (heads) hf = (r / D) * D + (r % D % 2) * D / 2 + (r % D) / 2;
+            for (int k = 0; k < in; k++) g[(size_t)r * in + k] = L->w_in_out ? wt->data[(size_t)k * out + hf] : wt->data[(size_t)hf * in + k];
+        }
+        bufs[nb++] = g;
+        if (in % 32) {
+            int64_t shape[2] = {out, in};
+            CHECK_OK(lorac_gguf_add_tensor(w, gn, g, 2, shape, LORAC_F32));
+            continue;
+        }
+        const size_t bytes = (size_t)out * (in / 32) * 34; /* a multiple of 8 for these shapes */
+        CHECK(bytes % 8 == 0, "%s: %zu bytes", gn, bytes);
+        uint8_t *qb = calloc(1, bytes + 8);
+        for (int r = 0; r < out; r++) q8_0_row(g + (size_t)r * in, in, qb + (size_t)r * (in / 32) * 34);
+        bufs[nb++] = (float *)qb;
+        int64_t shape[2] = {2, (int64_t)(bytes / 8)};
+        CHECK_OK(lorac_gguf_add_tensor(w, gn, (const float *)qb, 2, shape, LORAC_F32));
+        snprintf(names[nq8], sizeof names[0], "%s", gn);
+        q8[nq8][0] = (uint64_t)in;
+        q8[nq8++][1] = (uint64_t)out;
+    }
+    CHECK_OK(lorac_gguf_writer_write(w, path));
+    lorac_gguf_writer_free(w);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    char *img;
+    size_t len;
+    CHECK_OK(lorac_read_file(path, (size_t)1 << 28, &img, &len));
+    for (int i = 0; i < nq8; i++) CHECK(patch_info((uint8_t *)img, len, names[i], q8[i][0], q8[i][1], 8), "no info for %s", names[i]);
+    CHECK_OK(lorac_write_atomic(path, img, len));
+    free(img);
+    return nq8;
+}
+
+static void test_q8_gguf(const char *dir) {
+    fprintf(stderr, "-- GGUF Q8_0 kept: %s\n", dir);
+    lorac_model *src = NULL, *keep = NULL, *plain = NULL;
+    CHECK_OK(lorac_model_load(test_src_path(dir), &src));
+    if (!src) exit(1);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/q8.gguf", test_tmpdir());
+    const int nq8 = write_q8_gguf(src, path);
+    CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP, &keep));
+    CHECK_OK(lorac_model_load(path, &plain));
+    if (!keep || !plain) exit(1);
+    int kept = 0, nf4 = 0, bad = 0, owned = 0;
+    for (int i = 0; i < keep->n_lin; i++) {
+        const lorac_linear *L = &keep->lin[i], *P = &plain->lin[i];
+        if (!L->q) continue;
+        bad += L->W->data != NULL;
+        if (L->q->fmt == LORAC_QF_NF4) {
+            nf4++;
+            continue;
+        }
+        kept += L->q->fmt == LORAC_QF_Q8_0;
+        owned += L->q->owns;
+        float *d = malloc(sizeof(float) * (size_t)L->in * L->out);
+        CHECK_OK(lorac_qweight_dequantize(L->q, d));
+        for (int o = 0; o < L->out; o++)
+            for (int k = 0; k < L->in; k++) {
+                float want = P->W->data[L->w_in_out ? (size_t)k * L->out + o : (size_t)o * L->in + k];
+                bad += memcmp(&d[(size_t)o * L->in + k], &want, sizeof want) != 0;
+            }
+        free(d);
+    }
+    const int want_owned = src->cfg.arch == LORAC_ARCH_LLAMA ? 2 * src->cfg.n_layer : 0; /* the q/k row copies */
+    CHECK(kept == nq8 && bad == 0 && owned == want_owned && nf4 == keep->q_fallback,
+          "kept %d of %d Q8_0 tensors (%d owned, want %d), %d NF4 / %d fallbacks, %d mismatches", kept, nq8, owned,
+          want_owned, nf4, keep->q_fallback, bad);
+    if (src->cfg.arch == LORAC_ARCH_LLAMA) /* down_proj rows hold 56 values: F32 in the file, NF4 here */
+        CHECK(nf4 == src->cfg.n_layer && strstr(keep->q_note, "F32"), "%d NF4 fallbacks: %s", nf4, keep->q_note);
+    const batch b = make_batch(2, 8, src->cfg.vocab);
+    CHECK_OK(lorac_model_reserve(keep, b.B, b.T));
+    CHECK_OK(lorac_model_reserve(plain, b.B, b.T));
+    /* the file itself is right: the ordinary loader's weights are the fixture's within Q8_0's rounding
+       (half a step, amax / 254, of their 32-value block, plus the scale's f16 rounding; a row or head order mix-up would be far off) */
+    int far = 0;
+    double worst = 0;
+    for (int i = 0; i < src->n_lin; i++) {
+        const lorac_linear *S = &src->lin[i], *P = &plain->lin[i];
+        if (!is_block(src, S)) continue;
+        for (int o = 0; o < S->out; o++)
+            for (int k0 = 0; k0 < S->in; k0 += 32) {
+                const int k1 = k0 + 32 < S->in ? k0 + 32 : S->in;
+                double amax = 0;
+                for (int k = k0; k < k1; k++) amax = fmax(amax, fabs(S->W->data[S->w_in_out ? (size_t)k * S->out + o : (size_t)o * S->in + k]));
+                for (int k = k0; k < k1; k++) {
+                    const size_t at = S->w_in_out ? (size_t)k * S->out + o : (size_t)o * S->in + k;
+                    const double d = fabs(P->W->data[at] - S->W->data[at]);
+                    worst = fmax(worst, amax > 0 ? d / amax : d);
+                    far += d > amax * (1.0 / 254 + 1.0 / 1024) + 1e-7; /* + the f16 rounding of the scale */
+                }
+            }
+    }
+    CHECK(far == 0, "%d weights off by more than Q8_0's rounding (worst %.4g of the block's amax)", far, worst);
+    use_dequantized(plain, keep);
+    float *yk = logits(keep, &b), *yp = logits(plain, &b);
+    compare_rows("kept GGUF blocks vs the same weights in fp32", yk, yp, &b, src->cfg.vocab, 1e-4);
+    free(yk);
+    free(yp);
+    lorac_model_free(src);
+    lorac_model_free(keep);
+    lorac_model_free(plain);
+}
+
+/* ---- e. SmolLM2 Q4_1 ------------------------------------------------------ */
+
+static double rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024;
+}
+
+static void test_smollm2(void) {
+    const char *path = test_cache_path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!lorac_file_exists(path)) {
+        printf("test_qlora: SmolLM2 part skipped (%s not found; run scripts/fetch-models)\n", path);
+        return;
+    }
+    fprintf(stderr, "-- SmolLM2-135M Q4_1 GGUF kept\n");
+    lorac_model *m = NULL;
+    const double r0 = rss_mb();
+    CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP, &m));
+    if (!m) return;
+    const batch b = make_batch(1, 8, m->cfg.vocab);
+    const int V = m->cfg.vocab;
+    float *yk = logits(m, &b);
+    const double r1 = rss_mb();
+    lorac_qstats qs;
+    lorac_model_qstats(m, &qs);
+    const int nlin = 7 * m->cfg.n_layer;
+    CHECK(qs.n_linears == nlin && qs.n_fmt[LORAC_QF_Q4_1] + qs.n_fmt[LORAC_QF_Q8_0] == nlin && m->q_fallback == 0,
+          "%d Linears kept (%d Q4_1, %d Q8_0), %d fallbacks (%s)", qs.n_linears, qs.n_fmt[LORAC_QF_Q4_1],
+          qs.n_fmt[LORAC_QF_Q8_0], m->q_fallback, m->q_note);
+    fprintf(stderr, "   kept: %d Linears (%d Q4_1, %d Q8_0), %.1f MB (%.2f bits/param); base %.1f MB vs %.1f MB fp32\n",
+            qs.n_linears, qs.n_fmt[LORAC_QF_Q4_1], qs.n_fmt[LORAC_QF_Q8_0], qs.q_bytes / 1e6, 8 * qs.q_bytes / qs.q_params,
+            qs.base_bytes / 1e6, 4e-6 * qs.base_params);
+    lorac_model_free(m);
+    m = NULL;
+    const double r2 = rss_mb();
+    CHECK_OK(lorac_model_load(path, &m));
+    if (!m) return;
+    float *yp = logits(m, &b);
+    const double r3 = rss_mb();
+    compare_rows("SmolLM2: kept Q4_1/Q8_0 vs dequantized at load", yk, yp, &b, V, 1e-3);
+    fprintf(stderr, "   RSS after load + forward (B=1, T=8): kept blocks +%.0f MB, dequantized at load +%.0f MB\n", r1 - r0, r3 - r2);
+    free(yk);
+    free(yp);
+    lorac_model_free(m);
+}
+
+int main(void) {
+    test_nf4_fixture("tests/fixtures/models/tiny_llama", LORAC_BIAS_NONE);
+    test_nf4_fixture("tests/fixtures/models/tiny_gpt2", LORAC_BIAS_ALL);
+    test_q8_gguf("tests/fixtures/models/tiny_llama");
+    test_q8_gguf("tests/fixtures/models/tiny_gpt2");
+    test_smollm2();
+    return test_summary("test_qlora");
+}

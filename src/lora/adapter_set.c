@@ -205,34 +205,6 @@ lorac_status lorac_adapters_activate(lorac_adapter_set *s, const char *name) {
     return LORAC_OK;
 }
 
-/* A LoRA pair of rank r (A [r, in], B [out, r]) with zeros, for a combination. */
-static lorac_status new_pair(const lorac_linear *L, int r, float alpha, float scale, lorac_lora **out) {
-    lorac_lora *l;
-    LORAC_TRY(lorac_alloc((void **)&l, 1, sizeof *l, "LoRA adapter"));
-    l->r = r;
-    l->parts = 1;
-    l->alpha = alpha;
-    l->scale = scale;
-    snprintf(l->A.name, sizeof l->A.name, "%s.lora_A.weight", L->name);
-    snprintf(l->B.name, sizeof l->B.name, "%s.lora_B.weight", L->name);
-    l->A.ndim = l->B.ndim = 2;
-    l->A.shape[0] = r;
-    l->A.shape[1] = L->in;
-    l->B.shape[0] = L->out;
-    l->B.shape[1] = r;
-    l->A.n = (size_t)r * L->in;
-    l->B.n = (size_t)L->out * r;
-    l->A.owned = l->B.owned = 1;
-    lorac_status st = lorac_alloc((void **)&l->A.data, l->A.n, sizeof(float), "lora_A");
-    if (st == LORAC_OK) st = lorac_alloc((void **)&l->B.data, l->B.n, sizeof(float), "lora_B");
-    if (st != LORAC_OK) {
-        lorac_lora_free(l);
-        return st;
-    }
-    *out = l;
-    return LORAC_OK;
-}
-
 lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, const char *const *names, const float *weights,
                                     int n, const char *type) {
     lorac_model *m = s->m;
@@ -274,7 +246,7 @@ lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, cons
         if (!any) continue;
         lorac_linear *L = &m->lin[i];
         lorac_lora *t;
-        st = new_pair(L, r, c.alpha, scale, &t);
+        st = lorac_lora_new(L, r, 1, c.alpha, scale, 0.0f, 0, &t);
         if (st != LORAC_OK) break;
         L->lora = t; /* owned by the model until detach_into takes it */
         int row = 0;

@@ -99,30 +99,44 @@ static int module_to_save(const lorac_lora_config *c, const char *name) {
     return 0;
 }
 
-static lorac_status new_lora(lorac_linear *L, const lorac_lora_config *c, lorac_rng *rng) {
+lorac_status lorac_lora_new(const lorac_linear *L, int r, int parts, float alpha, float scale, float dropout, int grads,
+                            lorac_lora **out) {
     lorac_lora *l;
+    *out = NULL;
     LORAC_TRY(lorac_alloc((void **)&l, 1, sizeof *l, "LoRA adapter"));
-    L->lora = l;
-    l->r = c->r;
-    l->parts = c->split_fused && L->fused_parts > 1 ? L->fused_parts : 1;
-    l->alpha = c->alpha;
-    l->scale = c->use_rslora ? c->alpha / sqrtf((float)c->r) : c->alpha / (float)c->r;
-    l->dropout = c->dropout;
-    const int R = l->parts * l->r;
+    l->r = r;
+    l->parts = parts;
+    l->alpha = alpha;
+    l->scale = scale;
+    l->dropout = dropout;
+    const int R = parts * r;
     snprintf(l->A.name, sizeof l->A.name, "%s.lora_A.weight", L->name);
     snprintf(l->B.name, sizeof l->B.name, "%s.lora_B.weight", L->name);
     l->A.ndim = l->B.ndim = 2;
     l->A.shape[0] = R;
     l->A.shape[1] = L->in;
     l->B.shape[0] = L->out;
-    l->B.shape[1] = c->r;
+    l->B.shape[1] = r;
     l->A.n = (size_t)R * L->in;
-    l->B.n = (size_t)L->out * c->r;
-    LORAC_TRY(lorac_alloc((void **)&l->A.data, l->A.n, sizeof(float), "lora_A"));
-    LORAC_TRY(lorac_alloc((void **)&l->B.data, l->B.n, sizeof(float), "lora_B"));
-    LORAC_TRY(lorac_alloc((void **)&l->A.grad, l->A.n, sizeof(float), "lora_A grad"));
-    LORAC_TRY(lorac_alloc((void **)&l->B.grad, l->B.n, sizeof(float), "lora_B grad"));
+    l->B.n = (size_t)L->out * r;
     l->A.owned = l->B.owned = 1;
+    lorac_status st = lorac_alloc((void **)&l->A.data, l->A.n, sizeof(float), "lora_A");
+    if (st == LORAC_OK) st = lorac_alloc((void **)&l->B.data, l->B.n, sizeof(float), "lora_B");
+    if (st == LORAC_OK && grads) st = lorac_alloc((void **)&l->A.grad, l->A.n, sizeof(float), "lora_A grad");
+    if (st == LORAC_OK && grads) st = lorac_alloc((void **)&l->B.grad, l->B.n, sizeof(float), "lora_B grad");
+    if (st != LORAC_OK) {
+        lorac_lora_free(l);
+        return st;
+    }
+    *out = l;
+    return LORAC_OK;
+}
+
+static lorac_status new_lora(lorac_linear *L, const lorac_lora_config *c, lorac_rng *rng) {
+    const int parts = c->split_fused && L->fused_parts > 1 ? L->fused_parts : 1;
+    const float scale = c->use_rslora ? c->alpha / sqrtf((float)c->r) : c->alpha / (float)c->r;
+    LORAC_TRY(lorac_lora_new(L, c->r, parts, c->alpha, scale, c->dropout, 1, &L->lora));
+    lorac_lora *l = L->lora;
     /* kaiming_uniform_(a=sqrt(5)): gain = sqrt(2/(1+5)), bound = gain*sqrt(3/fan_in) = 1/sqrt(fan_in) */
     const float bound = 1.0f / sqrtf((float)L->in);
     for (size_t i = 0; i < l->A.n; i++) l->A.data[i] = (2.0f * lorac_rng_uniform(rng) - 1.0f) * bound;

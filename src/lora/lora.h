@@ -48,6 +48,10 @@ int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const l
 /* Inject adapters and mark trainable weights. Errors when no module matches
  * (naming the targets and a hint to run `lorac modules`). *n_adapted may be NULL. */
 lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n_adapted);
+/* One LoRA pair for L, zero-filled: A [parts*r, in], B [out, r], with
+ * gradient buffers when grads != 0 (not attached to L). */
+lorac_status lorac_lora_new(const lorac_linear *L, int r, int parts, float alpha, float scale, float dropout, int grads,
+                            lorac_lora **out);
 
 /* Other training methods (the seeds' comparison): make everything trainable
  * (full), or only the last n modules/layers (last-layers:N), or only the head. */

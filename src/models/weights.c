@@ -116,27 +116,30 @@ static lorac_status build_encoder(lorac_model *m) {
     m->wpe = new_weight(m, NM("%s.embeddings.position_embeddings.weight", P), 2, c->n_ctx, C);
     if (c->type_vocab > 0) m->tte = new_weight(m, NM("%s.embeddings.token_type_embeddings.weight", P), 2, c->type_vocab, C);
     m->ln_emb = new_norm(m, NM("%s.embeddings.LayerNorm", P), C, 1);
+    /* module names inside block l: q, k, v, o, ln1, fc, down, ln2 */
+    static const char *const names[2][8] = {
+        {"encoder.layer.%d.attention.self.query", "encoder.layer.%d.attention.self.key",
+         "encoder.layer.%d.attention.self.value", "encoder.layer.%d.attention.output.dense",
+         "encoder.layer.%d.attention.output.LayerNorm", "encoder.layer.%d.intermediate.dense",
+         "encoder.layer.%d.output.dense", "encoder.layer.%d.output.LayerNorm"},
+        {"transformer.layer.%d.attention.q_lin", "transformer.layer.%d.attention.k_lin",
+         "transformer.layer.%d.attention.v_lin", "transformer.layer.%d.attention.out_lin",
+         "transformer.layer.%d.sa_layer_norm", "transformer.layer.%d.ffn.lin1", "transformer.layer.%d.ffn.lin2",
+         "transformer.layer.%d.output_layer_norm"}};
+    const char *const *n = names[c->distil ? 1 : 0];
+    char fmt[96];
     for (int l = 0; l < c->n_layer; l++) {
         lorac_layer *L = &m->layers[l];
-        if (c->distil) {
-            L->q = new_linear(m, NM("%s.transformer.layer.%d.attention.q_lin", P, l), C, C, 0, 1);
-            L->k = new_linear(m, NM("%s.transformer.layer.%d.attention.k_lin", P, l), C, C, 0, 1);
-            L->v = new_linear(m, NM("%s.transformer.layer.%d.attention.v_lin", P, l), C, C, 0, 1);
-            L->o = new_linear(m, NM("%s.transformer.layer.%d.attention.out_lin", P, l), C, C, 0, 1);
-            L->ln1 = new_norm(m, NM("%s.transformer.layer.%d.sa_layer_norm", P, l), C, 1);
-            L->fc = new_linear(m, NM("%s.transformer.layer.%d.ffn.lin1", P, l), C, F, 0, 1);
-            L->down = new_linear(m, NM("%s.transformer.layer.%d.ffn.lin2", P, l), F, C, 0, 1);
-            L->ln2 = new_norm(m, NM("%s.transformer.layer.%d.output_layer_norm", P, l), C, 1);
-        } else {
-            L->q = new_linear(m, NM("%s.encoder.layer.%d.attention.self.query", P, l), C, C, 0, 1);
-            L->k = new_linear(m, NM("%s.encoder.layer.%d.attention.self.key", P, l), C, C, 0, 1);
-            L->v = new_linear(m, NM("%s.encoder.layer.%d.attention.self.value", P, l), C, C, 0, 1);
-            L->o = new_linear(m, NM("%s.encoder.layer.%d.attention.output.dense", P, l), C, C, 0, 1);
-            L->ln1 = new_norm(m, NM("%s.encoder.layer.%d.attention.output.LayerNorm", P, l), C, 1);
-            L->fc = new_linear(m, NM("%s.encoder.layer.%d.intermediate.dense", P, l), C, F, 0, 1);
-            L->down = new_linear(m, NM("%s.encoder.layer.%d.output.dense", P, l), F, C, 0, 1);
-            L->ln2 = new_norm(m, NM("%s.encoder.layer.%d.output.LayerNorm", P, l), C, 1);
-        }
+#define BLOCK(k) (snprintf(fmt, sizeof fmt, "%%s.%s", n[k]), NM(fmt, P, l))
+        L->q = new_linear(m, BLOCK(0), C, C, 0, 1);
+        L->k = new_linear(m, BLOCK(1), C, C, 0, 1);
+        L->v = new_linear(m, BLOCK(2), C, C, 0, 1);
+        L->o = new_linear(m, BLOCK(3), C, C, 0, 1);
+        L->ln1 = new_norm(m, BLOCK(4), C, 1);
+        L->fc = new_linear(m, BLOCK(5), C, F, 0, 1);
+        L->down = new_linear(m, BLOCK(6), F, C, 0, 1);
+        L->ln2 = new_norm(m, BLOCK(7), C, 1);
+#undef BLOCK
     }
     /* BERT's pooler belongs to the base model: a checkpoint saved without
      * one gets mean pooling; a config-only model (counts) gets the pooler */

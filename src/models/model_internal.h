@@ -31,4 +31,12 @@ static inline qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
 lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
 void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T);
 
+/* weights.c, shared with quantize.c */
+lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w);            /* bind one weight to the checkpoint */
+int lorac_gguf_tensor_name(const lorac_config *c, const char *hf, char *out, size_t n); /* HF name -> GGUF name */
+void lorac_unpermute_rope_rows(float *w, int heads, int D, int in);         /* llama.cpp q/k rows -> HF order */
+int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L);     /* not lm_head / head / pre_head */
+/* quantize.c: the block Linears of a model being loaded, quantized (how: NF4 or keep GGUF blocks) */
+lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how);
+
 #endif

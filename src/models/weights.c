@@ -7,16 +7,13 @@
  * interleaved RoPE order into HF's rotate-half order, so LoRA matrices mean
  * the same thing whichever file the base came from. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "core/util.h"
-#include "models/model.h"
-#include "quant/ggml_blocks.h"
+#include "models/model_internal.h"
 
 /* ---- the weight table -------------------------------------------------- */
 
@@ -104,7 +101,7 @@ static const lorac_tensor_desc *find_tensor(const lorac_model *m, const char *na
 
 /* BERT / DistilBERT, named as BertForSequenceClassification /
  * DistilBertForSequenceClassification name them (so adapters load in PEFT
- * over AutoModelForSequenceClassification); bind_one also finds checkpoints
+ * over AutoModelForSequenceClassification); lorac_bind_weight also finds checkpoints
  * saved without the "bert." prefix (BertModel, sentence-transformers). */
 static lorac_status build_encoder(lorac_model *m) {
     const lorac_config *c = &m->cfg;
@@ -211,7 +208,7 @@ static lorac_status build_modules(lorac_model *m) {
 /* ---- binding to a checkpoint ------------------------------------------ */
 
 /* HF name -> GGUF name (llama.cpp's tensor naming). */
-static int gguf_name(const lorac_config *c, const char *hf, char *out, size_t n) {
+int lorac_gguf_tensor_name(const lorac_config *c, const char *hf, char *out, size_t n) {
     static const char *const llama[][2] = {
         {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
         {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
@@ -244,7 +241,7 @@ static int gguf_name(const lorac_config *c, const char *hf, char *out, size_t n)
 
 /* llama.cpp stores q/k rows of each head interleaved (pairs); HF stores the
  * two rotate-half halves. GGUF row h*D + 2j + s  ==  HF row h*D + s*D/2 + j. */
-static void unpermute_rope_rows(float *w, int heads, int D, int in) {
+void lorac_unpermute_rope_rows(float *w, int heads, int D, int in) {
     float *tmp = malloc(sizeof(float) * (size_t)D * in);
     LORAC_ASSERT(tmp);
     for (int h = 0; h < heads; h++) {
@@ -257,7 +254,7 @@ static void unpermute_rope_rows(float *w, int heads, int D, int in) {
     free(tmp);
 }
 
-static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
+lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     const lorac_tensor_desc *t = NULL;
     const char *file = m->path;
     char alt[160];
@@ -265,7 +262,7 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
     if (m->st) {
         t = find_tensor(m, w->name);
         if (t) file = lorac_st_path_of(m->st, t);
-    } else if (m->gguf && gguf_name(&m->cfg, w->name, alt, sizeof alt)) {
+    } else if (m->gguf && lorac_gguf_tensor_name(&m->cfg, w->name, alt, sizeof alt)) {
         t = lorac_gguf_find_tensor(m->gguf, alt);
         transposed = m->cfg.arch == LORAC_ARCH_GPT2 && w->ndim == 2 && strstr(w->name, ".h.") != NULL;
     }
@@ -302,8 +299,8 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
         buf = tr;
     }
     if (m->gguf && m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(w->name, "q_proj.weight")) unpermute_rope_rows(buf, m->cfg.n_head, m->cfg.head_dim, (int)w->shape[1]);
-        if (strstr(w->name, "k_proj.weight")) unpermute_rope_rows(buf, m->cfg.n_kv_head, m->cfg.head_dim, (int)w->shape[1]);
+        if (strstr(w->name, "q_proj.weight")) lorac_unpermute_rope_rows(buf, m->cfg.n_head, m->cfg.head_dim, (int)w->shape[1]);
+        if (strstr(w->name, "k_proj.weight")) lorac_unpermute_rope_rows(buf, m->cfg.n_kv_head, m->cfg.head_dim, (int)w->shape[1]);
     }
     w->data = buf;
     w->owned = 1;
@@ -311,7 +308,7 @@ static lorac_status bind_one(lorac_model *m, lorac_weight *w) {
 }
 
 /* A Linear of the transformer blocks (what QLoRA quantizes). */
-static int is_block_linear(const lorac_model *m, const lorac_linear *L) {
+int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L) {
     return L != m->lm_head && L != m->head && L != m->pre_head;
 }
 
@@ -321,8 +318,8 @@ static lorac_status bind_all(lorac_model *m, int defer_blocks) {
         lorac_weight *w = &m->w[i];
         int deferred = 0;
         for (int j = 0; defer_blocks && j < m->n_lin && !deferred; j++)
-            deferred = m->lin[j].W == w && is_block_linear(m, &m->lin[j]);
-        if (!deferred) LORAC_TRY(bind_one(m, w));
+            deferred = m->lin[j].W == w && lorac_is_block_linear(m, &m->lin[j]);
+        if (!deferred) LORAC_TRY(lorac_bind_weight(m, w));
     }
     return LORAC_OK;
 }
@@ -369,8 +366,8 @@ static void sentence_transformers_pooling(const char *dir, lorac_config *c) {
 static lorac_status bound_linear(lorac_model *m, const char *name, int in, int out, lorac_linear **L) {
     if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
     *L = new_linear(m, name, in, out, 0, 1);
-    LORAC_TRY(bind_one(m, (*L)->W));
-    return bind_one(m, (*L)->b);
+    LORAC_TRY(lorac_bind_weight(m, (*L)->W));
+    return lorac_bind_weight(m, (*L)->b);
 }
 
 /* A checkpoint saved by BertForSequenceClassification /
@@ -387,7 +384,6 @@ static lorac_status load_encoder_head(lorac_model *m) {
     return LORAC_OK;
 }
 
-static lorac_status quantize_blocks_at_load(lorac_model *m, lorac_qload how);
 
 static lorac_status model_load(const char *path, int quantize, lorac_qload how, lorac_model **out) {
     lorac_config cfg;
@@ -421,7 +417,7 @@ static lorac_status model_load(const char *path, int quantize, lorac_qload how, 
     m->gguf = g;
     snprintf(m->path, sizeof m->path, "%s", path);
     s = bind_all(m, quantize);
-    if (s == LORAC_OK && quantize) s = quantize_blocks_at_load(m, how);
+    if (s == LORAC_OK && quantize) s = lorac_quantize_blocks_at_load(m, how);
     if (s == LORAC_OK && st && cfg.arch == LORAC_ARCH_BERT) s = load_encoder_head(m);
     if (s != LORAC_OK) {
         lorac_model_free(m);
@@ -529,213 +525,4 @@ void lorac_model_free(lorac_model *m) {
     lorac_st_close(m->st);
     lorac_gguf_close(m->gguf);
     free(m);
-}
-
-/* ---- QLoRA: quantized block Linears ------------------------------------ */
-
-static void attach_q(lorac_linear *L, lorac_qweight *q) {
-    if (L->W->owned) free(L->W->data);
-    L->W->data = NULL;
-    L->W->owned = 0;
-    L->W->quantized = 1;
-    L->q = q;
-}
-
-/* NF4 of L's bound fp32 weight, as [out, in] (a Conv1D [in, out] weight is
- * transposed first); the fp32 values are released right after. */
-static lorac_status quantize_nf4(lorac_linear *L) {
-    const float *src = L->W->data;
-    float *tr = NULL;
-    lorac_qweight *q;
-    if (!src) return lorac_fail(LORAC_ERR_ARG, "'%s' has no values to quantize", L->W->name);
-    LORAC_TRY(lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight"));
-    if (L->w_in_out) {
-        lorac_status st = lorac_alloc((void **)&tr, (size_t)L->in * L->out, sizeof(float), L->W->name);
-        if (st != LORAC_OK) {
-            free(q);
-            return st;
-        }
-        for (int i = 0; i < L->in; i++)
-            for (int o = 0; o < L->out; o++) tr[(size_t)o * L->in + i] = src[(size_t)i * L->out + o];
-        src = tr;
-    }
-    lorac_status st = lorac_qweight_quantize_nf4(q, src, L->out, L->in);
-    free(tr);
-    if (st != LORAC_OK) {
-        free(q);
-        lorac_error_prefix("quantizing '%s' to NF4", L->W->name);
-        return st;
-    }
-    attach_q(L, q);
-    return LORAC_OK;
-}
-
-/* A Linear whose file format could not be kept: counted, logged, and the
- * first reason kept for the caller (the library prints nothing itself). */
-static void fallback_note(lorac_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fallback_note(lorac_model *m, const char *fmt, ...) {
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (m->q_fallback++ == 0) snprintf(m->q_note, sizeof m->q_note, "%s", msg);
-    lorac_log(1, "%s", msg);
-}
-
-/* KEEP: L's weight as a view of the GGUF file's own blocks. *kept = 0 when
- * the tensor is no GGML block type or its rows are no whole number of
- * blocks (the caller then quantizes it to NF4); errors for a wrong shape or
- * byte count. GGUF matrices are [out, in] for nn.Linear and for GPT-2's
- * Conv1D alike (llama.cpp's converter transposes Conv1D weights; bind_one
- * transposes them back for the fp32 path), i.e. exactly a qweight's
- * [rows = out, cols = in]. Llama q/k rows are reordered from llama.cpp's
- * interleaved RoPE order to HF's rotate-half order (unpermute_rope_rows);
- * a row is a whole number of blocks, so that is a copy of byte ranges. */
-static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept) {
-    char alt[160];
-    *kept = 0;
-    if (!gguf_name(&m->cfg, L->W->name, alt, sizeof alt)) return LORAC_OK; /* bind_one reports it */
-    const lorac_tensor_desc *t = lorac_gguf_find_tensor(m->gguf, alt);
-    if (!t) return LORAC_OK;
-    const lorac_qformat f = lorac_qformat_of_dtype(t->dtype);
-    if (f < LORAC_QF_Q4_0 || f >= LORAC_QF_COUNT) {
-        fallback_note(m, "%s: %s is %s, not a GGML block format: quantized to NF4", m->path, t->name,
-                      lorac_dtype_name(t->dtype));
-        return LORAC_OK;
-    }
-    if (t->ndim != 2 || t->shape[0] != L->out || t->shape[1] != L->in)
-        return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%d,%d]; hint: wrong config?",
-                          m->path, t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1), L->out, L->in);
-    const int bs = lorac_block_size(t->dtype);
-    if (bs <= 0 || L->in % bs) {
-        fallback_note(m, "%s: rows of %s (%s) hold %d values, not a whole number of %d-value blocks: quantized to NF4",
-                      m->path, t->name, lorac_dtype_name(t->dtype), L->in, bs);
-        return LORAC_OK;
-    }
-    const size_t row_bytes = (size_t)(L->in / bs) * lorac_block_bytes(t->dtype), need = row_bytes * (size_t)L->out;
-    if (t->nbytes != need)
-        return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor '%s' (%s [%d,%d]) holds %zu bytes, its shape needs %zu; hint: "
-                          "truncated or corrupt file?", m->path, t->name, lorac_dtype_name(t->dtype), L->out, L->in,
-                          t->nbytes, need);
-    int heads = 0;
-    if (m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(L->W->name, "q_proj.weight")) heads = m->cfg.n_head;
-        if (strstr(L->W->name, "k_proj.weight")) heads = m->cfg.n_kv_head;
-    }
-    const void *data = t->data;
-    uint8_t *own = NULL;
-    if (heads) {
-        const int D = m->cfg.head_dim;
-        if (heads * D != L->out || D % 2)
-            return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' has %d rows, not %d heads of %d", m->path, t->name, L->out,
-                              heads, D);
-        LORAC_TRY(lorac_alloc((void **)&own, need, 1, t->name));
-        const uint8_t *src = t->data;
-        /* GGUF row h*D + 2j + s  ==  HF row h*D + s*D/2 + j */
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < D / 2; j++)
-                for (int s = 0; s < 2; s++)
-                    memcpy(own + (size_t)(h * D + s * D / 2 + j) * row_bytes, src + (size_t)(h * D + 2 * j + s) * row_bytes,
-                           row_bytes);
-        data = own;
-    }
-    lorac_qweight *q;
-    lorac_status st = lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight");
-    if (st == LORAC_OK) st = lorac_qweight_view(q, f, data, need, L->out, L->in);
-    if (st != LORAC_OK) {
-        free(own);
-        free(q);
-        lorac_error_prefix("%s: tensor '%s'", m->path, t->name);
-        return st;
-    }
-    q->owns = own != NULL;
-    attach_q(L, q);
-    *kept = 1;
-    return LORAC_OK;
-}
-
-/* The block Linears' weights were left unbound by bind_all: each is kept
- * (KEEP, GGUF block formats) or bound to fp32 and quantized to NF4 at once,
- * so at most one block Linear is in fp32 at any time. */
-static lorac_status quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
-    for (int i = 0; i < m->n_lin; i++) {
-        lorac_linear *L = &m->lin[i];
-        if (!is_block_linear(m, L)) continue;
-        int kept = 0;
-        if (how == LORAC_QLOAD_KEEP && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
-        if (kept) continue;
-        LORAC_TRY(bind_one(m, L->W));
-        LORAC_TRY(quantize_nf4(L));
-    }
-    return LORAC_OK;
-}
-
-lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
-    if (fmt != LORAC_QF_NF4)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing a base to %s: only NF4 is made from fp32 weights; hint: a GGUF "
-                          "file's own blocks are kept by lorac_model_load_quantized(..., LORAC_QLOAD_KEEP)",
-                          lorac_qformat_name(fmt));
-    for (int i = 0; i < m->n_lin; i++) {
-        const lorac_linear *L = &m->lin[i];
-        if (!is_block_linear(m, L) || L->q) continue;
-        if (L->W->grad)
-            return lorac_fail(LORAC_ERR_ARG, "'%s' is trainable and cannot be quantized; hint: quantize the base before "
-                              "making anything trainable", L->W->name);
-        if (L->lora && L->lora->merged)
-            return lorac_fail(LORAC_ERR_ARG, "'%s' holds a merged adapter; hint: unmerge before quantizing", L->name);
-    }
-    for (int i = 0; i < m->n_lin; i++) {
-        lorac_linear *L = &m->lin[i];
-        if (is_block_linear(m, L) && !L->q) LORAC_TRY(quantize_nf4(L));
-    }
-    return LORAC_OK;
-}
-
-lorac_status lorac_linear_dequantize(lorac_linear *L) {
-    if (!L->q) return LORAC_OK;
-    const size_t n = (size_t)L->in * L->out;
-    float *buf;
-    LORAC_TRY(lorac_alloc((void **)&buf, n, sizeof(float), L->W->name));
-    lorac_status st = lorac_qweight_dequantize(L->q, buf);
-    if (st != LORAC_OK) {
-        free(buf);
-        lorac_error_prefix("dequantizing '%s'", L->W->name);
-        return st;
-    }
-    if (L->w_in_out) { /* [out, in] -> Conv1D's [in, out] */
-        float *tr;
-        st = lorac_alloc((void **)&tr, n, sizeof(float), L->W->name);
-        if (st != LORAC_OK) {
-            free(buf);
-            return st;
-        }
-        for (int o = 0; o < L->out; o++)
-            for (int i = 0; i < L->in; i++) tr[(size_t)i * L->out + o] = buf[(size_t)o * L->in + i];
-        free(buf);
-        buf = tr;
-    }
-    lorac_qweight_free(L->q);
-    free(L->q);
-    L->q = NULL;
-    L->W->data = buf;
-    L->W->owned = 1;
-    L->W->quantized = 0;
-    return LORAC_OK;
-}
-
-void lorac_model_qstats(const lorac_model *m, lorac_qstats *s) {
-    memset(s, 0, sizeof *s);
-    for (int i = 0; i < m->n_w; i++) s->base_params += (int64_t)m->w[i].n;
-    int64_t fp32 = s->base_params;
-    for (int i = 0; i < m->n_lin; i++) {
-        const lorac_linear *L = &m->lin[i];
-        if (!L->q) continue;
-        s->n_linears++;
-        s->n_fmt[L->q->fmt]++;
-        s->q_params += (int64_t)L->W->n;
-        s->q_bytes += (double)lorac_qweight_nbytes(L->q);
-        fp32 -= (int64_t)L->W->n;
-    }
-    s->base_bytes = s->q_bytes + 4.0 * (double)fp32;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,4 +235,12 @@ size_t lorac_peak_rss(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024;
+}
+
+lorac_status lorac_check_finite(const float *x, size_t n, const char *file, const char *tensor, const char *hint) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return lorac_fail(LORAC_ERR_NUMERIC, "%s: tensor '%s' holds %s at element %zu; hint: %s", file, tensor,
+                              isnan(x[i]) ? "NaN" : "an infinite value", i, hint);
+    return LORAC_OK;
 }

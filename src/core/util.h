@@ -51,6 +51,9 @@ uint16_t lorac_f32_to_bf16(float f);
 
 /* Monotonic seconds. */
 double lorac_now(void);
+/* LORAC_ERR_NUMERIC naming `file`, `tensor`, the first NaN / Inf of x[0..n)
+ * and `hint`, or LORAC_OK when every value is finite. */
+lorac_status lorac_check_finite(const float *x, size_t n, const char *file, const char *tensor, const char *hint);
 /* Peak resident set size of this process in bytes (0 if unknown). */
 size_t lorac_peak_rss(void);
 

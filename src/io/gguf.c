@@ -25,6 +25,12 @@
 #define GGUF_MAX_ARRAY_DEPTH 8 /* arrays of arrays nest no deeper */
 #define GGUF_MIN_KV_BYTES 13   /* u64 key length + u32 type + 1-byte value */
 #define GGUF_MIN_INFO_BYTES 24 /* u64 name length + u32 n_dims + u32 type + u64 offset */
+/* Absolute caps on the two header counts, on top of "fits in the file": real
+ * files have tens of metadata keys and at most tens of thousands of tensors,
+ * and a corrupt count in a multi-GB file must not turn into a multi-GB
+ * allocation (each entry costs ~70 bytes of memory for 13-24 of file). */
+#define GGUF_MAX_KV (1 << 20)
+#define GGUF_MAX_TENSORS (1 << 20)
 #define HINT_CORRUPT "hint: the file is truncated or corrupt"
 
 /* ggml's type numbers (enum ggml_type) and names, for messages. */
@@ -278,10 +284,16 @@ static lorac_status parse_kvs(lorac_gguf *g, cursor *c, uint64_t *n_tensors) {
                           g->version);
     LORAC_TRY(rd(c, n_tensors, 8));
     LORAC_TRY(rd(c, &n_kv, 8));
-    if (*n_tensors > left(c) / GGUF_MIN_INFO_BYTES || *n_tensors > INT_MAX)
+    if (*n_tensors > GGUF_MAX_TENSORS && *n_tensors <= left(c) / GGUF_MIN_INFO_BYTES)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor count %llu is over the limit of %d; %s", c->path,
+                          (unsigned long long)*n_tensors, GGUF_MAX_TENSORS, HINT_CORRUPT);
+    if (*n_tensors > left(c) / GGUF_MIN_INFO_BYTES)
         return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor count %llu cannot fit in a %zu-byte file; %s", c->path,
                           (unsigned long long)*n_tensors, c->size, HINT_CORRUPT);
-    if (n_kv > left(c) / GGUF_MIN_KV_BYTES || n_kv > INT_MAX)
+    if (n_kv > GGUF_MAX_KV && n_kv <= left(c) / GGUF_MIN_KV_BYTES)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: metadata count %llu is over the limit of %d; %s", c->path,
+                          (unsigned long long)n_kv, GGUF_MAX_KV, HINT_CORRUPT);
+    if (n_kv > left(c) / GGUF_MIN_KV_BYTES)
         return lorac_fail(LORAC_ERR_FORMAT, "%s: metadata count %llu cannot fit in a %zu-byte file; %s", c->path,
                           (unsigned long long)n_kv, c->size, HINT_CORRUPT);
     LORAC_TRY(lorac_alloc((void **)&g->kv, (size_t)n_kv + 1, sizeof *g->kv, "GGUF metadata"));

@@ -271,6 +271,32 @@ static lorac_status parse_header(lorac_st *st, int fi, const cJSON *root, const 
     return s;
 }
 
+/* Offset of the first byte of s[0..n) that breaks UTF-8, or n. The
+ * reference implementation parses the header with serde_json, which
+ * refuses invalid UTF-8; cJSON would pass the bytes through into names. */
+static size_t utf8_bad_at(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i], lo = 0x80, hi = 0xBF;
+        size_t more;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) more = 1;
+        else if (c == 0xE0) more = 2, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEF) more = 2, hi = c == 0xED ? 0x9F : 0xBF;
+        else if (c == 0xF0) more = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) more = 3;
+        else if (c == 0xF4) more = 3, hi = 0x8F;
+        else return i;
+        if (more >= n - i || s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k <= more; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+        i += more + 1;
+    }
+    return n;
+}
+
 /* Map `path`, parse and check its header, append its tensors to st. */
 static lorac_status open_file(lorac_st *st, const char *path) {
     st_file *nf = realloc(st->files, (size_t)(st->nfiles + 1) * sizeof *nf);
@@ -296,6 +322,10 @@ static lorac_status open_file(lorac_st *st, const char *path) {
         return lorac_fail(LORAC_ERR_FORMAT, "%s: header length %llu is more than the %zu bytes after it; %s", path,
                           (unsigned long long)hlen, size - 8, HINT_CORRUPT);
     const char *text = (const char *)f->map.data + 8, *end = NULL;
+    size_t bad = utf8_bad_at(f->map.data + 8, (size_t)hlen);
+    if (bad < hlen)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: header is not valid UTF-8 (byte 0x%02x at offset %zu); %s", path,
+                          f->map.data[8 + bad], bad + 8, HINT_CORRUPT);
     cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
     if (!root)
         return lorac_fail(LORAC_ERR_FORMAT, "%s: header is not valid JSON (error near byte %lld); hint: not a "

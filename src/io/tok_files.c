@@ -27,6 +27,13 @@ static lorac_status load_vocab(const char *path, lorac_tokenizer **out) {
     char *text;
     size_t len;
     LORAC_TRY(lorac_read_file(path, TOK_MAX_FILE, &text, &len));
+    {
+        lorac_status bad = tok_check_utf8(path, text, len);
+        if (bad != LORAC_OK) {
+            free(text);
+            return bad;
+        }
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         size_t at = (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0);
@@ -48,6 +55,7 @@ static lorac_status load_vocab(const char *path, lorac_tokenizer **out) {
             max_id = (int)v;
     }
     lorac_tokenizer *t = NULL;
+    if (st == LORAC_OK) st = tok_check_sparse(path, "vocab", max_id, cJSON_GetArraySize(root));
     if (st == LORAC_OK) st = tok_create(&tok_family_bytelevel, max_id + 1, path, &t);
     for (const cJSON *e = root->child; st == LORAC_OK && e; e = e->next)
         st = tok_set_piece(t, e->valueint, e->string, strlen(e->string), 0, TOK_NORMAL, 1);
@@ -67,6 +75,13 @@ static lorac_status load_merges(lorac_tokenizer *t, const char *path) {
     char *text;
     size_t len;
     LORAC_TRY(lorac_read_file(path, TOK_MAX_FILE, &text, &len));
+    {
+        lorac_status bad = tok_check_utf8(path, text, len);
+        if (bad != LORAC_OK) {
+            free(text);
+            return bad;
+        }
+    }
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     lorac_status st = LORAC_OK;

@@ -86,6 +86,9 @@ size_t tok_utf8_encode(uint32_t cp, char out[4]);
 lorac_status tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
 /* 1 if s[0..n) is valid UTF-8. */
 int tok_utf8_valid(const char *s, size_t n);
+/* LORAC_OK if the text of file `path` is valid UTF-8, else LORAC_ERR_FORMAT
+ * naming the line and the first bad byte (as HF's loaders refuse it). */
+lorac_status tok_check_utf8(const char *path, const char *s, size_t n);
 /* Character classes as the GPT-2 regex sees them (Oniguruma, Unicode):
  * \p{L} = Lu Ll Lt Lm Lo; \p{N} = Nd Nl No (also Rust's char::is_numeric);
  * \s = U+0009-000D, U+0085, Zs, Zl, Zp (also Rust's char::is_whitespace). */
@@ -209,6 +212,11 @@ lorac_status tok_create(const tok_family *fam, int n_vocab, const char *source, 
 lorac_status tok_set_piece(lorac_tokenizer *t, int id, const char *s, size_t len, float score, int attr, int in_model);
 /* Grow the table to n_vocab ids (new ids get empty pieces). */
 lorac_status tok_resize(lorac_tokenizer *t, int n_vocab);
+/* A vocabulary of n_entries pieces whose largest id is max_id: refuses one
+ * that is mostly holes (max_id >= 2 * n_entries + 1024), so a few bytes
+ * such as {"a": 16000000} cannot make the table of every id up to max_id
+ * cost a gigabyte. `what` names the object in the message. */
+lorac_status tok_check_sparse(const char *path, const char *what, int max_id, int n_entries);
 /* Merge "a b" with priority rank; a, b and a+b must be model pieces. `where`
  * names the line for the error ("merges.txt:12"). */
 lorac_status tok_add_merge(lorac_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen, int rank,

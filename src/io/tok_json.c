@@ -214,6 +214,7 @@ static lorac_status read_vocab(lorac_tokenizer *t, const cJSON *vocab, const cJS
                               e->string);
         if ((int)v > max_id) max_id = (int)v;
     }
+    LORAC_TRY(tok_check_sparse(path, "model.vocab", max_id, cJSON_GetArraySize(vocab)));
     LORAC_TRY(tok_resize(t, max_id + 1));
     for (const cJSON *e = vocab->child; e; e = e->next)
         LORAC_TRY(tok_set_piece(t, e->valueint, e->string, strlen(e->string), 0, TOK_NORMAL, 1));
@@ -358,6 +359,13 @@ lorac_status tok_load_json(const char *path, lorac_tokenizer **out) {
     char *text;
     size_t len;
     LORAC_TRY(lorac_read_file(path, (size_t)1 << 30, &text, &len));
+    {
+        lorac_status bad = tok_check_utf8(path, text, len);
+        if (bad != LORAC_OK) {
+            free(text);
+            return bad;
+        }
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         size_t at = (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0);

@@ -112,6 +112,22 @@ lorac_status tok_utf8_sanitize(const char *s, size_t n, tok_buf *out) {
     return tok_buf_put(out, s + run, n - run);
 }
 
+lorac_status tok_check_utf8(const char *path, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t bad, k = u[i] < 0x80 ? 1 : tok_utf8_decode(u + i, n - i, &cp, &bad);
+        if (!k) {
+            int line = 1;
+            for (size_t j = 0; j < i; j++) line += s[j] == '\n';
+            return lorac_fail(LORAC_ERR_FORMAT, "%s:%d: invalid UTF-8 byte 0x%02x at byte %zu; hint: tokenizer files "
+                              "are UTF-8 text, is this file corrupt?", path, line, u[i], i);
+        }
+        i += k;
+    }
+    return LORAC_OK;
+}
+
 int tok_utf8_valid(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {

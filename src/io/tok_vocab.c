@@ -210,6 +210,13 @@ lorac_status tok_resize(lorac_tokenizer *t, int n_vocab) {
     return LORAC_OK;
 }
 
+lorac_status tok_check_sparse(const char *path, const char *what, int max_id, int n_entries) {
+    if ((int64_t)max_id >= 2 * (int64_t)n_entries + 1024)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: %s has %d entries but ids up to %d (mostly unused ids); hint: the "
+                          "file is corrupt", path, what, n_entries, max_id);
+    return LORAC_OK;
+}
+
 lorac_status tok_set_piece(lorac_tokenizer *t, int id, const char *s, size_t len, float score, int attr, int in_model) {
     if (id < 0 || id >= t->n_vocab)
         return lorac_fail(LORAC_ERR_FORMAT, "%s: token id %d out of range [0, %d)", t->source, id, t->n_vocab);

@@ -332,7 +332,7 @@ lorac_status tok_wp_read_json(lorac_tokenizer *t, const cJSON *root, const char 
         c->prefix_len = strlen(prefix);
         memcpy(c->prefix, prefix, c->prefix_len + 1);
     }
-    if (cJSON_IsNumber(max)) c->max_word_chars = max->valuedouble < 0 ? 0 : (int)max->valuedouble;
+    if (cJSON_IsNumber(max)) c->max_word_chars = max->valueint < 0 ? 0 : max->valueint; /* saturated, no cast of 1e300 */
     if (!norm || cJSON_IsNull(norm)) {
         c->clean_text = c->handle_cjk = c->strip_accents = c->lowercase = 0;
     } else if (get_str(norm, "type") && strcmp(get_str(norm, "type"), "BertNormalizer") == 0) {
@@ -370,6 +370,13 @@ static lorac_status read_vocab_txt(const char *path, lorac_tokenizer **out) {
     char *text;
     size_t len;
     LORAC_TRY(lorac_read_file(path, (size_t)1 << 30, &text, &len));
+    {
+        lorac_status bad = tok_check_utf8(path, text, len);
+        if (bad != LORAC_OK) {
+            free(text);
+            return bad;
+        }
+    }
     int lines = 0;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
     if (len && text[len - 1] != '\n') lines++; /* a last line with no '\n' */

@@ -1,12 +1,18 @@
 #include "lora/adapter_io.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
 #include "io/safetensors.h"
+
+/* Sanity bounds on numbers read from adapter_config.json, checked before
+ * anything is allocated from them (the CLI caps --r at 4096). */
+#define LORAC_ADAPTER_MAX_R 65536
+#define LORAC_ADAPTER_MAX_CLASSES 65536
 
 #define PREFIX "base_model.model."
 
@@ -179,6 +185,7 @@ lorac_status lorac_adapter_read_config(const char *dir, lorac_lora_config *c, in
     if (v && (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA"))) FAIL("%s: peft_type is not LORA; hint: lorac reads LoRA adapters", path);
     v = cJSON_GetObjectItemCaseSensitive(j, "r");
     if (!cJSON_IsNumber(v) || v->valuedouble < 1) FAIL("%s: 'r' missing or not a positive number", path);
+    if (v->valuedouble > LORAC_ADAPTER_MAX_R) FAIL("%s: 'r' = %g is more than %d; hint: the file is corrupt", path, v->valuedouble, LORAC_ADAPTER_MAX_R);
     c->r = (int)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
     if (cJSON_IsNumber(v)) c->alpha = (float)v->valuedouble;
@@ -221,16 +228,18 @@ lorac_status lorac_adapter_read_config(const char *dir, lorac_lora_config *c, in
         }
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform");
-    if (cJSON_IsNumber(v)) c->layers[c->n_layers++] = (int)v->valuedouble;
+    if (cJSON_IsNumber(v)) c->layers[c->n_layers++] = v->valueint; /* saturated: a cast of 1e300 is undefined */
     else if (cJSON_IsArray(v)) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && c->n_layers < 256) c->layers[c->n_layers++] = (int)e->valuedouble;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && c->n_layers < 256) c->layers[c->n_layers++] = e->valueint;
     }
     if (n_classes) *n_classes = 0;
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "lorac");
     if (cJSON_IsObject(x)) {
         c->split_fused = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "split_fused"));
         v = cJSON_GetObjectItemCaseSensitive(x, "num_classes");
+        if (cJSON_IsNumber(v) && !(v->valuedouble >= 0 && v->valuedouble <= LORAC_ADAPTER_MAX_CLASSES))
+            FAIL("%s: lorac.num_classes = %g is out of range [0, %d]; hint: the file is corrupt", path, v->valuedouble, LORAC_ADAPTER_MAX_CLASSES);
         if (n_classes && cJSON_IsNumber(v)) *n_classes = (int)v->valuedouble;
         v = cJSON_GetObjectItemCaseSensitive(x, "labels");
         if (label_names && cJSON_IsArray(v)) {
@@ -267,7 +276,13 @@ static lorac_status load_into(const lorac_st *st, const char *file, const lorac_
         w->data = buf;
         w->owned = 1;
     }
-    return lorac_to_f32(w->data, t->data, t->dtype, (int64_t)w->n);
+    lorac_status cs = lorac_to_f32(w->data, t->data, t->dtype, (int64_t)w->n);
+    if (cs != LORAC_OK) {
+        lorac_error_prefix("%s: tensor '%s'", file, key); /* the file a non-float dtype came from */
+        return cs;
+    }
+    /* A NaN or Inf would silently poison every output: refuse the file. */
+    return lorac_check_finite(w->data, w->n, file, key, "the adapter is corrupt (or its training diverged)");
 }
 
 lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_config *c_out) {

@@ -7,11 +7,14 @@
 
 #include "core/util.h"
 
-/* Integer field: first of the given names that is present as a number. */
+/* Integer field: first of the given names that is present as a number.
+ * cJSON's valueint is the number saturated to [INT_MIN, INT_MAX] (a cast of
+ * valuedouble would be undefined for 1e300); lorac_config_check then refuses
+ * what is out of range. */
 static int json_int(const cJSON *o, int def, const char *const *names) {
     for (; *names; names++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, *names);
-        if (cJSON_IsNumber(v)) return (int)v->valuedouble;
+        if (cJSON_IsNumber(v)) return v->valueint;
     }
     return def;
 }
@@ -29,8 +32,8 @@ static int json_bool(const cJSON *o, int def, const char *name) {
 /* eos_token_id may be a number or a list (Llama 3): take the first. */
 static int json_token_id(const cJSON *o, const char *name) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (cJSON_IsNumber(v)) return (int)v->valuedouble;
-    if (cJSON_IsArray(v) && cJSON_IsNumber(cJSON_GetArrayItem(v, 0))) return (int)cJSON_GetArrayItem(v, 0)->valuedouble;
+    if (cJSON_IsNumber(v)) return v->valueint;
+    if (cJSON_IsArray(v) && cJSON_IsNumber(cJSON_GetArrayItem(v, 0))) return cJSON_GetArrayItem(v, 0)->valueint;
     return -1;
 }
 
@@ -85,14 +88,15 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
         c->n_kv_head = c->n_head;
         c->n_ctx = json_int(o, 1024, NAMES("n_positions", "n_ctx"));
         c->ffn_dim = json_int(o, 0, NAMES("n_inner"));
-        if (c->ffn_dim <= 0) c->ffn_dim = 4 * c->dim;
+        if (c->ffn_dim <= 0) c->ffn_dim = c->dim > 0 && c->dim <= (1 << 20) ? 4 * c->dim : 0; /* no int overflow */
         c->norm_eps = (float)json_num(o, 1e-5, "layer_norm_epsilon");
         c->tied = json_bool(o, 1, "tie_word_embeddings");
         c->attn_bias = c->mlp_bias = 1;
         const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activation_function");
         if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh")) {
-            cJSON_Delete(o);
-            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported; hint: lorac's GPT-2 uses gelu_new", path, act->valuestring);
+            lorac_status st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported; hint: lorac's GPT-2 uses gelu_new", path, act->valuestring);
+            cJSON_Delete(o); /* after the message: act points into o */
+            return st;
         }
     } else if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2")) {
         c->arch = LORAC_ARCH_LLAMA;
@@ -115,8 +119,9 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
         }
         const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
         if (cJSON_IsString(act) && strcmp(act->valuestring, "silu")) {
-            cJSON_Delete(o);
-            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; hint: Llama-family models use silu", path, act->valuestring);
+            lorac_status st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; hint: Llama-family models use silu", path, act->valuestring);
+            cJSON_Delete(o); /* after the message: act points into o */
+            return st;
         }
     } else if (!strcmp(type, "bert") || !strcmp(type, "distilbert")) {
         lorac_status st = encoder_config(o, type, path, c);
@@ -125,10 +130,11 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
             return st;
         }
     } else {
-        cJSON_Delete(o);
-        return lorac_fail(LORAC_ERR_UNSUPPORTED,
-                          "%s: model_type '%s' is not supported; hint: lorac reads gpt2, llama-family, bert and distilbert checkpoints",
-                          path, type);
+        lorac_status st = lorac_fail(LORAC_ERR_UNSUPPORTED,
+                                     "%s: model_type '%s' is not supported; hint: lorac reads gpt2, llama-family, bert and distilbert checkpoints",
+                                     path, type);
+        cJSON_Delete(o); /* after the message: type points into o */
+        return st;
     }
     c->vocab = json_int(o, 0, NAMES("vocab_size"));
     c->bos_id = json_token_id(o, "bos_token_id");
@@ -195,6 +201,7 @@ lorac_status lorac_config_check(lorac_config *c, const char *where) {
     NEED(c->vocab > 0 && c->vocab <= 10000000, "vocab size missing or out of range");
     NEED(c->ffn_dim > 0 && c->ffn_dim <= 1 << 20, "MLP size missing or out of range");
     NEED(c->n_ctx > 0 && c->n_ctx <= 1 << 20, "context length out of range");
+    NEED(c->head_dim <= 65536, "head_dim out of range");
     if (c->head_dim <= 0) {
         NEED(c->dim % c->n_head == 0, "hidden size is not a multiple of the head count");
         c->head_dim = c->dim / c->n_head;

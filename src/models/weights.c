@@ -254,6 +254,9 @@ void lorac_unpermute_rope_rows(float *w, int heads, int D, int in) {
     free(tmp);
 }
 
+/* Base weights are checked once at load: a NaN or Inf would poison every output. */
+#define BAD_WEIGHTS_HINT "the checkpoint is corrupt; re-download or re-convert it"
+
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     const lorac_tensor_desc *t = NULL;
     const char *file = m->path;
@@ -280,7 +283,7 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     if (t->dtype == LORAC_F32 && !transposed && !permuted && (uintptr_t)t->data % sizeof(float) == 0) {
         w->data = (float *)t->data; /* zero-copy view into the mapping */
         w->owned = 0;
-        return LORAC_OK;
+        return lorac_check_finite(w->data, w->n, file, t->name, BAD_WEIGHTS_HINT);
     }
     float *buf;
     LORAC_TRY(lorac_alloc((void **)&buf, w->n, sizeof(float), w->name));
@@ -304,7 +307,7 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     }
     w->data = buf;
     w->owned = 1;
-    return LORAC_OK;
+    return lorac_check_finite(w->data, w->n, file, t->name, BAD_WEIGHTS_HINT);
 }
 
 /* A Linear of the transformer blocks (what QLoRA quantizes). */

@@ -14,9 +14,10 @@
 #  4. resuming with a different --batch / --seed / --method: exit 2, one
 #     error line naming the setting;
 #  5. a save that cannot be written (a file too large for RLIMIT_FSIZE, a
-#     regular file where the checkpoints directory should be, and, when not
-#     root, a read-only directory): exit 1, one error line, the previous
-#     checkpoint byte for byte intact and still usable;
+#     regular file where the checkpoints directory should be, a full disk -
+#     a small tmpfs, as root where mount works - and, when not root, a
+#     read-only directory): exit 1, one error line, the previous checkpoint
+#     byte for byte intact and still usable;
 #  6. full fine-tuning (--method full) checkpoints resume exactly too.
 # A kill or Ctrl-C that lands after the run ended is not a failure: the run
 # is then stopped with --max-steps instead and resumed the same way.
@@ -173,6 +174,26 @@ if [ "$(id -u)" != 0 ]; then
     if [ $rc -eq 1 ] && one_error "$T/perm.err" "not saved: .*Permission denied.*step-000006 is intact"; then ok; else
         bad "save into a read-only directory: exit $rc: $(grep '^lorac' "$T/perm.err")"; fi
     if tree_sum "$T/disk/checkpoints" | cmp -s - "$T/disk.sum"; then ok; else bad "a failed save changed the checkpoints"; fi
+fi
+# 5d. a really full disk (ENOSPC): the run so far copied onto a tmpfs with room for the metrics but not for
+# another checkpoint (only as root where mount works; skipped elsewhere)
+M="$T/fullfs"
+mkdir -p "$M"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=$(($(du -sk "$T/disk" | cut -f1) + 16))k tmpfs "$M" 2>/dev/null; then
+    trap 'umount "$M" 2>/dev/null; rm -rf "$T"' EXIT
+    cp -a "$T/disk/." "$M/"
+    tree_sum "$M/checkpoints" >"$T/full.sum"
+    "$BIN" train "${common[@]}" --save-every 3 --resume "$M" >/dev/null 2>"$T/full.err"
+    rc=$?
+    if [ $rc -eq 1 ] && one_error "$T/full.err" "checkpoint at step 9 not saved: .*No space left on device.*step-000006 is intact"; then ok; else
+        bad "save on a full disk: exit $rc: $(grep '^lorac' "$T/full.err")"; fi
+    if tree_sum "$M/checkpoints" | cmp -s - "$T/full.sum"; then ok; else bad "a save on a full disk changed the checkpoints"; fi
+    mkdir -p "$T/fullcopy" && cp -a "$M/." "$T/fullcopy/"
+    umount "$M"
+    "$BIN" train "${common[@]}" --save-every 100 --resume "$T/fullcopy" >/dev/null 2>"$T/fr2.err" || bad "resume after a full disk"
+    same_as_ref "$T/fullcopy" "after a full disk + resume"
+else
+    echo "note: tmpfs mount not available; the ENOSPC case is covered by RLIMIT_FSIZE above" >&2
 fi
 # and the intact checkpoint still resumes to the reference
 "$BIN" train "${common[@]}" --save-every 100 --resume "$T/disk" >/dev/null 2>"$T/dr.err" || { bad "resume after failed saves"; tail -3 "$T/dr.err" >&2; }

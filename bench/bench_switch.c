@@ -80,11 +80,12 @@ static void load_test(task *t, const lorac_tokenizer *tok, const char *const *la
     o.text_col = t->text[0] ? t->text : NULL;
     o.label_col = t->label[0] ? t->label : NULL;
     o.label_order = labels;
-    lorac_dataset all, test;
+    lorac_dataset all, test, train_part;
     if (lorac_dataset_load(t->data, &o, &all) != LORAC_OK) die(t->data);
     if (t->balance && lorac_dataset_balance(&all, seed) != LORAC_OK) die("balance");
     if (t->tr > 0) {
-        if (lorac_dataset_split(&all, t->tr, t->va, seed, 1, NULL, NULL, &test) != LORAC_OK) die("split");
+        if (lorac_dataset_split(&all, t->tr, t->va, seed, 1, &train_part, NULL, &test) != LORAC_OK) die("split");
+        lorac_dataset_free(&train_part);
         lorac_dataset_free(&all);
     } else {
         test = all;

@@ -24,23 +24,8 @@ static const char *json_kind(const cJSON *j) {
 
 /* vocab.json -> a tokenizer holding the pieces (no merges yet). */
 static lorac_status load_vocab(const char *path, lorac_tokenizer **out) {
-    char *text;
-    size_t len;
-    LORAC_TRY(lorac_read_file(path, TOK_MAX_FILE, &text, &len));
-    {
-        lorac_status bad = tok_check_utf8(path, text, len);
-        if (bad != LORAC_OK) {
-            free(text);
-            return bad;
-        }
-    }
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    if (!root) {
-        size_t at = (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0);
-        free(text);
-        return lorac_fail(LORAC_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
-    }
-    free(text);
+    cJSON *root;
+    LORAC_TRY(tok_read_json(path, TOK_MAX_FILE, &root));
     lorac_status st = LORAC_OK;
     if (!cJSON_IsObject(root))
         st = lorac_fail(LORAC_ERR_FORMAT, "%s: expected a JSON object mapping tokens to ids, found %s", path,

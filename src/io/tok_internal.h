@@ -262,6 +262,9 @@ lorac_status tok_merge(const lorac_tokenizer *t, const char *text, int n, tok_wo
 void tok_dir_of(const char *path, char *dir, size_t cap);
 lorac_status tok_load_vocab_merges(const char *vocab_path, const char *merges_path, lorac_tokenizer **out);
 lorac_status tok_load_json(const char *path, lorac_tokenizer **out);
+/* Read a JSON file of at most max_bytes that must be valid UTF-8 (tok_json.c). */
+struct cJSON;
+lorac_status tok_read_json(const char *path, size_t max_bytes, struct cJSON **root);
 lorac_status tok_load_spm_model(const char *path, lorac_tokenizer **out);
 /* WordPiece (tok_wordpiece.c): a BERT vocab.txt (with tokenizer_config.json
  * next to it), and the WordPiece parts of a tokenizer.json whose vocabulary

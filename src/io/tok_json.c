@@ -354,25 +354,27 @@ static lorac_status build(lorac_tokenizer **out, const cJSON *root, const char *
     return tok_finish(t);
 }
 
-lorac_status tok_load_json(const char *path, lorac_tokenizer **out) {
-    *out = NULL;
+lorac_status tok_read_json(const char *path, size_t max_bytes, cJSON **root) {
     char *text;
     size_t len;
-    LORAC_TRY(lorac_read_file(path, (size_t)1 << 30, &text, &len));
-    {
-        lorac_status bad = tok_check_utf8(path, text, len);
-        if (bad != LORAC_OK) {
-            free(text);
-            return bad;
+    *root = NULL;
+    LORAC_TRY(lorac_read_file(path, max_bytes, &text, &len));
+    lorac_status st = tok_check_utf8(path, text, len);
+    if (st == LORAC_OK) {
+        *root = cJSON_ParseWithLength(text, len);
+        if (!*root) {
+            size_t at = (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0);
+            st = lorac_fail(LORAC_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
         }
     }
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    if (!root) {
-        size_t at = (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0);
-        free(text);
-        return lorac_fail(LORAC_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
-    }
     free(text);
+    return st;
+}
+
+lorac_status tok_load_json(const char *path, lorac_tokenizer **out) {
+    *out = NULL;
+    cJSON *root;
+    LORAC_TRY(tok_read_json(path, (size_t)1 << 30, &root));
     lorac_tokenizer *t = NULL;
     lorac_status st = cJSON_IsObject(root) ? build(&t, root, path)
                                            : lorac_fail(LORAC_ERR_FORMAT, "%s: expected a JSON object", path);

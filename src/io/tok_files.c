@@ -108,11 +108,5 @@ lorac_status tok_load_vocab_merges(const char *vocab_path, const char *merges_pa
     char dir[4096];
     tok_dir_of(vocab_path, dir, sizeof dir);
     if (st == LORAC_OK) st = tok_apply_hf_config(t, dir, 1);
-    if (st == LORAC_OK) st = tok_finish(t);
-    if (st != LORAC_OK) {
-        tok_destroy(t);
-        return st;
-    }
-    *out = t;
-    return LORAC_OK;
+    return tok_hand_over(t, st, out);
 }

@@ -234,6 +234,9 @@ int tok_lookup(const lorac_tokenizer *t, const char *s, size_t len);
 /* Byte tables, added-token order, defaults; checks ids. Call last. */
 lorac_status tok_finish(lorac_tokenizer *t);
 void tok_destroy(lorac_tokenizer *t);
+/* The end of every file loader: when st is OK, tok_finish(t) and *out = t;
+ * otherwise (or if finishing fails) t is destroyed. Returns the status. */
+lorac_status tok_hand_over(lorac_tokenizer *t, lorac_status st, lorac_tokenizer **out);
 
 /* ---- the merge loop (tok_merge.c) ---- */
 typedef struct tok_sym {

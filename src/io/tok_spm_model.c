@@ -240,13 +240,7 @@ static lorac_status build(const spm_model *m, const char *path, lorac_tokenizer 
     char dir[4096];
     tok_dir_of(path, dir, sizeof dir);
     if (st == LORAC_OK) st = tok_apply_hf_config(t, dir, 1);
-    if (st == LORAC_OK) st = tok_finish(t);
-    if (st != LORAC_OK) {
-        tok_destroy(t);
-        return st;
-    }
-    *out = t;
-    return LORAC_OK;
+    return tok_hand_over(t, st, out);
 }
 
 lorac_status tok_load_spm_model(const char *path, lorac_tokenizer **out) {

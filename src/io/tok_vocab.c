@@ -362,6 +362,16 @@ lorac_status tok_finish(lorac_tokenizer *t) {
     return LORAC_OK;
 }
 
+lorac_status tok_hand_over(lorac_tokenizer *t, lorac_status st, lorac_tokenizer **out) {
+    if (st == LORAC_OK) st = tok_finish(t);
+    if (st != LORAC_OK) {
+        tok_destroy(t);
+        return st;
+    }
+    *out = t;
+    return LORAC_OK;
+}
+
 void tok_destroy(lorac_tokenizer *t) {
     if (!t) return;
     for (int i = 0; i < t->n_vocab; i++) free(t->piece[i]);

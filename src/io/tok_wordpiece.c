@@ -445,11 +445,5 @@ lorac_status tok_load_wordpiece_vocab(const char *path, lorac_tokenizer **out) {
     if (st == LORAC_OK) st = tok_apply_hf_config(t, dir, 0); /* added_tokens_decoder, extra specials */
     if (st == LORAC_OK) st = finish_specials(t, cfg);
     cJSON_Delete(cfg);
-    if (st == LORAC_OK) st = tok_finish(t);
-    if (st != LORAC_OK) {
-        tok_destroy(t);
-        return st;
-    }
-    *out = t;
-    return LORAC_OK;
+    return tok_hand_over(t, st, out);
 }

@@ -4,8 +4,19 @@
  *
  *   bench_step [gpt2|smollm2] [batch] [seq] [r] [steps] [targets]
  *   defaults:  gpt2 8 128 16 10 all-linear
- *   LORAC_QLORA=nf4 in the environment: QLoRA, the block Linears of the
- *   base quantized to NF4 (lorac_model_quantize) before the adapters go on.
+ *   bench_step peak     this machine's GEMM peaks (OpenBLAS sgemm, op_gemm
+ *                       fp32 and bf16 at 1536^3) as one JSON line
+ *   Environment:
+ *   LORAC_QLORA=nf4     QLoRA: the block Linears of the base quantized to
+ *                       NF4 (lorac_model_quantize) before the adapters go on
+ *   LORAC_BASE=bf16     the block Linears held in bf16 (--base bf16)
+ *   LORAC_BENCH_MODE=infer   forward only (no loss, no backward), with the
+ *                       adapters unmerged, or merged into the base when
+ *                       LORAC_BENCH_MERGED=1
+ *   LORAC_BENCH_JSON=1  print one JSON line instead of the table row
+ *
+ * A training step is forward, loss, backward and the AdamW step over the
+ * trainable parameters (as the peers in bench/peers/ time it).
  *
  * Prints one table row: ms/step (median, min-max over `steps` timed steps
  * after 2 warm-up steps), tokens/s, achieved GFLOP/s (model FLOPs below),
@@ -33,21 +44,34 @@
 
 #include "core/util.h"
 #include "lora/lora.h"
+#include "lora/merge.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
+#include "train/optim.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static double sgemm_peak(void) {
+/* Best GFLOP/s of 5 runs of a 1536^3 product: 0 = OpenBLAS cblas_sgemm,
+ * 1 = op_gemm (the backend lorac uses), 2 = op_gemm_bf16. */
+static double gemm_peak(int which) {
     const int n = 1536;
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    lorac_bf16 *ah = malloc(sizeof(lorac_bf16) * n * n), *bh = malloc(sizeof(lorac_bf16) * n * n);
     for (int i = 0; i < n * n; i++) a[i] = b[i] = 0.001f * (float)(i % 977);
+    op_f32_to_bf16(ah, a, (size_t)n * n);
+    op_f32_to_bf16(bh, b, (size_t)n * n);
     double best = 0;
     for (int k = 0; k < 5; k++) {
         double t = lorac_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        if (which == 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        else if (which == 1)
+            op_gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        else
+            op_gemm_bf16(0, 1, n, n, n, 1.0f, ah, n, bh, n, 0.0f, c, n);
         t = lorac_now() - t;
         double g = 2.0 * n * n * n / t / 1e9;
         if (g > best) best = g;
@@ -55,7 +79,14 @@ static double sgemm_peak(void) {
     free(a);
     free(b);
     free(c);
+    free(ah);
+    free(bh);
     return best;
+}
+
+static int env_is(const char *name, const char *value) {
+    const char *v = getenv(name);
+    return v && !strcmp(v, value);
 }
 
 /* Reset the peak RSS (VmHWM, getrusage's ru_maxrss) to the current RSS: 1 on success. */
@@ -64,6 +95,12 @@ static int reset_hwm(void) {
     if (!f) return 0;
     int ok = fputs("5", f) >= 0;
     return fclose(f) == 0 && ok;
+}
+
+typedef struct { lorac_optim *o; lorac_status st; } optim_ctx;
+static void add_trainable(lorac_weight *w, void *ctx) {
+    optim_ctx *c = ctx;
+    if (c->st == LORAC_OK) c->st = lorac_optim_add(c->o, w->name, w->data, w->grad, w->n, 1, NULL);
 }
 
 static lorac_config shape(const char *name) {
@@ -86,11 +123,21 @@ static lorac_config shape(const char *name) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "peak")) {
+        const double s = gemm_peak(0), f = gemm_peak(1), h = gemm_peak(2);
+        printf("{\"threads\": %d, \"backend\": \"%s\", \"bf16_native\": %d, \"sgemm_openblas_gflops\": %.1f, "
+               "\"gemm_f32_gflops\": %.1f, \"gemm_bf16_gflops\": %.1f}\n",
+               omp_get_max_threads(), op_gemm_backend(), op_gemm_bf16_native(), s, f, h);
+        return 0;
+    }
     const char *name = argc > 1 ? argv[1] : "gpt2";
     const int B = argc > 2 ? atoi(argv[2]) : 8, T = argc > 3 ? atoi(argv[3]) : 128, r = argc > 4 ? atoi(argv[4]) : 16;
     const int steps = argc > 5 ? atoi(argv[5]) : 10;
     const char *targets = argc > 6 ? argv[6] : "all-linear";
-    const double peak = sgemm_peak();
+    const int bf16 = env_is("LORAC_BASE", "bf16"), infer = env_is("LORAC_BENCH_MODE", "infer");
+    const int merged = env_is("LORAC_BENCH_MERGED", "1"), json = env_is("LORAC_BENCH_JSON", "1");
+    const double peak_blas = gemm_peak(0), peak_own = gemm_peak(bf16 ? 2 : 1);
+    const double peak = peak_own > peak_blas ? peak_own : peak_blas;
     lorac_config cfg = shape(name);
     lorac_model *m;
     if (lorac_model_create_random(&cfg, 1, &m) != LORAC_OK || lorac_model_add_head(m, 2, 1, 1) != LORAC_OK) {
@@ -103,7 +150,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: LORAC_QLORA=%s: only nf4\n", ql);
         return 1;
     }
-    if (qlora && lorac_model_quantize(m, LORAC_QF_NF4) != LORAC_OK) {
+    if (qlora && bf16) {
+        fprintf(stderr, "bench_step: LORAC_QLORA and LORAC_BASE=bf16 exclude each other\n");
+        return 1;
+    }
+    if ((qlora || bf16) && lorac_model_quantize(m, bf16 ? LORAC_QF_BF16 : LORAC_QF_NF4) != LORAC_OK) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }
@@ -131,7 +182,20 @@ int main(int argc, char **argv) {
         P += (double)L->in * L->out;
         if (L->lora) lora += 6.0 * L->lora->r * L->lora->parts * (L->in + (double)L->out / L->lora->parts);
     }
-    const double flop_tok = 4 * P + lora + 6.0 * T * cfg.n_head * cfg.head_dim * cfg.n_layer;
+    double flop_tok = 4 * P + lora + 6.0 * T * cfg.n_head * cfg.head_dim * cfg.n_layer;
+    if (infer) flop_tok = 2 * P + (merged ? 0 : lora / 3) + 2.0 * T * cfg.n_head * cfg.head_dim * cfg.n_layer;
+    if (infer && merged && lorac_lora_merge(m) != LORAC_OK) {
+        fprintf(stderr, "bench_step: %s\n", lorac_last_error());
+        return 1;
+    }
+    lorac_optim *opt = NULL;
+    lorac_status ost = lorac_optim_create(NULL, &opt);
+    optim_ctx oc = {opt, ost};
+    if (!infer && ost == LORAC_OK) lorac_for_each_trainable(m, add_trainable, &oc);
+    if (oc.st != LORAC_OK) {
+        fprintf(stderr, "bench_step: %s\n", lorac_last_error());
+        return 1;
+    }
     int *ids = malloc(sizeof(int) * B * T), labels[4096];
     const int hwm_reset = reset_hwm();
     for (int i = 0; i < B * T; i++) ids[i] = (int)((i * 7919u) % (unsigned)cfg.vocab);
@@ -143,22 +207,39 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_step: %s\n", lorac_last_error());
             return 1;
         }
-        int cnt;
-        op_xent(m->acts.cls_logits, m->acts.cls_logits, labels, B, 2, 1.0f / B, &cnt);
-        lorac_model_backward(m, ids, B, T, LORAC_FWD_CLS);
+        if (!infer) {
+            int cnt;
+            op_xent(m->acts.cls_logits, m->acts.cls_logits, labels, B, 2, 1.0f / B, &cnt);
+            lorac_model_backward(m, ids, B, T, LORAC_FWD_CLS);
+            lorac_optim_step(opt, 1e-4);
+            lorac_optim_zero_grad(opt);
+        }
         t[s] = lorac_now() - t0;
     }
     qsort(t + 2, steps, sizeof(double), cmp_d);
     const double med = t[2 + steps / 2], tok_s = B * T / med, gflops = flop_tok * B * T / med / 1e9;
     int64_t tr, all;
     lorac_count_params(m, &tr, &all);
-    printf("%-8s B=%d T=%-4d threads=%d r=%d targets=%s trainable=%lld | %8.1f ms/step (%.1f-%.1f) | %7.1f tok/s | "
-           "%6.1f GFLOP/s | %4.0f%% of sgemm peak %.0f GFLOP/s | peak RSS %.0f MB (%s) | base %s %.2f bytes/param "
-           "(Linears %.2f bits/param)\n",
-           name, B, T, omp_get_max_threads(), r, targets, (long long)tr, 1e3 * med, 1e3 * t[2], 1e3 * t[steps + 1],
-           tok_s, gflops, 100 * gflops / peak, peak, lorac_peak_rss() / 1048576.0, hwm_reset ? "steps" : "process",
-           qlora ? "nf4" : "fp32", qs.base_bytes / (double)qs.base_params,
-           qs.q_params ? 8 * qs.q_bytes / (double)qs.q_params : 32.0);
+    const char *prec = qlora ? "nf4" : bf16 ? "bf16" : "fp32";
+    const char *mode = infer ? (merged ? "infer-merged" : "infer") : "train";
+    if (json)
+        printf("{\"impl\": \"lorac\", \"mode\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"seq\": %d, "
+               "\"threads\": %d, \"r\": %d, \"targets\": \"%s\", \"precision\": \"%s\", \"trainable\": %lld, "
+               "\"ms_median\": %.2f, \"ms_min\": %.2f, \"ms_max\": %.2f, \"steps\": %d, \"tok_s\": %.1f, "
+               "\"gflops\": %.1f, \"peak_gflops\": %.1f, \"rss_mb\": %.1f, \"rss_scope\": \"%s\", "
+               "\"gemm\": \"%s\", \"base_bytes_per_param\": %.3f}\n",
+               mode, name, B, T, omp_get_max_threads(), r, targets, prec, (long long)tr, 1e3 * med, 1e3 * t[2],
+               1e3 * t[steps + 1], steps, tok_s, gflops, peak, lorac_peak_rss() / 1048576.0,
+               hwm_reset ? "steps" : "process", op_gemm_backend(), qs.base_bytes / (double)qs.base_params);
+    else
+        printf("%-8s %s B=%d T=%-4d threads=%d r=%d targets=%s trainable=%lld | %8.1f ms/step (%.1f-%.1f) | %7.1f tok/s "
+               "| %6.1f GFLOP/s | %4.0f%% of GEMM peak %.0f GFLOP/s (%s) | peak RSS %.0f MB (%s) | base %s %.2f "
+               "bytes/param (Linears %.2f bits/param)\n",
+               name, mode, B, T, omp_get_max_threads(), r, targets, (long long)tr, 1e3 * med, 1e3 * t[2],
+               1e3 * t[steps + 1], tok_s, gflops, 100 * gflops / peak, peak, op_gemm_backend(),
+               lorac_peak_rss() / 1048576.0, hwm_reset ? "steps" : "process", prec,
+               qs.base_bytes / (double)qs.base_params, qs.q_params ? 8 * qs.q_bytes / (double)qs.q_params : 32.0);
+    lorac_optim_destroy(opt);
     free(ids);
     free(t);
     lorac_model_free(m);

@@ -23,9 +23,9 @@ static void attach_q(lorac_linear *L, lorac_qweight *q) {
     L->q = q;
 }
 
-/* NF4 of L's bound fp32 weight, as [out, in] (a Conv1D [in, out] weight is
- * transposed first); the fp32 values are released right after. */
-static lorac_status quantize_nf4(lorac_linear *L) {
+/* NF4 (or bf16) of L's bound fp32 weight, as [out, in] (a Conv1D [in, out]
+ * weight is transposed first); the fp32 values are released right after. */
+static lorac_status quantize_to(lorac_linear *L, lorac_qformat fmt) {
     const float *src = L->W->data;
     float *tr = NULL;
     lorac_qweight *q;
@@ -41,11 +41,12 @@ static lorac_status quantize_nf4(lorac_linear *L) {
             for (int o = 0; o < L->out; o++) tr[(size_t)o * L->in + i] = src[(size_t)i * L->out + o];
         src = tr;
     }
-    lorac_status st = lorac_qweight_quantize_nf4(q, src, L->out, L->in);
+    lorac_status st = fmt == LORAC_QF_BF16 ? lorac_qweight_from_f32_bf16(q, src, L->out, L->in)
+                                           : lorac_qweight_quantize_nf4(q, src, L->out, L->in);
     free(tr);
     if (st != LORAC_OK) {
         free(q);
-        lorac_error_prefix("quantizing '%s' to NF4", L->W->name);
+        lorac_error_prefix("quantizing '%s' to %s", L->W->name, lorac_qformat_name(fmt));
         return st;
     }
     attach_q(L, q);
@@ -148,14 +149,14 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
         if (how == LORAC_QLOAD_KEEP && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
         if (kept) continue;
         LORAC_TRY(lorac_bind_weight(m, L->W));
-        LORAC_TRY(quantize_nf4(L));
+        LORAC_TRY(quantize_to(L, LORAC_QF_NF4));
     }
     return LORAC_OK;
 }
 
 lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
-    if (fmt != LORAC_QF_NF4)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing a base to %s: only NF4 is made from fp32 weights; hint: a GGUF "
+    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing a base to %s: only NF4 and BF16 are made from fp32 weights; hint: a GGUF "
                           "file's own blocks are kept by lorac_model_load_quantized(..., LORAC_QLOAD_KEEP)",
                           lorac_qformat_name(fmt));
     for (int i = 0; i < m->n_lin; i++) {
@@ -169,7 +170,7 @@ lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
     }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
-        if (lorac_is_block_linear(m, L) && !L->q) LORAC_TRY(quantize_nf4(L));
+        if (lorac_is_block_linear(m, L) && !L->q) LORAC_TRY(quantize_to(L, fmt));
     }
     return LORAC_OK;
 }

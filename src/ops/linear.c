@@ -1,4 +1,4 @@
-/* linear.c - the linear layer and a GEMM helper on top of BLAS (cblas_sgemm).
+/* linear.c - the linear layer on top of op_gemm (gemm.c: oneDNN or OpenBLAS).
  *
  * Shapes: x, dx [N, in]; y, dy [N, out]; b, db [out]; W, dW either
  *   w_in_out == 0: [out, in]  (torch.nn.Linear; y = x W^T)
@@ -6,21 +6,11 @@
  * All matrices row-major and contiguous. The double-precision scalar twins
  * (opd_linear_*, opd_gemm in ops_double.c) are the reference these are
  * tested against. */
-#include <cblas.h>
-
 #include "ops/ops.h"
 
 /* ld of a row-major matrix with `cols` columns: BLAS wants >= 1 even when
  * a dimension is 0. */
 static int ld_of(int cols) { return cols > 0 ? cols : 1; }
-
-/* C[M,N] = alpha op(A) op(B) + beta C, op = transpose when ta / tb. */
-void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-             float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-                lda, B, ldb, beta, C, ldc);
-}
 
 /* Forward: y = x W^T + b  (+ beta * y before the product).
  *   w_in_out 0: y[N,out] = x[N,in] . (W[out,in])^T   -> sgemm(N, T)
@@ -33,10 +23,13 @@ void op_linear_fwd(float *y, const float *x, const float *W, const float *b, int
         op_gemm(0, 0, N, out, in, 1.0f, x, ld_of(in), W, ld_of(out), beta, y, out);
     else
         op_gemm(0, 1, N, out, in, 1.0f, x, ld_of(in), W, ld_of(in), beta, y, out);
-    if (!b) return;
-#pragma omp parallel for if ((size_t)N * out >= 16384)
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < out; o++) y[(size_t)n * out + o] += b[o];
+    if (b) op_add_bias(y, b, N, out);
+}
+
+void op_add_bias(float *y, const float *b, int64_t N, int64_t out) {
+#pragma omp parallel for if (N * out >= 16384)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < out; o++) y[n * out + o] += b[o];
 }
 
 /* Backward to the input: dx += dy W_eff with W_eff = W [out,in] (layout 0) or

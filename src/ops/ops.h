@@ -25,6 +25,8 @@
  * beta: 0 overwrites y, 1 accumulates into y. b may be NULL. */
 void op_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int in, int out, int w_in_out,
                    float beta);
+/* y[n, o] += b[o] for every row n of y[N, out] */
+void op_add_bias(float *y, const float *b, int64_t N, int64_t out);
 /* dx[N,in] += dy[N,out] W   (dx may be NULL) */
 void op_linear_bwd_x(float *dx, const float *dy, const float *W, int N, int in, int out, int w_in_out);
 /* dW (same layout as W) += dy^T x ; db[out] += sum_rows dy. Either may be NULL. */

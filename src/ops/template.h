@@ -57,9 +57,61 @@ static inline float ops_erf(float x) {
     return x < 0 ? -r : r;
 }
 #define OPS_ERF(x) ops_erf(x)
+
+/* exp in float, for the activations (GELU's tanh form, SiLU): libm's expf
+ * is a scalar call per element, this is branch-free and vectorises.
+ *   x = n ln2 + r,  n = round(x / ln2),  |r| <= ln2 / 2
+ *   e^x = 2^n e^r,  e^r by its Taylor polynomial to r^6 (truncation
+ *   <= 0.347^7 / 7! = 1.2e-7 relative), 2^n built in the exponent bits.
+ * n is rounded by adding and subtracting 1.5 * 2^23 (round to nearest, no
+ * libm call). Inputs are clamped to [-87.3, 88.7] (the results at the
+ * clamps are 2^-126 and +inf, what the callers' 1 / (1 + e) wants); a NaN
+ * input gives NaN, never a finite number. Max relative error ~3e-7. */
+static inline float ops_expf(float x) {
+    const float xc = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+    const float big = 12582912.0f; /* 1.5 * 2^23 */
+    float n = (xc * 1.44269504f + big) - big;
+    n = n == n ? n : 0.0f; /* NaN in: keep the integer conversion defined */
+    const float r = (xc - n * 0.693145751953125f) - n * 1.42860677e-06f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666667f + r * (0.0416666667f + r * (0.00833333333f +
+                                                                                   r * 0.00138888889f)))));
+    const int32_t bits = ((int32_t)n + 127) * 8388608; /* (n + 127) << 23, n in [-126, 128] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x == x ? p * scale : x;
+}
+#define OPS_EXP(x) ops_expf(x)
+
+/* Elementwise loops whose body is a "run" function over a chunk: the run is
+ * compiled for AVX-512 and AVX2 as well as the portable baseline, and the
+ * loader picks the best this CPU has (GCC function multiversioning; not
+ * under the sanitizers, whose runtime starts after the resolvers). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define OPS_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define OPS_ERF(x) erf(x)
+#define OPS_EXP(x) exp(x)
 #endif
+#ifndef OPS_VEC_CLONES
+#define OPS_VEC_CLONES
+#endif
+
+/* Run `call` over [0, n) in chunks of OPS_CHUNK elements, the chunks spread
+ * over the OpenMP threads when n >= OPS_PAR_MIN; `call` sees i0 (first
+ * element) and len (elements in the chunk). Chunks are disjoint, so the
+ * result does not depend on the thread count. */
+#define OPS_CHUNK 4096
+#define OPS_FOR_CHUNKS(n, call)                                                                                  \
+    do {                                                                                                         \
+        const size_t n_ = (n);                                                                                   \
+        const long nch_ = (long)((n_ + OPS_CHUNK - 1) / OPS_CHUNK);                                              \
+        const int par_ = n_ >= OPS_PAR_MIN;                                                                      \
+        _Pragma("omp parallel for if (par_)") for (long c_ = 0; c_ < nch_; c_++) {                               \
+            const size_t i0 = (size_t)c_ * OPS_CHUNK, len = n_ - i0 < OPS_CHUNK ? n_ - i0 : OPS_CHUNK;           \
+            call;                                                                                                \
+        }                                                                                                        \
+    } while (0)
 
 /* A loop over fewer than this many scalar elements runs on one thread: the
  * cost of waking the OpenMP team (a few microseconds) is more than the work. */

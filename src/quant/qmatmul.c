@@ -20,6 +20,9 @@
 #include "core/util.h"
 #include "quant/ggml_blocks.h"
 #include "quant/qmatmul_impl.h"
+#include "ops/gemm.h"
+#include "ops/ops.h"
+#include <pthread.h>
 
 /* ---- formats ------------------------------------------------------------ */
 
@@ -32,6 +35,7 @@ static const struct {
     [LORAC_QF_NF4] = {"NF4", LORAC_DTYPE_COUNT, 1},   [LORAC_QF_Q4_0] = {"Q4_0", LORAC_Q4_0, 32},
     [LORAC_QF_Q4_1] = {"Q4_1", LORAC_Q4_1, 32},       [LORAC_QF_Q8_0] = {"Q8_0", LORAC_Q8_0, 32},
     [LORAC_QF_Q4_K] = {"Q4_K", LORAC_Q4_K, 256},      [LORAC_QF_Q6_K] = {"Q6_K", LORAC_Q6_K, 256},
+    [LORAC_QF_BF16] = {"BF16", LORAC_DTYPE_COUNT, 1}, /* made from fp32 by lorac_qweight_from_f32_bf16 */
 };
 
 static int fmt_ok(lorac_qformat f) { return f > LORAC_QF_NONE && f < LORAC_QF_COUNT; }
@@ -47,7 +51,9 @@ lorac_qformat lorac_qformat_of_dtype(lorac_dtype t) {
     return LORAC_QF_NONE;
 }
 
-size_t qmm_block_bytes(lorac_qformat f) { return fmt_ggml(f) ? lorac_block_bytes(g_fmt[f].dtype) : 4; }
+size_t qmm_block_bytes(lorac_qformat f) {
+    return fmt_ggml(f) ? lorac_block_bytes(g_fmt[f].dtype) : f == LORAC_QF_BF16 ? 2 : 4;
+}
 
 const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r) {
     return (const uint8_t *)w->data + (size_t)r * (size_t)(w->cols / g_fmt[w->fmt].row_block) * qmm_block_bytes(w->fmt);
@@ -120,6 +126,18 @@ lorac_status lorac_qweight_from_nf4(lorac_qweight *w, lorac_nf4 *q) {
     return LORAC_OK;
 }
 
+lorac_status lorac_qweight_from_f32_bf16(lorac_qweight *w, const float *W, int64_t rows, int64_t cols) {
+    memset(w, 0, sizeof *w);
+    if (rows < 1 || cols < 1) return lorac_fail(LORAC_ERR_SHAPE, "BF16 weight: bad shape [%lld, %lld]", (long long)rows,
+                                                (long long)cols);
+    lorac_bf16 *d;
+    LORAC_TRY(lorac_alloc((void **)&d, (size_t)rows * (size_t)cols, sizeof *d, "bf16 weight"));
+    op_f32_to_bf16(d, W, (size_t)rows * (size_t)cols);
+    *w = (lorac_qweight){.fmt = LORAC_QF_BF16, .rows = rows, .cols = cols, .data = d,
+                         .nbytes = (size_t)rows * (size_t)cols * sizeof *d, .owns = 1};
+    return LORAC_OK;
+}
+
 lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols) {
     memset(w, 0, sizeof *w);
     lorac_nf4 q;
@@ -172,6 +190,9 @@ void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c
         nf4_range_scalar(&w->nf4, r * w->cols + c0, r * w->cols + c1, dst);
     } else if (w->fmt == LORAC_QF_F32) {
         memcpy(dst, (const float *)w->data + r * w->cols + c0, sizeof(float) * (size_t)(c1 - c0));
+    } else if (w->fmt == LORAC_QF_BF16) {
+        const lorac_bf16 *src = (const lorac_bf16 *)w->data + r * w->cols + c0;
+        for (int64_t i = 0; i < c1 - c0; i++) dst[i] = lorac_bf16_to_f32(src[i]);
     } else {
         const int bs = g_fmt[w->fmt].row_block;
         lorac_dequant_row(g_fmt[w->fmt].dtype, qmm_row_blocks(w, r) + (size_t)(c0 / bs) * qmm_block_bytes(w->fmt),
@@ -441,6 +462,79 @@ static lorac_status bwd_tiled(const lorac_qkern *K, float *dx, const float *dy, 
     return failed ? lorac_fail(LORAC_ERR_NOMEM, "quantized linear: out of memory for tile buffers") : LORAC_OK;
 }
 
+/* ---- whole-matrix road (oneDNN backend) --------------------------------- */
+
+/* Scratch for one call: W expanded to fp32, or the activations rounded to
+ * bf16. Kept between calls (a step repeats the same sizes) under a lock. */
+static struct {
+    pthread_mutex_t lock;
+    void *w, *x;
+    size_t wcap, xcap;
+} g_scr = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0};
+
+static void *scratch(void **p, size_t *cap, size_t bytes) {
+    if (bytes > *cap) {
+        free(*p);
+        *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        *cap = *p ? bytes : 0;
+    }
+    return *p;
+}
+
+void lorac_qmatmul_release(void) {
+    pthread_mutex_lock(&g_scr.lock);
+    free(g_scr.w);
+    free(g_scr.x);
+    g_scr.w = g_scr.x = NULL;
+    g_scr.wcap = g_scr.xcap = 0;
+    pthread_mutex_unlock(&g_scr.lock);
+}
+
+/* Whether this call takes the whole-matrix road. */
+static int whole_road(const lorac_qweight *W, int64_t N) {
+    if (N < 16 || strcmp(op_gemm_backend(), "onednn") || omp_in_parallel()) return 0;
+    return W->rows <= INT32_MAX && W->cols <= INT32_MAX && N <= INT32_MAX;
+}
+
+/* dst[out, in] = W, every row by the fastest dequantizer. */
+static void expand(float *dst, const lorac_qweight *W) {
+    const lorac_qkern *K = kern_of(lorac_qisa_best());
+#pragma omp parallel for schedule(static) if (W->rows * W->cols >= 65536)
+    for (int64_t r = 0; r < W->rows; r++) K->dequant(W, r, 0, W->cols, dst + r * W->cols);
+}
+
+/* The product on the whole-matrix road: y = beta y + x W^T (fwd) or
+ * dx += dy W (bwd; x = dy, y = dx, beta = 1). 1 when done. */
+static int whole_gemm(int bwd, float *y, const float *x, const lorac_qweight *W, int64_t N, float beta) {
+    const int out = (int)W->rows, in = (int)W->cols, n = (int)N;
+    const int kx = bwd ? out : in; /* columns of the activation operand */
+    int done = 0;
+    pthread_mutex_lock(&g_scr.lock);
+    if (W->fmt == LORAC_QF_BF16 && op_gemm_bf16_native()) {
+        lorac_bf16 *xb = scratch(&g_scr.x, &g_scr.xcap, sizeof *xb * (size_t)N * (size_t)kx);
+        if (xb) {
+            op_f32_to_bf16(xb, x, (size_t)N * (size_t)kx);
+            if (bwd)
+                op_gemm_bf16(0, 0, n, in, out, 1.0f, xb, out, W->data, in, 1.0f, y, in);
+            else
+                op_gemm_bf16(0, 1, n, out, in, 1.0f, xb, in, W->data, in, beta, y, out);
+            done = 1;
+        }
+    } else {
+        float *wf = scratch(&g_scr.w, &g_scr.wcap, sizeof *wf * (size_t)out * (size_t)in);
+        if (wf) {
+            expand(wf, W);
+            if (bwd)
+                op_gemm(0, 0, n, in, out, 1.0f, x, out, wf, in, 1.0f, y, in);
+            else
+                op_gemm(0, 1, n, out, in, 1.0f, x, in, wf, in, beta, y, out);
+            done = 1;
+        }
+    }
+    pthread_mutex_unlock(&g_scr.lock);
+    return done;
+}
+
 /* ---- entry points -------------------------------------------------------- */
 
 lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
@@ -448,6 +542,10 @@ lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, con
     LORAC_TRY(check_args("lorac_qlinear_fwd", y, x, W, N));
     if (N == 0) return LORAC_OK;
     if (isa == LORAC_QISA_REF) return fwd_ref(y, x, W, b, N, beta);
+    if (isa == LORAC_QISA_AUTO && whole_road(W, N) && whole_gemm(0, y, x, W, N, beta)) {
+        if (b) op_add_bias(y, b, N, W->rows);
+        return LORAC_OK;
+    }
     const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));
@@ -458,6 +556,7 @@ lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy,
     LORAC_TRY(check_args("lorac_qlinear_bwd_x", dx, dy, W, N));
     if (N == 0) return LORAC_OK;
     if (isa == LORAC_QISA_REF) return bwd_ref(dx, dy, W, N);
+    if (isa == LORAC_QISA_AUTO && whole_road(W, N) && whole_gemm(1, dx, dy, W, N, 1.0f)) return LORAC_OK;
     const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));

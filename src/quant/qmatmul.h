@@ -28,6 +28,16 @@
  * 2.7e-7), and the result does not depend on the thread count (bit for
  * bit). No AVX512-BF16 path: bf16 products would not meet that bound.
  *
+ * LORAC_QISA_AUTO on the oneDNN GEMM backend (ops/gemm.h) takes a faster
+ * road for N >= 16 rows: W is expanded into a scratch matrix for this call
+ * only (one Linear's worth, reused across calls; never the whole model) and
+ * multiplied by op_gemm, whose AVX-512 kernels beat the tiles above. The
+ * dequantized values are the same; the summation order is oneDNN's (fp32
+ * accumulation, the same bound). A BF16 weight on a CPU with AVX512-BF16 is
+ * not expanded: x (or dy) is rounded to bf16 and op_gemm_bf16 multiplies
+ * bf16 by bf16 with fp32 accumulation, so the result is that of the
+ * bf16-rounded activations (documented tolerance in test_qmatmul.c).
+ *
  * Shape rules: `in` (cols) must be a multiple of the format's block along a
  * row (Q4_0/Q4_1/Q8_0: 32; Q4_K/Q6_K: 256; NF4, F32: any, NF4 blocks run
  * along the flattened matrix). */
@@ -49,6 +59,7 @@ typedef enum lorac_qformat {
     LORAC_QF_Q8_0,
     LORAC_QF_Q4_K,
     LORAC_QF_Q6_K,
+    LORAC_QF_BF16, /* bfloat16 [rows, cols] (ops/gemm.h): the "--base bf16" frozen base */
     LORAC_QF_COUNT
 } lorac_qformat;
 
@@ -76,6 +87,8 @@ lorac_status lorac_qweight_view(lorac_qweight *w, lorac_qformat fmt, const void 
                                 int64_t cols);
 /* Quantize a fp32 [rows, cols] matrix to NF4 (owning). */
 lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols);
+/* Round a fp32 [rows, cols] matrix to bf16 (owning; nearest even). */
+lorac_status lorac_qweight_from_f32_bf16(lorac_qweight *w, const float *W, int64_t rows, int64_t cols);
 /* Take over an NF4 weight (owning; *q is emptied). */
 lorac_status lorac_qweight_from_nf4(lorac_qweight *w, lorac_nf4 *q);
 void lorac_qweight_free(lorac_qweight *w);
@@ -109,5 +122,7 @@ lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight
 lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
                                    int64_t N, float beta);
 lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N);
+/* Free the scratch matrices of the whole-matrix road (they regrow on use). */
+void lorac_qmatmul_release(void);
 
 #endif

@@ -53,8 +53,14 @@ void cli_set_threads(const cli_args *a);
 
 /* Load --model (dir or .gguf) and its tokenizer (--tokenizer overrides).
  * With --method qlora (where the command has that option) the block Linears
- * are quantized while loading (lorac_model_load_quantized). */
+ * are quantized while loading (lorac_model_load_quantized); with --base bf16
+ * they are rounded to bf16 after loading (lorac_model_quantize). */
 void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
+
+/* --base: how the frozen base's block Linears are held (cli_load_model). */
+#define CLI_BASE_OPT                                                                                              \
+    {"base", "DTYPE", "frozen base Linears: fp32 (default) | bf16 (half the memory; bf16 products, fp32"          \
+                      " accumulation; fastest on CPUs with AVX512-BF16)"}
 
 /* The LoRA options shared by train / info / modules. */
 #define CLI_LORA_OPTS                                                                                             \
@@ -72,7 +78,8 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
     {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \
     {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
-                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"}
+                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"},                                    \
+    CLI_BASE_OPT
 
 /* Build the LoRA config from the flags (after --preset). */
 void cli_lora_config(const cli_args *a, lorac_lora_config *c);

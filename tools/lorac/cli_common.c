@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "cli.h"
+#include "ops/gemm.h"
 
 #include "lora/adapter_io.h"
 #include "lora/adapter_set.h"
@@ -185,6 +186,21 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
         cli_check(a->cmd, lorac_model_load_quantized(path, qformat_keep(a, path) ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4, m));
     else
         cli_check(a->cmd, lorac_model_load(path, m));
+    const char *base = opt_if_declared(a, "base");
+    if (base && strcmp(base, "fp32") && strcmp(base, "bf16"))
+        cli_die(a->cmd, EXIT_USAGE, "--base '%s': expected fp32 or bf16", base);
+    if (base && !strcmp(base, "bf16")) {
+        const char *meth = opt_if_declared(a, "method");
+        if (meth && strcmp(meth, "lora"))
+            cli_die(a->cmd, EXIT_USAGE, "--base bf16 is for --method lora (a frozen base); hint: qlora has its own "
+                    "4-bit base, and full / last-layers train base weights in fp32");
+        cli_check(a->cmd, lorac_model_quantize(*m, LORAC_QF_BF16));
+        lorac_qstats q;
+        lorac_model_qstats(*m, &q);
+        fprintf(stderr, "base bf16: %d Linears in bf16 (%s products), base %.4g MB instead of %.4g MB fp32\n",
+                q.n_linears, op_gemm_bf16_native() ? "native bf16" : "emulated: widened to fp32", q.base_bytes / 1e6,
+                4.0 * (double)q.base_params / 1e6);
+    }
     if (!tok) return;
     const char *tp = cli_str(a, "tokenizer", NULL);
     if (tp)

@@ -13,6 +13,7 @@ static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
+    CLI_BASE_OPT,
     CLI_DATA_OPTS,
     {"batch", "N", "batch size (default 8)"},
     {"seed", "N", "seed for --balance / --split (default 123)"},

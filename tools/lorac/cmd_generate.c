@@ -12,6 +12,7 @@ static const cli_opt gen_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
+    CLI_BASE_OPT,
     {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
     {"chat", NULL, "wrap the prompt in the ChatML template (<|im_start|>user ... assistant)"},
     {"max-new", "N", "generate at most N tokens (default 64)"},

@@ -22,7 +22,7 @@ void lorac_acts_free(lorac_acts *a, int n_layer) {
     if (a->layer) {
         for (int l = 0; l < n_layer; l++) {
             lorac_layer_acts *x = &a->layer[l];
-            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->att, x->atty,
+            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
                              x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
             for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
         }
@@ -72,7 +72,7 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
         ALLOC(x->ln1_mean, N, "activations");
         ALLOC(x->ln1_rstd, N, "activations");
         ALLOC(x->qkv, N * qkv_width(c), "activations");
-        ALLOC(x->att, (size_t)B * c->n_head * T * T, "attention probabilities");
+        ALLOC(x->lse, (size_t)B * c->n_head * T, "activations");
         ALLOC(x->atty, N * HD, "activations");
         ALLOC(x->x_mid, N * C, "activations");
         ALLOC(x->ln2, N * C, "activations");
@@ -179,7 +179,7 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
             op_rope(v.q, a->pos, B, T, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
             op_rope(v.k, a->pos, B, T, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
         }
-        op_attention_fwd(s->atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
+        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
                          c->head_dim, 1);
         lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
@@ -262,8 +262,8 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         lorac_linear_bwd(L->o, d_atty, d_res, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * qkv_width(c) * sizeof(float));
         qkv_view v = qkv_split(c, s->qkv, N), dv = qkv_split(c, a->d_qkv, N);
-        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, B, T, c->n_head,
-                         c->n_kv_head, c->head_dim);
+        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B,
+                         T, c->n_head, c->n_kv_head, c->head_dim, 1);
         memset(d_ln, 0, NC * sizeof(float));
         if (L->qkv) {
             lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);

@@ -91,7 +91,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T,
         lorac_linear_fwd(L->q, v.q, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->k, v.k, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->v, v.v, s->x_in, N, &m->rng, m->training);
-        op_attention_fwd(s->atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
+        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
                          c->head_dim, 0);
         lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
@@ -185,8 +185,8 @@ void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T) {
         lorac_linear_bwd(L->o, d_atty, d_sum, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * 3 * C * sizeof(float));
         qkv_view v = qkv_split(c, s->qkv, N), dv = qkv_split(c, a->d_qkv, N);
-        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->att, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, B, T, c->n_head,
-                         c->n_kv_head, c->head_dim);
+        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B,
+                         T, c->n_head, c->n_kv_head, c->head_dim, 0);
         memcpy(d_res, d_sum, NC * sizeof(float));
         lorac_linear_bwd(L->q, d_res, dv.q, s->x_in, N);
         lorac_linear_bwd(L->k, d_res, dv.k, s->x_in, N);

@@ -89,7 +89,7 @@ typedef struct lorac_layer_acts {
     float *qkv;      /* [N, (Hq + 2 Hkv) D] q | k | v per row (after RoPE for Llama) */
                      /* encoders: ln1 holds LN1's output, x_mid its input (x_in + attention),
                         ln2 holds LN2's input (ln1 + MLP); LN2's output is the next x_in */
-    float *att;      /* [B, Hq, T, T] attention probabilities */
+    float *lse;      /* [B, Hq, T] log-sum-exp of each query's attention scores (op_attention_fwd) */
     float *atty;     /* [N, Hq D]  attention output before o_proj */
     float *x_mid;    /* [N, C]   residual after attention */
     float *ln2;      /* [N, C] */
@@ -156,8 +156,9 @@ void lorac_model_free(lorac_model *m);
  * (lorac_weight_make_trainable refuses them); biases stay fp32 and may be
  * trained (bias="all"); LoRA A/B are fp32 as always. */
 
-/* Quantize every block Linear of a loaded model to `fmt` (only LORAC_QF_NF4:
- * bitsandbytes' NF4 with double quantization), from its fp32 values, freeing
+/* Quantize every block Linear of a loaded model to `fmt` (LORAC_QF_NF4:
+ * bitsandbytes' NF4 with double quantization; LORAC_QF_BF16: rounded to
+ * bfloat16, the "--base bf16" frozen base), from its fp32 values, freeing
  * each fp32 copy (or dropping each view) right after its Linear is done.
  * Linears already quantized are left as they are. LORAC_ERR_ARG when a block
  * Linear's weight is trainable or its adapter merged. */

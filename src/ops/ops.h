@@ -94,20 +94,33 @@ void op_rope_inv_freq(float *inv_freq, int D, float theta);
 void op_rope_freqs(float *x, const int *pos, int B, int T, int H, int D, int ld, const float *inv_freq, int inverse);
 
 /* ---- attention ----------------------------------------------------------
- * Scaled dot-product attention with grouped-query heads.
+ * Scaled dot-product attention with grouped-query heads, cache-blocked
+ * ("flash attention", attention_flash.c): the [T, T] probabilities are never
+ * stored; forward saves one log-sum-exp per query row and backward
+ * recomputes them block by block.
  * q: [B, T, Hq, D] row stride ldq; k, v: [B, T, Hkv, D] row strides ldk, ldv
  * (so GPT-2 can pass views into its fused qkv buffer). Hq % Hkv == 0; query
  * head h uses kv head h / (Hq / Hkv). Scale 1/sqrt(D).
  * causal: key j visible to query i only if j <= i.
  * keymask [B*T] (may be NULL): 0 marks a padding key that no query sees.
- * att [B, Hq, T, T]: saved softmax probabilities (masked entries are 0; a
- * query row that sees no key at all gets all zeros and output 0).
- * out: [B, T, Hq, D] contiguous (row stride Hq*D). */
-void op_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
+ * out: [B, T, Hq, D] contiguous (row stride Hq*D); a query that sees no key
+ * at all gets output 0 (and no gradient).
+ * lse [B, Hq, T]: saved log sum_j exp(score_ij) over the visible keys (+inf
+ * for a query that sees none).
+ * Results do not depend on the number of threads. */
+void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                       int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
-/* Accumulates into dq, dk, dv (same layouts/strides as q, k, v). */
-void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q, int ldq,
-                      const float *k, int ldk, const float *v, int ldv, int B, int T, int Hq, int Hkv, int D);
+/* Accumulates into dq, dk, dv (same layouts/strides as q, k, v; each may be
+ * NULL). out and lse are forward's; keymask and causal must be forward's. */
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                      const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                      const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
+/* The SIMD flavour of the attention kernels: AUTO (the default) is the best
+ * this CPU runs. Forcing one is for tests; returns 0, changing nothing, when
+ * this build or CPU cannot run it. Not thread-safe. */
+typedef enum { OP_ATT_ISA_AUTO, OP_ATT_ISA_GENERIC, OP_ATT_ISA_AVX2, OP_ATT_ISA_AVX512 } op_att_isa;
+int op_attention_set_isa(op_att_isa isa);
+const char *op_attention_isa_name(void); /* of the flavour in use: "generic", "avx2", "avx512" */
 
 /* ---- losses --------------------------------------------------------------
  * Softmax cross-entropy over rows of logits[N, V]. targets[i] < 0 means

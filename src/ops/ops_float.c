@@ -1,7 +1,9 @@
 /* ops_float.c - instantiates the type-generic op sources (.inc files) in float:
- * these are the op_* functions declared in ops.h (all except the BLAS-backed
- * linear layer and GEMM, which live in linear.c). Their double twins, from
- * the same source text, are built by ops_double.c; see ops/template.h. */
+ * these are the op_* functions declared in ops.h, except the BLAS-backed
+ * linear layer and GEMM (linear.c) and attention (attention_flash.c, a
+ * cache-blocked float algorithm tested against the double attention.inc).
+ * Their double twins, from the same source text, are built by ops_double.c;
+ * see ops/template.h. */
 #define REAL float
 #define OP(name) op_##name
 #define OPS_FAST_ERF 1
@@ -14,5 +16,4 @@
 #include "ops/norms.inc"
 #include "ops/embed.inc"
 #include "ops/rope.inc"
-#include "ops/attention.inc"
 #include "ops/xent.inc"

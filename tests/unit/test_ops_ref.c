@@ -350,20 +350,21 @@ static void test_attention(int B, int T, int Hq, int Hkv, int D, int causal, int
                            double rtol, double atol) {
     int ld = (Hq + 2 * Hkv) * D + pad, qo = 0, ko = Hq * D, vo = (Hq + Hkv) * D;
     size_t nqkv = (size_t)B * T * ld, nout = (size_t)B * T * Hq * D, natt = (size_t)B * Hq * T * T;
+    size_t nlse = (size_t)B * Hq * T;
     uint8_t *mask = malloc((size_t)B * T);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) mask[b * T + t] = !(t >= T - b || (b % 2 == 1 && t == 0));
     float *qkv = frandn(nqkv, 1), *dout = frandn(nout, 1), *dqkv = frandn(nqkv, 1);
     for (size_t r = 0; r < (size_t)B * T; r++)
         for (int c = 0; c < Hq * D; c++) qkv[r * ld + c] *= qscale;
-    float *out = malloc(nout * sizeof *out), *att = malloc(natt * sizeof *att);
+    float *out = malloc(nout * sizeof *out), *lse = malloc(nlse * sizeof *lse);
     double *qkvd = widen(qkv, nqkv), *doutd = widen(dout, nout), *dqkvd = widen(dqkv, nqkv);
     double *outd = malloc(nout * sizeof *outd), *attd = malloc(natt * sizeof *attd);
     const uint8_t *km = masked ? mask : NULL;
-    op_attention_fwd(out, att, qkv + qo, ld, qkv + ko, ld, qkv + vo, ld, km, B, T, Hq, Hkv, D, causal);
+    op_attention_fwd(out, lse, qkv + qo, ld, qkv + ko, ld, qkv + vo, ld, km, B, T, Hq, Hkv, D, causal);
     opd_attention_fwd(outd, attd, qkvd + qo, ld, qkvd + ko, ld, qkvd + vo, ld, km, B, T, Hq, Hkv, D, causal);
-    op_attention_bwd(dqkv + qo, dqkv + ko, dqkv + vo, dout, att, qkv + qo, ld, qkv + ko, ld, qkv + vo, ld, B, T, Hq,
-                     Hkv, D);
+    op_attention_bwd(dqkv + qo, dqkv + ko, dqkv + vo, dout, out, lse, qkv + qo, ld, qkv + ko, ld, qkv + vo, ld, km, B,
+                     T, Hq, Hkv, D, causal);
     opd_attention_bwd(dqkvd + qo, dqkvd + ko, dqkvd + vo, doutd, attd, qkvd + qo, ld, qkvd + ko, ld, qkvd + vo, ld,
                       B, T, Hq, Hkv, D);
     char what[128];
@@ -371,11 +372,9 @@ static void test_attention(int B, int T, int Hq, int Hkv, int D, int causal, int
                      Hq, Hkv, D, causal, masked, qscale);
     snprintf(what + k, sizeof what - k, "out");
     close_fd(what, out, outd, nout, rtol, atol);
-    snprintf(what + k, sizeof what - k, "att");
-    close_fd(what, att, attd, natt, rtol, atol);
     snprintf(what + k, sizeof what - k, "dq|dk|dv");
     close_fd(what, dqkv, dqkvd, nqkv, rtol, atol);
-    free(mask), free(qkv), free(dout), free(dqkv), free(out), free(att);
+    free(mask), free(qkv), free(dout), free(dqkv), free(out), free(lse);
     free(qkvd), free(doutd), free(dqkvd), free(outd), free(attd);
 }
 
@@ -439,12 +438,13 @@ static size_t det_run(float *res) {
     memcpy(res + k, &loss, sizeof loss); /* the double, bit for bit */
     k += 2;
     int ld = (HQ + 2 * HKV) * D;
-    float *qkv = frandn(B * T * ld, 1), *dout = frandn(B * T * HQ * D, 1), *att = res + k + B * T * HQ * D;
-    op_attention_fwd(res + k, att, qkv, ld, qkv + HQ * D, ld, qkv + (HQ + HKV) * D, ld, NULL, B, T, HQ, HKV, D, 1);
-    k += B * T * HQ * D + B * HQ * T * T;
+    float *qkv = frandn(B * T * ld, 1), *dout = frandn(B * T * HQ * D, 1);
+    float *out = res + k, *lse = res + k + B * T * HQ * D;
+    op_attention_fwd(out, lse, qkv, ld, qkv + HQ * D, ld, qkv + (HQ + HKV) * D, ld, NULL, B, T, HQ, HKV, D, 1);
+    k += B * T * HQ * D + B * HQ * T;
     memset(res + k, 0, B * T * ld * sizeof *res);
-    op_attention_bwd(res + k, res + k + HQ * D, res + k + (HQ + HKV) * D, dout, att, qkv, ld, qkv + HQ * D, ld,
-                     qkv + (HQ + HKV) * D, ld, B, T, HQ, HKV, D);
+    op_attention_bwd(res + k, res + k + HQ * D, res + k + (HQ + HKV) * D, dout, out, lse, qkv, ld, qkv + HQ * D, ld,
+                     qkv + (HQ + HKV) * D, ld, NULL, B, T, HQ, HKV, D, 1);
     k += B * T * ld;
     free(x), free(dy), free(g), free(b), free(qkv), free(dout);
     rng = saved;

@@ -1,0 +1,251 @@
+/* attention_flash.c - scaled dot-product attention in float, cache-blocked
+ * ("flash attention": Dao et al. 2022, FlashAttention-2, Dao 2023). The
+ * op_attention_* functions of ops.h; the double twins in attention.inc are
+ * the materialised reference this is tested against.
+ *
+ * Notation, for one sequence b and query head h (its kv head is
+ * h / (Hq / Hkv)), s = 1 / sqrt(D), and key j visible to query i when
+ * (j <= i or not causal) and keymask[b*T + j] != 0:
+ *   S_ij = s q_i . k_j        (-inf when j is not visible to i)
+ *   L_i  = log sum_j exp S_ij (the saved "lse"; +inf when i sees no key)
+ *   P_ij = exp(S_ij - L_i)
+ *   O_i  = sum_j P_ij v_j     (0 when i sees no key)
+ * The [T, T] matrices S and P are never stored: work goes in blocks of
+ * 64 queries x 64 keys, small enough to stay in cache, and only L (one float
+ * per query row) is kept from forward for backward.
+ *
+ * Forward, one task per block of queries: walk the key blocks keeping, per
+ * query row, the running maximum m_i, the running sum l_i of exp(S_ij - m_i)
+ * and the unnormalised output O_i ("online softmax"):
+ *   S  = s Q K^T, masked          m' = max(m, rowmax S)
+ *   P  = exp(S - m')              l  = exp(m - m') l + rowsum P
+ *   O  = exp(m - m') O + P V      m  = m'
+ * then O_i /= l_i and L_i = m_i + log l_i. Key blocks wholly above the causal
+ * diagonal or wholly masked are skipped.
+ *
+ * Backward, one task per (sequence, kv head), FlashAttention-2 order: for
+ * each key block j (K_j, V_j stay in cache) and each query block i of every
+ * query head that reads it, with dO = dL/dO:
+ *   P     = exp(s Q_i K_j^T - L_i)            (recomputed, masked)
+ *   dV_j += P^T dO_i
+ *   dP    = dO_i V_j^T
+ *   dS    = P * (dP - D_i),  D_i = rowsum(dO_i * O_i) = sum_j P_ij dP_ij
+ *   dQ_i += s dS K_j
+ *   dK_j += s dS^T Q_i
+ * The task owns dK, dV of its kv head and dQ of its query heads, so no two
+ * threads write the same element and every sum runs in a fixed order: the
+ * results do not depend on the number of threads.
+ *
+ * All products are one kernel, C (+)= alpha A B: B row-major and streamed as
+ * vectors, A read by scalar broadcasts through arbitrary strides, so a
+ * transposed A (P^T, dS^T) costs nothing. Forward computes the scores
+ * transposed (S^T = s K Q^T, with Q^T packed once per query block), backward
+ * straight (S = s Q K^T, dP = dO V^T, with K^T and V^T packed once per key
+ * block), so that the B operand is always a packed or a row-major block.
+ * The kernel keeps an MR x NV-vector tile of C in registers; it and the
+ * other block steps are written once with GCC vector extensions in
+ * attention_flash.inc and compiled three times (AVX-512, AVX2 + FMA, and a
+ * 4-float baseline), the flavour picked at run time from the CPU's features
+ * (as quant/qmatmul.c does). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "ops/ops.h"
+
+/* Let the compiler fuse a * b + c into one FMA instruction (ISO C mode
+ * disables it by default); the kernels are written for it. */
+#pragma GCC optimize("fp-contract=fast")
+
+enum {
+    BLK = 64,       /* queries or keys per block; the row stride of every block buffer */
+    ATT_DMAX = 256, /* largest head size whose transposed blocks are packed (on the stack) */
+};
+
+/* Below this much work (B Hq T T D multiply-adds) one thread does it all. */
+#define ATT_PAR_MIN 16384.0
+
+#define ATT_INLINE static inline __attribute__((always_inline))
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* ---- what every flavour shares ------------------------------------------ */
+
+/* The arguments of one call, shared by all tasks. */
+typedef struct {
+    const float *q, *k, *v;
+    size_t ldq, ldk, ldv, ldo; /* ldo: row stride of out / dout, Hq D */
+    const uint8_t *keymask;
+    int T, Hq, D, group, causal;
+    float scale;
+} att_args;
+
+typedef struct {
+    float *dq, *dk, *dv;
+    const float *dout, *out, *lse;
+} att_grads;
+
+/* Offset of head h of token t of sequence b in a [B, T, H, D] tensor of row stride ld. */
+static inline size_t att_at(const att_args *a, size_t ld, int b, int t, int h) {
+    return ((size_t)b * a->T + t) * ld + (size_t)h * a->D;
+}
+
+/* Whether the mask lets any of the n keys of a block through. */
+static inline int any_visible(const uint8_t *mask, int n) {
+    for (int j = 0; j < n; j++)
+        if (mask[j]) return 1;
+    return 0;
+}
+
+/* yt [D, BLK] = Y^T for the n rows of y (row stride ldy); NULL (nothing
+ * packed) when D is too large for yt: scores() then takes dot products. */
+static const float *pack_transposed(float *yt, const float *y, size_t ldy, int n, int D) {
+    if (D > ATT_DMAX) return NULL;
+    for (int j = 0; j < n; j++)
+        for (int d = 0; d < D; d++) yt[(size_t)d * BLK + j] = y[j * ldy + d];
+    return yt;
+}
+
+/* C (+)= alpha A B (see the .inc) over the columns n0..N that fill no vector: plain loops. */
+static void gemm_columns(int M, int n0, int N, int K, float alpha, const float *A, size_t rsa, size_t csa,
+                         const float *B, size_t ldb, float *C, size_t ldc, int add) {
+    for (int i = 0; i < M; i++)
+        for (int n = n0; n < N; n++) {
+            float acc = 0;
+            for (int p = 0; p < K; p++) acc += A[i * rsa + p * csa] * B[(size_t)p * ldb + n];
+            float *c = C + i * ldc + n;
+            *c = add ? *c + alpha * acc : alpha * acc;
+        }
+}
+
+/* Lane-wise mask ? a : b for the flavour's vf / vi (mask lanes all ones or zeros). */
+#define VSELECT(mask, a, b) ((vf)(((vi)(a) & (mask)) | ((vi)(b) & ~(mask))))
+
+/* ---- the flavours ----------------------------------------------------------
+ * Register tile of C: 4 rows x 4 vectors (16 of the 32 zmm registers) with
+ * AVX-512, 4 x 2 ymm (8 of 16) with AVX2, 4 x 2 xmm (8 of 16) otherwise. */
+#define ATT_CAT_(a, b) a##_##b
+#define ATT_CAT(a, b) ATT_CAT_(a, b)
+#define ATT_FN(name) ATT_CAT(name, ATT_ISA)
+
+#define ATT_ISA generic
+#define ATT_VW 4
+#define ATT_MR 4
+#define ATT_NV 2
+#include "ops/attention_flash.inc"
+#undef ATT_ISA
+#undef ATT_VW
+#undef ATT_MR
+#undef ATT_NV
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ATT_X86 1
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ATT_ISA avx2
+#define ATT_VW 8
+#define ATT_MR 4
+#define ATT_NV 2
+#include "ops/attention_flash.inc"
+#undef ATT_ISA
+#undef ATT_VW
+#undef ATT_MR
+#undef ATT_NV
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+#define ATT_ISA avx512
+#define ATT_VW 16
+#define ATT_MR 4
+#define ATT_NV 4
+#include "ops/attention_flash.inc"
+#undef ATT_ISA
+#undef ATT_VW
+#undef ATT_MR
+#undef ATT_NV
+#pragma GCC pop_options
+#endif
+
+/* ---- the choice among them ------------------------------------------------ */
+typedef struct {
+    const char *name;
+    void (*fwd)(const att_args *a, float *out, float *lse, int b, int h, int i0);
+    void (*bwd)(const att_args *a, const att_grads *g, int b, int hk);
+} att_kernels;
+
+static const att_kernels att_generic = {"generic", fwd_generic, bwd_generic};
+#ifdef ATT_X86
+static const att_kernels att_avx2 = {"avx2", fwd_avx2, bwd_avx2};
+static const att_kernels att_avx512 = {"avx512", fwd_avx512, bwd_avx512};
+#endif
+
+static const att_kernels *att_flavour(op_att_isa isa) {
+    switch (isa) {
+    case OP_ATT_ISA_GENERIC:
+        return &att_generic;
+#ifdef ATT_X86
+    case OP_ATT_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &att_avx2 : NULL;
+    case OP_ATT_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? &att_avx512 : NULL;
+#endif
+    case OP_ATT_ISA_AUTO: {
+        const att_kernels *k = att_flavour(OP_ATT_ISA_AVX512);
+        if (!k) k = att_flavour(OP_ATT_ISA_AVX2);
+        return k ? k : &att_generic;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static op_att_isa g_att_isa = OP_ATT_ISA_AUTO;
+
+int op_attention_set_isa(op_att_isa isa) {
+    if (!att_flavour(isa)) return 0;
+    g_att_isa = isa;
+    return 1;
+}
+
+const char *op_attention_isa_name(void) { return att_flavour(g_att_isa)->name; }
+
+/* ---- entry points (ops.h) ------------------------------------------------ */
+
+static att_args att_make(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                         const uint8_t *keymask, int T, int Hq, int Hkv, int D, int causal) {
+    LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0);
+    att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, keymask, T, Hq, D, Hq / Hkv, causal,
+                  (float)(1.0 / sqrt((double)D))};
+    return a;
+}
+
+void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, T, Hq, Hkv, D, causal);
+    const att_kernels *K = att_flavour(g_att_isa);
+    const int nqb = (T + BLK - 1) / BLK;
+    const long ntask = (long)B * Hq * nqb;
+    /* Tasks heaviest first (under a causal mask, the last query blocks see
+       the most keys); each writes its own rows of out and lse. */
+#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * D >= ATT_PAR_MIN)
+    for (long t = 0; t < ntask; t++) {
+        const long bh = t % ((long)B * Hq);
+        const int qb = nqb - 1 - (int)(t / ((long)B * Hq));
+        K->fwd(&a, out, lse, (int)(bh / Hq), (int)(bh % Hq), qb * BLK);
+    }
+}
+
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                      const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                      const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
+    if (!dq && !dk && !dv) return;
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, T, Hq, Hkv, D, causal);
+    const att_grads g = {dq, dk, dv, dout, out, lse};
+    const att_kernels *K = att_flavour(g_att_isa);
+#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * D >= ATT_PAR_MIN)
+    for (long t = 0; t < (long)B * Hkv; t++) K->bwd(&a, &g, (int)(t / Hkv), (int)(t % Hkv));
+}

@@ -13,6 +13,7 @@
  *   LORAC_BENCH_MODE=infer   forward only (no loss, no backward), with the
  *                       adapters unmerged, or merged into the base when
  *                       LORAC_BENCH_MERGED=1
+ *   LORAC_BENCH_CKPT=1  gradient checkpointing (lorac_model_set_grad_ckpt)
  *   LORAC_BENCH_JSON=1  print one JSON line instead of the table row
  *
  * A training step is forward, loss, backward and the AdamW step over the
@@ -188,6 +189,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }
+    const int ckpt = env_is("LORAC_BENCH_CKPT", "1");
+    if (ckpt && lorac_model_set_grad_ckpt(m, 1) != LORAC_OK) {
+        fprintf(stderr, "bench_step: %s\n", lorac_last_error());
+        return 1;
+    }
     lorac_optim *opt = NULL;
     lorac_status ost = lorac_optim_create(NULL, &opt);
     optim_ctx oc = {opt, ost};
@@ -220,7 +226,7 @@ int main(int argc, char **argv) {
     const double med = t[2 + steps / 2], tok_s = B * T / med, gflops = flop_tok * B * T / med / 1e9;
     int64_t tr, all;
     lorac_count_params(m, &tr, &all);
-    const char *prec = qlora ? "nf4" : bf16 ? "bf16" : "fp32";
+    const char *prec = qlora ? (ckpt ? "nf4+ckpt" : "nf4") : bf16 ? (ckpt ? "bf16+ckpt" : "bf16") : ckpt ? "fp32+ckpt" : "fp32";
     const char *mode = infer ? (merged ? "infer-merged" : "infer") : "train";
     if (json)
         printf("{\"impl\": \"lorac\", \"mode\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"seq\": %d, "

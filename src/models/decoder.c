@@ -7,7 +7,17 @@
  *   Llama: h = x + o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = RMS1(x)
  *          x' = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),          n2 = RMS2(h)
  * Backward walks the same list in reverse. Every gradient buffer is
- * accumulated into (+=); frozen weights have grad == NULL and get nothing. */
+ * accumulated into (+=); frozen weights have grad == NULL and get nothing.
+ *
+ * Gradient checkpointing (m->grad_ckpt, Hugging Face's
+ * gradient_checkpointing): forward keeps only each layer's input x_in; all
+ * the other activations of a layer live in one set of buffers shared by
+ * every layer. Backward re-runs layer l's forward from its x_in just before
+ * layer l's backward (layer_fwd with replay = 1: LoRA dropout reuses the
+ * masks drawn the first time, and the down projection, whose output the
+ * backward never reads, is skipped). Same arithmetic on the same inputs:
+ * the gradients are identical, for about one more forward pass of time and
+ * 1/n_layer of the activation memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +32,9 @@ void lorac_acts_free(lorac_acts *a, int n_layer) {
     if (a->layer) {
         for (int l = 0; l < n_layer; l++) {
             lorac_layer_acts *x = &a->layer[l];
-            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
+            free(x->x_in);
+            if (l > 0 && a->shared) continue; /* the rest are layer 0's (gradient checkpointing) */
+            float *bufs[] = {x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
                              x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
             for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
         }
@@ -52,6 +64,12 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
         ALLOC(a->cls_logits, (size_t)a->cap_B * m->n_classes, "activations");
         a->cap_classes = m->n_classes;
     }
+    const int shared = m->grad_ckpt && c->arch != LORAC_ARCH_BERT;
+    if (a->layer && a->shared != shared) { /* checkpointing switched: rebuild at the same size */
+        if (a->cap_B > B) B = a->cap_B;
+        if (a->cap_T > T) T = a->cap_T;
+        lorac_acts_free(a, c->n_layer);
+    }
     if (a->layer && B <= a->cap_B && T <= a->cap_T) {
         /* adapters may have been added since the last reserve */
         for (int i = 0; i < m->n_lin; i++)
@@ -65,9 +83,16 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     lorac_acts_free(a, c->n_layer);
     const size_t N = (size_t)B * T, C = c->dim, F = c->ffn_dim, HD = (size_t)c->n_head * c->head_dim;
     ALLOC(a->layer, c->n_layer, "activations");
+    a->shared = shared;
     for (int l = 0; l < c->n_layer; l++) {
         lorac_layer_acts *x = &a->layer[l];
         ALLOC(x->x_in, N * C, "activations");
+        if (l > 0 && shared) {
+            lorac_layer_acts keep = *x;
+            *x = a->layer[0];
+            x->x_in = keep.x_in;
+            continue;
+        }
         ALLOC(x->ln1, N * C, "activations");
         ALLOC(x->ln1_mean, N, "activations");
         ALLOC(x->ln1_rstd, N, "activations");
@@ -137,11 +162,49 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
         op_rmsnorm_bwd(dx, n->g->grad, dy, x, rstd, n->g->data, N, m->cfg.dim);
 }
 
+/* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
+ * x_out). replay = 1 re-runs it for gradient checkpointing (see the top). */
+static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
+    const lorac_config *c = &m->cfg;
+    lorac_acts *a = &m->acts;
+    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int tr = m->training ? (replay ? LORAC_TRAIN_REPLAY : 1) : 0;
+    lorac_layer *L = &m->layers[l];
+    lorac_layer_acts *s = &a->layer[l];
+    float *x_next = l + 1 < c->n_layer ? a->layer[l + 1].x_in : a->x_out;
+    norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
+    qkv_view v = qkv_split(c, s->qkv, N);
+    if (L->qkv) {
+        lorac_linear_fwd(L->qkv, s->qkv, s->ln1, N, &m->rng, tr);
+    } else {
+        lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, tr);
+        lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, tr);
+        lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, tr);
+        op_rope(v.q, a->pos, B, T, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
+        op_rope(v.k, a->pos, B, T, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
+    }
+    op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
+                     c->head_dim, 1);
+    lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, tr);
+    op_acc(s->x_mid, s->x_in, (size_t)N * C);
+    norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
+    lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, tr);
+    if (L->up) {
+        lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, tr);
+        op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
+    } else {
+        op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
+    }
+    if (replay) return; /* backward reads h and the down projection's own LoRA state, never x_next */
+    lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, tr);
+    op_acc(x_next, s->x_mid, (size_t)N * C);
+}
+
 lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode) {
     const lorac_config *c = &m->cfg;
     LORAC_TRY(lorac_model_reserve(m, B, T));
     lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int N = B * T, C = c->dim;
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return lorac_fail(LORAC_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d); hint: tokenizer and model do not match",
@@ -164,36 +227,7 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
     op_embed_fwd(x, m->wte->data, ids, N, C, 0);
     if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
 
-    for (int l = 0; l < c->n_layer; l++) {
-        lorac_layer *L = &m->layers[l];
-        lorac_layer_acts *s = &a->layer[l];
-        float *x_next = l + 1 < c->n_layer ? a->layer[l + 1].x_in : a->x_out;
-        norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
-        qkv_view v = qkv_split(c, s->qkv, N);
-        if (L->qkv) {
-            lorac_linear_fwd(L->qkv, s->qkv, s->ln1, N, &m->rng, m->training);
-        } else {
-            lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, m->training);
-            lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, m->training);
-            lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, m->training);
-            op_rope(v.q, a->pos, B, T, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
-            op_rope(v.k, a->pos, B, T, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
-        }
-        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
-                         c->head_dim, 1);
-        lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
-        op_acc(s->x_mid, s->x_in, (size_t)N * C);
-        norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
-        lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, m->training);
-        if (L->up) {
-            lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, m->training);
-            op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
-        } else {
-            op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
-        }
-        lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, m->training);
-        op_acc(x_next, s->x_mid, (size_t)N * C);
-    }
+    for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, B, T, 0);
     norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
     if (mode == LORAC_FWD_LM) {
         LORAC_TRY(reserve_logits(m, (size_t)N));
@@ -241,6 +275,8 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
     for (int l = c->n_layer - 1; l >= 0; l--) {
         lorac_layer *L = &m->layers[l];
         lorac_layer_acts *s = &a->layer[l];
+        /* checkpointing: the shared buffers still hold the last layer's forward */
+        if (a->shared && l + 1 < c->n_layer) layer_fwd(m, l, B, T, 1);
         /* MLP: d_res is dL/dx_next */
         memset(d_h, 0, (size_t)N * F * sizeof(float));
         lorac_linear_bwd(L->down, d_h, d_res, s->h, N);
@@ -278,4 +314,12 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
     }
     if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);
     if (m->wpe && m->wpe->grad) op_embed_bwd(m->wpe->grad, d_res, a->pos, N, C);
+}
+
+lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on) {
+    if (on && m->cfg.arch == LORAC_ARCH_BERT)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "gradient checkpointing: decoder models (GPT-2, Llama) only; hint: "
+                          "drop --gradient-checkpointing for %s", m->cfg.model_type);
+    m->grad_ckpt = on != 0; /* the next lorac_model_reserve rebuilds the buffers */
+    return LORAC_OK;
 }

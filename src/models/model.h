@@ -101,6 +101,7 @@ typedef struct lorac_layer_acts {
 
 typedef struct lorac_acts {
     int cap_B, cap_T;
+    int shared;      /* gradient checkpointing: layers > 0 alias layer 0's buffers except x_in */
     lorac_layer_acts *layer; /* [n_layer] */
     float *x_out;    /* [N, C] residual after the last layer */
     float *lnf;      /* [N, C] final norm output */
@@ -137,6 +138,7 @@ typedef struct lorac_model {
     lorac_acts acts;
     lorac_rng rng;                     /* dropout */
     int training;                      /* dropout on */
+    int grad_ckpt;                     /* gradient checkpointing (decoder.c); set by lorac_model_set_grad_ckpt */
     int q_fallback;                    /* lorac_model_load_quantized KEEP: Linears not kept in the file's format */
     char q_note[256];                  /* ... and why, for the first of them */
 } lorac_model;
@@ -223,7 +225,14 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
 void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
 
 /* Linear module forward/backward (with its LoRA). x: [N, in]. */
+/* training: 0 = inference, 1 = training (LoRA dropout draws its masks from
+ * rng), LORAC_TRAIN_REPLAY = the same forward again for gradient
+ * checkpointing (dropout reuses the masks drawn last time). */
+#define LORAC_TRAIN_REPLAY 2
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training);
+/* Gradient checkpointing on (1) or off (0) for the next forward: decoders
+ * (GPT-2, Llama) only; LORAC_ERR_UNSUPPORTED for encoders. */
+lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on);
 /* dx += dy W (+ LoRA path); grads of trainable W/b and of LoRA A/B accumulate.
  * dx may be NULL. */
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N);

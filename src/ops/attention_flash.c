@@ -54,9 +54,11 @@
 #include "core/status.h"
 #include "ops/ops.h"
 
-/* Let the compiler fuse a * b + c into one FMA instruction (ISO C mode
- * disables it by default); the kernels are written for it. */
+/* Let GCC fuse a * b + c into one FMA instruction (its ISO C mode does not
+ * by default; clang does); the kernels are written for it. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast")
+#endif
 
 enum {
     BLK = 64,       /* queries or keys per block; the row stride of every block buffer */
@@ -66,7 +68,8 @@ enum {
 /* Below this much work (B Hq T T D multiply-adds) one thread does it all. */
 #define ATT_PAR_MIN 16384.0
 
-#define ATT_INLINE static inline __attribute__((always_inline))
+/* The .inc's functions: inlined, and compiled for the flavour's ISA (ATT_TARGET). */
+#define ATT_INLINE static inline __attribute__((always_inline)) ATT_TARGET
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
@@ -131,11 +134,13 @@ static void gemm_columns(int M, int n0, int N, int K, float alpha, const float *
 #define ATT_FN(name) ATT_CAT(name, ATT_ISA)
 
 #define ATT_ISA generic
+#define ATT_TARGET
 #define ATT_VW 4
 #define ATT_MR 4
 #define ATT_NV 2
 #include "ops/attention_flash.inc"
 #undef ATT_ISA
+#undef ATT_TARGET
 #undef ATT_VW
 #undef ATT_MR
 #undef ATT_NV
@@ -143,31 +148,29 @@ static void gemm_columns(int M, int n0, int N, int K, float alpha, const float *
 #if defined(__x86_64__) && defined(__GNUC__)
 #define ATT_X86 1
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
 #define ATT_ISA avx2
+#define ATT_TARGET __attribute__((target("avx2,fma")))
 #define ATT_VW 8
 #define ATT_MR 4
 #define ATT_NV 2
 #include "ops/attention_flash.inc"
 #undef ATT_ISA
+#undef ATT_TARGET
 #undef ATT_VW
 #undef ATT_MR
 #undef ATT_NV
-#pragma GCC pop_options
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx2,fma")
 #define ATT_ISA avx512
+#define ATT_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #define ATT_VW 16
 #define ATT_MR 4
 #define ATT_NV 4
 #include "ops/attention_flash.inc"
 #undef ATT_ISA
+#undef ATT_TARGET
 #undef ATT_VW
 #undef ATT_MR
 #undef ATT_NV
-#pragma GCC pop_options
 #endif
 
 /* ---- the choice among them ------------------------------------------------ */

@@ -30,13 +30,16 @@ static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ?
 
 void lorac_acts_free(lorac_acts *a, int n_layer) {
     if (a->layer) {
-        for (int l = 0; l < n_layer; l++) {
+        /* a buffer of layer l > 0 that is layer 0's is shared (see lorac_model_reserve): freed once */
+        const lorac_layer_acts *x0 = &a->layer[0];
+        for (int l = n_layer - 1; l >= 0; l--) {
             lorac_layer_acts *x = &a->layer[l];
-            free(x->x_in);
-            if (l > 0 && a->shared) continue; /* the rest are layer 0's (gradient checkpointing) */
-            float *bufs[] = {x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
+            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
                              x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
-            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+            const float *own[] = {x0->x_in, x0->ln1, x0->ln1_mean, x0->ln1_rstd, x0->qkv, x0->lse, x0->atty,
+                                  x0->x_mid, x0->ln2, x0->ln2_mean, x0->ln2_rstd, x0->fc, x0->up, x0->h};
+            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+                if (l == 0 || bufs[i] != own[i]) free(bufs[i]);
         }
     }
     float *bufs[] = {a->x_out, a->lnf, a->lnf_mean, a->lnf_rstd, a->logits, a->pooled, a->cls_logits,
@@ -83,6 +86,12 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     lorac_acts_free(a, c->n_layer);
     const size_t N = (size_t)B * T, C = c->dim, F = c->ffn_dim, HD = (size_t)c->n_head * c->head_dim;
     ALLOC(a->layer, c->n_layer, "activations");
+    /* Decoders keep per layer what backward cannot cheaply recompute; the
+     * norm outputs ln1, ln2 and the MLP activation h are one buffer each for
+     * all layers, recomputed in backward from x_in, x_mid and fc (+ up):
+     * a third less activation memory for two norms and one activation per
+     * layer. Gradient checkpointing shares everything but x_in. */
+    const int dec = c->arch != LORAC_ARCH_BERT;
     a->shared = shared;
     for (int l = 0; l < c->n_layer; l++) {
         lorac_layer_acts *x = &a->layer[l];
@@ -93,19 +102,25 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
             x->x_in = keep.x_in;
             continue;
         }
-        ALLOC(x->ln1, N * C, "activations");
+        if (l > 0 && dec) {
+            x->ln1 = a->layer[0].ln1;
+            x->ln2 = a->layer[0].ln2;
+            x->h = a->layer[0].h;
+        } else {
+            ALLOC(x->ln1, N * C, "activations");
+            ALLOC(x->ln2, N * C, "activations");
+            ALLOC(x->h, N * F, "activations");
+        }
         ALLOC(x->ln1_mean, N, "activations");
         ALLOC(x->ln1_rstd, N, "activations");
         ALLOC(x->qkv, N * qkv_width(c), "activations");
         ALLOC(x->lse, (size_t)B * c->n_head * T, "activations");
         ALLOC(x->atty, N * HD, "activations");
         ALLOC(x->x_mid, N * C, "activations");
-        ALLOC(x->ln2, N * C, "activations");
         ALLOC(x->ln2_mean, N, "activations");
         ALLOC(x->ln2_rstd, N, "activations");
         ALLOC(x->fc, N * F, "activations");
         if (c->arch == LORAC_ARCH_LLAMA) ALLOC(x->up, N * F, "activations");
-        ALLOC(x->h, N * F, "activations");
     }
     ALLOC(a->x_out, N * C, "activations");
     ALLOC(a->lnf, N * C, "activations");
@@ -275,8 +290,17 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
     for (int l = c->n_layer - 1; l >= 0; l--) {
         lorac_layer *L = &m->layers[l];
         lorac_layer_acts *s = &a->layer[l];
-        /* checkpointing: the shared buffers still hold the last layer's forward */
-        if (a->shared && l + 1 < c->n_layer) layer_fwd(m, l, B, T, 1);
+        if (a->shared) {
+            /* checkpointing: the shared buffers still hold the last layer's forward */
+            if (l + 1 < c->n_layer) layer_fwd(m, l, B, T, 1);
+        } else {
+            /* ln2 and h are shared by all layers: layer l's again (ln1 below) */
+            norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
+            if (L->up)
+                op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
+            else
+                op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
+        }
         /* MLP: d_res is dL/dx_next */
         memset(d_h, 0, (size_t)N * F * sizeof(float));
         lorac_linear_bwd(L->down, d_h, d_res, s->h, N);
@@ -301,6 +325,7 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B,
                          T, c->n_head, c->n_kv_head, c->head_dim, 1);
         memset(d_ln, 0, NC * sizeof(float));
+        if (!a->shared) norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
         if (L->qkv) {
             lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);
         } else {

@@ -31,14 +31,17 @@ lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N) {
     free(l->xa);
     free(l->xd);
     free(l->mask);
-    l->xa = NULL;
-    l->xd = NULL;
+    free(l->dxa);
+    free(l->dxd);
+    l->xa = l->xd = l->dxa = l->dxd = NULL;
     l->mask = NULL;
     l->cap = 0;
     LORAC_TRY(lorac_alloc((void **)&l->xa, (size_t)N * l->parts * l->r, sizeof(float), "LoRA activations"));
+    LORAC_TRY(lorac_alloc((void **)&l->dxa, (size_t)N * l->parts * l->r, sizeof(float), "LoRA gradients"));
     if (l->dropout > 0) {
         LORAC_TRY(lorac_alloc((void **)&l->xd, (size_t)N * in, sizeof(float), "LoRA dropout input"));
         LORAC_TRY(lorac_alloc((void **)&l->mask, (size_t)N * in, 1, "LoRA dropout mask"));
+        LORAC_TRY(lorac_alloc((void **)&l->dxd, (size_t)N * in, sizeof(float), "LoRA dropout gradients"));
     }
     l->cap = N;
     return LORAC_OK;
@@ -89,8 +92,8 @@ void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *
     if (!l || l->merged) return;
     const int R = l->parts * l->r, ob = L->out / l->parts;
     const float *xd = l->dropout > 0 ? l->xd : x;
-    float *dxa = malloc(sizeof(float) * (size_t)N * R);
-    LORAC_ASSERT(dxa);
+    LORAC_ASSERT(N <= l->cap);
+    float *dxa = l->dxa;
     for (int p = 0; p < l->parts; p++) {
         const float *Bp = l->B.data + (size_t)p * ob * l->r;
         /* dxa[:, p] = dy[:, block p] B_p          [N, r] */
@@ -105,14 +108,11 @@ void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *
     if (dx) {
         if (l->dropout > 0) {
             /* dxd = s * dxa A, then back through the dropout mask */
-            float *dxd = calloc((size_t)N * L->in, sizeof(float));
-            LORAC_ASSERT(dxd);
+            float *dxd = l->dxd;
             op_gemm(0, 0, N, L->in, R, l->scale, dxa, R, l->A.data, L->in, 0.0f, dxd, L->in);
             op_dropout_bwd(dx, dxd, l->mask, (size_t)N * L->in, l->dropout);
-            free(dxd);
         } else {
             op_gemm(0, 0, N, L->in, R, l->scale, dxa, R, l->A.data, L->in, 1.0f, dx, L->in);
         }
     }
-    free(dxa);
 }

@@ -45,6 +45,8 @@ typedef struct lorac_lora {
     float *xa;      /* [N, parts*r]  dropout(x) A^T */
     float *xd;      /* [N, in]       dropout(x) (only when dropout > 0) */
     uint8_t *mask;  /* [N, in]       dropout mask (only when dropout > 0) */
+    float *dxa;     /* [N, parts*r]  backward scratch: dL/d(xa) */
+    float *dxd;     /* [N, in]       backward scratch: dL/d(dropout(x)) (only when dropout > 0) */
     int cap;
 } lorac_lora;
 

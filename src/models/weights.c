@@ -505,6 +505,8 @@ void lorac_lora_free(lorac_lora *l) {
     free(l->xa);
     free(l->xd);
     free(l->mask);
+    free(l->dxa);
+    free(l->dxd);
     free(l);
 }
 

@@ -1,6 +1,8 @@
 /* template.h - scaffolding for the type-generic op sources (the .inc files in src/ops).
  *
- * Every op except the BLAS matmuls (linear.c) is written ONCE, in a .inc file,
+ * Every op except the matmuls (linear.c, gemm.c) and the float attention
+ * (attention_flash.c, tested against the double attention.inc) is written
+ * ONCE, in a .inc file,
  * against two macros:
  *
  *   REAL      the floating-point type of tensors and scalar arguments

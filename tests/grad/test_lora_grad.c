@@ -132,7 +132,7 @@ static void run(const case_t *c, uint64_t seed) {
     }
     free(xd); free(Wd); free(bd); free(Ad); free(Bd); free(Rd);
     free(x); free(W); free(b); free(R); free(y); free(dx);
-    free(l.A.data); free(l.B.data); free(l.A.grad); free(l.B.grad); free(l.xa); free(l.xd); free(l.mask);
+    free(l.A.data); free(l.B.data); free(l.A.grad); free(l.B.grad); free(l.xa); free(l.xd); free(l.mask); free(l.dxa); free(l.dxd);
 }
 
 int main(void) {

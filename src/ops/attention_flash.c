@@ -138,12 +138,7 @@ static void gemm_columns(int M, int n0, int N, int K, float alpha, const float *
 #define ATT_VW 4
 #define ATT_MR 4
 #define ATT_NV 2
-#include "ops/attention_flash.inc"
-#undef ATT_ISA
-#undef ATT_TARGET
-#undef ATT_VW
-#undef ATT_MR
-#undef ATT_NV
+#include "ops/attention_flash.inc" /* undefines the ATT_ parameters */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define ATT_X86 1
@@ -153,24 +148,14 @@ static void gemm_columns(int M, int n0, int N, int K, float alpha, const float *
 #define ATT_VW 8
 #define ATT_MR 4
 #define ATT_NV 2
-#include "ops/attention_flash.inc"
-#undef ATT_ISA
-#undef ATT_TARGET
-#undef ATT_VW
-#undef ATT_MR
-#undef ATT_NV
+#include "ops/attention_flash.inc" /* undefines the ATT_ parameters */
 
 #define ATT_ISA avx512
 #define ATT_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #define ATT_VW 16
 #define ATT_MR 4
 #define ATT_NV 4
-#include "ops/attention_flash.inc"
-#undef ATT_ISA
-#undef ATT_TARGET
-#undef ATT_VW
-#undef ATT_MR
-#undef ATT_NV
+#include "ops/attention_flash.inc" /* undefines the ATT_ parameters */
 #endif
 
 /* ---- the choice among them ------------------------------------------------ */

@@ -52,24 +52,20 @@ GEMM_CLONES static void from_bf16_run(float *restrict dst, const lorac_bf16 *res
     }
 }
 
+/* run(dst + i, src + i, len) over chunks of n elements, spread over the threads. */
 #define CVT_CHUNK 65536
-void op_f32_to_bf16(lorac_bf16 *dst, const float *src, size_t n) {
-    const long nchunks = (long)((n + CVT_CHUNK - 1) / CVT_CHUNK);
-#pragma omp parallel for if (nchunks > 1)
-    for (long c = 0; c < nchunks; c++) {
-        const size_t i = (size_t)c * CVT_CHUNK, len = n - i < CVT_CHUNK ? n - i : CVT_CHUNK;
-        to_bf16_run(dst + i, src + i, len);
-    }
-}
+#define CVT_PARALLEL(run, dst, src, n)                                                                      \
+    do {                                                                                                    \
+        const long nchunks_ = (long)(((n) + CVT_CHUNK - 1) / CVT_CHUNK);                                    \
+        _Pragma("omp parallel for if (nchunks_ > 1)") for (long c_ = 0; c_ < nchunks_; c_++) {              \
+            const size_t i_ = (size_t)c_ * CVT_CHUNK;                                                       \
+            run((dst) + i_, (src) + i_, (n) - i_ < CVT_CHUNK ? (n) - i_ : CVT_CHUNK);                       \
+        }                                                                                                   \
+    } while (0)
 
-void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n) {
-    const long nchunks = (long)((n + CVT_CHUNK - 1) / CVT_CHUNK);
-#pragma omp parallel for if (nchunks > 1)
-    for (long c = 0; c < nchunks; c++) {
-        const size_t i = (size_t)c * CVT_CHUNK, len = n - i < CVT_CHUNK ? n - i : CVT_CHUNK;
-        from_bf16_run(dst + i, src + i, len);
-    }
-}
+void op_f32_to_bf16(lorac_bf16 *dst, const float *src, size_t n) { CVT_PARALLEL(to_bf16_run, dst, src, n); }
+
+void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n) { CVT_PARALLEL(from_bf16_run, dst, src, n); }
 
 /* ---- OpenBLAS ----------------------------------------------------------- */
 

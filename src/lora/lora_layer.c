@@ -60,9 +60,7 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
     const int R = l->parts * l->r, ob = L->out / l->parts;
     const float *xd = x;
     if (l->dropout > 0 && training == LORAC_TRAIN_REPLAY) {
-        /* the masks of the first forward, the arithmetic of op_dropout_fwd */
-        const float keep = l->dropout < 1 ? 1.0f / (1.0f - l->dropout) : 0.0f;
-        for (size_t i = 0; i < (size_t)N * L->in; i++) l->xd[i] = l->mask[i] ? x[i] * keep : 0.0f;
+        op_dropout_apply(l->xd, l->mask, x, (size_t)N * L->in, l->dropout); /* the masks of the first forward */
         xd = l->xd;
     } else if (l->dropout > 0 && training) {
         op_dropout_fwd(l->xd, l->mask, x, (size_t)N * L->in, l->dropout, rng);

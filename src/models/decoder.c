@@ -28,17 +28,22 @@
 static int qkv_width(const lorac_config *c) { return (c->n_head + 2 * c->n_kv_head) * c->head_dim; }
 static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
+/* The buffers of one layer's activations, in a fixed order. */
+enum { LAYER_BUFS = 14 };
+static void layer_bufs(const lorac_layer_acts *x, float *out[LAYER_BUFS]) {
+    float *b[LAYER_BUFS] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
+                            x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
+    memcpy(out, b, sizeof b);
+}
+
 void lorac_acts_free(lorac_acts *a, int n_layer) {
     if (a->layer) {
         /* a buffer of layer l > 0 that is layer 0's is shared (see lorac_model_reserve): freed once */
-        const lorac_layer_acts *x0 = &a->layer[0];
-        for (int l = n_layer - 1; l >= 0; l--) {
-            lorac_layer_acts *x = &a->layer[l];
-            float *bufs[] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
-                             x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
-            const float *own[] = {x0->x_in, x0->ln1, x0->ln1_mean, x0->ln1_rstd, x0->qkv, x0->lse, x0->atty,
-                                  x0->x_mid, x0->ln2, x0->ln2_mean, x0->ln2_rstd, x0->fc, x0->up, x0->h};
-            for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        float *own[LAYER_BUFS], *bufs[LAYER_BUFS];
+        layer_bufs(&a->layer[0], own);
+        for (int l = 0; l < n_layer; l++) {
+            layer_bufs(&a->layer[l], bufs);
+            for (int i = 0; i < LAYER_BUFS; i++)
                 if (l == 0 || bufs[i] != own[i]) free(bufs[i]);
         }
     }
@@ -177,6 +182,14 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
         op_rmsnorm_bwd(dx, n->g->grad, dy, x, rstd, n->g->data, N, m->cfg.dim);
 }
 
+/* The MLP activation h of layer L from its fc (and up) outputs. */
+static void mlp_act(const lorac_layer *L, lorac_layer_acts *s, size_t n) {
+    if (L->up)
+        op_swiglu_fwd(s->h, s->fc, s->up, n);
+    else
+        op_gelu_tanh_fwd(s->h, s->fc, n);
+}
+
 /* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
  * x_out). replay = 1 re-runs it for gradient checkpointing (see the top). */
 static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
@@ -204,12 +217,8 @@ static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
     op_acc(s->x_mid, s->x_in, (size_t)N * C);
     norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
     lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, tr);
-    if (L->up) {
-        lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, tr);
-        op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
-    } else {
-        op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
-    }
+    if (L->up) lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, tr);
+    mlp_act(L, s, (size_t)N * F);
     if (replay) return; /* backward reads h and the down projection's own LoRA state, never x_next */
     lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, tr);
     op_acc(x_next, s->x_mid, (size_t)N * C);
@@ -296,10 +305,7 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         } else {
             /* ln2 and h are shared by all layers: layer l's again (ln1 below) */
             norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
-            if (L->up)
-                op_swiglu_fwd(s->h, s->fc, s->up, (size_t)N * F);
-            else
-                op_gelu_tanh_fwd(s->h, s->fc, (size_t)N * F);
+            mlp_act(L, s, (size_t)N * F);
         }
         /* MLP: d_res is dL/dx_next */
         memset(d_h, 0, (size_t)N * F * sizeof(float));

@@ -77,6 +77,8 @@ static void blas_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 /* ---- oneDNN --------------------------------------------------------------- */
 
+/* Everything that defines a product (and so a cached oneDNN primitive). */
+
 #ifdef LORAC_HAVE_DNNL
 
 /* One cached primitive: the problem it was made for, and memory objects whose
@@ -219,10 +221,6 @@ void op_gemm_release(void) {
 
 #else /* no oneDNN in this build */
 
-typedef struct gemm_key {
-    int bf16, ta, tb, M, N, K, lda, ldb, ldc;
-    float alpha, beta;
-} gemm_key;
 static int onednn_gemm(const gemm_key *key, const void *A, const void *B, float *C) { return 0; }
 const char *op_gemm_backend(void) { return "openblas"; }
 int op_gemm_bf16_native(void) { return 0; }

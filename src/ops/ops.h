@@ -58,6 +58,7 @@ void op_swiglu_bwd(float *dgate, float *dup, const float *dh, const float *gate,
 /* Inverted dropout: y = x * mask / (1 - p), mask[i] in {0,1} drawn from rng.
  * p == 0: y = x and mask is set to all ones (mask may be NULL then). */
 void op_dropout_fwd(float *y, uint8_t *mask, const float *x, size_t n, float p, lorac_rng *rng);
+void op_dropout_apply(float *y, const uint8_t *mask, const float *x, size_t n, float p); /* p > 0: y = x * mask / (1 - p) */
 void op_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, size_t n, float p);
 
 /* ---- norms --------------------------------------------------------------

@@ -41,6 +41,7 @@ void opd_tanh_bwd(double *dx, const double *dy, const double *y, size_t n);
 void opd_swiglu_fwd(double *h, const double *gate, const double *up, size_t n);
 void opd_swiglu_bwd(double *dgate, double *dup, const double *dh, const double *gate, const double *up, size_t n);
 void opd_dropout_fwd(double *y, uint8_t *mask, const double *x, size_t n, double p, lorac_rng *rng);
+void opd_dropout_apply(double *y, const uint8_t *mask, const double *x, size_t n, double p); /* p > 0: y = x * mask / (1 - p) */
 void opd_dropout_bwd(double *dx, const double *dy, const uint8_t *mask, size_t n, double p);
 
 /* norms */

@@ -191,8 +191,7 @@ void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c
     } else if (w->fmt == LORAC_QF_F32) {
         memcpy(dst, (const float *)w->data + r * w->cols + c0, sizeof(float) * (size_t)(c1 - c0));
     } else if (w->fmt == LORAC_QF_BF16) {
-        const lorac_bf16 *src = (const lorac_bf16 *)w->data + r * w->cols + c0;
-        for (int64_t i = 0; i < c1 - c0; i++) dst[i] = lorac_bf16_to_f32(src[i]);
+        op_bf16_to_f32(dst, (const lorac_bf16 *)w->data + r * w->cols + c0, (size_t)(c1 - c0));
     } else {
         const int bs = g_fmt[w->fmt].row_block;
         lorac_dequant_row(g_fmt[w->fmt].dtype, qmm_row_blocks(w, r) + (size_t)(c0 / bs) * qmm_block_bytes(w->fmt),

@@ -179,6 +179,26 @@ static int method_is_qlora(const cli_args *a) {
     return meth && !strcmp(meth, "qlora");
 }
 
+/* "LABEL: N Linears in NF4, base X MB (Y bits/param) instead of Z MB fp32; ..." for a quantized
+ * (qlora) or bf16 base. */
+static void print_quantized_base(const lorac_model *m, const char *label) {
+    lorac_qstats q;
+    lorac_model_qstats(m, &q);
+    char fmts[96] = "";
+    for (int f = 0; f < LORAC_QF_COUNT; f++) {
+        if (!q.n_fmt[f]) continue;
+        size_t len = strlen(fmts);
+        snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
+    }
+    fprintf(stderr, "%s: %d Linears in %s, base %.4g MB (%.2f bits/param) instead of %.4g MB fp32; the Linears %.2f "
+            "bits/param\n", label, q.n_linears, fmts[0] ? fmts : "-", q.base_bytes / 1e6,
+            q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
+            q.q_params ? 8.0 * q.q_bytes / (double)q.q_params : 0.0);
+    if (m->q_fallback)
+        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", m->q_fallback,
+                m->q_fallback > 1 ? "s" : "", m->q_note, m->q_fallback > 1 ? "; ..." : "");
+}
+
 void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
     const char *path = cli_str(a, "model", NULL);
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
@@ -195,11 +215,9 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
             cli_die(a->cmd, EXIT_USAGE, "--base bf16 is for --method lora (a frozen base); hint: qlora has its own "
                     "4-bit base, and full / last-layers train base weights in fp32");
         cli_check(a->cmd, lorac_model_quantize(*m, LORAC_QF_BF16));
-        lorac_qstats q;
-        lorac_model_qstats(*m, &q);
-        fprintf(stderr, "base bf16: %d Linears in bf16 (%s products), base %.4g MB instead of %.4g MB fp32\n",
-                q.n_linears, op_gemm_bf16_native() ? "native bf16" : "emulated: widened to fp32", q.base_bytes / 1e6,
-                4.0 * (double)q.base_params / 1e6);
+        print_quantized_base(*m, "base bf16");
+        fprintf(stderr, "note: bf16 products %s\n",
+                op_gemm_bf16_native() ? "native (oneDNN, AVX512-BF16)" : "emulated (widened to fp32)");
     }
     if (!tok) return;
     const char *tp = cli_str(a, "tokenizer", NULL);
@@ -283,25 +301,6 @@ static void train_linear(const cli_args *a, lorac_linear *L) {
     if (L->b) cli_check(a->cmd, lorac_weight_make_trainable(L->b));
 }
 
-/* "qlora: N Linears in NF4, base X MB (Y bits/param) instead of Z MB fp32" */
-static void print_qlora(const lorac_model *m) {
-    lorac_qstats q;
-    lorac_model_qstats(m, &q);
-    char fmts[96] = "";
-    for (int f = 0; f < LORAC_QF_COUNT; f++) {
-        if (!q.n_fmt[f]) continue;
-        size_t len = strlen(fmts);
-        snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
-    }
-    fprintf(stderr, "qlora: %d Linears in %s, base %.4g MB (%.2f bits/param) instead of %.4g MB fp32; the Linears %.2f "
-            "bits/param\n", q.n_linears, fmts[0] ? fmts : "-", q.base_bytes / 1e6,
-            q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
-            q.q_params ? 8.0 * q.q_bytes / (double)q.q_params : 0.0);
-    if (m->q_fallback)
-        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", m->q_fallback,
-                m->q_fallback > 1 ? "s" : "", m->q_note, m->q_fallback > 1 ? "; ..." : "");
-}
-
 void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
     int n;
     const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
@@ -312,7 +311,7 @@ void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, i
         /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */
         (void)qformat_keep(a, m->path); /* a usage error for keep without a .gguf base */
         cli_check(a->cmd, lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
-        print_qlora(m);
+        print_quantized_base(m, "qlora");
         if (seq_cls) seq_cls_modules_to_save(a, m, c);
         cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
         break;

@@ -7,8 +7,10 @@
  *   bench_step peak     this machine's GEMM peaks (OpenBLAS sgemm, op_gemm
  *                       fp32 and bf16 at 1536^3) as one JSON line
  *   Environment:
- *   LORAC_QLORA=nf4     QLoRA: the block Linears of the base quantized to
- *                       NF4 (lorac_model_quantize) before the adapters go on
+ *   LORAC_QLORA=nf4     QLoRA: the block Linears of the base and the token
+ *                       embedding quantized to NF4 (lorac_model_quantize,
+ *                       lorac_model_quantize_embedding) before the adapters
+ *                       go on; LORAC_QEMBED=off leaves the embedding fp32
  *   LORAC_BASE=bf16     the block Linears held in bf16 (--base bf16)
  *   LORAC_BENCH_MODE=infer   forward only (no loss, no backward), with the
  *                       adapters unmerged, or merged into the base when
@@ -155,7 +157,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: LORAC_QLORA and LORAC_BASE=bf16 exclude each other\n");
         return 1;
     }
-    if ((qlora || bf16) && lorac_model_quantize(m, bf16 ? LORAC_QF_BF16 : LORAC_QF_NF4) != LORAC_OK) {
+    const char *qe = getenv("LORAC_QEMBED");
+    if (((qlora || bf16) && lorac_model_quantize(m, bf16 ? LORAC_QF_BF16 : LORAC_QF_NF4) != LORAC_OK) ||
+        (qlora && !(qe && !strcmp(qe, "off")) && lorac_model_quantize_embedding(m, LORAC_QF_NF4) != LORAC_OK)) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }

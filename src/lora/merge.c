@@ -196,6 +196,7 @@ static lorac_status copy_tokenizer(const char *src_dir, const char *out_dir) {
 }
 
 lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const char *tokenizer_src) {
+    LORAC_TRY(lorac_model_dequantize_embedding(m));
     for (int i = 0; i < m->n_lin; i++) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
     LORAC_TRY(lorac_mkdirs(out_dir));
     LORAC_TRY(write_weights(m, out_dir));

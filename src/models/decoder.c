@@ -248,7 +248,7 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
     if (c->arch == LORAC_ARCH_BERT) return lorac_encoder_forward(m, ids, B, T, mode);
     /* embeddings */
     float *x = a->layer[0].x_in;
-    op_embed_fwd(x, m->wte->data, ids, N, C, 0);
+    lorac_model_embed_tokens(m, x, ids, N);
     if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
 
     for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, B, T, 0);

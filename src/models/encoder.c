@@ -77,7 +77,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T,
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s is an encoder and has no language-model head; hint: use --task cls",
                           m->path, c->model_type);
     /* embeddings: word + position + token type 0, then LayerNorm */
-    op_embed_fwd(a->emb, m->wte->data, ids, N, C, 0);
+    lorac_model_embed_tokens(m, a->emb, ids, N);
     op_embed_fwd(a->emb, m->wpe->data, a->pos, N, C, 1);
     if (m->tte)
         for (int i = 0; i < N; i++) op_acc(a->emb + (size_t)i * C, m->tte->data, (size_t)C);

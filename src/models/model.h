@@ -63,6 +63,7 @@ typedef struct lorac_linear {
     lorac_weight *W, *b; /* b may be NULL */
     lorac_lora *lora;    /* NULL unless targeted */
     lorac_qweight *q;    /* owned; NULL unless the base is quantized */
+    int q_shared;        /* q is the model's quantized token embedding (a tied lm_head): not freed here */
 } lorac_linear;
 
 typedef struct lorac_norm {
@@ -128,6 +129,8 @@ typedef struct lorac_model {
     lorac_linear *lin; int n_lin, cap_lin;
     lorac_layer *layers;
     lorac_weight *wte, *wpe;           /* wpe: GPT-2 only */
+    lorac_qweight *wte_q;              /* QLoRA: the token embedding quantized (owned; wte->data is then NULL);
+                                          a tied lm_head computes through it too (q_shared) */
     lorac_norm lnf;
     lorac_linear *lm_head;             /* tied: W points at wte */
     lorac_linear *head; int n_classes; /* classification head: "score" (decoders), "classifier" (encoders); NULL if none */
@@ -172,25 +175,45 @@ typedef enum lorac_qload {
     LORAC_QLOAD_NF4 = 0, /* NF4 from the fp32 values, whatever the file stores */
     LORAC_QLOAD_KEEP,    /* GGUF: keep the file's own Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks as views into the mapping
                             (llama q/k rows reordered into an owned copy); other tensors NF4 (q_fallback) */
+    LORAC_QLOAD_EMBED_FP32 = 0x100, /* flag, OR'd into either: leave the token embedding in fp32 (as bitsandbytes
+                                       does) instead of quantizing it like the Linears */
 } lorac_qload;
 /* lorac_model_load with the block Linears quantized while loading: no block
  * Linear is ever held in fp32 all at once (one at a time while it is
  * converted), and with KEEP those in a GGML block format are never
- * dequantized. On a safetensors directory KEEP is the same as NF4. */
+ * dequantized. On a safetensors directory KEEP is the same as NF4. Unless
+ * LORAC_QLOAD_EMBED_FP32 is set the token embedding is quantized the same
+ * way (lorac_model_quantize_embedding). */
 lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out);
 
 /* Replace L's quantized weight by its fp32 dequantization (W owned again,
- * [in,out] for Conv1D); nothing to do when L is not quantized. */
+ * [in,out] for Conv1D); nothing to do when L is not quantized.
+ * LORAC_ERR_ARG for a tied lm_head over a quantized embedding: that is
+ * lorac_model_dequantize_embedding's. */
 lorac_status lorac_linear_dequantize(lorac_linear *L);
+
+/* The token embedding [vocab, dim] quantized too (QLoRA's whole base in 4
+ * bits, which bitsandbytes does not do): LORAC_QF_NF4 from its fp32 values.
+ * Lookups dequantize one row per token; a tied lm_head multiplies by the
+ * same quantized matrix (quant/qmatmul.h). Nothing to do when it is already
+ * quantized. LORAC_ERR_ARG when it is trainable. */
+lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt);
+/* Back to fp32 (wte owned again; a tied lm_head follows). */
+lorac_status lorac_model_dequantize_embedding(lorac_model *m);
+/* x[n, :] = wte[ids[n], :] for n < N, from fp32 or quantized rows. */
+void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, int N);
 
 /* What a quantized base holds. */
 typedef struct lorac_qstats {
     int n_linears;              /* quantized Linears */
+    lorac_qformat embed_fmt;    /* the token embedding's format (LORAC_QF_NONE: fp32) */
     int n_fmt[LORAC_QF_COUNT];  /* ... per format */
-    int64_t q_params;           /* their weight parameters */
+    int64_t q_params;           /* their weight parameters (the Linears') */
     double q_bytes;             /* their storage (lorac_qweight_nbytes) */
+    int64_t emb_params;         /* the token embedding's parameters */
+    double emb_bytes;           /* ... and storage (4 bytes each in fp32) */
     int64_t base_params;        /* every base weight, quantized or not (tied weights once) */
-    double base_bytes;          /* q_bytes + 4 bytes for every other base parameter */
+    double base_bytes;          /* q_bytes + emb_bytes + 4 bytes for every other base parameter */
 } lorac_qstats;
 void lorac_model_qstats(const lorac_model *m, lorac_qstats *s);
 

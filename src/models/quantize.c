@@ -1,7 +1,9 @@
 /* quantize.c - QLoRA's frozen base: the Linears of the transformer blocks
  * kept as NF4 (bitsandbytes' double quantization) or as the GGUF file's own
  * Q4/Q8/K blocks, computed by the on-the-fly dequantizing kernels of
- * quant/qmatmul.h. Split from weights.c, whose binding it reuses. */
+ * quant/qmatmul.h; and the token embedding with them (row lookups
+ * dequantize one row; a tied LM head multiplies through the same matrix).
+ * Split from weights.c, whose binding it reuses. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,44 +13,61 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "models/model_internal.h"
+#include "ops/ops.h"
 #include "quant/ggml_blocks.h"
 
-/* ---- QLoRA: quantized block Linears ------------------------------------ */
+/* ---- QLoRA: quantized block Linears and token embedding ---------------- */
+
+/* w's fp32 values are gone: a quantized copy stands in for them. */
+static void drop_fp32(lorac_weight *w) {
+    if (w->owned) free(w->data);
+    w->data = NULL;
+    w->owned = 0;
+    w->quantized = 1;
+}
 
 static void attach_q(lorac_linear *L, lorac_qweight *q) {
-    if (L->W->owned) free(L->W->data);
-    L->W->data = NULL;
-    L->W->owned = 0;
-    L->W->quantized = 1;
+    drop_fp32(L->W);
     L->q = q;
 }
 
-/* NF4 (or bf16) of L's bound fp32 weight, as [out, in] (a Conv1D [in, out]
- * weight is transposed first); the fp32 values are released right after. */
-static lorac_status quantize_to(lorac_linear *L, lorac_qformat fmt) {
-    const float *src = L->W->data;
+/* NF4 (or bf16) of the bound fp32 weight w holding a [rows, cols] matrix,
+ * stored [cols, rows] when `transposed` (a Conv1D weight is transposed
+ * first). The caller drops the fp32 values. */
+static lorac_status quantize_matrix(const lorac_weight *w, int rows, int cols, int transposed, lorac_qformat fmt,
+                                    lorac_qweight **out) {
+    const float *src = w->data;
     float *tr = NULL;
-    lorac_qweight *q;
-    if (!src) return lorac_fail(LORAC_ERR_ARG, "'%s' has no values to quantize", L->W->name);
+    lorac_qweight *q = NULL;
+    if (!src) return lorac_fail(LORAC_ERR_ARG, "'%s' has no values to quantize", w->name);
     LORAC_TRY(lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight"));
-    if (L->w_in_out) {
-        lorac_status st = lorac_alloc((void **)&tr, (size_t)L->in * L->out, sizeof(float), L->W->name);
+    if (transposed) {
+        lorac_status st = lorac_alloc((void **)&tr, (size_t)rows * cols, sizeof(float), w->name);
         if (st != LORAC_OK) {
             free(q);
             return st;
         }
-        for (int i = 0; i < L->in; i++)
-            for (int o = 0; o < L->out; o++) tr[(size_t)o * L->in + i] = src[(size_t)i * L->out + o];
+        for (int i = 0; i < cols; i++)
+            for (int o = 0; o < rows; o++) tr[(size_t)o * cols + i] = src[(size_t)i * rows + o];
         src = tr;
     }
-    lorac_status st = fmt == LORAC_QF_BF16 ? lorac_qweight_from_f32_bf16(q, src, L->out, L->in)
-                                           : lorac_qweight_quantize_nf4(q, src, L->out, L->in);
+    lorac_status st = fmt == LORAC_QF_BF16 ? lorac_qweight_from_f32_bf16(q, src, rows, cols)
+                                           : lorac_qweight_quantize_nf4(q, src, rows, cols);
     free(tr);
     if (st != LORAC_OK) {
         free(q);
-        lorac_error_prefix("quantizing '%s' to %s", L->W->name, lorac_qformat_name(fmt));
+        lorac_error_prefix("quantizing '%s' to %s", w->name, lorac_qformat_name(fmt));
         return st;
     }
+    *out = q;
+    return LORAC_OK;
+}
+
+/* NF4 (or bf16) of L's bound fp32 weight, as [out, in]; the fp32 values are
+ * released right after. */
+static lorac_status quantize_to(lorac_linear *L, lorac_qformat fmt) {
+    lorac_qweight *q = NULL;
+    LORAC_TRY(quantize_matrix(L->W, L->out, L->in, L->w_in_out, fmt, &q));
     attach_q(L, q);
     return LORAC_OK;
 }
@@ -66,19 +85,21 @@ static void fallback_note(lorac_model *m, const char *fmt, ...) {
     lorac_log(1, "%s", msg);
 }
 
-/* KEEP: L's weight as a view of the GGUF file's own blocks. *kept = 0 when
- * the tensor is no GGML block type or its rows are no whole number of
- * blocks (the caller then quantizes it to NF4); errors for a wrong shape or
- * byte count. GGUF matrices are [out, in] for nn.Linear and for GPT-2's
- * Conv1D alike (llama.cpp's converter transposes Conv1D weights; lorac_bind_weight
- * transposes them back for the fp32 path), i.e. exactly a qweight's
- * [rows = out, cols = in]. Llama q/k rows are reordered from llama.cpp's
- * interleaved RoPE order to HF's rotate-half order (lorac_unpermute_rope_rows);
- * a row is a whole number of blocks, so that is a copy of byte ranges. */
-static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept) {
+/* KEEP: the [rows, cols] weight w as a view of the GGUF file's own blocks.
+ * *q stays NULL when the tensor is no GGML block type or its rows are no
+ * whole number of blocks (the caller then quantizes it to NF4); errors for a
+ * wrong shape or byte count. GGUF matrices are [out, in] for nn.Linear and
+ * for GPT-2's Conv1D alike (llama.cpp's converter transposes Conv1D weights;
+ * lorac_bind_weight transposes them back for the fp32 path), i.e. exactly a
+ * qweight's [rows = out, cols = in]; the token embedding is [vocab, dim].
+ * heads > 0: Llama q/k rows, reordered from llama.cpp's interleaved RoPE
+ * order to HF's rotate-half order (lorac_unpermute_rope_rows); a row is a
+ * whole number of blocks, so that is a copy of byte ranges. */
+static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int rows, int cols, int heads,
+                                     lorac_qweight **out) {
     char alt[160];
-    *kept = 0;
-    if (!lorac_gguf_tensor_name(&m->cfg, L->W->name, alt, sizeof alt)) return LORAC_OK; /* lorac_bind_weight reports it */
+    *out = NULL;
+    if (!lorac_gguf_tensor_name(&m->cfg, w->name, alt, sizeof alt)) return LORAC_OK; /* lorac_bind_weight reports it */
     const lorac_tensor_desc *t = lorac_gguf_find_tensor(m->gguf, alt);
     if (!t) return LORAC_OK;
     const lorac_qformat f = lorac_qformat_of_dtype(t->dtype);
@@ -87,31 +108,26 @@ static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept)
                       lorac_dtype_name(t->dtype));
         return LORAC_OK;
     }
-    if (t->ndim != 2 || t->shape[0] != L->out || t->shape[1] != L->in)
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
         return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%d,%d]; hint: wrong config?",
-                          m->path, t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1), L->out, L->in);
+                          m->path, t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1), rows, cols);
     const int bs = lorac_block_size(t->dtype);
-    if (bs <= 0 || L->in % bs) {
+    if (bs <= 0 || cols % bs) {
         fallback_note(m, "%s: rows of %s (%s) hold %d values, not a whole number of %d-value blocks: quantized to NF4",
-                      m->path, t->name, lorac_dtype_name(t->dtype), L->in, bs);
+                      m->path, t->name, lorac_dtype_name(t->dtype), cols, bs);
         return LORAC_OK;
     }
-    const size_t row_bytes = (size_t)(L->in / bs) * lorac_block_bytes(t->dtype), need = row_bytes * (size_t)L->out;
+    const size_t row_bytes = (size_t)(cols / bs) * lorac_block_bytes(t->dtype), need = row_bytes * (size_t)rows;
     if (t->nbytes != need)
         return lorac_fail(LORAC_ERR_FORMAT, "%s: tensor '%s' (%s [%d,%d]) holds %zu bytes, its shape needs %zu; hint: "
-                          "truncated or corrupt file?", m->path, t->name, lorac_dtype_name(t->dtype), L->out, L->in,
+                          "truncated or corrupt file?", m->path, t->name, lorac_dtype_name(t->dtype), rows, cols,
                           t->nbytes, need);
-    int heads = 0;
-    if (m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(L->W->name, "q_proj.weight")) heads = m->cfg.n_head;
-        if (strstr(L->W->name, "k_proj.weight")) heads = m->cfg.n_kv_head;
-    }
     const void *data = t->data;
     uint8_t *own = NULL;
     if (heads) {
         const int D = m->cfg.head_dim;
-        if (heads * D != L->out || D % 2)
-            return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' has %d rows, not %d heads of %d", m->path, t->name, L->out,
+        if (heads * D != rows || D % 2)
+            return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' has %d rows, not %d heads of %d", m->path, t->name, rows,
                               heads, D);
         LORAC_TRY(lorac_alloc((void **)&own, need, 1, t->name));
         const uint8_t *src = t->data;
@@ -123,9 +139,9 @@ static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept)
                            row_bytes);
         data = own;
     }
-    lorac_qweight *q;
+    lorac_qweight *q = NULL;
     lorac_status st = lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight");
-    if (st == LORAC_OK) st = lorac_qweight_view(q, f, data, need, L->out, L->in);
+    if (st == LORAC_OK) st = lorac_qweight_view(q, f, data, need, rows, cols);
     if (st != LORAC_OK) {
         free(own);
         free(q);
@@ -133,20 +149,110 @@ static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept)
         return st;
     }
     q->owns = own != NULL;
-    attach_q(L, q);
-    *kept = 1;
+    *out = q;
     return LORAC_OK;
+}
+
+/* KEEP for a block Linear (*kept = 0: not kept, see keep_gguf_tensor). */
+static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept) {
+    int heads = 0;
+    if (m->cfg.arch == LORAC_ARCH_LLAMA) {
+        if (strstr(L->W->name, "q_proj.weight")) heads = m->cfg.n_head;
+        if (strstr(L->W->name, "k_proj.weight")) heads = m->cfg.n_kv_head;
+    }
+    lorac_qweight *q = NULL;
+    LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, heads, &q));
+    *kept = q != NULL;
+    if (q) attach_q(L, q);
+    return LORAC_OK;
+}
+
+/* The token embedding's quantized copy takes its place (and a tied head's). */
+static void attach_embedding(lorac_model *m, lorac_qweight *q) {
+    drop_fp32(m->wte);
+    m->wte_q = q;
+    if (m->lm_head && m->lm_head->W == m->wte) {
+        m->lm_head->q = q;
+        m->lm_head->q_shared = 1;
+    }
+}
+
+lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt) {
+    if (m->wte_q) return LORAC_OK;
+    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing the token embedding to %s: only NF4 and BF16 are made from "
+                          "fp32 weights", lorac_qformat_name(fmt));
+    if (m->wte->grad)
+        return lorac_fail(LORAC_ERR_ARG, "'%s' is trainable and cannot be quantized; hint: quantize the base before "
+                          "making anything trainable", m->wte->name);
+    if (m->lm_head && m->lm_head->W == m->wte && m->lm_head->lora && m->lm_head->lora->merged)
+        return lorac_fail(LORAC_ERR_ARG, "the tied lm_head holds a merged adapter; hint: unmerge before quantizing");
+    lorac_qweight *q = NULL;
+    LORAC_TRY(quantize_matrix(m->wte, (int)m->wte->shape[0], (int)m->wte->shape[1], 0, fmt, &q));
+    attach_embedding(m, q);
+    return LORAC_OK;
+}
+
+/* At load: the embedding was left unbound by bind_all; kept in the GGUF
+ * file's blocks (KEEP) or bound to fp32 and quantized to NF4 at once. */
+static lorac_status quantize_embedding_at_load(lorac_model *m, int keep) {
+    lorac_qweight *q = NULL;
+    if (keep && m->gguf) LORAC_TRY(keep_gguf_tensor(m, m->wte, (int)m->wte->shape[0], (int)m->wte->shape[1], 0, &q));
+    if (q) {
+        attach_embedding(m, q);
+        return LORAC_OK;
+    }
+    LORAC_TRY(lorac_bind_weight(m, m->wte));
+    return lorac_model_quantize_embedding(m, LORAC_QF_NF4);
+}
+
+lorac_status lorac_model_dequantize_embedding(lorac_model *m) {
+    if (!m->wte_q) return LORAC_OK;
+    float *buf;
+    LORAC_TRY(lorac_alloc((void **)&buf, m->wte->n, sizeof(float), m->wte->name));
+    lorac_status st = lorac_qweight_dequantize(m->wte_q, buf);
+    if (st != LORAC_OK) {
+        free(buf);
+        lorac_error_prefix("dequantizing '%s'", m->wte->name);
+        return st;
+    }
+    if (m->lm_head && m->lm_head->q_shared) {
+        m->lm_head->q = NULL;
+        m->lm_head->q_shared = 0;
+    }
+    lorac_qweight_free(m->wte_q);
+    free(m->wte_q);
+    m->wte_q = NULL;
+    m->wte->data = buf;
+    m->wte->owned = 1;
+    m->wte->quantized = 0;
+    return LORAC_OK;
+}
+
+void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, int N) {
+    const int C = m->cfg.dim;
+    if (!m->wte_q) {
+        op_embed_fwd(x, m->wte->data, ids, N, C, 0);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= 65536)
+    for (int n = 0; n < N; n++) {
+        lorac_status st = lorac_qweight_dequant_row(m->wte_q, ids[n], x + (size_t)n * C);
+        LORAC_ASSERT(st == LORAC_OK); /* ids were checked against the vocabulary by the caller */
+    }
 }
 
 /* The block Linears' weights were left unbound by bind_all: each is kept
  * (KEEP, GGUF block formats) or bound to fp32 and quantized to NF4 at once,
  * so at most one block Linear is in fp32 at any time. */
 lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
+    const int keep = (how & ~LORAC_QLOAD_EMBED_FP32) == LORAC_QLOAD_KEEP;
+    if (!(how & LORAC_QLOAD_EMBED_FP32)) LORAC_TRY(quantize_embedding_at_load(m, keep));
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!lorac_is_block_linear(m, L)) continue;
         int kept = 0;
-        if (how == LORAC_QLOAD_KEEP && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
+        if (keep && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
         if (kept) continue;
         LORAC_TRY(lorac_bind_weight(m, L->W));
         LORAC_TRY(quantize_to(L, LORAC_QF_NF4));
@@ -177,6 +283,9 @@ lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
 
 lorac_status lorac_linear_dequantize(lorac_linear *L) {
     if (!L->q) return LORAC_OK;
+    if (L->q_shared)
+        return lorac_fail(LORAC_ERR_ARG, "'%s' is tied to the quantized token embedding; hint: "
+                          "lorac_model_dequantize_embedding", L->name);
     const size_t n = (size_t)L->in * L->out;
     float *buf;
     LORAC_TRY(lorac_alloc((void **)&buf, n, sizeof(float), L->W->name));
@@ -211,14 +320,20 @@ void lorac_model_qstats(const lorac_model *m, lorac_qstats *s) {
     memset(s, 0, sizeof *s);
     for (int i = 0; i < m->n_w; i++) s->base_params += (int64_t)m->w[i].n;
     int64_t fp32 = s->base_params;
+    if (m->wte) {
+        s->emb_params = (int64_t)m->wte->n;
+        s->embed_fmt = m->wte_q ? m->wte_q->fmt : LORAC_QF_NONE;
+        s->emb_bytes = m->wte_q ? (double)lorac_qweight_nbytes(m->wte_q) : 4.0 * (double)m->wte->n;
+        fp32 -= (int64_t)m->wte->n;
+    }
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
-        if (!L->q) continue;
+        if (!L->q || L->q_shared) continue;
         s->n_linears++;
         s->n_fmt[L->q->fmt]++;
         s->q_params += (int64_t)L->W->n;
         s->q_bytes += (double)lorac_qweight_nbytes(L->q);
         fp32 -= (int64_t)L->W->n;
     }
-    s->base_bytes = s->q_bytes + 4.0 * (double)fp32;
+    s->base_bytes = s->q_bytes + s->emb_bytes + 4.0 * (double)fp32;
 }

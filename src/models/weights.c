@@ -315,11 +315,12 @@ int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L) {
     return L != m->lm_head && L != m->head && L != m->pre_head;
 }
 
-/* defer_blocks: leave the block Linears' weights unbound (load_quantized binds them one at a time). */
-static lorac_status bind_all(lorac_model *m, int defer_blocks) {
+/* defer_blocks: leave the block Linears' weights unbound (load_quantized binds them one at a time);
+ * defer_embed: the token embedding too. */
+static lorac_status bind_all(lorac_model *m, int defer_blocks, int defer_embed) {
     for (int i = 0; i < m->n_w; i++) {
         lorac_weight *w = &m->w[i];
-        int deferred = 0;
+        int deferred = defer_embed && w == m->wte;
         for (int j = 0; defer_blocks && j < m->n_lin && !deferred; j++)
             deferred = m->lin[j].W == w && lorac_is_block_linear(m, &m->lin[j]);
         if (!deferred) LORAC_TRY(lorac_bind_weight(m, w));
@@ -419,7 +420,7 @@ static lorac_status model_load(const char *path, int quantize, lorac_qload how, 
     m->st = st;
     m->gguf = g;
     snprintf(m->path, sizeof m->path, "%s", path);
-    s = bind_all(m, quantize);
+    s = bind_all(m, quantize, quantize && !(how & LORAC_QLOAD_EMBED_FP32));
     if (s == LORAC_OK && quantize) s = lorac_quantize_blocks_at_load(m, how);
     if (s == LORAC_OK && st && cfg.arch == LORAC_ARCH_BERT) s = load_encoder_head(m);
     if (s != LORAC_OK) {
@@ -433,7 +434,8 @@ static lorac_status model_load(const char *path, int quantize, lorac_qload how, 
 lorac_status lorac_model_load(const char *path, lorac_model **out) { return model_load(path, 0, LORAC_QLOAD_NF4, out); }
 
 lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out) {
-    if (how != LORAC_QLOAD_NF4 && how != LORAC_QLOAD_KEEP) return lorac_fail(LORAC_ERR_ARG, "lorac_model_load_quantized: bad mode %d", (int)how);
+    const int mode = how & ~LORAC_QLOAD_EMBED_FP32;
+    if (mode != LORAC_QLOAD_NF4 && mode != LORAC_QLOAD_KEEP) return lorac_fail(LORAC_ERR_ARG, "lorac_model_load_quantized: bad mode %d", (int)how);
     return model_load(path, 1, how, out);
 }
 
@@ -520,9 +522,12 @@ void lorac_model_free(lorac_model *m) {
     }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora_free(m->lin[i].lora);
+        if (m->lin[i].q_shared) continue;
         lorac_qweight_free(m->lin[i].q);
         free(m->lin[i].q);
     }
+    lorac_qweight_free(m->wte_q);
+    free(m->wte_q);
     lorac_acts_free(&m->acts, m->cfg.n_layer);
     free(m->w);
     free(m->lin);

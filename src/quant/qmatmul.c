@@ -495,12 +495,17 @@ static int whole_road(const lorac_qweight *W, int64_t N) {
     return W->rows <= INT32_MAX && W->cols <= INT32_MAX && N <= INT32_MAX;
 }
 
-/* dst[out, in] = W, every row by the fastest dequantizer. */
-static void expand(float *dst, const lorac_qweight *W) {
+/* dst[r1 - r0, in] = rows [r0, r1) of W, every row by the fastest dequantizer. */
+static void expand(float *dst, const lorac_qweight *W, int64_t r0, int64_t r1) {
     const lorac_qkern *K = kern_of(lorac_qisa_best());
-#pragma omp parallel for schedule(static) if (W->rows * W->cols >= 65536)
-    for (int64_t r = 0; r < W->rows; r++) K->dequant(W, r, 0, W->cols, dst + r * W->cols);
+#pragma omp parallel for schedule(static) if ((r1 - r0) * W->cols >= 65536)
+    for (int64_t r = r0; r < r1; r++) K->dequant(W, r, 0, W->cols, dst + (r - r0) * W->cols);
 }
+
+/* At most this many weights are expanded at once: a Linear of the blocks is
+ * one piece, a vocabulary-sized matrix (a tied LM head over a quantized
+ * embedding) goes in slices of rows, so the scratch stays small. */
+#define WHOLE_MAX_ELEMS ((int64_t)4 << 20)
 
 /* The product on the whole-matrix road: y = beta y + x W^T (fwd) or
  * dx += dy W (bwd; x = dy, y = dx, beta = 1). 1 when done. */
@@ -520,13 +525,17 @@ static int whole_gemm(int bwd, float *y, const float *x, const lorac_qweight *W,
             done = 1;
         }
     } else {
-        float *wf = scratch(&g_scr.w, &g_scr.wcap, sizeof *wf * (size_t)out * (size_t)in);
-        if (wf) {
-            expand(wf, W);
-            if (bwd)
-                op_gemm(0, 0, n, in, out, 1.0f, x, out, wf, in, 1.0f, y, in);
-            else
-                op_gemm(0, 1, n, out, in, 1.0f, x, in, wf, in, beta, y, out);
+        int64_t rows = WHOLE_MAX_ELEMS / in;
+        if (rows < 64) rows = 64;
+        if (rows > out) rows = out;
+        float *wf = scratch(&g_scr.w, &g_scr.wcap, sizeof *wf * (size_t)rows * (size_t)in);
+        for (int64_t r0 = 0; wf && r0 < out; r0 += rows) {
+            const int rc = (int)(r0 + rows <= out ? rows : out - r0);
+            expand(wf, W, r0, r0 + rc);
+            if (bwd) /* dx += dy[:, r0:r0+rc] W[r0:r0+rc, :] */
+                op_gemm(0, 0, n, in, rc, 1.0f, x + r0, out, wf, in, 1.0f, y, in);
+            else     /* y[:, r0:r0+rc] = beta y[:, ...] + x W[r0:r0+rc, :]^T */
+                op_gemm(0, 1, n, rc, in, 1.0f, x, in, wf, in, beta, y + r0, out);
             done = 1;
         }
     }

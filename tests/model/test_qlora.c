@@ -79,8 +79,16 @@ static int is_block(const lorac_model *m, const lorac_linear *L) {
     return L != m->lm_head && L != m->head && L != m->pre_head;
 }
 
-/* ref's block Linears get q's quantized weights, dequantized (in ref's layout). */
+/* ref's block Linears (and token embedding) get q's quantized weights,
+ * dequantized (in ref's layout). */
 static void use_dequantized(lorac_model *ref, const lorac_model *q) {
+    if (q->wte_q) {
+        if (!ref->wte->owned) {
+            ref->wte->data = malloc(sizeof(float) * ref->wte->n);
+            ref->wte->owned = 1;
+        }
+        CHECK_OK(lorac_qweight_dequantize(q->wte_q, ref->wte->data));
+    }
     for (int i = 0; i < q->n_lin; i++) {
         const lorac_linear *QL = &q->lin[i];
         lorac_linear *L = &ref->lin[i];
@@ -138,8 +146,8 @@ static void compare_grads(lorac_model *m, lorac_model *ref) {
 
 static void same_nf4(const lorac_model *a, const lorac_model *b) {
     int diff = 0, n = 0;
-    for (int i = 0; i < a->n_lin; i++) {
-        const lorac_qweight *x = a->lin[i].q, *y = b->lin[i].q;
+    for (int i = -1; i < a->n_lin; i++) { /* -1: the token embedding */
+        const lorac_qweight *x = i < 0 ? a->wte_q : a->lin[i].q, *y = i < 0 ? b->wte_q : b->lin[i].q;
         if (!x && !y) continue;
         n++;
         if (!x || !y || x->fmt != LORAC_QF_NF4 || y->fmt != LORAC_QF_NF4) {
@@ -150,7 +158,7 @@ static void same_nf4(const lorac_model *a, const lorac_model *b) {
         diff += p->numel != q->numel || p->offset != q->offset || memcmp(p->codes, q->codes, (size_t)(p->numel + 1) / 2) ||
                 memcmp(p->qabsmax, q->qabsmax, (size_t)p->nblocks) || memcmp(p->absmax2, q->absmax2, sizeof(float) * (size_t)p->nblocks2);
     }
-    CHECK(n > 0 && diff == 0, "load_quantized vs load + quantize: %d of %d Linears differ", diff, n);
+    CHECK(n > 1 && diff == 0, "load_quantized vs load + quantize: %d of %d matrices differ", diff, n);
 }
 
 /* ---- a, b, c: NF4 over the tiny fixtures ----------------------------------- */
@@ -163,13 +171,23 @@ static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
     CHECK_OK(lorac_model_load(test_src_path(dir), &ref));
     if (!m || !m2 || !ref) exit(1);
     CHECK_OK(lorac_model_quantize(m2, LORAC_QF_NF4));
+    CHECK_OK(lorac_model_quantize_embedding(m2, LORAC_QF_NF4));
     same_nf4(m, m2);
+    lorac_model_free(m2);
+    m2 = NULL; /* the embedding left in fp32 on request */
+    CHECK_OK(lorac_model_load_quantized(test_src_path(dir), LORAC_QLOAD_NF4 | LORAC_QLOAD_EMBED_FP32, &m2));
+    CHECK(m2 && !m2->wte_q && m2->wte->data && m2->lin[0].q && (!m2->lm_head || !m2->lm_head->q),
+          "LORAC_QLOAD_EMBED_FP32: the embedding was quantized, or the Linears were not");
     lorac_model_free(m2);
 
     /* b. the fp32 values are gone; quantized weights stay frozen */
     int nq = 0, bad = 0;
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
+        if (L == m->lm_head && m->cfg.tied) { /* through the quantized embedding */
+            bad += L->q != m->wte_q || !L->q_shared || L->W->data != NULL;
+            continue;
+        }
         if (!is_block(m, L)) {
             bad += L->q != NULL || L->W->data == NULL;
             continue;
@@ -178,6 +196,7 @@ static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
         bad += !L->q || L->q->fmt != LORAC_QF_NF4 || L->W->data || L->W->owned || !L->W->quantized;
     }
     CHECK(nq > 0 && bad == 0, "%d of %d block Linears not quantized cleanly (or a head quantized)", bad, nq);
+    CHECK(m->wte_q && m->wte_q->fmt == LORAC_QF_NF4 && !m->wte->data && m->wte->quantized, "token embedding not in NF4");
     lorac_status st = lorac_weight_make_trainable(m->lin[0].W);
     CHECK(st == LORAC_ERR_UNSUPPORTED && strstr(lorac_last_error(), "quantized"), "make_trainable on a quantized weight: %s",
           lorac_last_error());
@@ -186,6 +205,9 @@ static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
     lorac_model_qstats(m, &qs);
     CHECK(qs.n_linears == nq && qs.n_fmt[LORAC_QF_NF4] == nq && qs.q_bytes < qs.q_params * 0.6 && qs.q_bytes > qs.q_params * 0.5,
           "qstats: %d Linears, %lld params in %.0f bytes", qs.n_linears, (long long)qs.q_params, qs.q_bytes);
+    CHECK(qs.embed_fmt == LORAC_QF_NF4 && qs.emb_params == (int64_t)m->wte->n && qs.emb_bytes < qs.emb_params * 0.6,
+          "qstats: embedding %s, %lld params in %.0f bytes", lorac_qformat_name(qs.embed_fmt), (long long)qs.emb_params,
+          qs.emb_bytes);
 
     use_dequantized(ref, m);
     lorac_lora_config lc;
@@ -221,6 +243,17 @@ static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
     CHECK(still == 0, "%d adapted Linears still quantized after merge", still);
     float *ym = logits(m, &b);
     compare_rows("merged (dequantized) logits vs QLoRA logits", ym, yq, &b, m->cfg.vocab, 1e-4);
+    free(ym);
+    /* the embedding back in fp32 (as lorac_model_save_merged does): a tied head follows, the logits stay */
+    if (m->lm_head && m->lm_head->q_shared) {
+        st = lorac_linear_dequantize(m->lm_head);
+        CHECK(st == LORAC_ERR_ARG && strstr(lorac_last_error(), "tied"), "dequantizing a tied head alone: %s", lorac_last_error());
+        lorac_clear_error();
+    }
+    CHECK_OK(lorac_model_dequantize_embedding(m));
+    CHECK(!m->wte_q && m->wte->data && (!m->lm_head || !m->lm_head->q), "embedding still quantized");
+    ym = logits(m, &b);
+    compare_rows("fp32 embedding logits vs QLoRA logits", ym, yq, &b, m->cfg.vocab, 1e-4);
     free(ym);
     free(yq);
     free(yr);
@@ -402,7 +435,7 @@ static void test_q8_gguf(const char *dir) {
     int kept = 0, nf4 = 0, bad = 0, owned = 0;
     for (int i = 0; i < keep->n_lin; i++) {
         const lorac_linear *L = &keep->lin[i], *P = &plain->lin[i];
-        if (!L->q) continue;
+        if (!L->q || L->q_shared) continue; /* a tied head is the embedding, counted below */
         bad += L->W->data != NULL;
         if (L->q->fmt == LORAC_QF_NF4) {
             nf4++;
@@ -420,11 +453,15 @@ static void test_q8_gguf(const char *dir) {
         free(d);
     }
     const int want_owned = src->cfg.arch == LORAC_ARCH_LLAMA ? 2 * src->cfg.n_layer : 0; /* the q/k row copies */
+    /* the embedding is F32 in this file: NF4 too */
+    CHECK(keep->wte_q && keep->wte_q->fmt == LORAC_QF_NF4, "token embedding: %s",
+          keep->wte_q ? lorac_qformat_name(keep->wte_q->fmt) : "fp32");
+    nf4 += keep->wte_q && keep->wte_q->fmt == LORAC_QF_NF4;
     CHECK(kept == nq8 && bad == 0 && owned == want_owned && nf4 == keep->q_fallback,
           "kept %d of %d Q8_0 tensors (%d owned, want %d), %d NF4 / %d fallbacks, %d mismatches", kept, nq8, owned,
           want_owned, nf4, keep->q_fallback, bad);
     if (src->cfg.arch == LORAC_ARCH_LLAMA) /* down_proj rows hold 56 values: F32 in the file, NF4 here */
-        CHECK(nf4 == src->cfg.n_layer && strstr(keep->q_note, "F32"), "%d NF4 fallbacks: %s", nf4, keep->q_note);
+        CHECK(nf4 == src->cfg.n_layer + 1 && strstr(keep->q_note, "F32"), "%d NF4 fallbacks: %s", nf4, keep->q_note);
     const batch b = make_batch(2, 8, src->cfg.vocab);
     CHECK_OK(lorac_model_reserve(keep, b.B, b.T));
     CHECK_OK(lorac_model_reserve(plain, b.B, b.T));
@@ -492,9 +529,12 @@ static void test_smollm2(void) {
     CHECK(qs.n_linears == nlin && qs.n_fmt[LORAC_QF_Q4_1] + qs.n_fmt[LORAC_QF_Q8_0] == nlin && m->q_fallback == 0,
           "%d Linears kept (%d Q4_1, %d Q8_0), %d fallbacks (%s)", qs.n_linears, qs.n_fmt[LORAC_QF_Q4_1],
           qs.n_fmt[LORAC_QF_Q8_0], m->q_fallback, m->q_note);
-    fprintf(stderr, "   kept: %d Linears (%d Q4_1, %d Q8_0), %.1f MB (%.2f bits/param); base %.1f MB vs %.1f MB fp32\n",
-            qs.n_linears, qs.n_fmt[LORAC_QF_Q4_1], qs.n_fmt[LORAC_QF_Q8_0], qs.q_bytes / 1e6, 8 * qs.q_bytes / qs.q_params,
-            qs.base_bytes / 1e6, 4e-6 * qs.base_params);
+    CHECK(qs.embed_fmt >= LORAC_QF_Q4_0 && qs.embed_fmt < LORAC_QF_BF16, "token embedding not kept in its file format (%s)",
+          lorac_qformat_name(qs.embed_fmt));
+    fprintf(stderr, "   kept: %d Linears (%d Q4_1, %d Q8_0), %.1f MB (%.2f bits/param); embedding %s %.1f MB; base %.1f MB "
+            "(%.3f bytes/param) vs %.1f MB fp32\n", qs.n_linears, qs.n_fmt[LORAC_QF_Q4_1], qs.n_fmt[LORAC_QF_Q8_0],
+            qs.q_bytes / 1e6, 8 * qs.q_bytes / qs.q_params, lorac_qformat_name(qs.embed_fmt), qs.emb_bytes / 1e6,
+            qs.base_bytes / 1e6, qs.base_bytes / qs.base_params, 4e-6 * qs.base_params);
     lorac_model_free(m);
     m = NULL;
     const double r2 = rss_mb();

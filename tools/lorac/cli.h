@@ -79,6 +79,8 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
     {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \
     {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
                      " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"},                                    \
+    {"qembed", "on|off", "qlora: quantize the token embedding (and a tied LM head) like the Linears (on, default)"  \
+                         " or keep it fp32 as bitsandbytes does (off)"},                                          \
     CLI_BASE_OPT
 
 /* Build the LoRA config from the flags (after --preset). */

@@ -174,6 +174,14 @@ static int qformat_keep(const cli_args *a, const char *path) {
     return 1;
 }
 
+/* --qembed: 1 = quantize the token embedding (default), 0 = keep it fp32. */
+static int qembed_on(const cli_args *a) {
+    const char *v = opt_if_declared(a, "qembed");
+    if (!v || !strcmp(v, "on")) return 1;
+    if (!strcmp(v, "off")) return 0;
+    cli_die(a->cmd, EXIT_USAGE, "--qembed '%s': expected on or off", v);
+}
+
 static int method_is_qlora(const cli_args *a) {
     const char *meth = opt_if_declared(a, "method");
     return meth && !strcmp(meth, "qlora");
@@ -190,9 +198,11 @@ static void print_quantized_base(const lorac_model *m, const char *label) {
         size_t len = strlen(fmts);
         snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
     }
-    fprintf(stderr, "%s: %d Linears in %s, base %.4g MB (%.2f bits/param) instead of %.4g MB fp32; the Linears %.2f "
-            "bits/param\n", label, q.n_linears, fmts[0] ? fmts : "-", q.base_bytes / 1e6,
-            q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
+    fprintf(stderr, "%s: %d Linears in %s, token embedding in %s; base %.4g MB (%.2f bits/param, %.3f bytes/param) "
+            "instead of %.4g MB fp32; the Linears %.2f bits/param\n", label, q.n_linears, fmts[0] ? fmts : "-",
+            q.embed_fmt ? lorac_qformat_name(q.embed_fmt) : "fp32", q.base_bytes / 1e6,
+            q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0,
+            q.base_params ? q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
             q.q_params ? 8.0 * q.q_bytes / (double)q.q_params : 0.0);
     if (m->q_fallback)
         fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", m->q_fallback,
@@ -203,7 +213,8 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
     const char *path = cli_str(a, "model", NULL);
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
     if (method_is_qlora(a))
-        cli_check(a->cmd, lorac_model_load_quantized(path, qformat_keep(a, path) ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4, m));
+        cli_check(a->cmd, lorac_model_load_quantized(path, (qformat_keep(a, path) ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4) |
+                                                               (qembed_on(a) ? 0 : LORAC_QLOAD_EMBED_FP32), m));
     else
         cli_check(a->cmd, lorac_model_load(path, m));
     const char *base = opt_if_declared(a, "base");
@@ -304,13 +315,15 @@ static void train_linear(const cli_args *a, lorac_linear *L) {
 void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
     int n;
     const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
-    if (meth != CLI_METHOD_QLORA && opt_if_declared(a, "qformat"))
-        cli_die(a->cmd, EXIT_USAGE, "--qformat is for --method qlora (the quantized base); hint: add --method qlora");
+    if (meth != CLI_METHOD_QLORA && (opt_if_declared(a, "qformat") || opt_if_declared(a, "qembed")))
+        cli_die(a->cmd, EXIT_USAGE, "--%s is for --method qlora (the quantized base); hint: add --method qlora",
+                opt_if_declared(a, "qformat") ? "qformat" : "qembed");
     switch (meth) {
     case CLI_METHOD_QLORA:
         /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */
         (void)qformat_keep(a, m->path); /* a usage error for keep without a .gguf base */
         cli_check(a->cmd, lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
+        if (qembed_on(a)) cli_check(a->cmd, lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* ... or embedding */
         print_quantized_base(m, "qlora");
         if (seq_cls) seq_cls_modules_to_save(a, m, c);
         cli_check(a->cmd, lorac_lora_apply(m, c, NULL));

@@ -206,6 +206,7 @@ int cmd_train(int argc, char **argv) {
     const char *run_cfg[] = {"method", method, "r", r_s, "alpha", alpha_s, "dropout", drop_s, "target", tgt_s,
                              "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
                              "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", "qformat", cli_str(&a, "qformat", ""),
+                             "qembed", cli_str(&a, "qembed", "on"),
                              "base", cli_str(&a, "base", "fp32"), NULL};
     if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
     o.run_config = run_cfg;

@@ -616,3 +616,7 @@ const lorac_tensor_desc *lorac_gguf_find_tensor(const lorac_gguf *g, const char 
 }
 
 const char *lorac_gguf_path(const lorac_gguf *g) { return g ? g->path : NULL; }
+
+uint64_t lorac_gguf_tensor_file_offset(const lorac_gguf *g, const lorac_tensor_desc *t) {
+    return (uint64_t)((const uint8_t *)t->data - g->map.data);
+}

@@ -54,5 +54,7 @@ int lorac_gguf_tensor_count(const lorac_gguf *g);
 const lorac_tensor_desc *lorac_gguf_tensor(const lorac_gguf *g, int i);
 const lorac_tensor_desc *lorac_gguf_find_tensor(const lorac_gguf *g, const char *name);
 const char *lorac_gguf_path(const lorac_gguf *g);
+/* Byte offset of t's data (a tensor of g) from the start of the file. */
+uint64_t lorac_gguf_tensor_file_offset(const lorac_gguf *g, const lorac_tensor_desc *t);
 
 #endif

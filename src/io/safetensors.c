@@ -577,6 +577,10 @@ static int write_body(void *ctx, FILE *f) {
     for (int i = 0; i < w->n; i++) {
         const lorac_st_entry *e = w->order[i].e;
         size_t numel = w->order[i].nbytes / w->order[i].esize;
+        if (e->dtype == LORAC_U8) {
+            if (numel && fwrite(e->raw, 1, numel, f) != numel) return 1;
+            continue;
+        }
         for (size_t at = 0; at < numel; at += 4096) {
             size_t k = numel - at < 4096 ? numel - at : 4096;
             const float *x = e->data + at;
@@ -601,8 +605,8 @@ static lorac_status check_entries(const char *path, const lorac_st_entry *entrie
         const lorac_st_entry *e = &entries[i];
         if (!e->name || !*e->name || strcmp(e->name, "__metadata__") == 0)
             return lorac_fail(LORAC_ERR_ARG, "%s: entry %d has an empty or reserved name", path, i);
-        if (e->dtype != LORAC_F32 && e->dtype != LORAC_F16 && e->dtype != LORAC_BF16)
-            return lorac_fail(LORAC_ERR_ARG, "%s: tensor '%s': can only write F32, F16 or BF16, not %s", path, e->name,
+        if (e->dtype != LORAC_F32 && e->dtype != LORAC_F16 && e->dtype != LORAC_BF16 && e->dtype != LORAC_U8)
+            return lorac_fail(LORAC_ERR_ARG, "%s: tensor '%s': can only write F32, F16, BF16 or U8, not %s", path, e->name,
                               lorac_dtype_name(e->dtype));
         if (e->ndim < 0 || e->ndim > LORAC_MAX_DIMS)
             return lorac_fail(LORAC_ERR_ARG, "%s: tensor '%s': bad ndim %d", path, e->name, e->ndim);
@@ -612,7 +616,7 @@ static lorac_status check_entries(const char *path, const lorac_st_entry *entrie
                 return lorac_fail(LORAC_ERR_ARG, "%s: tensor '%s': bad shape", path, e->name);
         o[i].e = e;
         o[i].esize = dtype_size(e->dtype);
-        if (!lorac_mul_ok(numel, o[i].esize, &o[i].nbytes) || (numel && !e->data))
+        if (!lorac_mul_ok(numel, o[i].esize, &o[i].nbytes) || (numel && !(e->dtype == LORAC_U8 ? e->raw : (const void *)e->data)))
             return lorac_fail(LORAC_ERR_ARG, "%s: tensor '%s': too large or no data", path, e->name);
     }
     qsort(o, (size_t)n, sizeof *o, cmp_out_name);

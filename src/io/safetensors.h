@@ -29,7 +29,7 @@ const char *lorac_st_metadata(const lorac_st *st, const char *key);
 const char *lorac_st_path_of(const lorac_st *st, const lorac_tensor_desc *t);
 
 /* Writing. Each entry is fp32 data with its shape, written as `dtype`
- * (F32, F16 or BF16; converted on write). Atomic: temporary file, fsync,
+ * (F32, F16 or BF16; converted on write), or U8 bytes given in raw. Atomic: temporary file, fsync,
  * rename. metadata: NULL or NULL-terminated key/value string pairs. */
 typedef struct lorac_st_entry {
     const char *name;
@@ -37,6 +37,7 @@ typedef struct lorac_st_entry {
     int ndim;
     int64_t shape[LORAC_MAX_DIMS];
     lorac_dtype dtype;
+    const void *raw; /* LORAC_U8 only: the bytes, written as they are (data unused) */
 } lorac_st_entry;
 lorac_status lorac_st_write(const char *path, const lorac_st_entry *entries, int n, const char *const *metadata);
 

@@ -20,6 +20,7 @@
 
 #include "core/util.h"
 #include "io/safetensors.h"
+#include "models/model_internal.h"
 
 /* Copy a read-only view into malloc'd memory so it may be changed. Unlike
  * lorac_weight_make_trainable, no gradient buffer is allocated. */
@@ -136,8 +137,9 @@ static cJSON *config_from_cfg(const lorac_config *c) {
 }
 
 /* config.json: the base directory's own (torch_dtype set to the float32 we
- * write), else one generated from the config. */
-static lorac_status write_config(const lorac_model *m, const char *out_dir) {
+ * write), else one generated from the config; with a quantization_config
+ * when qc != NULL (taken over). */
+static lorac_status write_config(const lorac_model *m, const char *out_dir, cJSON *qc) {
     char src[1200], dst[1200];
     lorac_path_join(dst, sizeof dst, out_dir, "config.json");
     lorac_path_join(src, sizeof src, m->path, "config.json");
@@ -155,6 +157,12 @@ static lorac_status write_config(const lorac_model *m, const char *out_dir) {
         cJSON_AddStringToObject(j, "torch_dtype", "float32");
     } else {
         j = config_from_cfg(&m->cfg);
+    }
+    if (j && qc) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
+        cJSON_AddItemToObject(j, "quantization_config", qc);
+    } else {
+        cJSON_Delete(qc);
     }
     if (!j) return lorac_fail(LORAC_ERR_NOMEM, "out of memory building config.json");
     return write_json(dst, j);
@@ -195,13 +203,127 @@ static lorac_status copy_tokenizer(const char *src_dir, const char *out_dir) {
     return LORAC_OK;
 }
 
+/* The tokenizer files beside the weights (none for a random model; a GGUF
+ * base keeps its tokenizer inside the .gguf unless tokenizer_src says). */
+static lorac_status finish_checkpoint(const lorac_model *m, const char *out_dir, const char *tokenizer_src) {
+    if (!tokenizer_src && !m->gguf && !m->st) return LORAC_OK;
+    if (!tokenizer_src && m->gguf) return LORAC_OK;
+    return copy_tokenizer(tokenizer_src ? tokenizer_src : m->path, out_dir);
+}
+
 lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const char *tokenizer_src) {
     LORAC_TRY(lorac_model_dequantize_embedding(m));
     for (int i = 0; i < m->n_lin; i++) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
     LORAC_TRY(lorac_mkdirs(out_dir));
     LORAC_TRY(write_weights(m, out_dir));
-    LORAC_TRY(write_config(m, out_dir));
-    if (!tokenizer_src && !m->gguf && !m->st) return LORAC_OK; /* a random model has no tokenizer */
-    if (!tokenizer_src && m->gguf) return LORAC_OK;             /* its tokenizer lives inside the .gguf */
-    return copy_tokenizer(tokenizer_src ? tokenizer_src : m->path, out_dir);
+    LORAC_TRY(write_config(m, out_dir, NULL));
+    return finish_checkpoint(m, out_dir, tokenizer_src);
+}
+
+/* ---- bitsandbytes' 4-bit serialization ------------------------------------ */
+
+/* The six tensors of one NF4 Linear, and what they point at. */
+typedef struct nf4_linear {
+    lorac_qweight own;      /* quantized here (a Linear that was not NF4 yet) */
+    const lorac_nf4 *q;
+    char json[320];
+    char names[6][192];
+    int64_t words;          /* bytes of codes */
+} nf4_linear;
+
+static lorac_status nf4_of(lorac_model *m, lorac_linear *L, const lorac_requant *rq, nf4_linear *x) {
+    for (int k = 0; k < rq->n; k++)
+        if (rq->e[k].nf4 && rq->e[k].L == L) x->q = &rq->e[k].q.nf4;
+    if (!x->q && L->q && L->q->fmt == LORAC_QF_NF4) x->q = &L->q->nf4;
+    if (!x->q) { /* fp32 (or another format: through fp32) -> NF4 of [out, in] */
+        LORAC_TRY(lorac_linear_dequantize(L));
+        float *t;
+        LORAC_TRY(lorac_alloc((void **)&t, (size_t)L->in * L->out, sizeof *t, L->W->name));
+        for (int o = 0; o < L->out; o++)
+            for (int i = 0; i < L->in; i++)
+                t[(size_t)o * L->in + i] = L->W->data[L->w_in_out ? (size_t)i * L->out + o : (size_t)o * L->in + i];
+        lorac_status st = lorac_qweight_quantize_nf4(&x->own, t, L->out, L->in);
+        free(t);
+        LORAC_TRY(st);
+        x->q = &x->own.nf4;
+    }
+    (void)m;
+    snprintf(x->json, sizeof x->json,
+             "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"float32\", \"shape\": [%d, %d], "
+             "\"nested_blocksize\": %d, \"nested_dtype\": \"float32\", \"nested_offset\": %.17g}",
+             LORAC_NF4_BLOCK, L->out, L->in, LORAC_NF4_BLOCK2, (double)x->q->offset);
+    static const char *const suffix[6] = {"", ".absmax", ".nested_absmax", ".quant_map", ".nested_quant_map",
+                                          ".quant_state.bitsandbytes__nf4"};
+    for (int k = 0; k < 6; k++) snprintf(x->names[k], sizeof x->names[k], "%s%s", L->W->name, suffix[k]);
+    x->words = (x->q->numel + 1) / 2;
+    return LORAC_OK;
+}
+
+static lorac_st_entry st_u8(const char *name, const void *bytes, int64_t n, int two_d) {
+    lorac_st_entry e = {name, NULL, two_d ? 2 : 1, {n, 1}, LORAC_U8, bytes};
+    return e;
+}
+
+static lorac_st_entry st_f32(const char *name, const float *data, int64_t n) {
+    lorac_st_entry e = {name, data, 1, {n}, LORAC_F32, NULL};
+    return e;
+}
+
+lorac_status lorac_model_save_merged_nf4(lorac_model *m, const lorac_requant *rq, const char *out_dir,
+                                         const char *tokenizer_src) {
+    LORAC_TRY(lorac_model_dequantize_embedding(m));
+    for (int i = 0; i < m->n_lin; i++) /* heads: fp32 */
+        if (!lorac_is_block_linear(m, &m->lin[i])) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
+    nf4_linear *x;
+    lorac_st_entry *e;
+    LORAC_TRY(lorac_alloc((void **)&x, (size_t)m->n_lin, sizeof *x, "NF4 checkpoint"));
+    lorac_status st = lorac_alloc((void **)&e, (size_t)m->n_w + 5 * (size_t)m->n_lin, sizeof *e, "checkpoint entries");
+    int n = 0;
+    for (int i = 0; i < m->n_w && st == LORAC_OK; i++) {
+        const lorac_weight *w = &m->w[i];
+        int li = -1;
+        for (int j = 0; j < m->n_lin && li < 0; j++)
+            if (m->lin[j].W == w && lorac_is_block_linear(m, &m->lin[j])) li = j;
+        if (li < 0) {
+            e[n++] = (lorac_st_entry){w->name, w->data, w->ndim, {w->shape[0], w->shape[1]}, LORAC_F32, NULL};
+            continue;
+        }
+        nf4_linear *q = &x[li];
+        st = nf4_of(m, &m->lin[li], rq, q);
+        if (st != LORAC_OK) break;
+        e[n++] = st_u8(q->names[0], q->q->codes, q->words, 1);
+        e[n++] = st_u8(q->names[1], q->q->qabsmax, q->q->nblocks, 0);
+        e[n++] = st_f32(q->names[2], q->q->absmax2, q->q->nblocks2);
+        e[n++] = st_f32(q->names[3], lorac_nf4_code, 16);
+        e[n++] = st_f32(q->names[4], lorac_dynamic_map, 256);
+        e[n++] = st_u8(q->names[5], q->json, (int64_t)strlen(q->json), 0);
+    }
+    if (st == LORAC_OK) st = lorac_mkdirs(out_dir);
+    if (st == LORAC_OK) {
+        char path[1200];
+        const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
+        st = lorac_st_write(lorac_path_join(path, sizeof path, out_dir, "model.safetensors"), e, n, md);
+    }
+    for (int i = 0; i < m->n_lin; i++) lorac_qweight_free(&x[i].own);
+    free(x);
+    free(e);
+    LORAC_TRY(st);
+    cJSON *qc = cJSON_CreateObject();
+    if (qc) {
+        cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes");
+        cJSON_AddBoolToObject(qc, "load_in_4bit", 1);
+        cJSON_AddBoolToObject(qc, "load_in_8bit", 0);
+        cJSON_AddBoolToObject(qc, "_load_in_4bit", 1);
+        cJSON_AddBoolToObject(qc, "_load_in_8bit", 0);
+        cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", "nf4");
+        cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", 1);
+        cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "float32");
+        cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8");
+        cJSON_AddBoolToObject(qc, "llm_int8_enable_fp32_cpu_offload", 0);
+        cJSON_AddBoolToObject(qc, "llm_int8_has_fp16_weight", 0);
+        cJSON_AddNullToObject(qc, "llm_int8_skip_modules");
+        cJSON_AddRawToObject(qc, "llm_int8_threshold", "6.0"); /* a float to Python (cJSON prints 6.0 as 6) */
+    }
+    LORAC_TRY(write_config(m, out_dir, qc));
+    return finish_checkpoint(m, out_dir, tokenizer_src);
 }

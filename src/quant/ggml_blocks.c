@@ -8,6 +8,9 @@
 
 #include "core/util.h"
 
+#include <math.h>
+#include <string.h>
+
 #define QK_SMALL 32 /* elements per Q4_0 / Q4_1 / Q8_0 block */
 #define QK_K 256    /* elements per K-quant super-block */
 
@@ -137,6 +140,185 @@ lorac_status lorac_dequant_row(lorac_dtype t, const void *src, float *dst, int64
         case LORAC_Q8_0: dequant_q8_0(b, dst); break;
         case LORAC_Q4_K: dequant_q4_k(b, dst); break;
         case LORAC_Q6_K: dequant_q6_k(b, dst); break;
+        default: break; /* unreachable: checked above */
+        }
+    }
+    return LORAC_OK;
+}
+
+/* ---- quantizers ------------------------------------------------------------ */
+
+static void put_half(uint8_t *p, float x) {
+    const uint16_t h = lorac_f32_to_f16(x);
+    p[0] = (uint8_t)(h & 0xFF);
+    p[1] = (uint8_t)(h >> 8);
+}
+
+static int nearest_int(float x) { return (int)lrintf(x); }
+
+static void quant_q8_0(const float *x, uint8_t *b) {
+    float amax = 0;
+    for (int j = 0; j < QK_SMALL; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    for (int j = 0; j < QK_SMALL; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+static void quant_q4_0(const float *x, uint8_t *b) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < QK_SMALL; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -8, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    for (int j = 0; j < QK_SMALL / 2; j++) {
+        /* in double, then rounded to fp32 and truncated, as gguf-py does (ggml's own float version depends
+           on FMA contraction) */
+        const int q0 = (int)truncf((float)((double)x[j] * (double)id + 8.5)),
+                  q1 = (int)truncf((float)((double)x[j + QK_SMALL / 2] * (double)id + 8.5));
+        b[2 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+    }
+}
+
+static void quant_q4_1(const float *x, uint8_t *b) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < QK_SMALL; j++) {
+        mn = fminf(mn, x[j]);
+        mx = fmaxf(mx, x[j]);
+    }
+    const float d = (mx - mn) / 15, id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    put_half(b + 2, mn);
+    for (int j = 0; j < QK_SMALL / 2; j++) {
+        const float v0 = (x[j] - mn) * id + 0.5f, v1 = (x[j + QK_SMALL / 2] - mn) * id + 0.5f;
+        const int q0 = (int)truncf(v0), q1 = (int)truncf(v1);
+        b[4 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+    }
+}
+
+/* Q4_K: 8 sub-blocks of 32, value = d*sc*q - dmin*mn, q in 0..15, sc and mn
+ * 6-bit. The stored (f16) dmin and d are chosen first; each mn, then each
+ * sc, is the nearest step, one more when that would leave the sub-block's
+ * lowest or highest value outside the 16 levels. */
+static void quant_q4_k(const float *x, uint8_t *b) {
+    float hi[8], minv[8], max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float lo = 0; /* the offset is -dmin*mn with mn >= 0: levels start at or below 0 */
+        hi[j] = 0;
+        for (int l = 0; l < 32; l++) {
+            lo = fminf(lo, x[32 * j + l]);
+            hi[j] = fmaxf(hi[j], x[32 * j + l]);
+        }
+        minv[j] = -lo;
+        max_min = fmaxf(max_min, minv[j]);
+    }
+    put_half(b + 2, max_min / 63);
+    const float dmin = half_at(b + 2);
+    uint8_t ls[8], lm[8], *sc = b + 4, *q = b + 16;
+    float need[8], max_need = 0;
+    for (int j = 0; j < 8; j++) {
+        int c = dmin > 0 ? nearest_int(minv[j] / dmin) : 0;
+        if (dmin * (float)c < minv[j]) c++;
+        lm[j] = (uint8_t)(c < 63 ? c : 63);
+        need[j] = (hi[j] + dmin * lm[j]) / 15; /* the step that reaches hi from the offset */
+        max_need = fmaxf(max_need, need[j]);
+    }
+    put_half(b, max_need / 63);
+    const float d = half_at(b);
+    memset(sc, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        int a = d > 0 ? nearest_int(need[j] / d) : 0;
+        if (d * (float)a < need[j]) a++;
+        ls[j] = (uint8_t)(a < 63 ? a : 63);
+        if (j < 4) {
+            sc[j] = ls[j];
+            sc[j + 4] = lm[j];
+        } else {
+            sc[j + 4] = (uint8_t)((ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4));
+            sc[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            sc[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+    uint8_t L[256];
+    for (int j = 0; j < 8; j++) {
+        const float dq = d * ls[j], dm = dmin * lm[j];
+        for (int l = 0; l < 32; l++) {
+            const int v = dq != 0.0f ? nearest_int((x[32 * j + l] + dm) / dq) : 0;
+            L[32 * j + l] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) q[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+/* Q6_K: 16 sub-blocks of 16, value = d*sc*(q - 32), q in 0..63, sc int8
+ * against the stored f16 d (the largest sub-block at -128). */
+static void quant_q6_k(const float *x, uint8_t *b) {
+    float scale[16], max_scale = 0, amax_scale = 0;
+    for (int j = 0; j < 16; j++) {
+        float amax = 0, m = 0;
+        for (int l = 0; l < 16; l++)
+            if (fabsf(x[16 * j + l]) > amax) {
+                amax = fabsf(x[16 * j + l]);
+                m = x[16 * j + l];
+            }
+        scale[j] = m / -32; /* the largest value lands on level -32 */
+        if (fabsf(scale[j]) > amax_scale) {
+            amax_scale = fabsf(scale[j]);
+            max_scale = scale[j];
+        }
+    }
+    uint8_t *ql = b, *qh = b + 128;
+    int8_t *sc = (int8_t *)(b + 192);
+    const float iscale = max_scale != 0.0f ? -128 / max_scale : 0;
+    put_half(b + 208, iscale != 0.0f ? 1 / iscale : 0);
+    const float d = half_at(b + 208);
+    for (int j = 0; j < 16; j++) { /* nearest, one step larger when the sub-block's largest |x| would not fit */
+        int v = nearest_int(iscale * scale[j]);
+        if (fabsf(d * (float)v) < fabsf(scale[j])) v += v < 0 || (v == 0 && iscale * scale[j] < 0) ? -1 : 1;
+        sc[j] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+    }
+    uint8_t L[256];
+    for (int j = 0; j < 16; j++) {
+        const float dq = d * sc[j];
+        for (int l = 0; l < 16; l++) {
+            const int v = dq != 0.0f ? nearest_int(x[16 * j + l] / dq) : 0;
+            L[16 * j + l] = (uint8_t)((v < -32 ? -32 : v > 31 ? 31 : v) + 32);
+        }
+    }
+    memset(qh, 0, 64);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *Lh = L + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            ql[64 * h + l] = (uint8_t)((Lh[l] & 0x0F) | ((Lh[l + 64] & 0x0F) << 4));
+            ql[64 * h + l + 32] = (uint8_t)((Lh[l + 32] & 0x0F) | ((Lh[l + 96] & 0x0F) << 4));
+            qh[32 * h + l] = (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
+        }
+    }
+}
+
+lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t n) {
+    if (!lorac_is_block_type(t))
+        return lorac_fail(LORAC_ERR_ARG, "lorac_quant_row: %s is not a GGML block format", lorac_dtype_name(t));
+    const int bs = g_layout[t].block;
+    const size_t bb = g_layout[t].bytes;
+    if (n < 0 || n % bs != 0)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_quant_row: %lld elements is not a whole number of %s blocks of %d",
+                          (long long)n, lorac_dtype_name(t), bs);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(src[i]))
+            return lorac_fail(LORAC_ERR_NUMERIC, "lorac_quant_row: element %lld is %g; hint: only finite weights quantize",
+                              (long long)i, (double)src[i]);
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n / bs; i++, b += bb, src += bs) {
+        switch (t) {
+        case LORAC_Q4_0: quant_q4_0(src, b); break;
+        case LORAC_Q4_1: quant_q4_1(src, b); break;
+        case LORAC_Q8_0: quant_q8_0(src, b); break;
+        case LORAC_Q4_K: quant_q4_k(src, b); break;
+        case LORAC_Q6_K: quant_q6_k(src, b); break;
         default: break; /* unreachable: checked above */
         }
     }

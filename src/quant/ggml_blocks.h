@@ -27,6 +27,23 @@ size_t lorac_block_bytes(lorac_dtype t);
 /* 1 for the GGML block formats (Q4_0 .. Q6_K), 0 otherwise. */
 int lorac_is_block_type(lorac_dtype t);
 
+/* Quantize n fp32 elements (n a multiple of the block size) into n /
+ * block_size blocks of type t at dst. Q4_0, Q4_1 and Q8_0 follow ggml's
+ * reference quantizers (quantize_row_*_ref) as llama.cpp's gguf-py writes
+ * them, bit for bit (tests/ref/make_gguf_quant_fixtures.py):
+ *   Q8_0  d = amax / 127, q = roundf(x / d)
+ *   Q4_0  d = -m / 8 with m the element of largest |x|, q = min(15, trunc(x / d + 8.5))
+ *   Q4_1  d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5))
+ * (1 / d computed once in fp32, as those do). Q4_K and Q6_K are lorac's own
+ * one-pass quantizers, not llama.cpp's iterative search (make_qkx2_quants /
+ * make_qx_quants): per sub-block the scale (and for Q4_K the min) that spans
+ * its values, the sub-block scales quantized to 6 bits (Q4_K) or 8 bits
+ * (Q6_K) against one f16 super-block scale, then every value rounded to
+ * the nearest level. Valid blocks that any GGUF reader decodes, with an
+ * error a little above llama.cpp's; tested against round-trip bounds.
+ * A NaN or infinity in src is LORAC_ERR_NUMERIC; a bad t or n LORAC_ERR_ARG. */
+lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t n);
+
 /* Dequantize n elements (n a multiple of the block size) of block type t
  * from `src` (n / block_size blocks, any alignment) into dst. Returns
  * LORAC_ERR_ARG for a non-block dtype or a bad n. */

@@ -165,7 +165,7 @@ static void test_sharded_cases(void) {
     const char *dir = tmp_path("shards");
     char p[700], idx[700];
     float a[2] = {1, 2};
-    lorac_st_entry e[] = {{"a", a, 1, {2}, LORAC_F32}};
+    lorac_st_entry e[] = {{"a", a, 1, {2}, LORAC_F32, NULL}};
     CHECK_OK(lorac_mkdirs(dir));
     snprintf(p, sizeof p, "%s/s1.safetensors", dir);
     CHECK_OK(lorac_st_write(p, e, 1, NULL));
@@ -425,7 +425,7 @@ int main(void) {
     test_gguf_cases();
 
     float w[6] = {1, 2, 3, 4, 5, 6};
-    lorac_st_entry e[] = {{"a", w, 2, {2, 3}, LORAC_F32}, {"b", w, 1, {4}, LORAC_F16}};
+    lorac_st_entry e[] = {{"a", w, 2, {2, 3}, LORAC_F32, NULL}, {"b", w, 1, {4}, LORAC_F16, NULL}};
     const char *meta[] = {"format", "pt", NULL};
     char valid[512], ok_gguf[512], meta_gguf[512], types_gguf[512];
     snprintf(valid, sizeof valid, "%s", tmp_path("valid.safetensors"));

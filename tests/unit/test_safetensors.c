@@ -85,11 +85,11 @@ static void test_roundtrip(void) {
     float a[6] = {1, -2, 3.5f, 1e-8f, 65504, -0.0f}, b[5] = {0.1f, 0.2f, 1e5f, -1e-7f, 3}, c[6] = {1, 2, 3, 4, 5, 6.01f};
     float s = 42;
     lorac_st_entry e[] = {
-        {"layer.b", b, 1, {5}, LORAC_F16},
-        {"layer.a", a, 2, {2, 3}, LORAC_F32},
-        {"c \"quoted\"\\name", c, 3, {3, 1, 2}, LORAC_BF16},
-        {"scalar", &s, 0, {0}, LORAC_F32},
-        {"empty", NULL, 2, {0, 4}, LORAC_F32},
+        {"layer.b", b, 1, {5}, LORAC_F16, NULL},
+        {"layer.a", a, 2, {2, 3}, LORAC_F32, NULL},
+        {"c \"quoted\"\\name", c, 3, {3, 1, 2}, LORAC_BF16, NULL},
+        {"scalar", &s, 0, {0}, LORAC_F32, NULL},
+        {"empty", NULL, 2, {0, 4}, LORAC_F32, NULL},
     };
     const char *meta[] = {"format", "pt", "note", "line\nbreak \"q\"", NULL};
     const char *path = tmp_path("rt.safetensors");
@@ -139,9 +139,9 @@ static void test_roundtrip(void) {
     CHECK(!tmp_left, "temporary file left behind");
 
     /* refused writes leave the old file alone */
-    lorac_st_entry bad = {"i", a, 1, {6}, LORAC_I32};
+    lorac_st_entry bad = {"i", a, 1, {6}, LORAC_I32, NULL};
     CHECK(lorac_st_write(path, &bad, 1, NULL) == LORAC_ERR_ARG, "I32 write refused");
-    lorac_st_entry dup[] = {{"x", a, 1, {2}, LORAC_F32}, {"x", b, 1, {2}, LORAC_F16}};
+    lorac_st_entry dup[] = {{"x", a, 1, {2}, LORAC_F32, NULL}, {"x", b, 1, {2}, LORAC_F16, NULL}};
     CHECK(lorac_st_write(path, dup, 2, NULL) == LORAC_ERR_ARG, "duplicate names refused");
     CHECK(strstr(lorac_last_error(), "'x'") != NULL, "names the tensor: %s", lorac_last_error());
     CHECK_OK(lorac_st_open(path, &st));
@@ -190,8 +190,8 @@ static void test_sharded(void) {
     snprintf(p1, sizeof p1, "%s/model-00001-of-00002.safetensors", dir);
     snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", dir);
     snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
-    lorac_st_entry s1[] = {{"a", a, 2, {2, 2}, LORAC_F32}, {"b", b, 1, {2}, LORAC_F32}};
-    lorac_st_entry s2[] = {{"c", c, 1, {3}, LORAC_BF16}};
+    lorac_st_entry s1[] = {{"a", a, 2, {2, 2}, LORAC_F32, NULL}, {"b", b, 1, {2}, LORAC_F32, NULL}};
+    lorac_st_entry s2[] = {{"c", c, 1, {3}, LORAC_BF16, NULL}};
     const char *m1[] = {"format", "pt", NULL}, *m2[] = {"format", "other", "extra", "yes", NULL};
     CHECK_OK(lorac_st_write(p1, s1, 2, m1));
     CHECK_OK(lorac_st_write(p2, s2, 1, m2));

@@ -1,6 +1,16 @@
-/* lorac merge - fold an adapter into its base model and write the result as
- * an ordinary Hugging Face checkpoint (PEFT's merge_and_unload + save). */
+/* lorac merge - fold an adapter into its base model and write the result:
+ * an ordinary Hugging Face checkpoint in fp32 (PEFT's merge_and_unload +
+ * save), or re-quantized (--requantize): for a GGUF base the GGUF file again
+ * with the adapted tensors in their own formats (same), or a Hugging Face
+ * checkpoint in bitsandbytes' NF4 serialization (nf4). Either way it reports
+ * the error each path introduces (lora/merge.h): on the weights, and on the
+ * outputs of a probe batch against the unmerged adapter. --method qlora
+ * loads the base as training did (quantized), so the merge starts from the
+ * weights the adapter was trained against. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "core/util.h"
@@ -10,31 +20,197 @@
 static const cli_opt merge_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"adapter", "DIR", "adapter directory (lorac train or PEFT save_pretrained) (required)"},
-    {"out", "DIR", "output directory for config.json, model.safetensors and tokenizer files (required)"},
+    {"out", "PATH", "output directory for config.json, model.safetensors and tokenizer files; with --requantize "
+                    "a .gguf file (required)"},
+    {"requantize", "F", "write the merged model quantized again: same (a .gguf base: the GGUF file, every adapted "
+                        "tensor in its own format Q4_0/Q4_1/Q8_0/Q4_K/Q6_K/F16/F32, every other byte as in the base; "
+                        "--out FILE.gguf) | nf4 (a Hugging Face directory in bitsandbytes' NF4 serialization)"},
+    {"method", "M", "how the adapter was trained: lora (default: the base in fp32) | qlora (the base quantized as "
+                    "lorac train --method qlora holds it: merge into those weights)"},
+    {"qformat", "F", "qlora's base: nf4 | keep (as lorac train)"},
     {"tokenizer", "DIR", "copy tokenizer files from DIR (default: the base model directory)"},
-    {"overwrite", NULL, "allow --out to replace a model.safetensors already there"},
+    {"overwrite", NULL, "allow --out to replace a model already there"},
+    {"json", NULL, "print the error report as one JSON object on stdout"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {NULL, NULL, NULL}};
 
+/* ---- the probe: outputs of the unmerged adapter against a merged model ---- */
+
+enum { PROBE_B = 2, PROBE_T = 64 };
+
+typedef struct probe {
+    int ids[PROBE_B * PROBE_T], B, T;
+    lorac_fwd_mode mode;
+    float *ref; /* the unmerged adapter's outputs */
+    size_t n;
+} probe;
+
+static const float *probe_run(const char *cmd, lorac_model *m, probe *p) {
+    cli_check(cmd, lorac_model_forward(m, p->ids, NULL, p->B, p->T, p->mode));
+    return p->mode == LORAC_FWD_CLS ? m->acts.cls_logits : m->acts.logits;
+}
+
+/* Pseudo-random token ids (fixed seed): the same probe every run. */
+static void probe_init(const char *cmd, lorac_model *m, probe *p) {
+    p->B = PROBE_B;
+    p->T = m->cfg.n_ctx > 0 && m->cfg.n_ctx < PROBE_T ? m->cfg.n_ctx : PROBE_T;
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < p->B * p->T; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        p->ids[i] = (int)((s >> 33) % (uint64_t)m->cfg.vocab);
+    }
+    p->mode = m->head ? LORAC_FWD_CLS : LORAC_FWD_LM;
+    p->n = (size_t)p->B * (p->mode == LORAC_FWD_CLS ? (size_t)m->n_classes : (size_t)p->T * m->cfg.vocab);
+    cli_check(cmd, lorac_model_reserve(m, p->B, p->T));
+    const float *y = probe_run(cmd, m, p);
+    cli_check(cmd, lorac_alloc((void **)&p->ref, p->n, sizeof(float), "probe outputs"));
+    memcpy(p->ref, y, p->n * sizeof(float));
+}
+
+/* Relative RMS and max abs difference of m's probe outputs from the reference. */
+static void probe_error(const char *cmd, lorac_model *m, probe *p, double *rel_rms, double *max_abs) {
+    const float *y = probe_run(cmd, m, p);
+    double se = 0, sr = 0, mx = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const double d = (double)y[i] - p->ref[i];
+        se += d * d;
+        sr += (double)p->ref[i] * p->ref[i];
+        mx = fmax(mx, fabs(d));
+    }
+    *rel_rms = sr > 0 ? sqrt(se / sr) : sqrt(se);
+    *max_abs = mx;
+}
+
+/* The fp32 path's weight error: W' = fl(W + d) with d formed in double, so
+ * |W' - (W + d)| <= 2^-24 |W'| (half an ulp); this returns that bound's max
+ * and (in *rms) its RMS over the adapted weights. */
+static double fp32_merge_error(const lorac_model *m, double *rms) {
+    double mx = 0, se = 0, n = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        const lorac_linear *L = &m->lin[i];
+        if (!L->lora || !L->W->data) continue;
+        for (size_t k = 0; k < L->W->n; k++) {
+            const double u = ldexp(1.0, -24) * fabs((double)L->W->data[k]);
+            se += u * u;
+            mx = fmax(mx, u);
+            n++;
+        }
+    }
+    *rms = n > 0 ? sqrt(se / n) : 0;
+    return mx;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
 int cmd_merge(int argc, char **argv) {
     cli_args a;
-    cli_parse(&a, "merge", "usage: lorac merge --model PATH --adapter DIR --out DIR [options]", merge_opts, argc, argv);
+    cli_parse(&a, "merge", "usage: lorac merge --model PATH --adapter DIR --out PATH [--requantize] [options]", merge_opts,
+              argc, argv);
     cli_set_threads(&a);
-    const char *ad = cli_str(&a, "adapter", NULL), *out = cli_str(&a, "out", NULL);
+    const char *ad = cli_str(&a, "adapter", NULL), *out = cli_str(&a, "out", NULL), *base = cli_str(&a, "model", NULL);
+    const char *rqf = cli_str(&a, "requantize", NULL), *meth = cli_str(&a, "method", "lora");
+    const int json = cli_has(&a, "json");
+    if (rqf && strcmp(rqf, "same") && strcmp(rqf, "nf4"))
+        cli_die("merge", EXIT_USAGE, "--requantize '%s': expected same (a .gguf base's own formats) or nf4", rqf);
+    if (strcmp(meth, "lora") && strcmp(meth, "qlora"))
+        cli_die("merge", EXIT_USAGE, "--method '%s': expected lora or qlora (the other methods save no adapter)", meth);
+    const int requant = rqf != NULL, to_nf4 = rqf && !strcmp(rqf, "nf4");
     if (!ad) cli_die("merge", EXIT_USAGE, "--adapter is required (a directory with adapter_config.json)");
-    if (!out) cli_die("merge", EXIT_USAGE, "--out is required (the directory to write the merged model to)");
-    char probe[1200];
-    if (lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "model.safetensors")) && !cli_has(&a, "overwrite"))
-        cli_die("merge", EXIT_USAGE, "%s already holds a model.safetensors; hint: choose another --out or pass --overwrite", out);
+    if (!out) cli_die("merge", EXIT_USAGE, "--out is required (the directory, or with --requantize the .gguf file, to write)");
+    if (requant && !to_nf4 && (!base || !ends_with(base, ".gguf")))
+        cli_die("merge", EXIT_USAGE, "--requantize same needs a .gguf base (its tensors' formats are what the merged weights go "
+                "back to); hint: --requantize nf4 writes bitsandbytes' NF4 from any base");
+    if (requant && !to_nf4 && !ends_with(out, ".gguf"))
+        cli_die("merge", EXIT_USAGE, "--out %s: with --requantize same, --out is the .gguf file to write", out);
+    if (to_nf4 && ends_with(out, ".gguf"))
+        cli_die("merge", EXIT_USAGE, "--out %s: --requantize nf4 writes a Hugging Face directory, not a .gguf file", out);
+    char probe_path[1200];
+    const char *existing = requant && !to_nf4 ? out : lorac_path_join(probe_path, sizeof probe_path, out, "model.safetensors");
+    if (base && !strcmp(out, base)) cli_die("merge", EXIT_USAGE, "--out is the base model itself; hint: choose another --out");
+    if (lorac_file_exists(existing) && !cli_has(&a, "overwrite"))
+        cli_die("merge", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", existing);
 
     lorac_model *m;
     cli_load_model(&a, &m, NULL);
     cli_check("merge", lorac_adapter_load(m, ad, NULL));
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) n += m->lin[i].lora != NULL;
+
+    probe p;
+    probe_init("merge", m, &p);
     cli_check("merge", lorac_lora_merge(m));
-    cli_check("merge", lorac_model_save_merged(m, out, cli_str(&a, "tokenizer", NULL)));
-    fprintf(stderr, "merged %d LoRA modules of %s into %s\n", n, ad, out);
+    double fp32_rel, fp32_max, fp32_w_rms, fp32_w_max = fp32_merge_error(m, &fp32_w_rms);
+    probe_error("merge", m, &p, &fp32_rel, &fp32_max);
+
+    /* the re-quantized figures: of the format asked for, else of the base's own (GGUF) or NF4 */
+    lorac_requant rq = {0};
+    double rq_rel = 0, rq_max = 0;
+    lorac_status st = lorac_merge_requantize(m, requant ? to_nf4 : !m->gguf, &rq);
+    if (st != LORAC_OK && requant) cli_check("merge", st);
+    if (st != LORAC_OK) {
+        fprintf(stderr, "note: no re-quantized figures: %s\n", lorac_last_error());
+        lorac_clear_error();
+    }
+    const int have_rq = st == LORAC_OK;
+    if (!requant) {
+        cli_check("merge", lorac_model_save_merged(m, out, cli_str(&a, "tokenizer", NULL)));
+        fprintf(stderr, "merged %d LoRA modules of %s into %s (fp32)\n", n, ad, out);
+    }
+    if (have_rq) { /* the model as the re-quantized file will compute it */
+        cli_check("merge", lorac_requant_apply(m, &rq));
+        probe_error("merge", m, &p, &rq_rel, &rq_max);
+    }
+    if (requant && !to_nf4) {
+        cli_check("merge", lorac_gguf_write_requantized(m, &rq, out));
+        fprintf(stderr, "merged %d LoRA modules of %s into %s (%d tensors re-quantized, every other byte as in %s)\n", n, ad,
+                out, rq.n, base);
+        if (rq.n_skipped)
+            fprintf(stderr, "note: %d adapted module%s (%s%s) %s no tensor of the GGUF file, so %s merged into %s: a "
+                    "classification head lives in the adapter or in a fp32 merge (lorac merge without --requantize)\n",
+                    rq.n_skipped, rq.n_skipped > 1 ? "s" : "", rq.skipped, rq.n_skipped > 1 ? ", ..." : "",
+                    rq.n_skipped > 1 ? "have" : "has", rq.n_skipped > 1 ? "they are not" : "it is not", out);
+    } else if (to_nf4) {
+        cli_check("merge", lorac_model_save_merged_nf4(m, &rq, out, cli_str(&a, "tokenizer", NULL)));
+        fprintf(stderr, "merged %d LoRA modules of %s into %s (bitsandbytes NF4: %d adapted Linears re-quantized%s)\n", n, ad,
+                out, rq.n, rq.n_skipped ? "; heads in fp32" : "");
+    }
+
+    /* the report */
+    char fmts[64] = "";
+    for (int k = 0; k < rq.n; k++) {
+        const char *f = rq.e[k].nf4 ? "NF4" : lorac_dtype_name(rq.e[k].dtype);
+        if (!strstr(fmts, f)) {
+            size_t len = strlen(fmts);
+            snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", f);
+        }
+    }
+    const char *probe_what = p.mode == LORAC_FWD_CLS ? "class logits" : "LM logits";
+    if (json) {
+        printf("{\"adapted\": %d, \"written\": \"%s\", \"probe\": \"%s of %dx%d pseudo-random tokens\", "
+               "\"fp32\": {\"weight_rms_err_bound\": %.4g, \"weight_max_err_bound\": %.4g, \"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
+               n, requant ? "requantized" : "fp32", probe_what, p.B, p.T, fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
+        if (have_rq)
+            printf(", \"requantized\": {\"formats\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
+                   "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
+                   "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
+                   fmts, rq.n, rq.n_skipped, rq.rms_w, rq.rms_delta, rq.rms_err, rq.max_err, rq.kept, rq_rel, rq_max);
+        printf("}\n");
+    } else {
+        printf("merge error, %d adapted modules; outputs: %s of %d x %d pseudo-random tokens against the unmerged adapter\n",
+               n, probe_what, p.B, p.T);
+        printf("  fp32 merge%s: weights within one float rounding (RMS <= %.2g, max <= %.2g); outputs rel. RMS %.3g, max %.3g\n",
+               requant ? "" : " (written)", fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
+        if (have_rq)
+            printf("  re-quantized to %s%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), max %.3g; "
+                   "LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, requant ? " (written)" : "", rq.rms_err,
+                   100 * rq.rms_err / rq.rms_w, rq.rms_w, rq.rms_delta > 0 ? rq.rms_err / rq.rms_delta : 0.0, rq.rms_delta,
+                   rq.max_err, 100 * rq.kept, rq_rel, rq_max);
+    }
+    free(p.ref);
+    lorac_requant_free(&rq);
     lorac_model_free(m);
     return 0;
 }

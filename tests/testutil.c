@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,15 +49,31 @@ const char *test_data_path(const char *rel) { return join("LORAC_DATA", "../shar
 const char *test_cache_path(const char *rel) { return join("LORAC_CACHE", ".cache", rel); }
 const char *test_src_path(const char *rel) { return join("LORAC_SRC", ".", rel); }
 
+static char g_tmpdir[256];
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The scratch directory goes when the test exits (LORAC_TEST_KEEP=1 keeps it, for a look). */
+static void remove_tmpdir(void) {
+    const char *keep = getenv("LORAC_TEST_KEEP");
+    if (g_tmpdir[0] && !(keep && *keep == '1')) nftw(g_tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *test_tmpdir(void) {
-    static char dir[256];
+    char *dir = g_tmpdir;
     if (!dir[0]) {
         const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/lorac_test_XXXXXX", t && *t ? t : "/tmp");
+        snprintf(dir, sizeof g_tmpdir, "%s/lorac_test_XXXXXX", t && *t ? t : "/tmp");
         if (!mkdtemp(dir)) {
             perror("mkdtemp");
             exit(2);
         }
+        atexit(remove_tmpdir);
     }
     return dir;
 }

@@ -38,5 +38,9 @@ void lorac_unpermute_rope_rows(float *w, int heads, int D, int in);         /* l
 int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L);     /* not lm_head / head / pre_head */
 /* quantize.c: the block Linears of a model being loaded, quantized (how: NF4 or keep GGUF blocks) */
 lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how);
+/* quantize.c: w stored in bitsandbytes' 4-bit NF4 serialization (double
+ * quantization) in m's safetensors: *q = that NF4 (owning; rows x cols as its
+ * quant state says, [out, in]); *q = NULL when w is stored otherwise. */
+lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lorac_qweight **q);
 
 #endif

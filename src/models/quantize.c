@@ -4,6 +4,8 @@
  * quant/qmatmul.h; and the token embedding with them (row lookups
  * dequantize one row; a tied LM head multiplies through the same matrix).
  * Split from weights.c, whose binding it reuses. */
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -254,6 +256,18 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
         int kept = 0;
         if (keep && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
         if (kept) continue;
+        lorac_qweight *q = NULL; /* a bitsandbytes 4-bit checkpoint: its NF4 as it is */
+        LORAC_TRY(lorac_bnb_nf4_read(m, L->W, &q));
+        if (q && (q->rows != L->out || q->cols != L->in)) {
+            lorac_qweight_free(q);
+            free(q);
+            return lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a 4-bit [out,in] matrix of the wrong orientation", m->path,
+                              L->W->name);
+        }
+        if (q) {
+            attach_q(L, q);
+            continue;
+        }
         LORAC_TRY(lorac_bind_weight(m, L->W));
         LORAC_TRY(quantize_to(L, LORAC_QF_NF4));
     }
@@ -336,4 +350,106 @@ void lorac_model_qstats(const lorac_model *m, lorac_qstats *s) {
         fp32 -= (int64_t)L->W->n;
     }
     s->base_bytes = s->q_bytes + s->emb_bytes + 4.0 * (double)fp32;
+}
+
+/* ---- bitsandbytes 4-bit checkpoints ---------------------------------------
+ * transformers' save_pretrained of a load_in_4bit model stores each quantized
+ * Linear's weight "X.weight" as packed U8 codes beside "X.weight.absmax",
+ * ".nested_absmax", ".quant_map", ".nested_quant_map" and
+ * ".quant_state.bitsandbytes__nf4" (JSON bytes: quant_type, blocksize, dtype,
+ * shape, nested_blocksize, nested_dtype, nested_offset). With double
+ * quantization that is exactly lorac's NF4 (quant/nf4.h): read as it is. */
+
+static const lorac_tensor_desc *bnb_part(const lorac_model *m, const char *w, const char *suffix, lorac_dtype dt,
+                                         int64_t numel, lorac_status *st) {
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", w, suffix);
+    const lorac_tensor_desc *t = lorac_st_find(m->st, name);
+    if (*st != LORAC_OK) return t;
+    if (!t)
+        *st = lorac_fail(LORAC_ERR_FORMAT, "%s: bitsandbytes weight '%s' has no '%s'; hint: an incomplete 4-bit checkpoint?",
+                         m->path, w, name);
+    else if (t->dtype != dt || (numel >= 0 && t->numel != numel))
+        *st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' is %s with %lld values, expected %s with %lld; hint: a corrupt 4-bit "
+                         "checkpoint?", lorac_st_path_of(m->st, t), name, lorac_dtype_name(t->dtype), (long long)t->numel,
+                         lorac_dtype_name(dt), (long long)numel);
+    return t;
+}
+
+static int json_int_is(const cJSON *j, const char *key, double want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) && v->valuedouble == want;
+}
+
+lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lorac_qweight **out) {
+    *out = NULL;
+    if (!m->st || w->ndim != 2) return LORAC_OK;
+    char name[256];
+    snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__fp4", w->name);
+    if (lorac_st_find(m->st, name))
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: '%s' is bitsandbytes FP4; lorac reads NF4 4-bit checkpoints only", m->path,
+                          w->name);
+    snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__nf4", w->name);
+    const lorac_tensor_desc *js = lorac_st_find(m->st, name);
+    if (!js) return LORAC_OK;
+    const char *file = lorac_st_path_of(m->st, js);
+    if (js->dtype != LORAC_U8)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: '%s' is %s, not U8 JSON bytes", file, name, lorac_dtype_name(js->dtype));
+    cJSON *j = cJSON_ParseWithLength(js->data, js->nbytes);
+    const cJSON *qt = cJSON_GetObjectItemCaseSensitive(j, "quant_type"), *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(j, "nested_offset");
+    lorac_status st = LORAC_OK;
+    int64_t rows = 0, cols = 0;
+    if (!cJSON_IsObject(j) || !cJSON_IsString(qt) || strcmp(qt->valuestring, "nf4") || !cJSON_IsArray(shape) ||
+        cJSON_GetArraySize(shape) != 2)
+        st = lorac_fail(LORAC_ERR_FORMAT, "%s: '%s' is no NF4 quant state (quant_type, shape); hint: a corrupt 4-bit checkpoint?",
+                        file, name);
+    else if (!json_int_is(j, "blocksize", LORAC_NF4_BLOCK) || !cJSON_IsNumber(off) ||
+             !json_int_is(j, "nested_blocksize", LORAC_NF4_BLOCK2))
+        st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: '%s': lorac reads NF4 with blocksize 64 and double quantization "
+                        "(bnb_4bit_use_double_quant=True, nested blocks of 256) only", file, w->name);
+    if (st == LORAC_OK) {
+        rows = (int64_t)cJSON_GetArrayItem(shape, 0)->valuedouble;
+        cols = (int64_t)cJSON_GetArrayItem(shape, 1)->valuedouble;
+        const int same = rows == w->shape[0] && cols == w->shape[1], swapped = rows == w->shape[1] && cols == w->shape[0];
+        if (!same && !swapped)
+            st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a [%lld,%lld] NF4 matrix, config expects [%lld,%lld]; hint: wrong "
+                            "config.json?", file, w->name, (long long)rows, (long long)cols, (long long)w->shape[0],
+                            (long long)w->shape[1]);
+    }
+    const double offset = st == LORAC_OK ? off->valuedouble : 0;
+    cJSON_Delete(j);
+    LORAC_TRY(st);
+    const int64_t numel = rows * cols, nb = (numel + LORAC_NF4_BLOCK - 1) / LORAC_NF4_BLOCK,
+                  nb2 = (nb + LORAC_NF4_BLOCK2 - 1) / LORAC_NF4_BLOCK2;
+    const lorac_tensor_desc *codes = bnb_part(m, w->name, "", LORAC_U8, (numel + 1) / 2, &st);
+    const lorac_tensor_desc *qa = bnb_part(m, w->name, ".absmax", LORAC_U8, nb, &st);
+    const lorac_tensor_desc *a2 = bnb_part(m, w->name, ".nested_absmax", LORAC_F32, nb2, &st);
+    const lorac_tensor_desc *map = bnb_part(m, w->name, ".quant_map", LORAC_F32, 16, &st);
+    const lorac_tensor_desc *map2 = bnb_part(m, w->name, ".nested_quant_map", LORAC_F32, 256, &st);
+    LORAC_TRY(st);
+    if (memcmp(map->data, lorac_nf4_code, sizeof lorac_nf4_code) || memcmp(map2->data, lorac_dynamic_map, sizeof lorac_dynamic_map))
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: '%s' uses another code table than bitsandbytes' NF4 and signed dynamic "
+                          "map", file, w->name);
+    lorac_nf4 q = {rows, cols, numel, nb, nb2, NULL, NULL, NULL, (float)offset};
+    st = lorac_alloc((void **)&q.codes, (size_t)(numel + 1) / 2, 1, w->name);
+    if (st == LORAC_OK) st = lorac_alloc((void **)&q.qabsmax, (size_t)nb, 1, w->name);
+    if (st == LORAC_OK) st = lorac_alloc((void **)&q.absmax2, (size_t)nb2, sizeof(float), w->name);
+    if (st == LORAC_OK) {
+        memcpy(q.codes, codes->data, (size_t)(numel + 1) / 2);
+        memcpy(q.qabsmax, qa->data, (size_t)nb);
+        memcpy(q.absmax2, a2->data, sizeof(float) * (size_t)nb2);
+        for (int64_t b = 0; b < nb2 && st == LORAC_OK; b++)
+            if (!isfinite(q.absmax2[b])) st = lorac_fail(LORAC_ERR_NUMERIC, "%s: '%s.nested_absmax' holds %g", file, w->name, (double)q.absmax2[b]);
+    }
+    lorac_qweight *qw = NULL;
+    if (st == LORAC_OK) st = lorac_alloc((void **)&qw, 1, sizeof *qw, "quantized weight");
+    if (st == LORAC_OK) st = lorac_qweight_from_nf4(qw, &q);
+    if (st != LORAC_OK) {
+        lorac_nf4_free(&q);
+        free(qw);
+        return st;
+    }
+    *out = qw;
+    return LORAC_OK;
 }

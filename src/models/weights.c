@@ -257,8 +257,48 @@ void lorac_unpermute_rope_rows(float *w, int heads, int D, int in) {
 /* Base weights are checked once at load: a NaN or Inf would poison every output. */
 #define BAD_WEIGHTS_HINT "the checkpoint is corrupt; re-download or re-convert it"
 
+/* A weight stored by bitsandbytes in 4 bits, dequantized into fp32 (the HF
+ * layout: a Conv1D weight, [out, in] in the checkpoint, transposed). */
+static lorac_status bind_bnb(const lorac_model *m, lorac_weight *w, lorac_qweight *q) {
+    int conv1d = 0;
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].W == w) conv1d = m->lin[i].w_in_out;
+    float *buf = NULL;
+    lorac_status st = LORAC_OK;
+    if (q->rows != w->shape[conv1d ? 1 : 0] || q->cols != w->shape[conv1d ? 0 : 1])
+        st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a [%lld,%lld] 4-bit matrix, config expects [out,in] = [%lld,%lld]",
+                        m->path, w->name, (long long)q->rows, (long long)q->cols, (long long)w->shape[conv1d ? 1 : 0],
+                        (long long)w->shape[conv1d ? 0 : 1]);
+    if (st == LORAC_OK) st = lorac_alloc((void **)&buf, w->n, sizeof(float), w->name);
+    if (st == LORAC_OK && !conv1d) {
+        st = lorac_qweight_dequantize(q, buf);
+    } else if (st == LORAC_OK) {
+        for (int64_t r = 0; r < q->rows && st == LORAC_OK; r++) {
+            float *row = malloc(sizeof(float) * (size_t)q->cols);
+            if (!row) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory for '%s'", w->name);
+            if (st == LORAC_OK) st = lorac_qweight_dequant_row(q, r, row);
+            for (int64_t c = 0; st == LORAC_OK && c < q->cols; c++) buf[c * q->rows + r] = row[c];
+            free(row);
+        }
+    }
+    lorac_qweight_free(q);
+    free(q);
+    if (st != LORAC_OK) {
+        free(buf);
+        return st;
+    }
+    w->data = buf;
+    w->owned = 1;
+    return LORAC_OK;
+}
+
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     const lorac_tensor_desc *t = NULL;
+    if (m->st) {
+        lorac_qweight *q = NULL;
+        LORAC_TRY(lorac_bnb_nf4_read(m, w, &q));
+        if (q) return bind_bnb(m, w, q);
+    }
     const char *file = m->path;
     char alt[160];
     int transposed = 0; /* GGUF GPT-2 matrices are [out,in]; HF Conv1D is [in,out] */

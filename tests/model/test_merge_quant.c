@@ -1,5 +1,13 @@
-/* test_merge_quant - merging an adapter into the SmolLM2-135M Q4_1 GGUF and
- * re-quantizing (lora/merge.h; skipped when the model is not fetched):
+/* test_merge_quant - merging an adapter into a quantized base and
+ * re-quantizing (lora/merge.h).
+ * NF4 (the tiny GPT-2 and Llama fixtures, loaded as QLoRA holds them):
+ *  n. the merged weights re-quantized to NF4 and written in bitsandbytes'
+ *     4-bit serialization read back (lorac_model_load_quantized) as the very
+ *     same NF4 bits, whose logits equal those of the merged model with the
+ *     re-quantized values applied; loaded in fp32 (lorac_model_load), the
+ *     same logits again; the checkpoint's quant state JSON says nf4, 64,
+ *     the shape and the offset.
+ * Q4_1 (the SmolLM2-135M GGUF; skipped when the model is not fetched):
  *  a. with the adapter's delta zero, re-quantizing the unchanged Q4_1 weights
  *     gives back the file's own bytes (at least 99.9% of them: the quantizer
  *     is the inverse of the bit-exact dequantizer);
@@ -19,6 +27,7 @@
 
 #include "core/util.h"
 #include "io/gguf.h"
+#include "io/safetensors.h"
 #include "lora/lora.h"
 #include "lora/merge.h"
 #include "models/model.h"
@@ -165,7 +174,162 @@ static void test_delta(const char *path) {
     lorac_model_free(m);
 }
 
+/* n. NF4 round trip through bitsandbytes' serialization */
+static void test_nf4(const char *dir) {
+    fprintf(stderr, "-- NF4 merge: %s\n", dir);
+    lorac_model *m = NULL;
+    CHECK_OK(lorac_model_load_quantized(test_src_path(dir), LORAC_QLOAD_NF4, &m));
+    if (!m) exit(1);
+    lorac_lora_config c;
+    lorac_lora_config_default(&c);
+    c.r = 4;
+    c.alpha = 8;
+    strcpy(c.targets[c.n_targets++], "all-linear");
+    CHECK_OK(lorac_lora_apply(m, &c, NULL));
+    for (int i = 0; i < m->n_lin; i++) {
+        lorac_lora *l = m->lin[i].lora;
+        for (size_t j = 0; l && j < l->B.n; j++) l->B.data[j] = 0.05f * (float)(((j * 2654435761u + (unsigned)i) % 2001) / 1000.0 - 1.0);
+    }
+    CHECK_OK(lorac_lora_merge(m));
+    lorac_requant rq;
+    CHECK_OK(lorac_merge_requantize(m, 1, &rq));
+    CHECK(rq.n > 0 && rq.e[0].nf4 && rq.rms_err > 0 && rq.kept > 0 && rq.kept < 1.5, "NF4 report: %d Linears, RMS err %g, kept %g",
+          rq.n, rq.rms_err, rq.kept);
+    char out[1200];
+    snprintf(out, sizeof out, "%s/nf4-%s", test_tmpdir(), strstr(dir, "tiny_gpt2") ? "gpt2" : "llama");
+    CHECK_OK(lorac_model_save_merged_nf4(m, &rq, out, NULL));
+    CHECK_OK(lorac_requant_apply(m, &rq));
+    int ids[B * T];
+    for (int i = 0; i < B * T; i++) ids[i] = (int)((i * 37u + 11u) % (unsigned)m->cfg.vocab);
+    float *want = lm_logits(m, ids);
+    const size_t nl = (size_t)B * T * m->cfg.vocab;
+
+    lorac_model *q = NULL, *f = NULL;
+    /* the embedding is fp32 in the checkpoint (bitsandbytes never quantizes it): keep it so */
+    CHECK_OK(lorac_model_load_quantized(out, LORAC_QLOAD_NF4 | LORAC_QLOAD_EMBED_FP32, &q));
+    CHECK_OK(lorac_model_load(out, &f));
+    if (!q || !f) exit(1);
+    int diff = 0;
+    for (int k = 0; k < rq.n; k++) {
+        const lorac_linear *L = lorac_model_find_linear(q, rq.e[k].L->name);
+        const lorac_nf4 *a = L && L->q && L->q->fmt == LORAC_QF_NF4 ? &L->q->nf4 : NULL, *b = &rq.e[k].q.nf4;
+        diff += !a || a->numel != b->numel || a->offset != b->offset || memcmp(a->codes, b->codes, (size_t)(a->numel + 1) / 2) ||
+                memcmp(a->qabsmax, b->qabsmax, (size_t)a->nblocks) || memcmp(a->absmax2, b->absmax2, sizeof(float) * (size_t)a->nblocks2);
+    }
+    CHECK(diff == 0, "%d of %d NF4 Linears read back differ from what was written", diff, rq.n);
+    float *gq = lm_logits(q, ids), *gf = lm_logits(f, ids);
+    CHECK(test_close("NF4 checkpoint (quantized) vs merged + re-quantized", gq, want, nl, 1e-5, 1e-5), "logits");
+    CHECK(test_close("NF4 checkpoint (fp32) vs merged + re-quantized", gf, want, nl, 1e-5, 1e-5), "logits");
+    /* the quant state as bitsandbytes reads it */
+    lorac_st *st = NULL;
+    char path[1300], name[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    CHECK_OK(lorac_st_open(path, &st));
+    snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__nf4", rq.e[0].L->W->name);
+    const lorac_tensor_desc *t = st ? lorac_st_find(st, name) : NULL;
+    char js[400] = "";
+    if (t && t->dtype == LORAC_U8 && t->nbytes < sizeof js) memcpy(js, t->data, t->nbytes);
+    char want_js[160];
+    snprintf(want_js, sizeof want_js, "\"shape\": [%d, %d]", rq.e[0].L->out, rq.e[0].L->in);
+    CHECK(strstr(js, "\"quant_type\": \"nf4\"") && strstr(js, "\"blocksize\": 64") && strstr(js, want_js) &&
+          strstr(js, "\"nested_offset\": "), "quant state of %s: '%s'", name, js);
+    lorac_st_close(st);
+    free(gq);
+    free(gf);
+    free(want);
+    lorac_model_free(q);
+    lorac_model_free(f);
+    lorac_requant_free(&rq);
+    lorac_model_free(m);
+}
+
+/* A copy of the NF4 checkpoint in src_dir with one tensor changed by `edit`
+ * (its bytes, and its element count), written to dst_dir. */
+typedef void (*edit_fn)(const char *name, uint8_t *bytes, int64_t *n);
+
+static void copy_edited(const char *src_dir, const char *dst_dir, edit_fn edit) {
+    char p[1300], q[1300];
+    lorac_st *st = NULL;
+    snprintf(p, sizeof p, "%s/model.safetensors", src_dir);
+    CHECK_OK(lorac_st_open(p, &st));
+    if (!st) exit(1);
+    const int n = lorac_st_count(st);
+    lorac_st_entry *e = calloc((size_t)n, sizeof *e);
+    uint8_t **bufs = calloc((size_t)n, sizeof *bufs);
+    for (int i = 0; i < n; i++) {
+        const lorac_tensor_desc *t = lorac_st_get(st, i);
+        bufs[i] = calloc(1, t->nbytes + 64); /* room for an edit that lengthens it */
+        memcpy(bufs[i], t->data, t->nbytes);
+        int64_t numel = t->numel;
+        if (t->dtype == LORAC_U8) edit(t->name, bufs[i], &numel);
+        e[i] = (lorac_st_entry){t->name, (const float *)bufs[i], t->dtype == LORAC_U8 ? 1 : t->ndim, {0}, t->dtype, bufs[i]};
+        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        if (t->dtype == LORAC_U8) e[i].shape[0] = numel;
+    }
+    CHECK_OK(lorac_mkdirs(dst_dir));
+    snprintf(q, sizeof q, "%s/model.safetensors", dst_dir);
+    CHECK_OK(lorac_st_write(q, e, n, NULL));
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(e);
+    lorac_st_close(st);
+    char *cfg;
+    size_t len;
+    snprintf(p, sizeof p, "%s/config.json", src_dir);
+    CHECK_OK(lorac_read_file(p, 1 << 20, &cfg, &len));
+    snprintf(q, sizeof q, "%s/config.json", dst_dir);
+    CHECK_OK(lorac_write_atomic(q, cfg, len));
+    free(cfg);
+}
+
+static const char *g_target; /* the tensor the edits below change */
+
+static void short_absmax(const char *name, uint8_t *b, int64_t *n) {
+    (void)b;
+    if (!strcmp(name, g_target)) *n -= 1;
+}
+
+static void blocksize_128(const char *name, uint8_t *b, int64_t *n) {
+    const char *from = "\"blocksize\": 64,", *to = "\"blocksize\": 128,";
+    char *at = strstr((char *)b, from), tmp[512];
+    if (strcmp(name, g_target) || !at || *n + 8 > (int64_t)sizeof tmp) return;
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(at - (char *)b), (char *)b, to, at + strlen(from));
+    memcpy(b, tmp, strlen(tmp));
+    *n = (int64_t)strlen(tmp);
+}
+
+/* Bad 4-bit checkpoints: one clear error naming the tensor, nothing read past an end. */
+static void test_nf4_malformed(void) {
+    char src[1200], dst[1200], name[256];
+    snprintf(src, sizeof src, "%s/nf4-llama", test_tmpdir());
+    const char *w = "model.layers.0.self_attn.q_proj.weight";
+    struct {
+        const char *suffix;
+        edit_fn fn;
+        lorac_status want;
+        const char *says;
+    } cases[] = {{".absmax", short_absmax, LORAC_ERR_SHAPE, ".absmax"},
+                 {".quant_state.bitsandbytes__nf4", blocksize_128, LORAC_ERR_UNSUPPORTED, "blocksize 64"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(name, sizeof name, "%s%s", w, cases[k].suffix);
+        g_target = name;
+        snprintf(dst, sizeof dst, "%s/nf4-bad%zu", test_tmpdir(), k);
+        copy_edited(src, dst, cases[k].fn);
+        for (int quant = 0; quant < 2; quant++) {
+            lorac_model *m = NULL;
+            lorac_status st = quant ? lorac_model_load_quantized(dst, LORAC_QLOAD_NF4, &m) : lorac_model_load(dst, &m);
+            CHECK(st == cases[k].want && strstr(lorac_last_error(), cases[k].says) && strstr(lorac_last_error(), "q_proj"),
+                  "%s (%s load): status %d, '%s'", name, quant ? "quantized" : "fp32", (int)st, lorac_last_error());
+            lorac_clear_error();
+            lorac_model_free(m);
+        }
+    }
+}
+
 int main(void) {
+    test_nf4("tests/fixtures/models/tiny_gpt2");
+    test_nf4("tests/fixtures/models/tiny_llama");
+    test_nf4_malformed();
     const char *path = test_cache_path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!lorac_file_exists(path)) {
         printf("test_merge_quant: skipped (%s not found; run scripts/fetch-models)\n", path);

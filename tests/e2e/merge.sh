@@ -65,8 +65,16 @@ if [ -f "$G" ]; then
     if [ "$(stat -c %s "$G")" = "$(stat -c %s "$T/smerged.gguf")" ]; then ok; else bad "re-quantized GGUF size differs from the base"; fi
     expect 0 "" -- "$BIN" generate --model "$T/smerged.gguf" --prompt Once --max-new 4
     expect 2 "already exists" -- "$BIN" merge --model "$G" --adapter "$T/srun" --out "$T/smerged.gguf" --requantize same
-    "$BIN" merge --model "$G" --adapter "$T/srun" --out "$T/sfp32" --json >"$T/rq.json" 2>/dev/null
-    if [ $? -eq 0 ] && python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['written']=='fp32' and j['requantized']['tensors']==4 and 0<=j['requantized']['delta_kept']<=1.5, j" "$T/rq.json"; then
+    # --data: the test loss with the adapter unmerged equals the fp32 merge's
+    "$BIN" merge --model "$G" --method qlora --adapter "$T/srun" --out "$T/sfp32" --json --task lm --data "$T/short.txt" \
+        >"$T/rq.json" 2>/dev/null
+    if [ $? -eq 0 ] && python3 -c "
+import json, sys
+j = json.load(open(sys.argv[1]))
+t = j['test']
+assert j['written'] == 'fp32' and j['requantized']['tensors'] == 4 and 0 <= j['requantized']['delta_kept'] <= 1.5, j
+assert abs(t['adapter_loss'] - t['fp32_loss']) < 1e-3 and t['requantized_loss'] > 0, t
+" "$T/rq.json"; then
         ok
     else
         bad "merge --json"; cat "$T/rq.json" >&2

@@ -13,9 +13,11 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_data.h"
 #include "core/util.h"
 #include "lora/adapter_io.h"
 #include "lora/merge.h"
+#include "train/trainer.h"
 
 static const cli_opt merge_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -31,6 +33,9 @@ static const cli_opt merge_opts[] = {
     {"tokenizer", "DIR", "copy tokenizer files from DIR (default: the base model directory)"},
     {"overwrite", NULL, "allow --out to replace a model already there"},
     {"json", NULL, "print the error report as one JSON object on stdout"},
+    CLI_DATA_OPTS,
+    {"seed", "N", "seed for --balance / --split (default 123, as lorac train)"},
+    {"batch", "N", "evaluation batch size (default 8)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {NULL, NULL, NULL}};
 
@@ -107,8 +112,11 @@ static int ends_with(const char *s, const char *suf) {
 
 int cmd_merge(int argc, char **argv) {
     cli_args a;
-    cli_parse(&a, "merge", "usage: lorac merge --model PATH --adapter DIR --out PATH [--requantize] [options]", merge_opts,
-              argc, argv);
+    cli_parse(&a, "merge",
+              "usage: lorac merge --model PATH --adapter DIR --out PATH [--requantize same|nf4] [--data FILE ...] [options]\n\n"
+              "With --data (and the same --balance/--split/--seed as training) the test split is evaluated with the\n"
+              "adapter unmerged, merged in fp32 and re-quantized, beside the error report.",
+              merge_opts, argc, argv);
     cli_set_threads(&a);
     const char *ad = cli_str(&a, "adapter", NULL), *out = cli_str(&a, "out", NULL), *base = cli_str(&a, "model", NULL);
     const char *rqf = cli_str(&a, "requantize", NULL), *meth = cli_str(&a, "method", "lora");
@@ -134,14 +142,30 @@ int cmd_merge(int argc, char **argv) {
         cli_die("merge", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", existing);
 
     lorac_model *m;
-    cli_load_model(&a, &m, NULL);
+    lorac_tokenizer *tok = NULL;
+    const int eval = cli_has(&a, "data");
+    cli_load_model(&a, &m, eval ? &tok : NULL);
     cli_check("merge", lorac_adapter_load(m, ad, NULL));
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) n += m->lin[i].lora != NULL;
 
+    /* the test split, evaluated unmerged / fp32 merge / re-quantized */
+    cli_splits sp;
+    cli_tokenized tk;
+    double ev_loss[3] = {NAN, NAN, NAN}, ev_acc[3] = {-1, -1, -1};
+    const int batch = cli_int(&a, "batch", 8, 1, 65536);
+    if (eval) {
+        cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
+        if (sp.task == LORAC_TASK_CLS && !m->head)
+            cli_die("merge", EXIT_USAGE, "--data is a classification set but the adapter holds no classification head");
+        cli_tokenize_splits(&a, &sp, tok, m, &tk);
+        cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[0], &ev_acc[0]));
+    }
+
     probe p;
     probe_init("merge", m, &p);
     cli_check("merge", lorac_lora_merge(m));
+    if (eval) cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[1], &ev_acc[1]));
     double fp32_rel, fp32_max, fp32_w_rms, fp32_w_max = fp32_merge_error(m, &fp32_w_rms);
     probe_error("merge", m, &p, &fp32_rel, &fp32_max);
 
@@ -162,6 +186,7 @@ int cmd_merge(int argc, char **argv) {
     if (have_rq) { /* the model as the re-quantized file will compute it */
         cli_check("merge", lorac_requant_apply(m, &rq));
         probe_error("merge", m, &p, &rq_rel, &rq_max);
+        if (eval) cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[2], &ev_acc[2]));
     }
     if (requant && !to_nf4) {
         cli_check("merge", lorac_gguf_write_requantized(m, &rq, out));
@@ -197,6 +222,16 @@ int cmd_merge(int argc, char **argv) {
                    "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
                    "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
                    fmts, rq.n, rq.n_skipped, rq.rms_w, rq.rms_delta, rq.rms_err, rq.max_err, rq.kept, rq_rel, rq_max);
+        if (eval) {
+            static const char *const what[3] = {"adapter", "fp32", "requantized"};
+            printf(", \"test\": {\"n\": %d", tk.test.n);
+            for (int k = 0; k < 3; k++) {
+                if (isnan(ev_loss[k])) continue;
+                printf(", \"%s_loss\": %.6f", what[k], ev_loss[k]);
+                if (ev_acc[k] >= 0) printf(", \"%s_acc\": %.6f", what[k], ev_acc[k]);
+            }
+            printf("}");
+        }
         printf("}\n");
     } else {
         printf("merge error, %d adapted modules; outputs: %s of %d x %d pseudo-random tokens against the unmerged adapter\n",
@@ -208,9 +243,26 @@ int cmd_merge(int argc, char **argv) {
                    "LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, requant ? " (written)" : "", rq.rms_err,
                    100 * rq.rms_err / rq.rms_w, rq.rms_w, rq.rms_delta > 0 ? rq.rms_err / rq.rms_delta : 0.0, rq.rms_delta,
                    rq.max_err, 100 * rq.kept, rq_rel, rq_max);
+        if (eval) {
+            static const char *const what[3] = {"adapter (unmerged)", "fp32 merge", "re-quantized"};
+            printf("  test set (%d examples):", tk.test.n);
+            for (int k = 0; k < 3; k++) {
+                if (isnan(ev_loss[k])) continue;
+                if (ev_acc[k] >= 0)
+                    printf("%s %s %.2f%% (loss %.4f)", k ? ";" : "", what[k], 100 * ev_acc[k], ev_loss[k]);
+                else
+                    printf("%s %s loss %.4f", k ? ";" : "", what[k], ev_loss[k]);
+            }
+            printf("\n");
+        }
     }
     free(p.ref);
     lorac_requant_free(&rq);
+    if (eval) {
+        cli_tokenized_free(&tk);
+        cli_splits_free(&sp);
+    }
+    lorac_tokenizer_free(tok);
     lorac_model_free(m);
     return 0;
 }

@@ -224,30 +224,20 @@ lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const 
 
 /* The six tensors of one NF4 Linear, and what they point at. */
 typedef struct nf4_linear {
-    lorac_qweight own;      /* quantized here (a Linear that was not NF4 yet) */
     const lorac_nf4 *q;
     char json[320];
     char names[6][192];
     int64_t words;          /* bytes of codes */
 } nf4_linear;
 
-static lorac_status nf4_of(lorac_model *m, lorac_linear *L, const lorac_requant *rq, nf4_linear *x) {
+static lorac_status nf4_of(lorac_linear *L, const lorac_requant *rq, nf4_linear *x) {
     for (int k = 0; k < rq->n; k++)
         if (rq->e[k].nf4 && rq->e[k].L == L) x->q = &rq->e[k].q.nf4;
-    if (!x->q && L->q && L->q->fmt == LORAC_QF_NF4) x->q = &L->q->nf4;
-    if (!x->q) { /* fp32 (or another format: through fp32) -> NF4 of [out, in] */
+    if (!x->q && (!L->q || L->q->fmt != LORAC_QF_NF4)) { /* fp32 (or another format, through fp32) -> NF4 */
         LORAC_TRY(lorac_linear_dequantize(L));
-        float *t;
-        LORAC_TRY(lorac_alloc((void **)&t, (size_t)L->in * L->out, sizeof *t, L->W->name));
-        for (int o = 0; o < L->out; o++)
-            for (int i = 0; i < L->in; i++)
-                t[(size_t)o * L->in + i] = L->W->data[L->w_in_out ? (size_t)i * L->out + o : (size_t)o * L->in + i];
-        lorac_status st = lorac_qweight_quantize_nf4(&x->own, t, L->out, L->in);
-        free(t);
-        LORAC_TRY(st);
-        x->q = &x->own.nf4;
+        LORAC_TRY(lorac_linear_quantize(L, LORAC_QF_NF4));
     }
-    (void)m;
+    if (!x->q) x->q = &L->q->nf4;
     snprintf(x->json, sizeof x->json,
              "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"float32\", \"shape\": [%d, %d], "
              "\"nested_blocksize\": %d, \"nested_dtype\": \"float32\", \"nested_offset\": %.17g}",
@@ -289,7 +279,7 @@ lorac_status lorac_model_save_merged_nf4(lorac_model *m, const lorac_requant *rq
             continue;
         }
         nf4_linear *q = &x[li];
-        st = nf4_of(m, &m->lin[li], rq, q);
+        st = nf4_of(&m->lin[li], rq, q);
         if (st != LORAC_OK) break;
         e[n++] = st_u8(q->names[0], q->q->codes, q->words, 1);
         e[n++] = st_u8(q->names[1], q->q->qabsmax, q->q->nblocks, 0);
@@ -304,7 +294,6 @@ lorac_status lorac_model_save_merged_nf4(lorac_model *m, const lorac_requant *rq
         const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
         st = lorac_st_write(lorac_path_join(path, sizeof path, out_dir, "model.safetensors"), e, n, md);
     }
-    for (int i = 0; i < m->n_lin; i++) lorac_qweight_free(&x[i].own);
     free(x);
     free(e);
     LORAC_TRY(st);

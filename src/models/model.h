@@ -186,6 +186,9 @@ typedef enum lorac_qload {
  * way (lorac_model_quantize_embedding). */
 lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out);
 
+/* Quantize one Linear's fp32 weight to NF4 or BF16 ([out, in]; the fp32 copy
+ * is dropped). LORAC_ERR_ARG when it is quantized already. */
+lorac_status lorac_linear_quantize(lorac_linear *L, lorac_qformat fmt);
 /* Replace L's quantized weight by its fp32 dequantization (W owned again,
  * [in,out] for Conv1D); nothing to do when L is not quantized.
  * LORAC_ERR_ARG for a tied lm_head over a quantized embedding: that is

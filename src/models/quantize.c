@@ -33,6 +33,16 @@ static void attach_q(lorac_linear *L, lorac_qweight *q) {
     L->q = q;
 }
 
+/* The other way: buf (owned, fp32 in w's layout) replaces the quantized copy *q. */
+static void take_fp32(lorac_weight *w, lorac_qweight **q, float *buf) {
+    lorac_qweight_free(*q);
+    free(*q);
+    *q = NULL;
+    w->data = buf;
+    w->owned = 1;
+    w->quantized = 0;
+}
+
 /* NF4 (or bf16) of the bound fp32 weight w holding a [rows, cols] matrix,
  * stored [cols, rows] when `transposed` (a Conv1D weight is transposed
  * first). The caller drops the fp32 values. */
@@ -41,6 +51,9 @@ static lorac_status quantize_matrix(const lorac_weight *w, int rows, int cols, i
     const float *src = w->data;
     float *tr = NULL;
     lorac_qweight *q = NULL;
+    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing '%s' to %s: only NF4 and BF16 are made from fp32 weights",
+                          w->name, lorac_qformat_name(fmt));
     if (!src) return lorac_fail(LORAC_ERR_ARG, "'%s' has no values to quantize", w->name);
     LORAC_TRY(lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight"));
     if (transposed) {
@@ -67,7 +80,8 @@ static lorac_status quantize_matrix(const lorac_weight *w, int rows, int cols, i
 
 /* NF4 (or bf16) of L's bound fp32 weight, as [out, in]; the fp32 values are
  * released right after. */
-static lorac_status quantize_to(lorac_linear *L, lorac_qformat fmt) {
+lorac_status lorac_linear_quantize(lorac_linear *L, lorac_qformat fmt) {
+    if (L->q) return lorac_fail(LORAC_ERR_ARG, "'%s' is quantized already", L->name);
     lorac_qweight *q = NULL;
     LORAC_TRY(quantize_matrix(L->W, L->out, L->in, L->w_in_out, fmt, &q));
     attach_q(L, q);
@@ -181,9 +195,6 @@ static void attach_embedding(lorac_model *m, lorac_qweight *q) {
 
 lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt) {
     if (m->wte_q) return LORAC_OK;
-    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing the token embedding to %s: only NF4 and BF16 are made from "
-                          "fp32 weights", lorac_qformat_name(fmt));
     if (m->wte->grad)
         return lorac_fail(LORAC_ERR_ARG, "'%s' is trainable and cannot be quantized; hint: quantize the base before "
                           "making anything trainable", m->wte->name);
@@ -222,12 +233,7 @@ lorac_status lorac_model_dequantize_embedding(lorac_model *m) {
         m->lm_head->q = NULL;
         m->lm_head->q_shared = 0;
     }
-    lorac_qweight_free(m->wte_q);
-    free(m->wte_q);
-    m->wte_q = NULL;
-    m->wte->data = buf;
-    m->wte->owned = 1;
-    m->wte->quantized = 0;
+    take_fp32(m->wte, &m->wte_q, buf);
     return LORAC_OK;
 }
 
@@ -269,7 +275,7 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
             continue;
         }
         LORAC_TRY(lorac_bind_weight(m, L->W));
-        LORAC_TRY(quantize_to(L, LORAC_QF_NF4));
+        LORAC_TRY(lorac_linear_quantize(L, LORAC_QF_NF4));
     }
     return LORAC_OK;
 }
@@ -290,7 +296,7 @@ lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
     }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
-        if (lorac_is_block_linear(m, L) && !L->q) LORAC_TRY(quantize_to(L, fmt));
+        if (lorac_is_block_linear(m, L) && !L->q) LORAC_TRY(lorac_linear_quantize(L, fmt));
     }
     return LORAC_OK;
 }
@@ -321,12 +327,7 @@ lorac_status lorac_linear_dequantize(lorac_linear *L) {
         free(buf);
         buf = tr;
     }
-    lorac_qweight_free(L->q);
-    free(L->q);
-    L->q = NULL;
-    L->W->data = buf;
-    L->W->owned = 1;
-    L->W->quantized = 0;
+    take_fp32(L->W, &L->q, buf);
     return LORAC_OK;
 }
 

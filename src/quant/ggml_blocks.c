@@ -124,14 +124,20 @@ static void dequant_q6_k(const uint8_t *b, float *y) {
     }
 }
 
-lorac_status lorac_dequant_row(lorac_dtype t, const void *src, float *dst, int64_t n) {
+/* t is a block format and n a whole number of its blocks. */
+static lorac_status check_row(const char *fn, lorac_dtype t, int64_t n) {
     if (!lorac_is_block_type(t))
-        return lorac_fail(LORAC_ERR_ARG, "lorac_dequant_row: %s is not a GGML block format", lorac_dtype_name(t));
+        return lorac_fail(LORAC_ERR_ARG, "%s: %s is not a GGML block format", fn, lorac_dtype_name(t));
+    if (n < 0 || n % g_layout[t].block != 0)
+        return lorac_fail(LORAC_ERR_ARG, "%s: %lld elements is not a whole number of %s blocks of %d", fn, (long long)n,
+                          lorac_dtype_name(t), g_layout[t].block);
+    return LORAC_OK;
+}
+
+lorac_status lorac_dequant_row(lorac_dtype t, const void *src, float *dst, int64_t n) {
+    LORAC_TRY(check_row("lorac_dequant_row", t, n));
     const int bs = g_layout[t].block;
     const size_t bb = g_layout[t].bytes;
-    if (n < 0 || n % bs != 0)
-        return lorac_fail(LORAC_ERR_ARG, "lorac_dequant_row: %lld elements is not a whole number of %s blocks of %d",
-                          (long long)n, lorac_dtype_name(t), bs);
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / bs; i++, b += bb, dst += bs) {
         switch (t) {
@@ -300,13 +306,9 @@ static void quant_q6_k(const float *x, uint8_t *b) {
 }
 
 lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t n) {
-    if (!lorac_is_block_type(t))
-        return lorac_fail(LORAC_ERR_ARG, "lorac_quant_row: %s is not a GGML block format", lorac_dtype_name(t));
+    LORAC_TRY(check_row("lorac_quant_row", t, n));
     const int bs = g_layout[t].block;
     const size_t bb = g_layout[t].bytes;
-    if (n < 0 || n % bs != 0)
-        return lorac_fail(LORAC_ERR_ARG, "lorac_quant_row: %lld elements is not a whole number of %s blocks of %d",
-                          (long long)n, lorac_dtype_name(t), bs);
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(src[i]))
             return lorac_fail(LORAC_ERR_NUMERIC, "lorac_quant_row: element %lld is %g; hint: only finite weights quantize",

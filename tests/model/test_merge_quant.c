@@ -45,24 +45,31 @@ static float *lm_logits(lorac_model *m, const int *ids) {
     return y;
 }
 
-static lorac_model *with_adapter(const char *path, float b_scale) {
-    lorac_model *m = NULL;
-    CHECK_OK(lorac_model_load(path, &m));
-    if (!m) exit(1);
+/* LoRA r 4 on every Linear (of layers 0 and 1 only when `two_layers`), B
+ * set to a fixed pattern times b_scale (0: no delta), then merged. */
+static void adapt_and_merge(lorac_model *m, float b_scale, int two_layers) {
     lorac_lora_config c;
     lorac_lora_config_default(&c);
     c.r = 4;
     c.alpha = 8;
     strcpy(c.targets[c.n_targets++], "all-linear");
-    c.layers[c.n_layers++] = 0;
-    c.layers[c.n_layers++] = 1;
+    if (two_layers) {
+        c.layers[c.n_layers++] = 0;
+        c.layers[c.n_layers++] = 1;
+    }
     CHECK_OK(lorac_lora_apply(m, &c, NULL));
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora *l = m->lin[i].lora;
-        if (!l) continue;
-        for (size_t j = 0; j < l->B.n; j++) l->B.data[j] = b_scale * (float)(((j * 2654435761u + (unsigned)i) % 2001) / 1000.0 - 1.0);
+        for (size_t j = 0; l && j < l->B.n; j++) l->B.data[j] = b_scale * (float)(((j * 2654435761u + (unsigned)i) % 2001) / 1000.0 - 1.0);
     }
     CHECK_OK(lorac_lora_merge(m));
+}
+
+static lorac_model *with_adapter(const char *path, float b_scale) {
+    lorac_model *m = NULL;
+    CHECK_OK(lorac_model_load(path, &m));
+    if (!m) exit(1);
+    adapt_and_merge(m, b_scale, 1);
     return m;
 }
 
@@ -180,17 +187,7 @@ static void test_nf4(const char *dir) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_model_load_quantized(test_src_path(dir), LORAC_QLOAD_NF4, &m));
     if (!m) exit(1);
-    lorac_lora_config c;
-    lorac_lora_config_default(&c);
-    c.r = 4;
-    c.alpha = 8;
-    strcpy(c.targets[c.n_targets++], "all-linear");
-    CHECK_OK(lorac_lora_apply(m, &c, NULL));
-    for (int i = 0; i < m->n_lin; i++) {
-        lorac_lora *l = m->lin[i].lora;
-        for (size_t j = 0; l && j < l->B.n; j++) l->B.data[j] = 0.05f * (float)(((j * 2654435761u + (unsigned)i) % 2001) / 1000.0 - 1.0);
-    }
-    CHECK_OK(lorac_lora_merge(m));
+    adapt_and_merge(m, 0.05f, 0);
     lorac_requant rq;
     CHECK_OK(lorac_merge_requantize(m, 1, &rq));
     CHECK(rq.n > 0 && rq.e[0].nf4 && rq.rms_err > 0 && rq.kept > 0 && rq.kept < 1.5, "NF4 report: %d Linears, RMS err %g, kept %g",

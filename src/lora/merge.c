@@ -158,6 +158,25 @@ static lorac_status write_config(const lorac_model *m, const char *out_dir, cJSO
     } else {
         j = config_from_cfg(&m->cfg);
     }
+    if (j && m->head && m->cfg.arch != LORAC_ARCH_BERT) { /* a decoder with its classification head: *ForSequenceClassification */
+        cJSON *arch = cJSON_CreateArray();
+        cJSON_AddItemToArray(arch, cJSON_CreateString(m->cfg.arch == LORAC_ARCH_GPT2 ? "GPT2ForSequenceClassification"
+                                                                                     : "LlamaForSequenceClassification"));
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "architectures");
+        cJSON_AddItemToObject(j, "architectures", arch);
+        cJSON *id2label = cJSON_CreateObject(), *label2id = cJSON_CreateObject();
+        for (int k = 0; k < m->n_classes; k++) {
+            char key[16], val[24];
+            snprintf(key, sizeof key, "%d", k);
+            snprintf(val, sizeof val, "LABEL_%d", k);
+            cJSON_AddStringToObject(id2label, key, val);
+            cJSON_AddNumberToObject(label2id, val, k);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "id2label");
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "label2id");
+        cJSON_AddItemToObject(j, "id2label", id2label);
+        cJSON_AddItemToObject(j, "label2id", label2id);
+    }
     if (j && qc) {
         cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
         cJSON_AddItemToObject(j, "quantization_config", qc);

@@ -10,7 +10,9 @@
  *   LORAC_QLORA=nf4     QLoRA: the block Linears of the base and the token
  *                       embedding quantized to NF4 (lorac_model_quantize,
  *                       lorac_model_quantize_embedding) before the adapters
- *                       go on; LORAC_QEMBED=off leaves the embedding fp32
+ *                       go on; LORAC_QEMBED=off leaves the embedding fp32;
+ *                       q4_0, q4_1, q8_0, q4_k, q6_k: GGML blocks instead
+ *                       (a GGUF file's base, made from the random weights)
  *   LORAC_BASE=bf16     the block Linears held in bf16 (--base bf16)
  *   LORAC_BENCH_MODE=infer   forward only (no loss, no backward), with the
  *                       adapters unmerged, or merged into the base when
@@ -38,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -149,8 +152,11 @@ int main(int argc, char **argv) {
     }
     const char *ql = getenv("LORAC_QLORA");
     const int qlora = ql && *ql;
-    if (qlora && strcmp(ql, "nf4")) {
-        fprintf(stderr, "bench_step: LORAC_QLORA=%s: only nf4\n", ql);
+    lorac_qformat qf = LORAC_QF_NONE;
+    for (int f = LORAC_QF_NF4; qlora && f <= LORAC_QF_Q6_K; f++)
+        if (!strcasecmp(ql, lorac_qformat_name((lorac_qformat)f))) qf = (lorac_qformat)f;
+    if (qlora && !qf) {
+        fprintf(stderr, "bench_step: LORAC_QLORA=%s: expected nf4, q4_0, q4_1, q8_0, q4_k or q6_k\n", ql);
         return 1;
     }
     if (qlora && bf16) {
@@ -158,8 +164,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *qe = getenv("LORAC_QEMBED");
-    if (((qlora || bf16) && lorac_model_quantize(m, bf16 ? LORAC_QF_BF16 : LORAC_QF_NF4) != LORAC_OK) ||
-        (qlora && !(qe && !strcmp(qe, "off")) && lorac_model_quantize_embedding(m, LORAC_QF_NF4) != LORAC_OK)) {
+    if (((qlora || bf16) && lorac_model_quantize(m, bf16 ? LORAC_QF_BF16 : qf) != LORAC_OK) ||
+        (qlora && !(qe && !strcmp(qe, "off")) && lorac_model_quantize_embedding(m, qf) != LORAC_OK)) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }
@@ -230,7 +236,9 @@ int main(int argc, char **argv) {
     const double med = t[2 + steps / 2], tok_s = B * T / med, gflops = flop_tok * B * T / med / 1e9;
     int64_t tr, all;
     lorac_count_params(m, &tr, &all);
-    const char *prec = qlora ? (ckpt ? "nf4+ckpt" : "nf4") : bf16 ? (ckpt ? "bf16+ckpt" : "bf16") : ckpt ? "fp32+ckpt" : "fp32";
+    char qprec[32];
+    snprintf(qprec, sizeof qprec, "%s%s", qlora ? lorac_qformat_name(qf) : "", ckpt ? "+ckpt" : "");
+    const char *prec = qlora ? qprec : bf16 ? (ckpt ? "bf16+ckpt" : "bf16") : ckpt ? "fp32+ckpt" : "fp32";
     const char *mode = infer ? (merged ? "infer-merged" : "infer") : "train";
     if (json)
         printf("{\"impl\": \"lorac\", \"mode\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"seq\": %d, "

@@ -165,7 +165,9 @@ void lorac_model_free(lorac_model *m);
 
 /* Quantize every block Linear of a loaded model to `fmt` (LORAC_QF_NF4:
  * bitsandbytes' NF4 with double quantization; LORAC_QF_BF16: rounded to
- * bfloat16, the "--base bf16" frozen base), from its fp32 values, freeing
+ * bfloat16, the "--base bf16" frozen base; LORAC_QF_Q4_0 .. Q6_K: GGML
+ * blocks made by quant/ggml_blocks.h's quantizers, for rows that are a whole
+ * number of blocks, else LORAC_ERR_SHAPE), from its fp32 values, freeing
  * each fp32 copy (or dropping each view) right after its Linear is done.
  * Linears already quantized are left as they are. LORAC_ERR_ARG when a block
  * Linear's weight is trainable or its adapter merged. */
@@ -186,8 +188,9 @@ typedef enum lorac_qload {
  * way (lorac_model_quantize_embedding). */
 lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out);
 
-/* Quantize one Linear's fp32 weight to NF4 or BF16 ([out, in]; the fp32 copy
- * is dropped). LORAC_ERR_ARG when it is quantized already. */
+/* Quantize one Linear's fp32 weight to any format lorac_model_quantize takes
+ * ([out, in]; the fp32 copy is dropped). LORAC_ERR_ARG when it is quantized
+ * already. */
 lorac_status lorac_linear_quantize(lorac_linear *L, lorac_qformat fmt);
 /* Replace L's quantized weight by its fp32 dequantization (W owned again,
  * [in,out] for Conv1D); nothing to do when L is not quantized.
@@ -196,7 +199,8 @@ lorac_status lorac_linear_quantize(lorac_linear *L, lorac_qformat fmt);
 lorac_status lorac_linear_dequantize(lorac_linear *L);
 
 /* The token embedding [vocab, dim] quantized too (QLoRA's whole base in 4
- * bits, which bitsandbytes does not do): LORAC_QF_NF4 from its fp32 values.
+ * bits, which bitsandbytes does not do): LORAC_QF_NF4 (or any format
+ * lorac_model_quantize takes) from its fp32 values.
  * Lookups dequantize one row per token; a tied lm_head multiplies by the
  * same quantized matrix (quant/qmatmul.h). Nothing to do when it is already
  * quantized. LORAC_ERR_ARG when it is trainable. */

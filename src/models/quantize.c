@@ -43,17 +43,16 @@ static void take_fp32(lorac_weight *w, lorac_qweight **q, float *buf) {
     w->quantized = 0;
 }
 
-/* NF4 (or bf16) of the bound fp32 weight w holding a [rows, cols] matrix,
- * stored [cols, rows] when `transposed` (a Conv1D weight is transposed
- * first). The caller drops the fp32 values. */
+/* NF4, bf16 or a GGML block format of the bound fp32 weight w holding a
+ * [rows, cols] matrix, stored [cols, rows] when `transposed` (a Conv1D
+ * weight is transposed first). The caller drops the fp32 values. */
 static lorac_status quantize_matrix(const lorac_weight *w, int rows, int cols, int transposed, lorac_qformat fmt,
                                     lorac_qweight **out) {
     const float *src = w->data;
     float *tr = NULL;
     lorac_qweight *q = NULL;
-    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing '%s' to %s: only NF4 and BF16 are made from fp32 weights",
-                          w->name, lorac_qformat_name(fmt));
+    if (fmt <= LORAC_QF_F32 || fmt >= LORAC_QF_COUNT)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing '%s' to %s: no such format", w->name, lorac_qformat_name(fmt));
     if (!src) return lorac_fail(LORAC_ERR_ARG, "'%s' has no values to quantize", w->name);
     LORAC_TRY(lorac_alloc((void **)&q, 1, sizeof *q, "quantized weight"));
     if (transposed) {
@@ -66,8 +65,9 @@ static lorac_status quantize_matrix(const lorac_weight *w, int rows, int cols, i
             for (int o = 0; o < rows; o++) tr[(size_t)o * cols + i] = src[(size_t)i * rows + o];
         src = tr;
     }
-    lorac_status st = fmt == LORAC_QF_BF16 ? lorac_qweight_from_f32_bf16(q, src, rows, cols)
-                                           : lorac_qweight_quantize_nf4(q, src, rows, cols);
+    lorac_status st = fmt == LORAC_QF_BF16  ? lorac_qweight_from_f32_bf16(q, src, rows, cols)
+                      : fmt == LORAC_QF_NF4 ? lorac_qweight_quantize_nf4(q, src, rows, cols)
+                                            : lorac_qweight_quantize_ggml(q, fmt, src, rows, cols);
     free(tr);
     if (st != LORAC_OK) {
         free(q);
@@ -281,10 +281,13 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
 }
 
 lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt) {
-    if (fmt != LORAC_QF_NF4 && fmt != LORAC_QF_BF16)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing a base to %s: only NF4 and BF16 are made from fp32 weights; hint: a GGUF "
-                          "file's own blocks are kept by lorac_model_load_quantized(..., LORAC_QLOAD_KEEP)",
-                          lorac_qformat_name(fmt));
+    if (fmt <= LORAC_QF_F32 || fmt >= LORAC_QF_COUNT)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantizing a base to %s: no such format", lorac_qformat_name(fmt));
+    const int bs = lorac_qformat_row_block(fmt);
+    for (int i = 0; i < m->n_lin; i++) /* every row a whole number of blocks, before anything changes */
+        if (lorac_is_block_linear(m, &m->lin[i]) && !m->lin[i].q && m->lin[i].in % bs)
+            return lorac_fail(LORAC_ERR_SHAPE, "quantizing '%s' to %s: its rows hold %d values, not a whole number of %d-value "
+                              "blocks; hint: NF4 takes any shape", m->lin[i].name, lorac_qformat_name(fmt), m->lin[i].in, bs);
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
         if (!lorac_is_block_linear(m, L) || L->q) continue;

@@ -138,6 +138,28 @@ lorac_status lorac_qweight_from_f32_bf16(lorac_qweight *w, const float *W, int64
     return LORAC_OK;
 }
 
+lorac_status lorac_qweight_quantize_ggml(lorac_qweight *w, lorac_qformat fmt, const float *W, int64_t rows, int64_t cols) {
+    memset(w, 0, sizeof *w);
+    if (!fmt_ggml(fmt))
+        return lorac_fail(LORAC_ERR_ARG, "lorac_qweight_quantize_ggml: %s is no GGML block format", lorac_qformat_name(fmt));
+    const int bs = g_fmt[fmt].row_block;
+    if (rows < 1 || cols < 1 || cols % bs)
+        return lorac_fail(LORAC_ERR_SHAPE, "%s weight [%lld, %lld]: rows of %lld values are not a whole number of %d-value "
+                          "blocks", lorac_qformat_name(fmt), (long long)rows, (long long)cols, (long long)cols, bs);
+    const size_t row_bytes = (size_t)(cols / bs) * qmm_block_bytes(fmt);
+    uint8_t *d;
+    LORAC_TRY(lorac_alloc((void **)&d, (size_t)rows, row_bytes, "quantized weight"));
+    lorac_status st = LORAC_OK;
+    for (int64_t r = 0; r < rows && st == LORAC_OK; r++)
+        st = lorac_quant_row(g_fmt[fmt].dtype, W + r * cols, d + (size_t)r * row_bytes, cols);
+    if (st != LORAC_OK) {
+        free(d);
+        return st;
+    }
+    *w = (lorac_qweight){.fmt = fmt, .rows = rows, .cols = cols, .data = d, .nbytes = (size_t)rows * row_bytes, .owns = 1};
+    return LORAC_OK;
+}
+
 lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols) {
     memset(w, 0, sizeof *w);
     lorac_nf4 q;

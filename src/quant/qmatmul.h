@@ -87,6 +87,9 @@ lorac_status lorac_qweight_view(lorac_qweight *w, lorac_qformat fmt, const void 
                                 int64_t cols);
 /* Quantize a fp32 [rows, cols] matrix to NF4 (owning). */
 lorac_status lorac_qweight_quantize_nf4(lorac_qweight *w, const float *W, int64_t rows, int64_t cols);
+/* Quantize a fp32 [rows, cols] matrix to a GGML block format (owning; rows
+ * a whole number of blocks; quant/ggml_blocks.h's lorac_quant_row). */
+lorac_status lorac_qweight_quantize_ggml(lorac_qweight *w, lorac_qformat fmt, const float *W, int64_t rows, int64_t cols);
 /* Round a fp32 [rows, cols] matrix to bf16 (owning; nearest even). */
 lorac_status lorac_qweight_from_f32_bf16(lorac_qweight *w, const float *W, int64_t rows, int64_t cols);
 /* Take over an NF4 weight (owning; *q is emptied). */

@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "quant/ggml_blocks.h"
+#include "quant/qmatmul.h"
 #include "testutil.h"
 
 static void test_reference(void) {
@@ -103,6 +104,34 @@ static void test_round_trip(lorac_dtype t, double levels, double max_rel_rms) {
     free(q);
 }
 
+/* A whole matrix through lorac_qweight_quantize_ggml: the rows of lorac_quant_row, and a shape check. */
+static void test_qweight(void) {
+    enum { R = 5, C = 512 };
+    static float w[R * C], y[R * C], z[C];
+    static uint8_t row[C * 2];
+    for (int i = 0; i < R * C; i++) w[i] = sinf(0.37f * (float)i) * (1 + (float)(i % 7));
+    const lorac_qformat fmts[] = {LORAC_QF_Q4_0, LORAC_QF_Q4_1, LORAC_QF_Q8_0, LORAC_QF_Q4_K, LORAC_QF_Q6_K};
+    const lorac_dtype dts[] = {LORAC_Q4_0, LORAC_Q4_1, LORAC_Q8_0, LORAC_Q4_K, LORAC_Q6_K};
+    for (int k = 0; k < 5; k++) {
+        lorac_qweight q;
+        CHECK_OK(lorac_qweight_quantize_ggml(&q, fmts[k], w, R, C));
+        CHECK_OK(lorac_qweight_dequantize(&q, y));
+        int bad = 0;
+        for (int r = 0; r < R; r++) {
+            CHECK_OK(lorac_quant_row(dts[k], w + r * C, row, C));
+            CHECK_OK(lorac_dequant_row(dts[k], row, z, C));
+            bad += memcmp(z, y + r * C, sizeof z) != 0;
+        }
+        CHECK(bad == 0 && q.owns && q.nbytes == (size_t)R * C / lorac_block_size(dts[k]) * lorac_block_bytes(dts[k]),
+              "%s: %d rows differ from lorac_quant_row's", lorac_qformat_name(fmts[k]), bad);
+        lorac_qweight_free(&q);
+    }
+    lorac_qweight q;
+    lorac_status st = lorac_qweight_quantize_ggml(&q, LORAC_QF_Q4_K, w, 4, 640);
+    CHECK(st == LORAC_ERR_SHAPE && strstr(lorac_last_error(), "256"), "Q4_K of 640-value rows: %s", lorac_last_error());
+    lorac_clear_error();
+}
+
 static void test_bad_input(void) {
     float x[256] = {0};
     uint8_t q[256];
@@ -127,6 +156,7 @@ int main(void) {
     test_round_trip(LORAC_Q6_K, 63, 0.03);
     test_round_trip(LORAC_Q4_1, 15, 0.12);
     test_round_trip(LORAC_Q8_0, 127, 0.01);
+    test_qweight();
     test_bad_input();
     return test_summary("test_gguf_quant");
 }

@@ -12,6 +12,9 @@ expect 2 "unknown option '--bogus'" -- "$BIN" train --bogus
 expect 2 "needs a value" -- "$BIN" train --lr
 expect 2 "expected a number" -- "$BIN" train --model x --data y --lr abc
 expect 2 "model is required" -- "$BIN" info
+expect 2 "expected lora or qlora" -- "$BIN" eval --model x --data y --method full
+expect 2 "is for --method qlora" -- "$BIN" generate --model x --prompt a --qembed off
+expect 2 "expected on or off" -- "$BIN" eval --model "$SRC/tests/fixtures/models/tiny_gpt2" --data y --method qlora --qembed maybe
 expect 1 "no config.json" -- "$BIN" info --model "$T"
 expect 1 "no config.json" -- "$BIN" train --model "$T/none" --data "$T/none.tsv" --out "$T/never"
 if [ -e "$T/never" ]; then bad "a failed train left its --out directory behind"; else ok; fi

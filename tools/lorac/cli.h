@@ -57,6 +57,21 @@ void cli_set_threads(const cli_args *a);
  * they are rounded to bf16 after loading (lorac_model_quantize). */
 void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
 
+/* --qformat / --qembed: how a qlora base is quantized (cli_load_model). */
+#define CLI_QUANT_OPTS                                                                                            \
+    {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
+                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"},                                    \
+    {"qembed", "on|off", "qlora: quantize the token embedding (and a tied LM head) like the Linears (on, default)"  \
+                         " or keep it fp32 as bitsandbytes does (off)"}
+
+/* eval / generate / merge: the base held as the adapter was trained over it. */
+#define CLI_QBASE_OPTS                                                                                            \
+    {"method", "M", "the base the adapter was trained over: lora (default: fp32) | qlora (quantized as lorac"     \
+                    " train --method qlora held it, same --qformat / --qembed)"},                                \
+    CLI_QUANT_OPTS
+/* --method of CLI_QBASE_OPTS: 1 for qlora, 0 for lora; anything else is a usage error. */
+int cli_qbase_is_qlora(const cli_args *a);
+
 /* --base: how the frozen base's block Linears are held (cli_load_model). */
 #define CLI_BASE_OPT                                                                                              \
     {"base", "DTYPE", "frozen base Linears: fp32 (default) | bf16 (half the memory; bf16 products, fp32"          \
@@ -77,10 +92,7 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
     {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
     {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \
-    {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
-                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"},                                    \
-    {"qembed", "on|off", "qlora: quantize the token embedding (and a tied LM head) like the Linears (on, default)"  \
-                         " or keep it fp32 as bitsandbytes does (off)"},                                          \
+    CLI_QUANT_OPTS,                                                                                               \
     CLI_BASE_OPT
 
 /* Build the LoRA config from the flags (after --preset). */

@@ -182,6 +182,21 @@ static int qembed_on(const cli_args *a) {
     cli_die(a->cmd, EXIT_USAGE, "--qembed '%s': expected on or off", v);
 }
 
+/* --qformat / --qembed without --method qlora: a usage error. */
+static void quant_opts_need_qlora(const cli_args *a, int qlora) {
+    if (!qlora && (opt_if_declared(a, "qformat") || opt_if_declared(a, "qembed")))
+        cli_die(a->cmd, EXIT_USAGE, "--%s is for --method qlora (the quantized base); hint: add --method qlora",
+                opt_if_declared(a, "qformat") ? "qformat" : "qembed");
+}
+
+int cli_qbase_is_qlora(const cli_args *a) {
+    const char *meth = cli_str(a, "method", "lora");
+    if (strcmp(meth, "lora") && strcmp(meth, "qlora"))
+        cli_die(a->cmd, EXIT_USAGE, "--method '%s': expected lora or qlora (the base the adapter was trained over)", meth);
+    quant_opts_need_qlora(a, !strcmp(meth, "qlora"));
+    return !strcmp(meth, "qlora");
+}
+
 static int method_is_qlora(const cli_args *a) {
     const char *meth = opt_if_declared(a, "method");
     return meth && !strcmp(meth, "qlora");
@@ -315,9 +330,7 @@ static void train_linear(const cli_args *a, lorac_linear *L) {
 void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
     int n;
     const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
-    if (meth != CLI_METHOD_QLORA && (opt_if_declared(a, "qformat") || opt_if_declared(a, "qembed")))
-        cli_die(a->cmd, EXIT_USAGE, "--%s is for --method qlora (the quantized base); hint: add --method qlora",
-                opt_if_declared(a, "qformat") ? "qformat" : "qembed");
+    quant_opts_need_qlora(a, meth == CLI_METHOD_QLORA);
     switch (meth) {
     case CLI_METHOD_QLORA:
         /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */

@@ -13,6 +13,7 @@ static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
+    CLI_QBASE_OPTS,
     CLI_BASE_OPT,
     CLI_DATA_OPTS,
     {"batch", "N", "batch size (default 8)"},
@@ -30,6 +31,7 @@ int cmd_eval(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "eval", eval_usage, eval_opts, argc, argv);
     cli_set_threads(&a);
+    (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     lorac_model *m;
     lorac_tokenizer *tok;
     cli_load_model(&a, &m, &tok);

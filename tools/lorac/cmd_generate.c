@@ -12,6 +12,7 @@ static const cli_opt gen_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
+    CLI_QBASE_OPTS,
     CLI_BASE_OPT,
     {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
     {"chat", NULL, "wrap the prompt in the ChatML template (<|im_start|>user ... assistant)"},
@@ -45,6 +46,7 @@ int cmd_generate(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "generate", "usage: lorac generate --model PATH [--adapter [NAME=]DIR ...] [--use NAME] [--prompt TEXT] [options]", gen_opts, argc, argv);
     cli_set_threads(&a);
+    (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     lorac_model *m;
     lorac_tokenizer *tok;
     cli_load_model(&a, &m, &tok);

@@ -27,9 +27,7 @@ static const cli_opt merge_opts[] = {
     {"requantize", "F", "write the merged model quantized again: same (a .gguf base: the GGUF file, every adapted "
                         "tensor in its own format Q4_0/Q4_1/Q8_0/Q4_K/Q6_K/F16/F32, every other byte as in the base; "
                         "--out FILE.gguf) | nf4 (a Hugging Face directory in bitsandbytes' NF4 serialization)"},
-    {"method", "M", "how the adapter was trained: lora (default: the base in fp32) | qlora (the base quantized as "
-                    "lorac train --method qlora holds it: merge into those weights)"},
-    {"qformat", "F", "qlora's base: nf4 | keep (as lorac train)"},
+    CLI_QBASE_OPTS,
     {"tokenizer", "DIR", "copy tokenizer files from DIR (default: the base model directory)"},
     {"overwrite", NULL, "allow --out to replace a model already there"},
     {"json", NULL, "print the error report as one JSON object on stdout"},
@@ -119,12 +117,11 @@ int cmd_merge(int argc, char **argv) {
               merge_opts, argc, argv);
     cli_set_threads(&a);
     const char *ad = cli_str(&a, "adapter", NULL), *out = cli_str(&a, "out", NULL), *base = cli_str(&a, "model", NULL);
-    const char *rqf = cli_str(&a, "requantize", NULL), *meth = cli_str(&a, "method", "lora");
+    const char *rqf = cli_str(&a, "requantize", NULL);
     const int json = cli_has(&a, "json");
     if (rqf && strcmp(rqf, "same") && strcmp(rqf, "nf4"))
         cli_die("merge", EXIT_USAGE, "--requantize '%s': expected same (a .gguf base's own formats) or nf4", rqf);
-    if (strcmp(meth, "lora") && strcmp(meth, "qlora"))
-        cli_die("merge", EXIT_USAGE, "--method '%s': expected lora or qlora (the other methods save no adapter)", meth);
+    (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     const int requant = rqf != NULL, to_nf4 = rqf && !strcmp(rqf, "nf4");
     if (!ad) cli_die("merge", EXIT_USAGE, "--adapter is required (a directory with adapter_config.json)");
     if (!out) cli_die("merge", EXIT_USAGE, "--out is required (the directory, or with --requantize the .gguf file, to write)");

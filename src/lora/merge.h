@@ -68,7 +68,12 @@ typedef struct lorac_requant {
     int n_skipped;          /* adapted Linears the file has no tensor for ... */
     char skipped[112];      /* ... the first of them */
 } lorac_requant;
-lorac_status lorac_merge_requantize(const lorac_model *m, int to_nf4, lorac_requant *rq);
+/* stochastic: round each weight to the level below or above it at random,
+ * unbiased (lorac_quant_row_rng / lorac_nf4_quantize_rng; seeded by the
+ * weight's name, so the same output every run), instead of to the nearest:
+ * a delta smaller than half a step then survives on average instead of
+ * rounding back to the base's own codes. */
+lorac_status lorac_merge_requantize(const lorac_model *m, int to_nf4, int stochastic, lorac_requant *rq);
 void lorac_requant_free(lorac_requant *rq);
 /* Put the re-quantized values (dequantized) into m's merged fp32 weights, so
  * that m computes what the re-quantized file will. */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/util.h"
 #include "models/model_internal.h"
 #include "quant/ggml_blocks.h"
@@ -41,8 +42,9 @@ static lorac_status target_tensor(const lorac_model *m, const lorac_linear *L, c
     return LORAC_OK;
 }
 
-/* n values of type d (F32, F16 or a block type) from x. */
-static lorac_status encode_row(lorac_dtype d, const float *x, uint8_t *dst, int64_t n) {
+/* n values of type d (F32, F16 or a block type) from x; block types with
+ * stochastic rounding when rng != NULL. */
+static lorac_status encode_row(lorac_dtype d, const float *x, uint8_t *dst, int64_t n, lorac_rng *rng) {
     if (d == LORAC_F32) {
         memcpy(dst, x, sizeof(float) * (size_t)n);
         return LORAC_OK;
@@ -55,7 +57,7 @@ static lorac_status encode_row(lorac_dtype d, const float *x, uint8_t *dst, int6
         }
         return LORAC_OK;
     }
-    return lorac_quant_row(d, x, dst, n);
+    return lorac_quant_row_rng(d, x, dst, n, rng);
 }
 
 static lorac_status decode_row(lorac_dtype d, const uint8_t *src, float *y, int64_t n) {
@@ -86,7 +88,13 @@ static int gguf_row(const lorac_model *m, const lorac_linear *L, int r) {
 /* One adapted Linear: its merged fp32 W' (HF layout) re-quantized, to NF4
  * (to_nf4) or to its GGUF tensor's format (skipped, e->L == NULL, when the
  * file has no such tensor). */
-static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int to_nf4, lorac_requant_entry *e) {
+static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int to_nf4, int stochastic,
+                                lorac_requant_entry *e) {
+    lorac_rng rng; /* seeded by the weight's name: the same file every run */
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = L->W->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    lorac_rng_seed(&rng, h);
+    lorac_rng *r = stochastic ? &rng : NULL;
     const lorac_tensor_desc *t = NULL;
     if (!to_nf4) {
         LORAC_TRY(target_tensor(m, L, &t));
@@ -109,11 +117,13 @@ static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int
         snprintf(e->tensor, sizeof e->tensor, "%s", t->name);
         if (st == LORAC_OK) st = lorac_alloc((void **)&e->bytes, t->nbytes, 1, t->name);
         for (int o = 0; o < out && st == LORAC_OK; o++)
-            st = encode_row(t->dtype, w + (size_t)o * in, (uint8_t *)e->bytes + (size_t)gguf_row(m, L, o) * row_bytes, in);
+            st = encode_row(t->dtype, w + (size_t)o * in, (uint8_t *)e->bytes + (size_t)gguf_row(m, L, o) * row_bytes, in, r);
     } else {
         e->nf4 = 1;
         snprintf(e->tensor, sizeof e->tensor, "%.63s", L->W->name);
-        if (st == LORAC_OK) st = lorac_qweight_quantize_nf4(&e->q, w, out, in);
+        lorac_nf4 q4;
+        if (st == LORAC_OK) st = lorac_nf4_quantize_rng(w, out, in, r, &q4);
+        if (st == LORAC_OK) st = lorac_qweight_from_nf4(&e->q, &q4);
     }
     double sw = 0, sd = 0, se = 0, num = 0, mx = 0;
     const double s = L->lora->scale;
@@ -167,7 +177,7 @@ void lorac_requant_free(lorac_requant *rq) {
     memset(rq, 0, sizeof *rq);
 }
 
-lorac_status lorac_merge_requantize(const lorac_model *m, int to_nf4, lorac_requant *rq) {
+lorac_status lorac_merge_requantize(const lorac_model *m, int to_nf4, int stochastic, lorac_requant *rq) {
     if (!to_nf4 && !m->gguf)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: re-quantizing to the base's own formats needs a GGUF base (its tensors "
                           "say which format each weight goes back to); hint: NF4 (bitsandbytes) is the other choice", m->path);
@@ -188,7 +198,7 @@ lorac_status lorac_merge_requantize(const lorac_model *m, int to_nf4, lorac_requ
         const lorac_linear *L = &m->lin[i];
         if (!L->lora) continue;
         lorac_requant_entry *e = &rq->e[rq->n];
-        lorac_status st = to_nf4 && !lorac_is_block_linear(m, L) ? LORAC_OK : requant_one(m, L, to_nf4, e);
+        lorac_status st = to_nf4 && !lorac_is_block_linear(m, L) ? LORAC_OK : requant_one(m, L, to_nf4, stochastic, e);
         if (st != LORAC_OK) {
             lorac_requant_free(rq);
             return st;

@@ -6,6 +6,7 @@
  * match ggml (and the `gguf` Python package) bit for bit. */
 #include "quant/ggml_blocks.h"
 
+#include "core/rng.h"
 #include "core/util.h"
 
 #include <math.h>
@@ -162,15 +163,23 @@ static void put_half(uint8_t *p, float x) {
 
 static int nearest_int(float x) { return (int)lrintf(x); }
 
-static void quant_q8_0(const float *x, uint8_t *b) {
+/* The level for v (in units of the step): the nearest one, or with rng the
+ * one below or above with probability 1 - frac(v) / frac(v) (stochastic
+ * rounding: unbiased, E = v; a value on a level stays there). */
+static int level(float v, lorac_rng *rng) { return rng ? (int)floorf(v + lorac_rng_uniform(rng)) : nearest_int(v); }
+
+static void quant_q8_0(const float *x, uint8_t *b, lorac_rng *rng) {
     float amax = 0;
     for (int j = 0; j < QK_SMALL; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float d = amax / 127, id = d != 0.0f ? 1.0f / d : 0.0f;
     put_half(b, d);
-    for (int j = 0; j < QK_SMALL; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    for (int j = 0; j < QK_SMALL; j++) {
+        const int q = rng ? level(x[j] * id, rng) : (int)roundf(x[j] * id); /* roundf: ties away from 0, as ggml */
+        b[2 + j] = (uint8_t)(int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
+    }
 }
 
-static void quant_q4_0(const float *x, uint8_t *b) {
+static void quant_q4_0(const float *x, uint8_t *b, lorac_rng *rng) {
     float amax = 0, max = 0;
     for (int j = 0; j < QK_SMALL; j++)
         if (fabsf(x[j]) > amax) {
@@ -182,13 +191,19 @@ static void quant_q4_0(const float *x, uint8_t *b) {
     for (int j = 0; j < QK_SMALL / 2; j++) {
         /* in double, then rounded to fp32 and truncated, as gguf-py does (ggml's own float version depends
            on FMA contraction) */
-        const int q0 = (int)truncf((float)((double)x[j] * (double)id + 8.5)),
-                  q1 = (int)truncf((float)((double)x[j + QK_SMALL / 2] * (double)id + 8.5));
-        b[2 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+        int q0 = (int)truncf((float)((double)x[j] * (double)id + 8.5)),
+            q1 = (int)truncf((float)((double)x[j + QK_SMALL / 2] * (double)id + 8.5));
+        if (rng) {
+            q0 = level(x[j] * id + 8, rng);
+            q1 = level(x[j + QK_SMALL / 2] * id + 8, rng);
+        }
+        q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
+        q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
+        b[2 + j] = (uint8_t)(q0 | (q1 << 4));
     }
 }
 
-static void quant_q4_1(const float *x, uint8_t *b) {
+static void quant_q4_1(const float *x, uint8_t *b, lorac_rng *rng) {
     float mn = x[0], mx = x[0];
     for (int j = 1; j < QK_SMALL; j++) {
         mn = fminf(mn, x[j]);
@@ -198,9 +213,11 @@ static void quant_q4_1(const float *x, uint8_t *b) {
     put_half(b, d);
     put_half(b + 2, mn);
     for (int j = 0; j < QK_SMALL / 2; j++) {
-        const float v0 = (x[j] - mn) * id + 0.5f, v1 = (x[j + QK_SMALL / 2] - mn) * id + 0.5f;
-        const int q0 = (int)truncf(v0), q1 = (int)truncf(v1);
-        b[4 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+        const float v0 = (x[j] - mn) * id, v1 = (x[j + QK_SMALL / 2] - mn) * id;
+        int q0 = rng ? level(v0, rng) : (int)truncf(v0 + 0.5f), q1 = rng ? level(v1, rng) : (int)truncf(v1 + 0.5f);
+        q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
+        q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
+        b[4 + j] = (uint8_t)(q0 | (q1 << 4));
     }
 }
 
@@ -208,7 +225,7 @@ static void quant_q4_1(const float *x, uint8_t *b) {
  * 6-bit. The stored (f16) dmin and d are chosen first; each mn, then each
  * sc, is the nearest step, one more when that would leave the sub-block's
  * lowest or highest value outside the 16 levels. */
-static void quant_q4_k(const float *x, uint8_t *b) {
+static void quant_q4_k(const float *x, uint8_t *b, lorac_rng *rng) {
     float hi[8], minv[8], max_min = 0;
     for (int j = 0; j < 8; j++) {
         float lo = 0; /* the offset is -dmin*mn with mn >= 0: levels start at or below 0 */
@@ -251,7 +268,7 @@ static void quant_q4_k(const float *x, uint8_t *b) {
     for (int j = 0; j < 8; j++) {
         const float dq = d * ls[j], dm = dmin * lm[j];
         for (int l = 0; l < 32; l++) {
-            const int v = dq != 0.0f ? nearest_int((x[32 * j + l] + dm) / dq) : 0;
+            const int v = dq != 0.0f ? level((x[32 * j + l] + dm) / dq, rng) : 0;
             L[32 * j + l] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
         }
     }
@@ -261,7 +278,7 @@ static void quant_q4_k(const float *x, uint8_t *b) {
 
 /* Q6_K: 16 sub-blocks of 16, value = d*sc*(q - 32), q in 0..63, sc int8
  * against the stored f16 d (the largest sub-block at -128). */
-static void quant_q6_k(const float *x, uint8_t *b) {
+static void quant_q6_k(const float *x, uint8_t *b, lorac_rng *rng) {
     float scale[16], max_scale = 0, amax_scale = 0;
     for (int j = 0; j < 16; j++) {
         float amax = 0, m = 0;
@@ -290,7 +307,7 @@ static void quant_q6_k(const float *x, uint8_t *b) {
     for (int j = 0; j < 16; j++) {
         const float dq = d * sc[j];
         for (int l = 0; l < 16; l++) {
-            const int v = dq != 0.0f ? nearest_int(x[16 * j + l] / dq) : 0;
+            const int v = dq != 0.0f ? level(x[16 * j + l] / dq, rng) : 0;
             L[16 * j + l] = (uint8_t)((v < -32 ? -32 : v > 31 ? 31 : v) + 32);
         }
     }
@@ -306,6 +323,10 @@ static void quant_q6_k(const float *x, uint8_t *b) {
 }
 
 lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t n) {
+    return lorac_quant_row_rng(t, src, dst, n, NULL);
+}
+
+lorac_status lorac_quant_row_rng(lorac_dtype t, const float *src, void *dst, int64_t n, lorac_rng *rng) {
     LORAC_TRY(check_row("lorac_quant_row", t, n));
     const int bs = g_layout[t].block;
     const size_t bb = g_layout[t].bytes;
@@ -316,11 +337,11 @@ lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t
     uint8_t *b = dst;
     for (int64_t i = 0; i < n / bs; i++, b += bb, src += bs) {
         switch (t) {
-        case LORAC_Q4_0: quant_q4_0(src, b); break;
-        case LORAC_Q4_1: quant_q4_1(src, b); break;
-        case LORAC_Q8_0: quant_q8_0(src, b); break;
-        case LORAC_Q4_K: quant_q4_k(src, b); break;
-        case LORAC_Q6_K: quant_q6_k(src, b); break;
+        case LORAC_Q4_0: quant_q4_0(src, b, rng); break;
+        case LORAC_Q4_1: quant_q4_1(src, b, rng); break;
+        case LORAC_Q8_0: quant_q8_0(src, b, rng); break;
+        case LORAC_Q4_K: quant_q4_k(src, b, rng); break;
+        case LORAC_Q6_K: quant_q6_k(src, b, rng); break;
         default: break; /* unreachable: checked above */
         }
     }

@@ -43,6 +43,14 @@ int lorac_is_block_type(lorac_dtype t);
  * error a little above llama.cpp's; tested against round-trip bounds.
  * A NaN or infinity in src is LORAC_ERR_NUMERIC; a bad t or n LORAC_ERR_ARG. */
 lorac_status lorac_quant_row(lorac_dtype t, const float *src, void *dst, int64_t n);
+/* The same with stochastic rounding of the values to the levels (rng != NULL;
+ * NULL is lorac_quant_row): each value goes to the level below or above with
+ * the probabilities that make it unbiased; scales and mins are chosen as
+ * above, so a value on a level stays there. For re-quantizing a merged
+ * weight: a change smaller than half a step survives on average instead of
+ * rounding back to the old level (lora/merge.h). */
+struct lorac_rng;
+lorac_status lorac_quant_row_rng(lorac_dtype t, const float *src, void *dst, int64_t n, struct lorac_rng *rng);
 
 /* Dequantize n elements (n a multiple of the block size) of block type t
  * from `src` (n / block_size blocks, any alignment) into dst. Returns

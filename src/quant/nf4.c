@@ -5,6 +5,8 @@
  * codes and the dequantized values equal bitsandbytes' bit for bit. */
 #include "quant/nf4.h"
 
+#include "core/rng.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -136,7 +138,18 @@ static inline uint8_t nf4_bucket(float s) {
 
 static inline float clamp1(float v) { return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v); }
 
-void lorac_nf4_quantize_blocks(const float *x, int64_t n, int64_t blocksize, uint8_t *codes, float *absmax) {
+/* Stochastic rounding to the NF4 codes: the code below or above s, with the
+ * probabilities that make the pick unbiased (E = s). */
+static inline uint8_t nf4_stochastic(float s, lorac_rng *rng) {
+    int lo = 0;
+    while (lo < 14 && lorac_nf4_code[lo + 1] <= s) lo++;
+    const float a = lorac_nf4_code[lo], b = lorac_nf4_code[lo + 1];
+    if (s <= a) return (uint8_t)lo;
+    if (s >= b) return (uint8_t)(lo + 1);
+    return (uint8_t)(lo + (lorac_rng_uniform(rng) < (s - a) / (b - a)));
+}
+
+static void quantize_blocks(const float *x, int64_t n, int64_t blocksize, uint8_t *codes, float *absmax, lorac_rng *rng) {
     const int64_t full = n / blocksize * blocksize;
     const int64_t nb = (n + blocksize - 1) / blocksize;
     if (n % 2) codes[n / 2] = 0;
@@ -150,7 +163,7 @@ void lorac_nf4_quantize_blocks(const float *x, int64_t n, int64_t blocksize, uin
         const float inv = 1.0f / amc;
         for (int64_t i = i0; i < i1; i++) {
             const float s = clamp1(partial ? x[i] / amc : x[i] * inv);
-            const uint8_t q = nf4_bucket(s);
+            const uint8_t q = rng ? nf4_stochastic(s, rng) : nf4_bucket(s);
             if (i % 2 == 0)
                 codes[i / 2] = (uint8_t)(q << 4);
             else
@@ -158,6 +171,10 @@ void lorac_nf4_quantize_blocks(const float *x, int64_t n, int64_t blocksize, uin
         }
     }
     if (n % 2) codes[n / 2] |= nf4_bucket(0.0f); /* bitsandbytes pads with 0.0 -> code 7 */
+}
+
+void lorac_nf4_quantize_blocks(const float *x, int64_t n, int64_t blocksize, uint8_t *codes, float *absmax) {
+    quantize_blocks(x, n, blocksize, codes, absmax, NULL);
 }
 
 /* The 65536-entry lookup table of bitsandbytes' CPU 8-bit quantizer
@@ -219,6 +236,10 @@ void lorac_nf4_free(lorac_nf4 *q) {
 }
 
 lorac_status lorac_nf4_quantize(const float *w, int64_t rows, int64_t cols, lorac_nf4 *out) {
+    return lorac_nf4_quantize_rng(w, rows, cols, NULL, out);
+}
+
+lorac_status lorac_nf4_quantize_rng(const float *w, int64_t rows, int64_t cols, lorac_rng *rng, lorac_nf4 *out) {
     memset(out, 0, sizeof *out);
     if (!w || rows < 1 || cols < 1 || rows > INT64_MAX / cols)
         return lorac_fail(LORAC_ERR_ARG, "lorac_nf4_quantize: bad shape [%lld, %lld]", (long long)rows,
@@ -241,7 +262,7 @@ lorac_status lorac_nf4_quantize(const float *w, int64_t rows, int64_t cols, lora
         lorac_nf4_free(&q);
         return st;
     }
-    lorac_nf4_quantize_blocks(w, n, LORAC_NF4_BLOCK, q.codes, am);
+    quantize_blocks(w, n, LORAC_NF4_BLOCK, q.codes, am, rng);
     q.offset = lorac_nf4_mean(am, q.nblocks);
     for (int64_t b = 0; b < q.nblocks; b++) am[b] -= q.offset;
     lorac_blockwise8_quantize(am, q.nblocks, LORAC_NF4_BLOCK2, q.qabsmax, q.absmax2);

@@ -52,6 +52,11 @@ typedef struct lorac_nf4 {
  * owned by it; release with lorac_nf4_free). rows, cols >= 1. A NaN or
  * infinite weight is an error (LORAC_ERR_NUMERIC). */
 lorac_status lorac_nf4_quantize(const float *w, int64_t rows, int64_t cols, lorac_nf4 *out);
+/* The same with stochastic rounding of each scaled weight to the NF4 code
+ * below or above it (unbiased; rng != NULL; NULL is lorac_nf4_quantize). Not
+ * bitsandbytes' rule: for re-quantizing merged weights (lora/merge.h). */
+struct lorac_rng;
+lorac_status lorac_nf4_quantize_rng(const float *w, int64_t rows, int64_t cols, struct lorac_rng *rng, lorac_nf4 *out);
 void lorac_nf4_free(lorac_nf4 *q);
 
 /* Check that q's sizes agree with its shape (nblocks, nblocks2, numel) and

@@ -17,6 +17,7 @@ expect 2 "the .gguf file to write" -- "$BIN" merge --model x.gguf --adapter y --
 expect 2 "the base model itself" -- "$BIN" merge --model x.gguf --adapter y --out x.gguf --requantize same
 expect 2 "expected same" -- "$BIN" merge --model x.gguf --adapter y --out "$T/o.gguf" --requantize q5
 expect 2 "not a .gguf file" -- "$BIN" merge --model x.gguf --adapter y --out "$T/o.gguf" --requantize nf4
+expect 2 "expected nearest or stochastic" -- "$BIN" merge --model x.gguf --adapter y --out "$T/o.gguf" --rounding up
 
 S=$DATA/stories260K/hf
 if [ -d "$S" ]; then
@@ -55,7 +56,7 @@ if [ -f "$G" ]; then
         --r 4 --alpha 8 --target q_proj,v_proj --layers 0,1 --seed 3 --out "$T/srun" >/dev/null 2>"$T/strain.err" \
         || { bad "qlora train on SmolLM2"; cat "$T/strain.err" >&2; }
     "$BIN" merge --model "$G" --adapter "$T/srun" --out "$T/smerged.gguf" --requantize same >"$T/rq.out" 2>"$T/rq.err"
-    if [ $? -eq 0 ] && [ -s "$T/smerged.gguf" ] && grep -q "re-quantized to Q4_1 (written)" "$T/rq.out" &&
+    if [ $? -eq 0 ] && [ -s "$T/smerged.gguf" ] && grep -q "re-quantized to Q4_1 (stochastic rounding) (written)" "$T/rq.out" &&
         grep -q "4 tensors re-quantized" "$T/rq.err"; then
         ok
     else

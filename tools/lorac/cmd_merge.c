@@ -28,6 +28,9 @@ static const cli_opt merge_opts[] = {
                         "tensor in its own format Q4_0/Q4_1/Q8_0/Q4_K/Q6_K/F16/F32, every other byte as in the base; "
                         "--out FILE.gguf) | nf4 (a Hugging Face directory in bitsandbytes' NF4 serialization)"},
     CLI_QBASE_OPTS,
+    {"rounding", "R", "re-quantizing: nearest (each weight to its nearest level, as the formats' own quantizers) | "
+                      "stochastic (to the level below or above at random, unbiased: a LoRA delta smaller than half a "
+                      "step survives on average) (default stochastic)"},
     {"tokenizer", "DIR", "copy tokenizer files from DIR (default: the base model directory)"},
     {"overwrite", NULL, "allow --out to replace a model already there"},
     {"json", NULL, "print the error report as one JSON object on stdout"},
@@ -119,6 +122,10 @@ int cmd_merge(int argc, char **argv) {
     const char *ad = cli_str(&a, "adapter", NULL), *out = cli_str(&a, "out", NULL), *base = cli_str(&a, "model", NULL);
     const char *rqf = cli_str(&a, "requantize", NULL);
     const int json = cli_has(&a, "json");
+    const char *rounding = cli_str(&a, "rounding", "stochastic");
+    if (strcmp(rounding, "nearest") && strcmp(rounding, "stochastic"))
+        cli_die("merge", EXIT_USAGE, "--rounding '%s': expected nearest or stochastic", rounding);
+    const int stochastic = !strcmp(rounding, "stochastic");
     if (rqf && strcmp(rqf, "same") && strcmp(rqf, "nf4"))
         cli_die("merge", EXIT_USAGE, "--requantize '%s': expected same (a .gguf base's own formats) or nf4", rqf);
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
@@ -169,7 +176,7 @@ int cmd_merge(int argc, char **argv) {
     /* the re-quantized figures: of the format asked for, else of the base's own (GGUF) or NF4 */
     lorac_requant rq = {0};
     double rq_rel = 0, rq_max = 0;
-    lorac_status st = lorac_merge_requantize(m, requant ? to_nf4 : !m->gguf, &rq);
+    lorac_status st = lorac_merge_requantize(m, requant ? to_nf4 : !m->gguf, stochastic, &rq);
     if (st != LORAC_OK && requant) cli_check("merge", st);
     if (st != LORAC_OK) {
         fprintf(stderr, "note: no re-quantized figures: %s\n", lorac_last_error());
@@ -215,10 +222,10 @@ int cmd_merge(int argc, char **argv) {
                "\"fp32\": {\"weight_rms_err_bound\": %.4g, \"weight_max_err_bound\": %.4g, \"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
                n, requant ? "requantized" : "fp32", probe_what, p.B, p.T, fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
         if (have_rq)
-            printf(", \"requantized\": {\"formats\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
+            printf(", \"requantized\": {\"formats\": \"%s\", \"rounding\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
                    "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
                    "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
-                   fmts, rq.n, rq.n_skipped, rq.rms_w, rq.rms_delta, rq.rms_err, rq.max_err, rq.kept, rq_rel, rq_max);
+                   fmts, rounding, rq.n, rq.n_skipped, rq.rms_w, rq.rms_delta, rq.rms_err, rq.max_err, rq.kept, rq_rel, rq_max);
         if (eval) {
             static const char *const what[3] = {"adapter", "fp32", "requantized"};
             printf(", \"test\": {\"n\": %d", tk.test.n);
@@ -236,8 +243,8 @@ int cmd_merge(int argc, char **argv) {
         printf("  fp32 merge%s: weights within one float rounding (RMS <= %.2g, max <= %.2g); outputs rel. RMS %.3g, max %.3g\n",
                requant ? "" : " (written)", fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
         if (have_rq)
-            printf("  re-quantized to %s%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), max %.3g; "
-                   "LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, requant ? " (written)" : "", rq.rms_err,
+            printf("  re-quantized to %s (%s rounding)%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), max %.3g; "
+                   "LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, rounding, requant ? " (written)" : "", rq.rms_err,
                    100 * rq.rms_err / rq.rms_w, rq.rms_w, rq.rms_delta > 0 ? rq.rms_err / rq.rms_delta : 0.0, rq.rms_delta,
                    rq.max_err, 100 * rq.kept, rq_rel, rq_max);
         if (eval) {

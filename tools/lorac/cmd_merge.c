@@ -106,6 +106,78 @@ static double fp32_merge_error(const lorac_model *m, double *rms) {
     return mx;
 }
 
+/* ---- the report ------------------------------------------------------------ */
+
+typedef struct merge_report {
+    int adapted, requant;          /* modules merged; a re-quantized file was written */
+    const char *rounding;
+    const probe *p;
+    double fp32_w_rms, fp32_w_max, fp32_rel, fp32_max; /* the fp32 merge: weight bound, probe outputs */
+    const lorac_requant *rq;       /* NULL: no re-quantized figures */
+    double rq_rel, rq_max;         /* ... its probe outputs */
+    int test_n;                    /* -1: no --data */
+    double loss[3], acc[3];        /* unmerged, fp32 merge, re-quantized (NAN / < 0: not measured) */
+} merge_report;
+
+static void print_report(const merge_report *r, int json) {
+    char fmts[64] = "";
+    for (int k = 0; r->rq && k < r->rq->n; k++) {
+        const char *f = r->rq->e[k].nf4 ? "NF4" : lorac_dtype_name(r->rq->e[k].dtype);
+        if (!strstr(fmts, f)) {
+            size_t len = strlen(fmts);
+            snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", f);
+        }
+    }
+    const lorac_requant *rq = r->rq;
+    const char *probe_what = r->p->mode == LORAC_FWD_CLS ? "class logits" : "LM logits";
+    if (json) {
+        printf("{\"adapted\": %d, \"written\": \"%s\", \"probe\": \"%s of %dx%d pseudo-random tokens\", "
+               "\"fp32\": {\"weight_rms_err_bound\": %.4g, \"weight_max_err_bound\": %.4g, \"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
+               r->adapted, r->requant ? "requantized" : "fp32", probe_what, r->p->B, r->p->T, r->fp32_w_rms, r->fp32_w_max,
+               r->fp32_rel, r->fp32_max);
+        if (rq)
+            printf(", \"requantized\": {\"formats\": \"%s\", \"rounding\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
+                   "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
+                   "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
+                   fmts, r->rounding, rq->n, rq->n_skipped, rq->rms_w, rq->rms_delta, rq->rms_err, rq->max_err, rq->kept,
+                   r->rq_rel, r->rq_max);
+        if (r->test_n >= 0) {
+            static const char *const what[3] = {"adapter", "fp32", "requantized"};
+            printf(", \"test\": {\"n\": %d", r->test_n);
+            for (int k = 0; k < 3; k++) {
+                if (isnan(r->loss[k])) continue;
+                printf(", \"%s_loss\": %.6f", what[k], r->loss[k]);
+                if (r->acc[k] >= 0) printf(", \"%s_acc\": %.6f", what[k], r->acc[k]);
+            }
+            printf("}");
+        }
+        printf("}\n");
+        return;
+    }
+    printf("merge error, %d adapted modules; outputs: %s of %d x %d pseudo-random tokens against the unmerged adapter\n",
+           r->adapted, probe_what, r->p->B, r->p->T);
+    printf("  fp32 merge%s: weights within one float rounding (RMS <= %.2g, max <= %.2g); outputs rel. RMS %.3g, max %.3g\n",
+           r->requant ? "" : " (written)", r->fp32_w_rms, r->fp32_w_max, r->fp32_rel, r->fp32_max);
+    if (rq)
+        printf("  re-quantized to %s (%s rounding)%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), "
+               "max %.3g; LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, r->rounding,
+               r->requant ? " (written)" : "", rq->rms_err, 100 * rq->rms_err / rq->rms_w, rq->rms_w,
+               rq->rms_delta > 0 ? rq->rms_err / rq->rms_delta : 0.0, rq->rms_delta, rq->max_err, 100 * rq->kept, r->rq_rel,
+               r->rq_max);
+    if (r->test_n >= 0) {
+        static const char *const what[3] = {"adapter (unmerged)", "fp32 merge", "re-quantized"};
+        printf("  test set (%d examples):", r->test_n);
+        for (int k = 0; k < 3; k++) {
+            if (isnan(r->loss[k])) continue;
+            if (r->acc[k] >= 0)
+                printf("%s %s %.2f%% (loss %.4f)", k ? ";" : "", what[k], 100 * r->acc[k], r->loss[k]);
+            else
+                printf("%s %s loss %.4f", k ? ";" : "", what[k], r->loss[k]);
+        }
+        printf("\n");
+    }
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
@@ -207,59 +279,10 @@ int cmd_merge(int argc, char **argv) {
                 out, rq.n, rq.n_skipped ? "; heads in fp32" : "");
     }
 
-    /* the report */
-    char fmts[64] = "";
-    for (int k = 0; k < rq.n; k++) {
-        const char *f = rq.e[k].nf4 ? "NF4" : lorac_dtype_name(rq.e[k].dtype);
-        if (!strstr(fmts, f)) {
-            size_t len = strlen(fmts);
-            snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", f);
-        }
-    }
-    const char *probe_what = p.mode == LORAC_FWD_CLS ? "class logits" : "LM logits";
-    if (json) {
-        printf("{\"adapted\": %d, \"written\": \"%s\", \"probe\": \"%s of %dx%d pseudo-random tokens\", "
-               "\"fp32\": {\"weight_rms_err_bound\": %.4g, \"weight_max_err_bound\": %.4g, \"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
-               n, requant ? "requantized" : "fp32", probe_what, p.B, p.T, fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
-        if (have_rq)
-            printf(", \"requantized\": {\"formats\": \"%s\", \"rounding\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
-                   "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
-                   "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
-                   fmts, rounding, rq.n, rq.n_skipped, rq.rms_w, rq.rms_delta, rq.rms_err, rq.max_err, rq.kept, rq_rel, rq_max);
-        if (eval) {
-            static const char *const what[3] = {"adapter", "fp32", "requantized"};
-            printf(", \"test\": {\"n\": %d", tk.test.n);
-            for (int k = 0; k < 3; k++) {
-                if (isnan(ev_loss[k])) continue;
-                printf(", \"%s_loss\": %.6f", what[k], ev_loss[k]);
-                if (ev_acc[k] >= 0) printf(", \"%s_acc\": %.6f", what[k], ev_acc[k]);
-            }
-            printf("}");
-        }
-        printf("}\n");
-    } else {
-        printf("merge error, %d adapted modules; outputs: %s of %d x %d pseudo-random tokens against the unmerged adapter\n",
-               n, probe_what, p.B, p.T);
-        printf("  fp32 merge%s: weights within one float rounding (RMS <= %.2g, max <= %.2g); outputs rel. RMS %.3g, max %.3g\n",
-               requant ? "" : " (written)", fp32_w_rms, fp32_w_max, fp32_rel, fp32_max);
-        if (have_rq)
-            printf("  re-quantized to %s (%s rounding)%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), max %.3g; "
-                   "LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, rounding, requant ? " (written)" : "", rq.rms_err,
-                   100 * rq.rms_err / rq.rms_w, rq.rms_w, rq.rms_delta > 0 ? rq.rms_err / rq.rms_delta : 0.0, rq.rms_delta,
-                   rq.max_err, 100 * rq.kept, rq_rel, rq_max);
-        if (eval) {
-            static const char *const what[3] = {"adapter (unmerged)", "fp32 merge", "re-quantized"};
-            printf("  test set (%d examples):", tk.test.n);
-            for (int k = 0; k < 3; k++) {
-                if (isnan(ev_loss[k])) continue;
-                if (ev_acc[k] >= 0)
-                    printf("%s %s %.2f%% (loss %.4f)", k ? ";" : "", what[k], 100 * ev_acc[k], ev_loss[k]);
-                else
-                    printf("%s %s loss %.4f", k ? ";" : "", what[k], ev_loss[k]);
-            }
-            printf("\n");
-        }
-    }
+    const merge_report rep = {n, requant, rounding, &p, fp32_w_rms, fp32_w_max, fp32_rel, fp32_max, have_rq ? &rq : NULL,
+                              rq_rel, rq_max, eval ? tk.test.n : -1, {ev_loss[0], ev_loss[1], ev_loss[2]},
+                              {ev_acc[0], ev_acc[1], ev_acc[2]}};
+    print_report(&rep, json);
     free(p.ref);
     lorac_requant_free(&rq);
     if (eval) {

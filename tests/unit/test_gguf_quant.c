@@ -8,7 +8,9 @@
  *    within one level of the sub-block's scale (half a level for rounding,
  *    plus the 6/8-bit quantization of the scales and the f16 super-block
  *    scale), and the RMS error is that of a 4-bit / 6-bit grid.
- * c. Bad input: NaN, a non-block dtype, a partial block. */
+ * c. Stochastic rounding (lorac_quant_row_rng, lorac_nf4_quantize_rng) is
+ *    unbiased: many copies of a value between two levels average back to it.
+ * d. Bad input: NaN, a non-block dtype, a partial block. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "quant/ggml_blocks.h"
+#include "quant/nf4.h"
 #include "quant/qmatmul.h"
 #include "testutil.h"
 
@@ -132,6 +135,54 @@ static void test_qweight(void) {
     lorac_clear_error();
 }
 
+/* Stochastic rounding is unbiased: a value between two levels, repeated
+ * (each block holding 0 and 1 to fix its range), averages back to itself
+ * after the round trip; nearest rounding lands on one level. NF4 the same. */
+static void test_stochastic(void) {
+    enum { N = 256 * 64 };
+    static float x[N], y[N];
+    static uint8_t q[N * 2];
+    const float v = 0.137f;
+    for (int i = 0; i < N; i++) x[i] = i % 32 == 0 ? 0.0f : i % 32 == 1 ? 1.0f : v;
+    const lorac_dtype ts[] = {LORAC_Q4_0, LORAC_Q4_1, LORAC_Q8_0, LORAC_Q4_K, LORAC_Q6_K};
+    for (int k = 0; k < 5; k++)
+        for (int sto = 0; sto < 2; sto++) {
+            lorac_rng rng;
+            lorac_rng_seed(&rng, 11);
+            CHECK_OK(lorac_quant_row_rng(ts[k], x, q, N, sto ? &rng : NULL));
+            CHECK_OK(lorac_dequant_row(ts[k], q, y, N));
+            double sum = 0;
+            int cnt = 0;
+            for (int i = 0; i < N; i++)
+                if (i % 32 > 1) {
+                    sum += y[i];
+                    cnt++;
+                }
+            const double mean = sum / cnt;
+            if (sto)
+                CHECK(fabs(mean - v) < 1e-3, "%s stochastic: mean %.5f of %.5f", lorac_dtype_name(ts[k]), mean, (double)v);
+            printf("%s %s rounding: mean of %d copies of %.4f -> %.5f\n", lorac_dtype_name(ts[k]), sto ? "stochastic" : "nearest",
+                   cnt, (double)v, mean);
+        }
+    lorac_nf4 a, b;
+    lorac_rng rng;
+    lorac_rng_seed(&rng, 11);
+    for (int i = 0; i < N; i++) x[i] = i % 64 == 0 ? 1.0f : v;
+    CHECK_OK(lorac_nf4_quantize_rng(x, 64, N / 64, &rng, &a));
+    CHECK_OK(lorac_nf4_quantize(x, 64, N / 64, &b));
+    double ma = 0, mb = 0;
+    CHECK_OK(lorac_nf4_dequantize(&a, y));
+    for (int i = 0; i < N; i++) ma += i % 64 ? y[i] : 0;
+    CHECK_OK(lorac_nf4_dequantize(&b, y));
+    for (int i = 0; i < N; i++) mb += i % 64 ? y[i] : 0;
+    ma /= N - N / 64;
+    mb /= N - N / 64;
+    CHECK(fabs(ma - v) < 1e-3, "NF4 stochastic: mean %.5f of %.5f", ma, (double)v);
+    printf("NF4 stochastic rounding: mean %.5f, nearest %.5f (of %.4f)\n", ma, mb, (double)v);
+    lorac_nf4_free(&a);
+    lorac_nf4_free(&b);
+}
+
 static void test_bad_input(void) {
     float x[256] = {0};
     uint8_t q[256];
@@ -157,6 +208,7 @@ int main(void) {
     test_round_trip(LORAC_Q4_1, 15, 0.12);
     test_round_trip(LORAC_Q8_0, 127, 0.01);
     test_qweight();
+    test_stochastic();
     test_bad_input();
     return test_summary("test_gguf_quant");
 }

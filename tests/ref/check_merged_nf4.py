@@ -2,6 +2,8 @@
 """check_merged_nf4.py - read a checkpoint that `lorac merge --requantize nf4` wrote with
 bitsandbytes itself, and compare it with the fp32 merge of the same adapter.
 
+    python3 -m venv .venv-bnb && .venv-bnb/bin/pip install bitsandbytes==0.50.2 safetensors \
+        transformers==4.57.1 accelerate          # torch comes with bitsandbytes (CPU use only)
     .venv-bnb/bin/python tests/ref/check_merged_nf4.py NF4_DIR FP32_DIR [--report REPORT.json]
 
 For every Linear stored in bitsandbytes' 4-bit serialization (X.weight + X.weight.absmax,
@@ -61,6 +63,9 @@ def main():
         rep = json.load(open(a.report))["requantized"]
         print("lorac's report: %d re-quantized Linears, weight RMS error %.6g, max %.6g"
               % (rep["tensors"], rep["weight_rms_err"], rep["weight_max_err"]))
+        if rep["tensors"] != len(prefixes) or abs(rep["weight_rms_err"] - rms) > 1e-3 * rms or \
+                abs(rep["weight_max_err"] - mx) > 1e-3 * mx:
+            sys.exit("lorac's report disagrees with what bitsandbytes reads")
     try:
         from transformers import AutoModelForCausalLM
     except ImportError:

@@ -34,23 +34,25 @@ static lorac_status make_owned(lorac_weight *w) {
     return LORAC_OK;
 }
 
+double lorac_lora_ba(const lorac_linear *L, int o, int i) {
+    const lorac_lora *l = L->lora;
+    const int r = l->r, p = o / (L->out / l->parts);
+    const float *Bo = l->B.data + (size_t)o * r;              /* row o of B      [r]  */
+    const float *Ap = l->A.data + (size_t)p * r * L->in;      /* block p of A    [r, in] */
+    double d = 0;
+    for (int k = 0; k < r; k++) d += (double)Bo[k] * Ap[(size_t)k * L->in + i];
+    return d;
+}
+
 /* W += sign * s * B_p A_p over every part block p. */
 static void add_delta(lorac_linear *L, double sign) {
-    const lorac_lora *l = L->lora;
-    const int r = l->r, ob = L->out / l->parts;
-    const double s = sign * (double)l->scale;
+    const double s = sign * (double)L->lora->scale;
     float *W = L->W->data;
-    for (int o = 0; o < L->out; o++) {
-        const int p = o / ob;
-        const float *Bo = l->B.data + (size_t)o * r;               /* row o of B      [r]  */
-        const float *Ap = l->A.data + (size_t)p * r * L->in;       /* block p of A    [r, in] */
+    for (int o = 0; o < L->out; o++)
         for (int i = 0; i < L->in; i++) {
-            double d = 0;
-            for (int k = 0; k < r; k++) d += (double)Bo[k] * Ap[(size_t)k * L->in + i];
             float *w = L->w_in_out ? &W[(size_t)i * L->out + o] : &W[(size_t)o * L->in + i];
-            *w = (float)((double)*w + s * d);
+            *w = (float)((double)*w + s * lorac_lora_ba(L, o, i));
         }
-    }
 }
 
 lorac_status lorac_lora_merge(lorac_model *m) {
@@ -290,9 +292,8 @@ lorac_status lorac_model_save_merged_nf4(lorac_model *m, const lorac_requant *rq
     int n = 0;
     for (int i = 0; i < m->n_w && st == LORAC_OK; i++) {
         const lorac_weight *w = &m->w[i];
-        int li = -1;
-        for (int j = 0; j < m->n_lin && li < 0; j++)
-            if (m->lin[j].W == w && lorac_is_block_linear(m, &m->lin[j])) li = j;
+        lorac_linear *L = lorac_linear_of_weight(m, w);
+        const int li = L && lorac_is_block_linear(m, L) ? (int)(L - m->lin) : -1;
         if (li < 0) {
             e[n++] = (lorac_st_entry){w->name, w->data, w->ndim, {w->shape[0], w->shape[1]}, LORAC_F32, NULL};
             continue;

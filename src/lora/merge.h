@@ -18,6 +18,10 @@
  * Nothing is changed when it fails. */
 lorac_status lorac_lora_merge(lorac_model *m);
 
+/* (B_p A_p)[o, i] of L's adapter, p the part block of output row o, summed in
+ * double: the delta merging adds is scale times this. */
+double lorac_lora_ba(const lorac_linear *L, int o, int i);
+
 /* Subtract every merged adapter again (W -= scale * B A); restores W to
  * within float rounding (the delta is formed in double). */
 void lorac_lora_unmerge(lorac_model *m);

@@ -75,12 +75,7 @@ static lorac_status decode_row(lorac_dtype d, const uint8_t *src, float *y, int6
 /* GGUF row of HF row r: llama.cpp stores Llama's q/k rows interleaved per
  * head (HF row h*D + s*D/2 + j is GGUF row h*D + 2j + s). */
 static int gguf_row(const lorac_model *m, const lorac_linear *L, int r) {
-    int heads = 0;
-    if (m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(L->W->name, "q_proj.weight")) heads = m->cfg.n_head;
-        if (strstr(L->W->name, "k_proj.weight")) heads = m->cfg.n_kv_head;
-    }
-    if (!heads) return r;
+    if (!lorac_gguf_rope_heads(m, L->W->name)) return r;
     const int D = m->cfg.head_dim, h = r / D, s = (r % D) / (D / 2), j = r % (D / 2);
     return h * D + 2 * j + s;
 }
@@ -100,7 +95,7 @@ static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int
         LORAC_TRY(target_tensor(m, L, &t));
         if (!t) return LORAC_OK;
     }
-    const int out = L->out, in = L->in, R = L->lora->r, ob = out / L->lora->parts;
+    const int out = L->out, in = L->in;
     const size_t row_bytes = t ? t->nbytes / (size_t)out : 0;
     float *w = NULL, *y = NULL;
     double *dd = NULL;
@@ -128,14 +123,7 @@ static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int
     double sw = 0, sd = 0, se = 0, num = 0, mx = 0;
     const double s = L->lora->scale;
     for (int o = 0; o < out && st == LORAC_OK; o++) {
-        /* the delta row, as add_delta formed it */
-        const float *Bo = L->lora->B.data + (size_t)o * R;
-        const float *Ap = L->lora->A.data + (size_t)(o / ob) * R * in;
-        for (int i = 0; i < in; i++) {
-            double d = 0;
-            for (int k = 0; k < R; k++) d += (double)Bo[k] * Ap[(size_t)k * in + i];
-            dd[i] = s * d;
-        }
+        for (int i = 0; i < in; i++) dd[i] = s * lorac_lora_ba(L, o, i); /* the delta row, as merging formed it */
         st = t ? decode_row(t->dtype, (const uint8_t *)e->bytes + (size_t)gguf_row(m, L, o) * row_bytes, y, in)
                : lorac_qweight_dequant_row(&e->q, o, y);
         const float *wo = w + (size_t)o * in;

@@ -38,9 +38,15 @@ void lorac_unpermute_rope_rows(float *w, int heads, int D, int in);         /* l
 int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L);     /* not lm_head / head / pre_head */
 /* quantize.c: the block Linears of a model being loaded, quantized (how: NF4 or keep GGUF blocks) */
 lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how);
-/* quantize.c: w stored in bitsandbytes' 4-bit NF4 serialization (double
- * quantization) in m's safetensors: *q = that NF4 (owning; rows x cols as its
- * quant state says, [out, in]); *q = NULL when w is stored otherwise. */
-lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lorac_qweight **q);
+/* quantize.c: L's weight stored in bitsandbytes' 4-bit NF4 serialization
+ * (double quantization) in m's safetensors: *bound = 1 and the NF4 [out, in]
+ * becomes L's (keep_nf4), or its fp32 dequantization (lorac_linear_dequantize);
+ * *bound = 0 when the weight is stored otherwise. */
+lorac_status lorac_bnb_nf4_bind(lorac_model *m, lorac_linear *L, int keep_nf4, int *bound);
+/* weights.c: the Linear whose weight is w (NULL if none). */
+lorac_linear *lorac_linear_of_weight(const lorac_model *m, const lorac_weight *w);
+/* weights.c: a GGUF Llama's q/k weight `name` has its rows interleaved per head
+ * by llama.cpp: the number of heads (n_head / n_kv_head), else 0. */
+int lorac_gguf_rope_heads(const lorac_model *m, const char *name);
 
 #endif

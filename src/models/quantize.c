@@ -171,13 +171,8 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
 
 /* KEEP for a block Linear (*kept = 0: not kept, see keep_gguf_tensor). */
 static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept) {
-    int heads = 0;
-    if (m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(L->W->name, "q_proj.weight")) heads = m->cfg.n_head;
-        if (strstr(L->W->name, "k_proj.weight")) heads = m->cfg.n_kv_head;
-    }
     lorac_qweight *q = NULL;
-    LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, heads, &q));
+    LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, lorac_gguf_rope_heads(m, L->W->name), &q));
     *kept = q != NULL;
     if (q) attach_q(L, q);
     return LORAC_OK;
@@ -262,18 +257,8 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
         int kept = 0;
         if (keep && m->gguf) LORAC_TRY(keep_gguf_blocks(m, L, &kept));
         if (kept) continue;
-        lorac_qweight *q = NULL; /* a bitsandbytes 4-bit checkpoint: its NF4 as it is */
-        LORAC_TRY(lorac_bnb_nf4_read(m, L->W, &q));
-        if (q && (q->rows != L->out || q->cols != L->in)) {
-            lorac_qweight_free(q);
-            free(q);
-            return lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a 4-bit [out,in] matrix of the wrong orientation", m->path,
-                              L->W->name);
-        }
-        if (q) {
-            attach_q(L, q);
-            continue;
-        }
+        LORAC_TRY(lorac_bnb_nf4_bind(m, L, 1, &kept)); /* a bitsandbytes 4-bit checkpoint: its NF4 as it is */
+        if (kept) continue;
         LORAC_TRY(lorac_bind_weight(m, L->W));
         LORAC_TRY(lorac_linear_quantize(L, LORAC_QF_NF4));
     }
@@ -385,9 +370,12 @@ static int json_int_is(const cJSON *j, const char *key, double want) {
     return cJSON_IsNumber(v) && v->valuedouble == want;
 }
 
-lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lorac_qweight **out) {
+/* L's weight as stored by bitsandbytes: *out = that NF4 [out, in] (owning),
+ * or NULL when the checkpoint stores it otherwise. */
+static lorac_status bnb_nf4_read(const lorac_model *m, const lorac_linear *L, lorac_qweight **out) {
+    const lorac_weight *w = L->W;
     *out = NULL;
-    if (!m->st || w->ndim != 2) return LORAC_OK;
+    if (!m->st) return LORAC_OK;
     char name[256];
     snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__fp4", w->name);
     if (lorac_st_find(m->st, name))
@@ -415,11 +403,9 @@ lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lor
     if (st == LORAC_OK) {
         rows = (int64_t)cJSON_GetArrayItem(shape, 0)->valuedouble;
         cols = (int64_t)cJSON_GetArrayItem(shape, 1)->valuedouble;
-        const int same = rows == w->shape[0] && cols == w->shape[1], swapped = rows == w->shape[1] && cols == w->shape[0];
-        if (!same && !swapped)
-            st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a [%lld,%lld] NF4 matrix, config expects [%lld,%lld]; hint: wrong "
-                            "config.json?", file, w->name, (long long)rows, (long long)cols, (long long)w->shape[0],
-                            (long long)w->shape[1]);
+        if (rows != L->out || cols != L->in) /* [out, in], a Conv1D's too */
+            st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a [%lld,%lld] NF4 matrix, config expects [out,in] = [%d,%d]; hint: "
+                            "wrong config.json?", file, w->name, (long long)rows, (long long)cols, L->out, L->in);
     }
     const double offset = st == LORAC_OK ? off->valuedouble : 0;
     cJSON_Delete(j);
@@ -456,4 +442,14 @@ lorac_status lorac_bnb_nf4_read(const lorac_model *m, const lorac_weight *w, lor
     }
     *out = qw;
     return LORAC_OK;
+}
+
+lorac_status lorac_bnb_nf4_bind(lorac_model *m, lorac_linear *L, int keep_nf4, int *bound) {
+    lorac_qweight *q = NULL;
+    *bound = 0;
+    LORAC_TRY(bnb_nf4_read(m, L, &q));
+    if (!q) return LORAC_OK;
+    attach_q(L, q);
+    *bound = 1;
+    return keep_nf4 ? LORAC_OK : lorac_linear_dequantize(L);
 }

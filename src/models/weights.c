@@ -257,47 +257,26 @@ void lorac_unpermute_rope_rows(float *w, int heads, int D, int in) {
 /* Base weights are checked once at load: a NaN or Inf would poison every output. */
 #define BAD_WEIGHTS_HINT "the checkpoint is corrupt; re-download or re-convert it"
 
-/* A weight stored by bitsandbytes in 4 bits, dequantized into fp32 (the HF
- * layout: a Conv1D weight, [out, in] in the checkpoint, transposed). */
-static lorac_status bind_bnb(const lorac_model *m, lorac_weight *w, lorac_qweight *q) {
-    int conv1d = 0;
+lorac_linear *lorac_linear_of_weight(const lorac_model *m, const lorac_weight *w) {
     for (int i = 0; i < m->n_lin; i++)
-        if (m->lin[i].W == w) conv1d = m->lin[i].w_in_out;
-    float *buf = NULL;
-    lorac_status st = LORAC_OK;
-    if (q->rows != w->shape[conv1d ? 1 : 0] || q->cols != w->shape[conv1d ? 0 : 1])
-        st = lorac_fail(LORAC_ERR_SHAPE, "%s: '%s' holds a [%lld,%lld] 4-bit matrix, config expects [out,in] = [%lld,%lld]",
-                        m->path, w->name, (long long)q->rows, (long long)q->cols, (long long)w->shape[conv1d ? 1 : 0],
-                        (long long)w->shape[conv1d ? 0 : 1]);
-    if (st == LORAC_OK) st = lorac_alloc((void **)&buf, w->n, sizeof(float), w->name);
-    if (st == LORAC_OK && !conv1d) {
-        st = lorac_qweight_dequantize(q, buf);
-    } else if (st == LORAC_OK) {
-        for (int64_t r = 0; r < q->rows && st == LORAC_OK; r++) {
-            float *row = malloc(sizeof(float) * (size_t)q->cols);
-            if (!row) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory for '%s'", w->name);
-            if (st == LORAC_OK) st = lorac_qweight_dequant_row(q, r, row);
-            for (int64_t c = 0; st == LORAC_OK && c < q->cols; c++) buf[c * q->rows + r] = row[c];
-            free(row);
-        }
-    }
-    lorac_qweight_free(q);
-    free(q);
-    if (st != LORAC_OK) {
-        free(buf);
-        return st;
-    }
-    w->data = buf;
-    w->owned = 1;
-    return LORAC_OK;
+        if (m->lin[i].W == w) return &m->lin[i];
+    return NULL;
+}
+
+int lorac_gguf_rope_heads(const lorac_model *m, const char *name) {
+    if (!m->gguf || m->cfg.arch != LORAC_ARCH_LLAMA) return 0;
+    if (strstr(name, "q_proj.weight")) return m->cfg.n_head;
+    if (strstr(name, "k_proj.weight")) return m->cfg.n_kv_head;
+    return 0;
 }
 
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
     const lorac_tensor_desc *t = NULL;
-    if (m->st) {
-        lorac_qweight *q = NULL;
-        LORAC_TRY(lorac_bnb_nf4_read(m, w, &q));
-        if (q) return bind_bnb(m, w, q);
+    lorac_linear *L = m->st ? lorac_linear_of_weight(m, w) : NULL;
+    if (L) { /* stored by bitsandbytes in 4 bits: dequantized */
+        int bound;
+        LORAC_TRY(lorac_bnb_nf4_bind(m, L, 0, &bound));
+        if (bound) return LORAC_OK;
     }
     const char *file = m->path;
     char alt[160];
@@ -318,8 +297,7 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
         return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is [%lld,%lld], config expects [%lld,%lld]; hint: wrong config.json?",
                           file, t->name, (long long)g0, (long long)g1, (long long)e0, (long long)e1);
     /* llama.cpp's q/k rows need reordering (below), so they are never a view */
-    const int permuted = m->gguf && m->cfg.arch == LORAC_ARCH_LLAMA &&
-                         (strstr(w->name, "q_proj.weight") || strstr(w->name, "k_proj.weight"));
+    const int heads = lorac_gguf_rope_heads(m, w->name), permuted = heads > 0;
     if (t->dtype == LORAC_F32 && !transposed && !permuted && (uintptr_t)t->data % sizeof(float) == 0) {
         w->data = (float *)t->data; /* zero-copy view into the mapping */
         w->owned = 0;
@@ -341,10 +319,7 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
         free(buf);
         buf = tr;
     }
-    if (m->gguf && m->cfg.arch == LORAC_ARCH_LLAMA) {
-        if (strstr(w->name, "q_proj.weight")) lorac_unpermute_rope_rows(buf, m->cfg.n_head, m->cfg.head_dim, (int)w->shape[1]);
-        if (strstr(w->name, "k_proj.weight")) lorac_unpermute_rope_rows(buf, m->cfg.n_kv_head, m->cfg.head_dim, (int)w->shape[1]);
-    }
+    if (heads) lorac_unpermute_rope_rows(buf, heads, m->cfg.head_dim, (int)w->shape[1]);
     w->data = buf;
     w->owned = 1;
     return lorac_check_finite(w->data, w->n, file, t->name, BAD_WEIGHTS_HINT);

@@ -38,6 +38,7 @@ static _Noreturn void fuzz_cli_exit(int code) {
 #define exit fuzz_cli_exit
 #include "../tools/lorac/cli_common.c"
 #undef exit
+#include "../tools/lorac/cli_dist.c" /* cli_die's data-parallel side (no ranks here: cli_dist stays NULL) */
 
 /* The options lorac train declares that the parser and getters handle
  * without touching a file (a subset of cli_train_opts, which lives in

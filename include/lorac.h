@@ -32,6 +32,7 @@ typedef enum lorac_status {
     LORAC_ERR_UNSUPPORTED = 6, /* valid input lorac cannot handle (yet) */
     LORAC_ERR_NUMERIC = 7,     /* NaN / Inf in loss or gradients */
     LORAC_ERR_DATA = 8,        /* a bad data row */
+    LORAC_ERR_COMM = 9,        /* another rank of a distributed run, or the network between them, failed */
 } lorac_status;
 
 /* The message of the last failure on this thread ("no error" if none). */

@@ -47,6 +47,7 @@ const char *lorac_status_name(lorac_status st) {
     case LORAC_ERR_UNSUPPORTED: return "unsupported";
     case LORAC_ERR_NUMERIC: return "numerical error";
     case LORAC_ERR_DATA: return "bad data";
+    case LORAC_ERR_COMM: return "communication failure";
     }
     return "unknown status";
 }

@@ -103,6 +103,15 @@ void lorac_batch_free(lorac_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
+int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task) {
+    if (task == LORAC_TASK_CLS) return 1;
+    const int len = t->len[ex];
+    int masked = task == LORAC_TASK_INSTRUCT ? t->n_prompt[ex] - 1 : 0; /* positions j with j + 1 < n_prompt */
+    if (masked < 0) masked = 0;
+    if (masked > len - 1) masked = len - 1;
+    return len - 1 - masked;
+}
+
 lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
                               lorac_task task) {
     int T = 1;

@@ -49,6 +49,11 @@ typedef struct lorac_batch {
     int capB;
 } lorac_batch;
 
+/* The loss terms example ex of t contributes: 1 for classification, else
+ * the tokens whose next token is a target (lorac_batch_make's targets >= 0):
+ * len - 1, less the prompt's for instruction data. */
+int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task);
+
 /* Fill `b` with examples order[start .. start+count) of t. */
 lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
                               lorac_task task);

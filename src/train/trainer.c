@@ -67,40 +67,66 @@ static lorac_status batch_loss(lorac_model *m, const lorac_batch *b, lorac_task 
     return LORAC_OK;
 }
 
-static int count_terms(const lorac_batch *b, lorac_task task) {
-    if (task == LORAC_TASK_CLS) return b->B;
+/* The loss terms of a global batch, order[start .. start+count): every rank
+ * counts them from its own copy of the data, so the scale 1 / terms is the
+ * one-process scale on every rank without a message. */
+static int global_terms(const lorac_tokenized *t, const int *order, int start, int count, lorac_task task) {
     int n = 0;
-    for (int i = 0; i < b->B * b->T; i++) n += b->targets[i] >= 0;
+    for (int i = 0; i < count; i++) n += lorac_example_terms(t, order[start + i], task);
     return n;
 }
 
-lorac_status lorac_evaluate(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size, double *loss,
-                            double *acc) {
+/* Real and padded tokens of a global batch as its ranks compute it: each
+ * rank's shard is padded to its own longest example. */
+static void global_tokens(const lorac_tokenized *t, const int *order, int start, int count, int nranks,
+                          int64_t *real, int64_t *padded) {
+    for (int r = 0; r < nranks; r++) {
+        int s0, c0, T = 1;
+        lorac_dist_shard(count, r, nranks, &s0, &c0);
+        for (int i = 0; i < c0; i++) {
+            const int len = t->len[order[start + s0 + i]];
+            *real += len;
+            if (len > T) T = len;
+        }
+        *padded += (int64_t)c0 * T;
+    }
+}
+
+lorac_status lorac_evaluate_dist(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size,
+                                 lorac_dist *dist, double *loss, double *acc) {
     lorac_batch b = {0};
+    int first, n_mine;
+    lorac_dist_shard(d->n, lorac_dist_rank(dist), lorac_dist_size(dist), &first, &n_mine);
     int *order = malloc(sizeof(int) * (size_t)(d->n > 0 ? d->n : 1));
     if (!order) return lorac_fail(LORAC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < d->n; i++) order[i] = i;
-    double total = 0;
-    long terms = 0, correct = 0;
+    /* {summed loss, loss terms, right predictions}, summed over ranks below */
+    double tot[3] = {0, 0, 0};
     int was = m->training;
     m->training = 0;
     lorac_status st = LORAC_OK;
-    for (int s = 0; s < d->n && st == LORAC_OK; s += batch_size) {
-        int cnt = d->n - s < batch_size ? d->n - s : batch_size, k = 0, ok = 0;
+    for (int s = first; s < first + n_mine && st == LORAC_OK; s += batch_size) {
+        int cnt = first + n_mine - s < batch_size ? first + n_mine - s : batch_size, k = 0, ok = 0;
         double sum = 0;
         st = lorac_batch_make(&b, d, order, s, cnt, task);
         if (st == LORAC_OK) st = batch_loss(m, &b, task, 0, 0, &sum, &k, &ok, NULL);
-        total += sum;
-        terms += k;
-        correct += ok;
+        tot[0] += sum;
+        tot[1] += k;
+        tot[2] += ok;
     }
     m->training = was;
     free(order);
     lorac_batch_free(&b);
+    if (st == LORAC_OK) st = lorac_dist_sum_f64(dist, tot, 3, "the evaluation's sums");
     if (st != LORAC_OK) return st;
-    *loss = terms ? total / (double)terms : NAN;
-    *acc = task == LORAC_TASK_CLS && d->n ? (double)correct / d->n : -1;
+    *loss = tot[1] > 0 ? tot[0] / tot[1] : NAN;
+    *acc = task == LORAC_TASK_CLS && d->n ? tot[2] / d->n : -1;
     return LORAC_OK;
+}
+
+lorac_status lorac_evaluate(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size, double *loss,
+                            double *acc) {
+    return lorac_evaluate_dist(m, d, task, batch_size, NULL, loss, acc);
 }
 
 lorac_status lorac_predict(lorac_model *m, const lorac_tokenized *d, int batch_size, int *out) {
@@ -241,6 +267,34 @@ static void snapshot(lorac_ckpt_state *cs, int step, int ep, int next_batch, int
     cs->eval_seconds = eval_s;
 }
 
+/* Data parallel: sum every trainable gradient over the ranks in one
+ * message, with the ranks' stop requests in its last value (so all ranks
+ * stop at the same step). buf holds lorac_optim_numel(opt) + 1 floats. */
+static lorac_status sum_gradients(lorac_optim *opt, lorac_dist *d, float *buf, int *stop) {
+    size_t o = 0;
+    for (int i = 0; i < opt->n_params; i++) {
+        memcpy(buf + o, opt->p[i].grad, opt->p[i].n * sizeof(float));
+        o += opt->p[i].n;
+    }
+    buf[o] = *stop ? 1.0f : 0.0f;
+    LORAC_TRY(lorac_dist_sum_f32(d, buf, o + 1, "the gradient sum"));
+    *stop = buf[o] > 0;
+    o = 0;
+    for (int i = 0; i < opt->n_params; i++) {
+        memcpy(opt->p[i].grad, buf + o, opt->p[i].n * sizeof(float));
+        o += opt->p[i].n;
+    }
+    return LORAC_OK;
+}
+
+/* Rank r's dropout stream: rank 0 draws what one process draws; the others
+ * draw from streams of their own, derived from rank 0's (so a resumed run,
+ * whose checkpoint holds rank 0's stream, derives the same ones). */
+static void rank_dropout_rng(lorac_rng *r, int rank) {
+    if (rank == 0) return;
+    lorac_rng_seed(r, r->s[0] ^ r->s[2] ^ (uint64_t)rank * 0x9e3779b97f4a7c15ULL);
+}
+
 lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lorac_tokenized *val,
                          const lorac_train_opts *o, lorac_train_result *res) {
     memset(res, 0, sizeof *res);
@@ -249,6 +303,13 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
         return lorac_fail(LORAC_ERR_ARG, "batch size, gradient accumulation and epochs must be positive");
     if (o->task == LORAC_TASK_CLS && !m->head) return lorac_fail(LORAC_ERR_ARG, "classification needs a head");
     const int bs = o->batch_size;
+    const int rank = lorac_dist_rank(o->dist), nranks = lorac_dist_size(o->dist);
+    const int writer = rank == 0; /* the one rank that reports and writes */
+    const char *metrics_path = writer ? o->metrics_path : NULL;
+    const lorac_progress_fn progress = writer ? o->progress : NULL;
+    if ((train->n < bs ? train->n : bs) < nranks)
+        return lorac_fail(LORAC_ERR_ARG, "a batch of %d examples cannot be shared by %d ranks; hint: --batch (and the "
+                          "training set) must be at least the number of ranks", train->n < bs ? train->n : bs, nranks);
     const int per_epoch = train->n > bs ? train->n / bs : 1;     /* drop_last */
     const int steps_per_epoch = (per_epoch + o->grad_accum - 1) / o->grad_accum;
     int total = steps_per_epoch * o->epochs;
@@ -265,12 +326,16 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
         st = lorac_fail(LORAC_ERR_ARG, "nothing is trainable; hint: check --target / --method");
 
     int *order = malloc(sizeof(int) * (size_t)train->n);
+    float *gbuf = NULL; /* the gradient message of a data-parallel run */
     lorac_batch b = {0};
     lorac_rng rng, epoch_rng;
     lorac_rng_seed(&rng, o->seed);
     lorac_rng_seed(&m->rng, o->seed ^ 0x5eed);
+    rank_dropout_rng(&m->rng, rank);
     epoch_rng = rng;
     if (!order && st == LORAC_OK) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory");
+    if (st == LORAC_OK && nranks > 1)
+        st = lorac_alloc((void **)&gbuf, lorac_optim_numel(opt) + 1, sizeof(float), "the gradient message");
 
     /* checkpoints: the settings to record / check, and the state to resume */
     const int checkpointing = o->checkpoint_dir != NULL;
@@ -294,6 +359,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             start_bi = cs.next_batch;
             rng = cs.data_rng;
             m->rng = cs.dropout_rng;
+            rank_dropout_rng(&m->rng, rank);
             epoch_loss = cs.epoch_loss;
             epoch_steps = cs.epoch_steps;
             res->tokens = cs.tokens;
@@ -302,7 +368,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 res->val_loss = cs.val_loss;
                 res->val_acc = cs.val_acc;
             }
-            st = lorac_ckpt_trim_metrics(o->metrics_path, step); /* drop what ran after the checkpoint */
+            st = lorac_ckpt_trim_metrics(metrics_path, step); /* drop what ran after the checkpoint */
         }
     }
     double eval_s = cs.eval_seconds; /* time spent evaluating, kept out of tokens/s */
@@ -322,13 +388,16 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             epoch_steps = 0;
         }
         for (int bi = bi0; bi < per_epoch && st == LORAC_OK && step < total; bi++) {
-            int cnt = train->n < bs ? train->n : bs;
-            st = lorac_batch_make(&b, train, order, bi * bs, cnt, o->task);
-            if (st != LORAC_OK) break;
-            int terms = count_terms(&b, o->task), k = 0;
+            /* the global batch; this rank runs its shard of it */
+            int cnt = train->n < bs ? train->n : bs, s0, c0;
+            lorac_dist_shard(cnt, rank, nranks, &s0, &c0);
+            int terms = global_terms(train, order, bi * bs, cnt, o->task), k = 0;
             double sum = 0;
             if (terms == 0) continue;
+            st = lorac_batch_make(&b, train, order, bi * bs + s0, c0, o->task);
+            if (st != LORAC_OK) break;
             st = batch_loss(m, &b, o->task, 1.0f / (float)terms / (float)o->grad_accum, 1, &sum, &k, NULL, NULL);
+            if (st == LORAC_OK) st = lorac_dist_sum_f64(o->dist, &sum, 1, "the loss sum"); /* every rank decides alike */
             if (st != LORAC_OK) break;
             double loss = sum / terms;
             if (!isfinite(loss)) {
@@ -342,11 +411,12 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 continue;
             }
             lorac_model_backward(m, b.ids, b.B, b.T, mode_of(o->task));
-            for (int j = 0; j < b.B * b.T; j++) res->tokens += b.mask[j];
-            res->padded_tokens += (int64_t)b.B * b.T;
+            global_tokens(train, order, bi * bs, cnt, nranks, &res->tokens, &res->padded_tokens);
             step_loss += loss / o->grad_accum;
             if (++micro < o->grad_accum && bi + 1 < per_epoch) continue;
             micro = 0;
+            int stopping = o->stop && *o->stop;
+            if (nranks > 1 && (st = sum_gradients(opt, o->dist, gbuf, &stopping)) != LORAC_OK) break;
             int bad_i = -1;
             if (lorac_optim_check_grads(opt, &bad_i) != LORAC_OK) {
                 const char *bad = bad_i >= 0 ? opt->p[bad_i].name : "?";
@@ -372,14 +442,14 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             double el = lorac_now() - t0 - eval_s;
             lorac_progress p = {ep, o->epochs, step, total, step_loss, lr, res->tokens / (el > 0 ? el : 1e-9), el,
                                 el / step * (total - step), 0, 0, -1};
-            metrics_line(o->metrics_path, "{\"type\":\"train\",\"epoch\":%d,\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}",
+            metrics_line(metrics_path, "{\"type\":\"train\",\"epoch\":%d,\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}",
                          ep, step, step_loss, lr, p.tokens_per_s, el);
-            if (o->progress) o->progress(&p, o->progress_ctx);
+            if (progress) progress(&p, o->progress_ctx);
             step_loss = 0;
             int last_of_epoch = bi + o->grad_accum >= per_epoch || step == total;
             if (val && val->n > 0 && ((o->eval_every > 0 && step % o->eval_every == 0) || (o->eval_every == 0 && last_of_epoch))) {
                 double vl, va, e0 = lorac_now();
-                st = lorac_evaluate(m, val, o->task, bs, &vl, &va);
+                st = lorac_evaluate_dist(m, val, o->task, bs, o->dist, &vl, &va);
                 eval_s += lorac_now() - e0;
                 if (st != LORAC_OK) break;
                 m->training = 1;
@@ -391,12 +461,13 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 p.is_eval = 1;
                 p.val_loss = vl;
                 p.val_acc = va;
-                metrics_line(o->metrics_path, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%d,\"val_loss\":%.6f,\"val_acc\":%.6f}", ep, step, vl, va);
-                if (o->progress) o->progress(&p, o->progress_ctx);
+                metrics_line(metrics_path, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%d,\"val_loss\":%.6f,\"val_acc\":%.6f}", ep, step, vl, va);
+                if (progress) progress(&p, o->progress_ctx);
             }
-            /* a step boundary: save when due or asked to stop */
-            int stopping = o->stop && *o->stop;
-            if (checkpointing && (stopping || (o->save_every > 0 && step % o->save_every == 0))) {
+            /* a step boundary: save when due or asked to stop (one process:
+             * a request that came during the evaluation counts too) */
+            if (nranks == 1) stopping = o->stop && *o->stop;
+            if (checkpointing && writer && (stopping || (o->save_every > 0 && step % o->save_every == 0))) {
                 snapshot(&cs, step, next_ep, next_bi, total, next_ep == ep ? &epoch_rng : &rng, m, epoch_loss,
                          epoch_steps, res, lorac_now() - t0 - eval_s, eval_s);
                 st = lorac_ckpt_save(o->checkpoint_dir, o->keep_checkpoints, m, opt, &cs, &cfg, o->checkpoint_extra,
@@ -411,7 +482,8 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
         }
     }
     /* the final checkpoint (unless the last step was just saved) */
-    if (st == LORAC_OK && checkpointing && o->save_every > 0 && !res->interrupted && step != last_saved && step > 0) {
+    if (st == LORAC_OK && checkpointing && writer && o->save_every > 0 && !res->interrupted && step != last_saved &&
+        step > 0) {
         snapshot(&cs, step, next_ep, next_bi, total, next_ep == shuffled_ep ? &epoch_rng : &rng, m, epoch_loss,
                  epoch_steps, res, lorac_now() - t0 - eval_s, eval_s);
         st = lorac_ckpt_save(o->checkpoint_dir, o->keep_checkpoints, m, opt, &cs, &cfg, o->checkpoint_extra,
@@ -424,6 +496,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     res->final_loss = epoch_steps ? epoch_loss / epoch_steps : NAN;
     res->tokens_per_s = res->seconds > 0 ? res->tokens / res->seconds : 0;
     free(order);
+    free(gbuf);
     lorac_batch_free(&b);
     lorac_optim_destroy(opt);
     lorac_ckpt_config_free(&cfg);

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 
+#include "dist/dist.h"
 #include "models/model.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
@@ -56,6 +57,20 @@ typedef struct lorac_train_opts {
     /* When *stop becomes non-zero (a signal handler), training stops at the
      * next step boundary, saving a checkpoint when checkpoint_dir is set. */
     volatile sig_atomic_t *stop;
+
+    /* ---- data parallel (dist/dist.h) ---- */
+    /* NULL: one process. Otherwise this rank runs its contiguous shard of
+     * every global batch of batch_size examples (batch_size must be >= the
+     * rank count), the loss is scaled by the global batch's loss terms, and
+     * the trainable gradients are summed over the ranks before each step, so
+     * every rank takes the one-process step (to within float summation
+     * order). Evaluations are sharded too. Only rank 0 calls `progress`,
+     * writes metrics_path and saves checkpoints; every rank reads
+     * resume_from. With LoRA dropout each rank draws its own masks (rank 0
+     * the one-process stream), so runs with dropout match one process in
+     * distribution, not bit for bit. A stop request on any rank stops all
+     * at the same step. */
+    lorac_dist *dist;
 } lorac_train_opts;
 
 void lorac_train_opts_default(lorac_train_opts *o);
@@ -86,6 +101,10 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
  * (CLS; -1 otherwise) over the set, in batches of batch_size. */
 lorac_status lorac_evaluate(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size, double *loss,
                             double *acc);
+/* The same with the set sharded over the ranks of dist (NULL: one
+ * process): every rank scores its contiguous share and gets the totals. */
+lorac_status lorac_evaluate_dist(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size,
+                                 lorac_dist *dist, double *loss, double *acc);
 
 /* Class predictions for every example of d (out: [d->n]). */
 lorac_status lorac_predict(lorac_model *m, const lorac_tokenized *d, int batch_size, int *out);

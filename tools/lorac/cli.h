@@ -12,6 +12,7 @@
 #include "io/tokenizer.h"
 #include "lora/lora.h"
 #include "models/model.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 #define EXIT_USAGE 2
@@ -43,7 +44,29 @@ int cli_int(const cli_args *a, const char *name, int def, int lo, int hi);
 double cli_num(const cli_args *a, const char *name, double def, double lo, double hi);
 uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def);
 
-/* Print "lorac CMD: <msg>" to stderr and exit(code). */
+/* ---- data-parallel runs (cli_dist.c) ---- */
+/* The job's ranks when lorac train runs under mpirun / srun, else NULL. */
+extern lorac_dist *cli_dist;
+/* Start the ranks (--dist-timeout S bounds each wait for the others); rank
+ * 0 goes on as usual, the others are silent but for errors. ckpt_hint ends
+ * the line a rank prints when the launcher stops it (SIGTERM). */
+void cli_dist_start(const cli_args *a, const char *ckpt_hint);
+/* 1 on the rank that prints and writes (rank 0, or the single process). */
+int cli_is_writer(void);
+/* Finalize the ranks (every rank calls it at the end). */
+void cli_dist_end(void);
+/* After an error on this rank: a usage error (EXIT_USAGE, met by every
+ * rank alike) finalizes this rank; any other ends the whole job at once.
+ * No-op in one process. */
+void cli_dist_fail(int code);
+/* 1 when this rank's error line would repeat rank 0's (a usage error on
+ * another rank): cli_die then prints nothing. */
+int cli_dist_quiet_error(int code);
+/* The descriptor this rank's error lines go to (stderr as started). */
+int cli_err_fd(void);
+
+/* Print "lorac CMD: <msg>" to stderr and exit(code) (in a data-parallel run,
+ * "lorac CMD: rank R of N (HOST): <msg>", and every rank ends). */
 void cli_die(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 /* Die with the library's last error if st != OK. */
 void cli_check(const char *cmd, lorac_status st);

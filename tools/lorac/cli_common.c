@@ -20,11 +20,23 @@
 
 void cli_die(const char *cmd, int code, const char *fmt, ...) {
     va_list ap;
-    fprintf(stderr, "lorac %s: ", cmd);
+    fflush(stdout);
+    fflush(stderr);
+    if (cli_dist_quiet_error(code)) {
+        cli_dist_fail(code);
+        exit(code);
+    }
+    /* one rank of a data-parallel run says which it is, and ends them all */
+    if (cli_dist)
+        dprintf(cli_err_fd(), "lorac %s: rank %d of %d (%s): ", cmd, lorac_dist_rank(cli_dist),
+                lorac_dist_size(cli_dist), lorac_dist_host(cli_dist));
+    else
+        dprintf(cli_err_fd(), "lorac %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vdprintf(cli_err_fd(), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    dprintf(cli_err_fd(), "\n");
+    cli_dist_fail(code);
     exit(code);
 }
 

@@ -149,7 +149,7 @@ void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized 
         r->acc[i] = -1;
         r->loss[i] = NAN;
         if (d[i]->n == 0) continue;
-        cli_check(a->cmd, lorac_evaluate(m, d[i], task, batch, &r->loss[i], &r->acc[i]));
+        cli_check(a->cmd, lorac_evaluate_dist(m, d[i], task, batch, cli_dist, &r->loss[i], &r->acc[i]));
     }
 }
 
@@ -162,6 +162,9 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
             if (!isnan(r->loss[i])) printf("\"%s_loss\":%.6f,", names[i], r->loss[i]);
             printf("\"%s_n\":%d,", names[i], r->n[i]);
         }
+        if (r->ranks > 1)
+            printf("\"ranks\":%d,\"comm_seconds\":%.3f,\"comm_bytes_per_step\":%.0f,", r->ranks, r->comm_seconds,
+                   r->comm_bytes_per_step);
         printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
                (long long)r->trainable, (long long)r->all, r->train_seconds, r->tokens_per_s, r->steps, r->peak_rss / 1048576.0);
         return;
@@ -204,6 +207,11 @@ void cli_write_results(const cli_args *a, const char *dir, const cli_results *r,
     cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
     cJSON_AddNumberToObject(j, "steps", r->steps);
     cJSON_AddNumberToObject(j, "peak_rss_mb", r->peak_rss / 1048576.0);
+    if (r->ranks > 1) {
+        cJSON_AddNumberToObject(j, "ranks", r->ranks);
+        cJSON_AddNumberToObject(j, "comm_seconds", r->comm_seconds);
+        cJSON_AddNumberToObject(j, "comm_bytes_per_step", r->comm_bytes_per_step);
+    }
     char *txt = cJSON_Print(j), path[1200];
     cJSON_Delete(j);
     if (txt) {

@@ -39,7 +39,10 @@ typedef struct cli_results {
     double train_seconds, tokens_per_s;
     int steps;
     int64_t trainable, all;
-    size_t peak_rss;
+    size_t peak_rss;         /* of this process (rank 0 in a data-parallel run) */
+    int ranks;               /* data-parallel ranks (0 or 1: one process) */
+    double comm_seconds;     /* rank 0's time in collectives while training */
+    double comm_bytes_per_step; /* bytes each rank contributed to the sums per optimizer step */
 } cli_results;
 
 /* Load --data (and --val/--test) into train / val / test as the flags say.

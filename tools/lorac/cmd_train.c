@@ -40,6 +40,7 @@ const cli_opt cli_train_opts[] = {
     {"keep-checkpoints", "K", "keep the newest K checkpoints (default 2; 0 keeps all)"},
     {"resume", "DIR", "continue from DIR = a run's --out (its newest checkpoint) or OUT/checkpoints/step-N, with that run's options"},
     {"json", NULL, "print the final results as one JSON object on stdout"},
+    {"dist-timeout", "S", "under mpirun / srun: give up after S s without an answer from the other ranks (default 300)"},
     {NULL, NULL, NULL}};
 
 static const char *train_usage =
@@ -51,7 +52,11 @@ static const char *train_usage =
     "  lorac train --model dir --data sms.tsv --epochs 3 --save-every 100 --out runs/sms   (Ctrl-C: checkpoint, exit 130)\n"
     "  lorac train --model dir --data sms.tsv --epochs 3 --save-every 100 --resume runs/sms\n\n"
     "A resumed run continues with the same losses, step for step, as one that was never\n"
-    "stopped (same options, binary and --threads).";
+    "stopped (same options, binary and --threads).\n\n"
+    "Data parallel: `mpirun -np N lorac train ...` (or srun) trains one model over N\n"
+    "ranks, each on its share of every batch; --batch stays the global batch, so the\n"
+    "losses are the one-process run's (to float summation order). Rank 0 prints and\n"
+    "writes; --resume works with any N.";
 
 /* ---- Ctrl-C: the first asks for a checkpoint at the next step boundary, the second aborts ---- */
 
@@ -114,6 +119,19 @@ static void join_list(char *buf, size_t n, char (*items)[96], int k) {
 int cmd_train(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "train", train_usage, cli_train_opts, argc, argv);
+    {
+        const char *o_ = cli_str(&a, "out", NULL), *r_ = cli_str(&a, "resume", NULL);
+        char hint[1400];
+        snprintf(hint, sizeof hint, "the newest checkpoint in %s/checkpoints is intact; continue with --resume %s",
+                 r_ ? r_ : o_ ? o_ : "OUT", r_ ? r_ : o_ ? o_ : "OUT");
+        cli_dist_start(&a, o_ || r_ ? hint : NULL);
+    }
+    const int writer = cli_is_writer(); /* rank 0 (or the one process) prints and writes */
+    if (cli_dist) {
+        char where[2048];
+        cli_check("train", lorac_dist_describe_hosts(cli_dist, where, sizeof where));
+        fprintf(stderr, "data parallel: %d ranks on %s\n", lorac_dist_size(cli_dist), where);
+    }
     cli_set_threads(&a);
     const int appx = cli_has(&a, "preset");
     /* every flag is checked before anything slow happens */
@@ -121,6 +139,9 @@ int cmd_train(int argc, char **argv) {
     lorac_train_opts_default(&o);
     o.epochs = cli_int(&a, "epochs", appx ? 5 : 1, 1, 100000);
     o.batch_size = cli_int(&a, "batch", 8, 1, 65536);
+    if (o.batch_size < lorac_dist_size(cli_dist))
+        cli_die("train", EXIT_USAGE, "--batch %d is smaller than the %d ranks; hint: --batch is the global batch, "
+                "shared out over the ranks: give at least one example per rank", o.batch_size, lorac_dist_size(cli_dist));
     o.grad_accum = cli_int(&a, "grad-accum", 1, 1, 65536);
     o.max_steps = cli_int(&a, "max-steps", 0, 0, 1 << 30);
     o.lr = (float)cli_num(&a, "lr", appx ? 8e-4 : 1e-4, 0, 10);
@@ -153,12 +174,12 @@ int cmd_train(int argc, char **argv) {
     o.save_every = save_every;
     char mpath[1200];
     int clear_checkpoints = 0;
-    if (out) {
+    if (out) { /* the checks are rank 0's: the other ranks write nothing */
         char probe[1200];
         lorac_path_join(cdir, sizeof cdir, out, "checkpoints");
-        if (!resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+        if (writer && !resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
-        if (!resume && lorac_ckpt_exists(cdir)) {
+        if (writer && !resume && lorac_ckpt_exists(cdir)) {
             if (!cli_has(&a, "overwrite"))
                 cli_die("train", EXIT_USAGE, "%s holds checkpoints of an earlier run; hint: --resume %s continues it, "
                         "--overwrite starts over", out, out);
@@ -185,7 +206,7 @@ int cmd_train(int argc, char **argv) {
     cli_tokenize_splits(&a, &sp, tok, m, &tk);
 
     o.task = sp.task;
-    if (out) { /* created only now that the model and data have loaded */
+    if (out && writer) { /* created only now that the model and data have loaded */
         cli_check("train", lorac_mkdirs(out));
         if (!resume) remove(mpath); /* metrics of an earlier run into the same --out (allowed by --overwrite) */
         if (clear_checkpoints) cli_check("train", lorac_ckpt_clear(cdir));
@@ -229,9 +250,12 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, NULL, &old_sa);
     if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
     o.stop = &stop_requested;
+    o.dist = cli_dist;
     lorac_train_result r;
     lorac_status tst = lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r);
     sigaction(SIGINT, &old_sa, NULL);
+    lorac_dist_stats ds; /* the training's communication, before the evaluations add theirs */
+    lorac_dist_get_stats(cli_dist, &ds);
     if (tst == LORAC_OK && r.interrupted) {
         if (r.checkpoint[0]) {
             char cmd[8192];
@@ -241,6 +265,7 @@ int cmd_train(int argc, char **argv) {
         } else {
             fprintf(stderr, "lorac train: interrupted after step %d; nothing saved (no --out)\n", r.steps);
         }
+        cli_dist_end();
         exit(130);
     }
     cli_check("train", tst);
@@ -248,6 +273,13 @@ int cmd_train(int argc, char **argv) {
     if (r.checkpoint[0]) fprintf(stderr, "last checkpoint: %s\n", r.checkpoint);
     fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n", r.steps,
             r.seconds, r.tokens_per_s, r.seconds > 0 ? r.padded_tokens / r.seconds : 0.0, r.final_loss);
+    const int ranks = lorac_dist_size(cli_dist);
+    const double step_bytes = r.steps > r.resumed_step ? (double)ds.bytes / (r.steps - r.resumed_step) : 0;
+    if (ranks > 1)
+        fprintf(stderr, "data parallel: %d ranks; each sent %.2f MB per step (gradients and loss); %.2f s of the %.1f s "
+                "of training and its evaluations in collectives (%.1f%%, waiting for the slowest rank included)\n", ranks,
+                step_bytes / 1e6, ds.seconds, r.seconds + r.eval_seconds,
+                r.seconds + r.eval_seconds > 0 ? 100 * ds.seconds / (r.seconds + r.eval_seconds) : 0.0);
 
     cli_results res;
     cli_evaluate_splits(&a, m, &tk, sp.task, o.batch_size, &res);
@@ -256,15 +288,19 @@ int cmd_train(int argc, char **argv) {
     res.steps = r.steps;
     lorac_count_params(m, &res.trainable, &res.all);
     res.peak_rss = lorac_peak_rss();
-    if (out) {
+    res.ranks = ranks;
+    res.comm_seconds = ds.seconds;
+    res.comm_bytes_per_step = step_bytes;
+    if (out && writer) {
         if (is_lora) cli_check("train", lorac_adapter_save(m, &lc, &meta, out));
         cli_write_results(&a, out, &res, &sp);
         fprintf(stderr, "adapter and results written to %s\n", out);
     }
-    cli_print_results(&a, &res, &sp);
+    if (writer) cli_print_results(&a, &res, &sp);
     cli_tokenized_free(&tk);
     cli_splits_free(&sp);
     lorac_tokenizer_free(tok);
     lorac_model_free(m);
+    cli_dist_end();
     return 0;
 }

@@ -1,0 +1,97 @@
+/* dist.c - what every build has: the launcher's rank count, the sharding
+ * rule and the single-process (NULL) answers. The MPI transport itself is in
+ * dist_mpi.c, compiled only when CMake found MPI (LORAC_HAVE_MPI). */
+#include "dist/dist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dist/dist_internal.h"
+
+int lorac_dist_available(void) {
+#ifdef LORAC_HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The launchers name the job's size before MPI_Init: Open MPI's mpirun
+ * (OMPI_COMM_WORLD_SIZE), MPICH / Intel MPI's Hydra and Slurm's PMI (PMI_SIZE),
+ * and Slurm's srun itself (SLURM_STEP_NUM_TASKS). */
+static int env_int(const char *const *vars, int n_vars, int def) {
+    for (int i = 0; i < n_vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            long n = strtol(v, NULL, 10);
+            if (n >= 0 && n < (1L << 24)) return (int)n;
+        }
+    }
+    return def;
+}
+
+int lorac_dist_launched_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
+    const int n = env_int(vars, 3, 1);
+    return n >= 1 ? n : 1;
+}
+
+int lorac_dist_launched_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"};
+    return env_int(vars, 3, 0);
+}
+
+lorac_status lorac_dist_start(double timeout_s, lorac_dist **out) {
+    *out = NULL;
+    const int n = lorac_dist_launched_size();
+    if (n <= 1) return LORAC_OK; /* started by hand (or one rank): the single process */
+#ifdef LORAC_HAVE_MPI
+    return lorac_dist_mpi_start(n, timeout_s, out);
+#else
+    (void)timeout_s;
+    return lorac_fail(LORAC_ERR_UNSUPPORTED,
+                      "launched as %d ranks, but this lorac was built without MPI, so each rank would train alone; "
+                      "hint: apt-get install libopenmpi-dev openmpi-bin, then rebuild (cmake finds MPI by itself)", n);
+#endif
+}
+
+int lorac_dist_rank(const lorac_dist *d) { return d ? d->rank : 0; }
+int lorac_dist_size(const lorac_dist *d) { return d ? d->size : 1; }
+const char *lorac_dist_host(const lorac_dist *d) { return d ? d->host : ""; }
+
+void lorac_dist_get_stats(const lorac_dist *d, lorac_dist_stats *s) {
+    if (d) *s = d->stats;
+    else *s = (lorac_dist_stats){0, 0, 0};
+}
+
+void lorac_dist_shard(int n, int rank, int size, int *start, int *count) {
+    const int base = n / size, extra = n % size;
+    *count = base + (rank < extra);
+    *start = rank * base + (rank < extra ? rank : extra);
+}
+
+#ifndef LORAC_HAVE_MPI
+/* Without MPI there is only ever the single process: d is always NULL. */
+void lorac_dist_stop(lorac_dist *d) { (void)d; }
+void lorac_dist_abort(lorac_dist *d, int code) { (void)d, (void)code; }
+lorac_status lorac_dist_sum_f32(lorac_dist *d, float *buf, size_t n, const char *what) {
+    (void)d, (void)buf, (void)n, (void)what;
+    return LORAC_OK;
+}
+lorac_status lorac_dist_sum_f64(lorac_dist *d, double *buf, size_t n, const char *what) {
+    (void)d, (void)buf, (void)n, (void)what;
+    return LORAC_OK;
+}
+lorac_status lorac_dist_barrier(lorac_dist *d, const char *what) {
+    (void)d, (void)what;
+    return LORAC_OK;
+}
+lorac_status lorac_dist_describe_hosts(lorac_dist *d, char *buf, size_t n) {
+    char h[64] = "?";
+    (void)d;
+    gethostname(h, sizeof h - 1);
+    snprintf(buf, n, "1 host: %s", h);
+    return LORAC_OK;
+}
+#endif

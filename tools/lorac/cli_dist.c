@@ -1,0 +1,73 @@
+/* cli_dist.c - the CLI's side of a data-parallel run (dist/dist.h).
+ *
+ * Under `mpirun -np N lorac train ...` every rank runs this same program.
+ * Rank 0 speaks for the job: it alone prints progress and results and
+ * writes files. The other ranks are silent (their stdout and stderr go to
+ * /dev/null) except for an error, which each rank prints as one line on the
+ * stderr it was started with before it ends the whole job.
+ *
+ * When another rank fails, the launcher ends this one with SIGTERM; the
+ * handler prints one line saying so (a checkpoint is written whole or not
+ * at all, so the newest one on disk is intact) and exits. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+lorac_dist *cli_dist;
+static int err_fd = 2;        /* where this rank's error line goes */
+static char term_msg[1024];   /* the SIGTERM line, made before it is needed */
+
+int cli_err_fd(void) { return err_fd; }
+
+static void on_sigterm(int sig) {
+    ssize_t w = write(err_fd, term_msg, strlen(term_msg));
+    (void)w;
+    _exit(128 + sig);
+}
+
+void cli_dist_start(const cli_args *a, const char *ckpt_hint) {
+    const double timeout = cli_num(a, "dist-timeout", 300, 1, 1e7);
+    cli_check(a->cmd, lorac_dist_start(timeout, &cli_dist));
+    if (!cli_dist) return;
+    const int rank = lorac_dist_rank(cli_dist), size = lorac_dist_size(cli_dist);
+    snprintf(term_msg, sizeof term_msg, "lorac %s: rank %d of %d (%s): stopped by the launcher: another rank failed or "
+             "the job was cancelled; %s\n", a->cmd, rank, size, lorac_dist_host(cli_dist),
+             ckpt_hint ? ckpt_hint : "nothing was saved (no --save-every / --out)");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigterm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    if (rank == 0) return;
+    int keep = dup(2), null = open("/dev/null", O_WRONLY);
+    if (keep < 0 || null < 0) return; /* then this rank simply stays talkative */
+    fflush(stdout);
+    fflush(stderr);
+    err_fd = keep;
+    dup2(null, 1);
+    dup2(null, 2);
+    close(null);
+}
+
+int cli_is_writer(void) { return lorac_dist_rank(cli_dist) == 0; }
+
+void cli_dist_end(void) {
+    lorac_dist_stop(cli_dist);
+    cli_dist = NULL;
+}
+
+/* A usage error comes from the command line, which every rank shares, so
+ * every rank meets it: each ends by itself (rank 0 alone has printed it).
+ * Any other error may be this rank's alone, and ends the whole job. */
+int cli_dist_quiet_error(int code) { return cli_dist && code == EXIT_USAGE && lorac_dist_rank(cli_dist) != 0; }
+
+void cli_dist_fail(int code) {
+    if (!cli_dist) return;
+    if (code == EXIT_USAGE) cli_dist_end();
+    else lorac_dist_abort(cli_dist, code);
+}

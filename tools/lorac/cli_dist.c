@@ -24,9 +24,13 @@ static char term_msg[1024];   /* the SIGTERM line, made before it is needed */
 
 int cli_err_fd(void) { return err_fd; }
 
+static volatile sig_atomic_t said; /* this rank has printed its own error: end quietly */
+
 static void on_sigterm(int sig) {
-    ssize_t w = write(err_fd, term_msg, strlen(term_msg));
-    (void)w;
+    if (!said) {
+        ssize_t w = write(err_fd, term_msg, strlen(term_msg));
+        (void)w;
+    }
     _exit(128 + sig);
 }
 
@@ -68,6 +72,7 @@ int cli_dist_quiet_error(int code) { return cli_dist && code == EXIT_USAGE && lo
 
 void cli_dist_fail(int code) {
     if (!cli_dist) return;
+    said = 1; /* the launcher's SIGTERM, which MPI_Abort brings, adds no second line */
     if (code == EXIT_USAGE) cli_dist_end();
     else lorac_dist_abort(cli_dist, code);
 }

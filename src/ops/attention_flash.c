@@ -52,6 +52,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "ops/isa.h"
 #include "ops/ops.h"
 
 /* Let GCC fuse a * b + c into one FMA instruction (its ISO C mode does not
@@ -181,9 +182,10 @@ static const att_kernels *att_flavour(op_att_isa isa) {
     case OP_ATT_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? &att_avx512 : NULL;
 #endif
-    case OP_ATT_ISA_AUTO: {
-        const att_kernels *k = att_flavour(OP_ATT_ISA_AVX512);
-        if (!k) k = att_flavour(OP_ATT_ISA_AVX2);
+    case OP_ATT_ISA_AUTO: { /* the best this CPU runs, at most the level LORAC_ISA allows (ops/isa.h) */
+        const lorac_isa cap = lorac_isa_active();
+        const att_kernels *k = cap >= LORAC_ISA_AVX512 ? att_flavour(OP_ATT_ISA_AVX512) : NULL;
+        if (!k && cap >= LORAC_ISA_AVX2) k = att_flavour(OP_ATT_ISA_AVX2);
         return k ? k : &att_generic;
     }
     default:

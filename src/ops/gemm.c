@@ -17,6 +17,7 @@
 
 #include "core/util.h"
 #include "ops/ops.h"
+#include "ops/vkern.h"
 
 #ifdef LORAC_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -26,31 +27,8 @@
 #define GEMM_DNNL_MIN_MACS (1 << 20)
 
 /* ---- bf16 conversion ------------------------------------------------------
- * Written as plain integer arithmetic so the compiler vectorises it; the
- * clones give AVX-512 / AVX2 code picked at load time on CPUs that have it. */
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define GEMM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GEMM_CLONES
-#endif
-
-GEMM_CLONES static void to_bf16_run(lorac_bf16 *restrict dst, const float *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t x;
-        memcpy(&x, &src[i], 4);
-        const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
-        const uint32_t nan = (x >> 16) | 0x40u; /* quiet NaN, never rounded into Inf */
-        dst[i] = (lorac_bf16)((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-    }
-}
-
-GEMM_CLONES static void from_bf16_run(float *restrict dst, const lorac_bf16 *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        const uint32_t x = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &x, 4);
-    }
-}
+ * The loops are elementwise kernels (ops/vkern.h): scalar, AVX2 and AVX-512
+ * versions, all bit-identical, the one of the active SIMD level is used. */
 
 /* run(dst + i, src + i, len) over chunks of n elements, spread over the threads. */
 #define CVT_CHUNK 65536
@@ -63,9 +41,13 @@ GEMM_CLONES static void from_bf16_run(float *restrict dst, const lorac_bf16 *res
         }                                                                                                   \
     } while (0)
 
-void op_f32_to_bf16(lorac_bf16 *dst, const float *src, size_t n) { CVT_PARALLEL(to_bf16_run, dst, src, n); }
+void op_f32_to_bf16(lorac_bf16 *dst, const float *src, size_t n) {
+    CVT_PARALLEL(lorac_vkern_active()->f32_to_bf16_run, dst, src, n);
+}
 
-void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n) { CVT_PARALLEL(from_bf16_run, dst, src, n); }
+void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n) {
+    CVT_PARALLEL(lorac_vkern_active()->bf16_to_f32_run, dst, src, n);
+}
 
 /* ---- OpenBLAS ----------------------------------------------------------- */
 

@@ -17,3 +17,14 @@
 #include "ops/embed.inc"
 #include "ops/rope.inc"
 #include "ops/xent.inc"
+
+/* The exp and erf of the activations on their own: the scalar references of
+ * the kernel table's exp_run and erf_run (ops/vkern.h), for the tests and the
+ * benchmark that check the SIMD versions of these building blocks alone. */
+void op_exp_run(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = ops_expf(x[i]);
+}
+
+void op_erf_run(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = ops_erf(x[i]);
+}

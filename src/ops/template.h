@@ -61,7 +61,8 @@ static inline float ops_erf(float x) {
 #define OPS_ERF(x) ops_erf(x)
 
 /* exp in float, for the activations (GELU's tanh form, SiLU): libm's expf
- * is a scalar call per element, this is branch-free and vectorises.
+ * is a scalar call per element; this is branch-free, and vkern.inc has the
+ * same formula in SIMD lanes (GCC does not vectorise this one on its own).
  *   x = n ln2 + r,  n = round(x / ln2),  |r| <= ln2 / 2
  *   e^x = 2^n e^r,  e^r by its Taylor polynomial to r^6 (truncation
  *   <= 0.347^7 / 7! = 1.2e-7 relative), 2^n built in the exponent bits.
@@ -84,19 +85,26 @@ static inline float ops_expf(float x) {
 }
 #define OPS_EXP(x) ops_expf(x)
 
-/* Elementwise loops whose body is a "run" function over a chunk: the run is
- * compiled for AVX-512 and AVX2 as well as the portable baseline, and the
- * loader picks the best this CPU has (GCC function multiversioning; not
- * under the sanitizers, whose runtime starts after the resolvers). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define OPS_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+/* The elementwise kernels (ops/vkern.h). A .inc source writes a kernel's
+ * scalar reference with OPS_KERNEL_REF in front of it; an op that calls
+ * kernels starts with OPS_KERNELS (which looks up the table once) and calls
+ * one as OPS_KERNEL(name). In float the reference is an external function
+ * (the scalar row of the kernel table) and OPS_KERNEL goes through the table
+ * of the active SIMD level, which holds AVX2 / AVX-512 versions of the same
+ * formula (ops/isa.h: LORAC_ISA picks the level). In double there is only
+ * the reference, called directly. */
+#include "ops/vkern.h"
+#define OPS_KERNEL_REF
+#define OPS_KERNELS                                                                                             \
+    const lorac_vkern *const ops_kernels_ = lorac_vkern_active();                                               \
+    (void)ops_kernels_
+#define OPS_KERNEL(name) (ops_kernels_->name)
 #else
 #define OPS_ERF(x) erf(x)
 #define OPS_EXP(x) exp(x)
-#endif
-#ifndef OPS_VEC_CLONES
-#define OPS_VEC_CLONES
+#define OPS_KERNEL_REF static
+#define OPS_KERNELS (void)0
+#define OPS_KERNEL(name) OP(name)
 #endif
 
 /* Run `call` over [0, n) in chunks of OPS_CHUNK elements, the chunks spread

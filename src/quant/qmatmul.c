@@ -21,6 +21,7 @@
 #include "quant/ggml_blocks.h"
 #include "quant/qmatmul_impl.h"
 #include "ops/gemm.h"
+#include "ops/isa.h"
 #include "ops/ops.h"
 #include <pthread.h>
 
@@ -285,9 +286,13 @@ int lorac_qisa_supported(lorac_qisa isa) {
     return kern_of(isa) != NULL;
 }
 
+/* The best tile kernel this CPU runs, at most the SIMD level LORAC_ISA allows
+ * (ops/isa.h; "scalar" means the plain-C tiles). Each kernel's numerics are
+ * its own whoever picks it. */
 lorac_qisa lorac_qisa_best(void) {
-    if (qmm_kern_avx512()) return LORAC_QISA_AVX512;
-    if (qmm_kern_avx2()) return LORAC_QISA_AVX2;
+    const lorac_isa cap = lorac_isa_active();
+    if (cap >= LORAC_ISA_AVX512 && qmm_kern_avx512()) return LORAC_QISA_AVX512;
+    if (cap >= LORAC_ISA_AVX2 && qmm_kern_avx2()) return LORAC_QISA_AVX2;
     return LORAC_QISA_GENERIC;
 }
 

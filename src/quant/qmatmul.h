@@ -16,6 +16,8 @@
  *   LORAC_QISA_AVX512  the tiled kernel with AVX-512 F/BW/DQ/VL.
  *   LORAC_QISA_AUTO    the best of the above that this CPU runs, decided at
  *                      run time (__builtin_cpu_supports); no build flags.
+ *                      The LORAC_ISA environment variable (ops/isa.h) caps
+ *                      it: avx2 -> at most AVX2, scalar -> GENERIC.
  *
  * The tiled kernels: OpenMP tasks over (64 output rows x a chunk of the N
  * rows) forward and (a 64- or 256-column slice of `in` x a chunk of N)

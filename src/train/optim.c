@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "ops/vkern.h"
 
 /* ---- creating and filling the optimizer ---- */
 
@@ -148,21 +149,22 @@ void lorac_optim_step(lorac_optim *o, double lr) {
     const float step_size = (float)(lr / bias_correction1);
     const float bc2_sqrt = (float)sqrt(bias_correction2);
     const float decay_mul = (float)(1.0 - lr * c->weight_decay);
-    const float b1 = (float)c->beta1, one_minus_b1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, one_minus_b2 = (float)(1.0 - c->beta2);
-    const float eps = (float)c->eps;
+    lorac_adamw_scalars k = {.step_size = step_size,
+                             .bc2_sqrt = bc2_sqrt,
+                             .decay_mul = decay_mul,
+                             .b1 = (float)c->beta1,
+                             .one_minus_b1 = (float)(1.0 - c->beta1),
+                             .b2 = (float)c->beta2,
+                             .one_minus_b2 = (float)(1.0 - c->beta2),
+                             .eps = (float)c->eps};
+    /* The per-element update (decoupled weight decay first, eps outside the
+     * square root, after the bias correction) is an elementwise kernel of
+     * ops/vkern.h: its SIMD versions give the scalar loop's results bit for bit. */
+    const lorac_vkern *kern = lorac_vkern_active();
     for (int i = 0; i < o->n_params; i++) {
         lorac_param *p = &o->p[i];
-        float *w = p->data, *m = p->m, *v = p->v;
-        const float *g = p->grad;
-        int decay = p->decay && c->weight_decay != 0;
-        for (size_t j = 0; j < p->n; j++) {
-            if (decay) w[j] *= decay_mul; /* decoupled weight decay first */
-            m[j] = b1 * m[j] + one_minus_b1 * g[j];
-            v[j] = b2 * v[j] + one_minus_b2 * g[j] * g[j];
-            float denom = sqrtf(v[j]) / bc2_sqrt + eps; /* eps outside the square root, after the correction */
-            w[j] -= step_size * (m[j] / denom);
-        }
+        k.decay = p->decay && c->weight_decay != 0;
+        kern->adamw_run(p->data, p->m, p->v, p->grad, p->n, &k);
     }
 }
 

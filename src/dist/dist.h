@@ -39,6 +39,7 @@ typedef struct lorac_dist_stats {
     int64_t collectives;   /* collective calls */
     int64_t bytes;         /* payload bytes handed to allreduce (this rank's contribution) */
     double seconds;        /* wall time spent inside collectives (waiting included) */
+    double wait_seconds;   /* of which waiting for the slowest rank: barriers and sums of <= 64 bytes */
 } lorac_dist_stats;
 
 /* 1 when this build has MPI. */
@@ -80,6 +81,17 @@ void lorac_dist_get_stats(const lorac_dist *d, lorac_dist_stats *s);
 /* Where the ranks run, e.g. "2 hosts: alpha (ranks 0-1), beta (ranks 2-3)":
  * a collective (every rank calls it); "1 host: NAME" for NULL. */
 lorac_status lorac_dist_describe_hosts(lorac_dist *d, char *buf, size_t n);
+
+/* Share a batch of `count` examples of lengths len[] out over `nranks`
+ * ranks (count >= nranks) so that the ranks' padded work, examples x
+ * longest example, is about equal: the examples sorted by length are cut
+ * into nranks contiguous groups minimising the largest group's padded
+ * tokens (a rank's shard is padded to its own longest example, so grouping
+ * similar lengths also wastes the least on padding). rank_of[i] gets the
+ * rank of example i; every rank gets at least one. Deterministic: the same
+ * lengths give the same shares on every rank. Returns the largest group's
+ * padded tokens. */
+int64_t lorac_dist_balance(const int *len, int count, int nranks, int *rank_of);
 
 /* The contiguous share of n items that rank `rank` of `size` takes:
  * [*start, *start + *count). Shares differ by at most one item; the first

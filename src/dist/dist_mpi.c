@@ -12,6 +12,7 @@
  *    MPI_COMM_WORLD), never fatal inside MPI, so the caller can print one
  *    clear line before it ends the job with lorac_dist_abort. */
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,22 +102,28 @@ void lorac_dist_abort(lorac_dist *d, int code) {
     if (d) MPI_Abort(STATE(d)->comm, code);
 }
 
-/* Poll a request until it completes or the deadline passes. Spinning
- * first keeps the latency of a step's sum low; after that the rank sleeps
- * between polls so a waiting rank does not steal a core from its host's
- * other ranks. */
+/* Poll a request until it completes or the deadline passes. A non-blocking
+ * collective moves data only while it is being polled (Open MPI progresses
+ * it inside MPI_Test), so for the first second the rank polls without
+ * sleeping, yielding the core to any other runnable thread between polls;
+ * only a longer wait (a rank still computing or writing a checkpoint)
+ * sleeps 100 us between polls. */
 static lorac_status wait_bounded(lorac_dist *d, MPI_Request *rq, const char *what, double t0) {
-    long polls = 0;
-    for (;;) {
+    for (long polls = 1;; polls++) {
         int done = 0, rc = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_fail(d, rc, what);
         if (done) return LORAC_OK;
-        if (++polls > 4096) {
-            if (lorac_now() - t0 > d->timeout_s)
-                return lorac_fail(LORAC_ERR_COMM, "no answer from the other ranks within %.0f s during %s; hint: a "
-                                  "rank died or hangs, or the network broke (--dist-timeout sets the limit)",
-                                  d->timeout_s, what);
-            struct timespec ts = {0, 50000}; /* 50 us */
+        if (polls % 256) {
+            sched_yield();
+            continue;
+        }
+        const double waited = lorac_now() - t0;
+        if (waited > d->timeout_s)
+            return lorac_fail(LORAC_ERR_COMM, "no answer from the other ranks within %.0f s during %s; hint: a "
+                              "rank died or hangs, or the network broke (--dist-timeout sets the limit)",
+                              d->timeout_s, what);
+        if (waited > 1.0) {
+            struct timespec ts = {0, 100000}; /* 100 us */
             nanosleep(&ts, NULL);
         }
     }
@@ -135,9 +142,13 @@ static lorac_status sum_any(lorac_dist *d, void *buf, size_t n, size_t elt, MPI_
         int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + off * elt, cnt, type, op, STATE(d)->comm, &rq);
         st = rc == MPI_SUCCESS ? wait_bounded(d, &rq, what, t0) : mpi_fail(d, rc, what);
     }
+    const double t = lorac_now() - t0;
     d->stats.collectives++;
     d->stats.bytes += (int64_t)(n * elt);
-    d->stats.seconds += lorac_now() - t0;
+    d->stats.seconds += t;
+    /* a sum of a few values (a loss) moves its bytes in microseconds: its
+     * time is the wait for the other ranks to get there */
+    if (n * elt <= 64) d->stats.wait_seconds += t;
     return st;
 }
 
@@ -157,6 +168,7 @@ lorac_status lorac_dist_barrier(lorac_dist *d, const char *what) {
     lorac_status st = rc == MPI_SUCCESS ? wait_bounded(d, &rq, what, t0) : mpi_fail(d, rc, what);
     d->stats.collectives++;
     d->stats.seconds += lorac_now() - t0;
+    d->stats.wait_seconds += lorac_now() - t0;
     return st;
 }
 

@@ -76,19 +76,38 @@ static int global_terms(const lorac_tokenized *t, const int *order, int start, i
     return n;
 }
 
-/* Real and padded tokens of a global batch as its ranks compute it: each
- * rank's shard is padded to its own longest example. */
-static void global_tokens(const lorac_tokenized *t, const int *order, int start, int count, int nranks,
-                          int64_t *real, int64_t *padded) {
+/* A global batch, order[start .. start+count), shared out over the ranks.
+ * One process takes it whole, in order. Several ranks share it by
+ * lorac_dist_balance (about equal padded tokens each, so no rank waits long
+ * for another); every rank computes the same shares from its own copy of
+ * the data. mine[0 .. *n_mine) gets this rank's examples in batch order;
+ * real / padded add the whole batch's tokens as the ranks compute them.
+ * scratch holds 2 x count ints. */
+static void batch_share(const lorac_tokenized *t, const int *order, int start, int count, int rank, int nranks,
+                        int *scratch, int *mine, int *n_mine, int64_t *real, int64_t *padded) {
+    int *len = scratch, *rank_of = scratch + count, T = 1;
+    for (int i = 0; i < count; i++) {
+        len[i] = t->len[order[start + i]];
+        *real += len[i];
+        if (len[i] > T) T = len[i];
+    }
+    if (nranks == 1) {
+        memcpy(mine, order + start, sizeof(int) * (size_t)count);
+        *n_mine = count;
+        *padded += (int64_t)count * T;
+        return;
+    }
+    lorac_dist_balance(len, count, nranks, rank_of);
+    *n_mine = 0;
     for (int r = 0; r < nranks; r++) {
-        int s0, c0, T = 1;
-        lorac_dist_shard(count, r, nranks, &s0, &c0);
-        for (int i = 0; i < c0; i++) {
-            const int len = t->len[order[start + s0 + i]];
-            *real += len;
-            if (len > T) T = len;
-        }
-        *padded += (int64_t)c0 * T;
+        int n = 0, Tr = 1;
+        for (int i = 0; i < count; i++)
+            if (rank_of[i] == r) {
+                n++;
+                if (len[i] > Tr) Tr = len[i];
+                if (r == rank) mine[(*n_mine)++] = order[start + i];
+            }
+        *padded += (int64_t)n * Tr;
     }
 }
 
@@ -269,8 +288,11 @@ static void snapshot(lorac_ckpt_state *cs, int step, int ep, int next_batch, int
 
 /* Data parallel: sum every trainable gradient over the ranks in one
  * message, with the ranks' stop requests in its last value (so all ranks
- * stop at the same step). buf holds lorac_optim_numel(opt) + 1 floats. */
+ * stop at the same step). buf holds lorac_optim_numel(opt) + 1 floats. A
+ * barrier first separates waiting for the slowest rank (uneven shards)
+ * from moving the gradients in the communication figures. */
 static lorac_status sum_gradients(lorac_optim *opt, lorac_dist *d, float *buf, int *stop) {
+    LORAC_TRY(lorac_dist_barrier(d, "the wait for every rank's gradients"));
     size_t o = 0;
     for (int i = 0; i < opt->n_params; i++) {
         memcpy(buf + o, opt->p[i].grad, opt->p[i].n * sizeof(float));
@@ -326,6 +348,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
         st = lorac_fail(LORAC_ERR_ARG, "nothing is trainable; hint: check --target / --method");
 
     int *order = malloc(sizeof(int) * (size_t)train->n);
+    int *share = malloc(sizeof(int) * 3 * (size_t)(bs < train->n ? bs : train->n)); /* batch_share's */
     float *gbuf = NULL; /* the gradient message of a data-parallel run */
     lorac_batch b = {0};
     lorac_rng rng, epoch_rng;
@@ -333,7 +356,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     lorac_rng_seed(&m->rng, o->seed ^ 0x5eed);
     rank_dropout_rng(&m->rng, rank);
     epoch_rng = rng;
-    if (!order && st == LORAC_OK) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory");
+    if ((!order || !share) && st == LORAC_OK) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory");
     if (st == LORAC_OK && nranks > 1)
         st = lorac_alloc((void **)&gbuf, lorac_optim_numel(opt) + 1, sizeof(float), "the gradient message");
 
@@ -388,13 +411,14 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             epoch_steps = 0;
         }
         for (int bi = bi0; bi < per_epoch && st == LORAC_OK && step < total; bi++) {
-            /* the global batch; this rank runs its shard of it */
-            int cnt = train->n < bs ? train->n : bs, s0, c0;
-            lorac_dist_shard(cnt, rank, nranks, &s0, &c0);
+            /* the global batch; this rank runs its share of it */
+            int cnt = train->n < bs ? train->n : bs, n_mine = 0;
+            int64_t real = 0, padded = 0;
+            batch_share(train, order, bi * bs, cnt, rank, nranks, share + cnt, share, &n_mine, &real, &padded);
             int terms = global_terms(train, order, bi * bs, cnt, o->task), k = 0;
             double sum = 0;
             if (terms == 0) continue;
-            st = lorac_batch_make(&b, train, order, bi * bs + s0, c0, o->task);
+            st = lorac_batch_make(&b, train, share, 0, n_mine, o->task);
             if (st != LORAC_OK) break;
             st = batch_loss(m, &b, o->task, 1.0f / (float)terms / (float)o->grad_accum, 1, &sum, &k, NULL, NULL);
             if (st == LORAC_OK) st = lorac_dist_sum_f64(o->dist, &sum, 1, "the loss sum"); /* every rank decides alike */
@@ -411,7 +435,8 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 continue;
             }
             lorac_model_backward(m, b.ids, b.B, b.T, mode_of(o->task));
-            global_tokens(train, order, bi * bs, cnt, nranks, &res->tokens, &res->padded_tokens);
+            res->tokens += real;
+            res->padded_tokens += padded;
             step_loss += loss / o->grad_accum;
             if (++micro < o->grad_accum && bi + 1 < per_epoch) continue;
             micro = 0;
@@ -496,6 +521,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     res->final_loss = epoch_steps ? epoch_loss / epoch_steps : NAN;
     res->tokens_per_s = res->seconds > 0 ? res->tokens / res->seconds : 0;
     free(order);
+    free(share);
     free(gbuf);
     lorac_batch_free(&b);
     lorac_optim_destroy(opt);

@@ -163,8 +163,8 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
             printf("\"%s_n\":%d,", names[i], r->n[i]);
         }
         if (r->ranks > 1)
-            printf("\"ranks\":%d,\"comm_seconds\":%.3f,\"comm_bytes_per_step\":%.0f,", r->ranks, r->comm_seconds,
-                   r->comm_bytes_per_step);
+            printf("\"ranks\":%d,\"comm_seconds\":%.3f,\"comm_wait_seconds\":%.3f,\"comm_bytes_per_step\":%.0f,",
+                   r->ranks, r->comm_seconds, r->comm_wait_seconds, r->comm_bytes_per_step);
         printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
                (long long)r->trainable, (long long)r->all, r->train_seconds, r->tokens_per_s, r->steps, r->peak_rss / 1048576.0);
         return;
@@ -210,6 +210,7 @@ void cli_write_results(const cli_args *a, const char *dir, const cli_results *r,
     if (r->ranks > 1) {
         cJSON_AddNumberToObject(j, "ranks", r->ranks);
         cJSON_AddNumberToObject(j, "comm_seconds", r->comm_seconds);
+        cJSON_AddNumberToObject(j, "comm_wait_seconds", r->comm_wait_seconds);
         cJSON_AddNumberToObject(j, "comm_bytes_per_step", r->comm_bytes_per_step);
     }
     char *txt = cJSON_Print(j), path[1200];

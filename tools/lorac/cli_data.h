@@ -42,6 +42,7 @@ typedef struct cli_results {
     size_t peak_rss;         /* of this process (rank 0 in a data-parallel run) */
     int ranks;               /* data-parallel ranks (0 or 1: one process) */
     double comm_seconds;     /* rank 0's time in collectives while training */
+    double comm_wait_seconds; /* of which waiting for the slowest rank (barriers) */
     double comm_bytes_per_step; /* bytes each rank contributed to the sums per optimizer step */
 } cli_results;
 

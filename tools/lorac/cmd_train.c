@@ -276,10 +276,11 @@ int cmd_train(int argc, char **argv) {
     const int ranks = lorac_dist_size(cli_dist);
     const double step_bytes = r.steps > r.resumed_step ? (double)ds.bytes / (r.steps - r.resumed_step) : 0;
     if (ranks > 1)
-        fprintf(stderr, "data parallel: %d ranks; each sent %.2f MB per step (gradients and loss); %.2f s of the %.1f s "
-                "of training and its evaluations in collectives (%.1f%%, waiting for the slowest rank included)\n", ranks,
-                step_bytes / 1e6, ds.seconds, r.seconds + r.eval_seconds,
-                r.seconds + r.eval_seconds > 0 ? 100 * ds.seconds / (r.seconds + r.eval_seconds) : 0.0);
+        fprintf(stderr, "data parallel: %d ranks; each sent %.2f MB per step (gradients and loss); of the %.1f s of "
+                "training and its evaluations, %.2f s (%.1f%%) went to collectives: %.2f s moving data, %.2f s waiting "
+                "for the slowest rank\n", ranks, step_bytes / 1e6, r.seconds + r.eval_seconds, ds.seconds,
+                r.seconds + r.eval_seconds > 0 ? 100 * ds.seconds / (r.seconds + r.eval_seconds) : 0.0,
+                ds.seconds - ds.wait_seconds, ds.wait_seconds);
 
     cli_results res;
     cli_evaluate_splits(&a, m, &tk, sp.task, o.batch_size, &res);
@@ -290,6 +291,7 @@ int cmd_train(int argc, char **argv) {
     res.peak_rss = lorac_peak_rss();
     res.ranks = ranks;
     res.comm_seconds = ds.seconds;
+    res.comm_wait_seconds = ds.wait_seconds;
     res.comm_bytes_per_step = step_bytes;
     if (out && writer) {
         if (is_lora) cli_check("train", lorac_adapter_save(m, &lc, &meta, out));

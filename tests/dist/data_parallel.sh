@@ -8,7 +8,9 @@
 #     warm-up, cosine decay and clipping, at 2 ranks;
 #  3. --resume with another rank count: 2 ranks stopped at step 4, continued
 #     by 1 and by 3 ranks, give the uninterrupted run;
-#  4. usage errors under mpirun: one error line from rank 0, exit 2.
+#  4. usage errors under mpirun (a batch smaller than the ranks, an --out that
+#     holds an adapter, a command other than train): one error line from
+#     rank 0, exit 2.
 # "The same" is same_run.py's tolerance: every loss and evaluation within
 # 1e-5 (relative, above 1), every adapter tensor within 5e-4 of its largest
 # value. What differs is only the order in which float gradients are summed
@@ -57,6 +59,10 @@ ranks 2 "$BIN" train "${cls[@]}" --batch 1 >"$T/out" 2>"$T/err"
 rc=$?
 if [ "$rc" -eq 2 ] && [ "$(grep -c '^lorac train: ' "$T/err")" -eq 1 ] && grep -q "rank 0 of 2.*--batch 1 is smaller than the 2 ranks" "$T/err"; then ok; else
     bad "--batch 1 on 2 ranks: exit $rc"; cat "$T/err" >&2; fi
+ranks 2 "$BIN" train "${cls[@]}" --out "$T/cls1" >"$T/out" 2>"$T/err"
+rc=$?
+if [ "$rc" -eq 2 ] && [ "$(grep -c '^lorac train: ' "$T/err")" -eq 1 ] && grep -q "rank 0 of 2.*already holds an adapter" "$T/err"; then ok; else
+    bad "--out over an adapter on 2 ranks: exit $rc"; tail -n 5 "$T/err" >&2; fi
 ranks 2 "$BIN" info --model "$tiny" >"$T/out" 2>"$T/err"
 rc=$?
 if [ "$rc" -eq 2 ] && [ "$(grep -c '^lorac info: ' "$T/err")" -eq 1 ] && grep -q "only 'lorac train' runs data-parallel" "$T/err"; then ok; else

@@ -73,6 +73,11 @@ int cli_dist_quiet_error(int code) { return cli_dist && code == EXIT_USAGE && lo
 void cli_dist_fail(int code) {
     if (!cli_dist) return;
     said = 1; /* the launcher's SIGTERM, which MPI_Abort brings, adds no second line */
-    if (code == EXIT_USAGE) cli_dist_end();
+    if (code == EXIT_USAGE) {
+        /* every rank meets it; none leaves before rank 0 has said it (a rank
+         * that exits first may make the launcher stop the others) */
+        lorac_dist_barrier(cli_dist, "the ranks' exit after a usage error");
+        cli_dist_end();
+    }
     else lorac_dist_abort(cli_dist, code);
 }

@@ -174,12 +174,12 @@ int cmd_train(int argc, char **argv) {
     o.save_every = save_every;
     char mpath[1200];
     int clear_checkpoints = 0;
-    if (out) { /* the checks are rank 0's: the other ranks write nothing */
+    if (out) { /* every rank checks (so a refusal ends each alike); only rank 0 writes */
         char probe[1200];
         lorac_path_join(cdir, sizeof cdir, out, "checkpoints");
-        if (writer && !resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+        if (!resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
-        if (writer && !resume && lorac_ckpt_exists(cdir)) {
+        if (!resume && lorac_ckpt_exists(cdir)) {
             if (!cli_has(&a, "overwrite"))
                 cli_die("train", EXIT_USAGE, "%s holds checkpoints of an earlier run; hint: --resume %s continues it, "
                         "--overwrite starts over", out, out);

@@ -54,6 +54,11 @@ if [ -d "$S" ]; then
     "$BIN" eval $common --adapter "$T/run" --json >"$T/eval.json" 2>"$T/eval.err"
     eval_acc=$(python3 -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["test_acc"])' "$T/eval.json" 2>/dev/null)
     if [ -n "$test_acc" ] && [ "$test_acc" = "$eval_acc" ]; then ok; else bad "eval with the saved adapter: test acc '$eval_acc' vs trained '$test_acc'"; cat "$T/eval.err" >&2; fi
+    # --eval-splits scores only the splits named: the same test accuracy, no train / val figures
+    "$BIN" eval $common --adapter "$T/run" --eval-splits test --json >"$T/evt.json" 2>"$T/evt.err"
+    evt=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.6f" % r["test_acc"], "train_acc" in r, "val_acc" in r)' "$T/evt.json" 2>/dev/null)
+    if [ "$evt" = "$test_acc False False" ]; then ok; else bad "--eval-splits test: '$evt' (want '$test_acc False False')"; cat "$T/evt.err" >&2; fi
+    expect 2 "'tset' is not a split" -- "$BIN" eval $common --adapter "$T/run" --eval-splits val,tset
     # without --split, eval scores every row of --data
     head -n 5 "$DATA/sms_spam/SMSSpamCollection" >"$T/five.tsv"
     "$BIN" eval --model "$S" --adapter "$T/run" --data "$T/five.tsv" --max-len 48 --json >"$T/five.json" 2>"$T/five.err"

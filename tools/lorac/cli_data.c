@@ -140,17 +140,39 @@ void cli_tokenized_free(cli_tokenized *t) {
     lorac_tokenized_free(&t->test);
 }
 
+void cli_eval_splits(const cli_args *a, int want[3]) {
+    static const char *const names[3] = {"train", "val", "test"};
+    const char *list = cli_str(a, "eval-splits", NULL);
+    want[0] = want[1] = want[2] = list == NULL;
+    for (const char *p = list; p && *p;) {
+        size_t len = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (len == strlen(names[i]) && !strncmp(p, names[i], len)) k = i;
+        if (k < 0)
+            cli_die(a->cmd, EXIT_USAGE, "--eval-splits '%s': '%.*s' is not a split; hint: any of train,val,test, "
+                    "separated by commas", list, (int)len, p);
+        want[k] = 1;
+        p += len + (p[len] == ',');
+    }
+}
+
 void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
                          cli_results *r) {
     const lorac_tokenized *d[3] = {&t->train, &t->val, &t->test};
     memset(r, 0, sizeof *r);
+    int want[3];
+    cli_eval_splits(a, want);
+    const double t0 = lorac_now();
     for (int i = 0; i < 3; i++) {
         r->n[i] = d[i]->n;
         r->acc[i] = -1;
         r->loss[i] = NAN;
-        if (d[i]->n == 0) continue;
+        if (d[i]->n == 0 || !want[i]) continue;
+        r->scored[i] = 1;
         cli_check(a->cmd, lorac_evaluate_dist(m, d[i], task, batch, cli_dist, &r->loss[i], &r->acc[i]));
     }
+    r->eval_seconds = lorac_now() - t0;
 }
 
 void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s) {
@@ -165,20 +187,21 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
         if (r->ranks > 1)
             printf("\"ranks\":%d,\"comm_seconds\":%.3f,\"comm_wait_seconds\":%.3f,\"comm_bytes_per_step\":%.0f,",
                    r->ranks, r->comm_seconds, r->comm_wait_seconds, r->comm_bytes_per_step);
-        printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
-               (long long)r->trainable, (long long)r->all, r->train_seconds, r->tokens_per_s, r->steps, r->peak_rss / 1048576.0);
+        printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"eval_seconds\":%.3f,\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
+               (long long)r->trainable, (long long)r->all, r->train_seconds, r->eval_seconds, r->tokens_per_s, r->steps,
+               r->peak_rss / 1048576.0);
         return;
     }
     for (int i = 0; i < 3; i++) {
-        if (r->n[i] == 0) continue;
+        if (r->n[i] == 0 || !r->scored[i]) continue;
         if (r->acc[i] >= 0)
             printf("%-5s accuracy: %6.2f%%  loss %.4f  (%d examples)\n", names[i], 100 * r->acc[i], r->loss[i], r->n[i]);
         else
             printf("%-5s loss: %.4f  perplexity %.3f  (%d examples)\n", names[i], r->loss[i], exp(r->loss[i]), r->n[i]);
     }
     if (r->steps > 0)
-        printf("training: %d steps, %.1f s, %.1f tokens/s, peak RSS %.0f MB\n", r->steps, r->train_seconds,
-               r->tokens_per_s, r->peak_rss / 1048576.0);
+        printf("training: %d steps, %.1f s, %.1f tokens/s; evaluation %.1f s; peak RSS %.0f MB\n", r->steps,
+               r->train_seconds, r->tokens_per_s, r->eval_seconds, r->peak_rss / 1048576.0);
     (void)s;
 }
 
@@ -204,6 +227,7 @@ void cli_write_results(const cli_args *a, const char *dir, const cli_results *r,
     cJSON_AddNumberToObject(j, "trainable_params", (double)r->trainable);
     cJSON_AddNumberToObject(j, "all_params", (double)r->all);
     cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
+    cJSON_AddNumberToObject(j, "eval_seconds", r->eval_seconds);
     cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
     cJSON_AddNumberToObject(j, "steps", r->steps);
     cJSON_AddNumberToObject(j, "peak_rss_mb", r->peak_rss / 1048576.0);

@@ -22,7 +22,8 @@
     {"split", "TR,VA", "train and validation fractions when splitting --data (default 0.7,0.1; with --test, the rest is dropped)"},                \
     {"max-examples", "N", "use at most N training examples"},                                                   \
     {"max-eval", "N", "use a random N of the validation and of the test examples"},                             \
-    {"max-len", "N", "truncate sequences to N tokens (default 256)"}
+    {"max-len", "N", "truncate sequences to N tokens (default 256)"},                                          \
+    {"eval-splits", "LIST", "the splits scored at the end: any of train,val,test (default all three)"}
 
 typedef struct cli_splits {
     lorac_task task;
@@ -36,6 +37,8 @@ typedef struct cli_tokenized {
 typedef struct cli_results {
     double acc[3], loss[3]; /* train, val, test; acc < 0 when not classification; loss NAN when empty */
     int n[3];
+    int scored[3];           /* 1: the split was scored (--eval-splits) */
+    double eval_seconds;     /* the final evaluation of the scored splits */
     double train_seconds, tokens_per_s;
     int steps;
     int64_t trainable, all;
@@ -53,6 +56,11 @@ void cli_splits_free(cli_splits *s);
 void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
                          cli_tokenized *t);
 void cli_tokenized_free(cli_tokenized *t);
+/* --eval-splits as flags for train / val / test (all 1 when absent); a bad
+ * list is a usage error. Called early to check the flag, and by
+ * cli_evaluate_splits, which scores only the splits asked for (forward only,
+ * examples in order of length: lorac_evaluate_dist). */
+void cli_eval_splits(const cli_args *a, int want[3]);
 void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
                          cli_results *r);
 void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s);

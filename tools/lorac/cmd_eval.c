@@ -31,6 +31,8 @@ int cmd_eval(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "eval", eval_usage, eval_opts, argc, argv);
     cli_set_threads(&a);
+    int splits_wanted[3];
+    cli_eval_splits(&a, splits_wanted); /* a bad list fails before anything loads */
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     lorac_model *m;
     lorac_tokenizer *tok;

@@ -157,6 +157,8 @@ int cmd_train(int argc, char **argv) {
     o.skip_nonfinite = cli_has(&a, "skip-nonfinite");
     o.seed = cli_u64(&a, "seed", 123);
     o.progress = cli_progress;
+    int splits_wanted[3];
+    cli_eval_splits(&a, splits_wanted); /* checked now, used after training */
     int n_last;
     cli_method_parse("train", "--method", cli_str(&a, "method", "lora"), &n_last);
     const char *out = cli_str(&a, "out", NULL);

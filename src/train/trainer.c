@@ -368,6 +368,14 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     lorac_status st = ac.st;
     if (st == LORAC_OK && opt->n_params == 0)
         st = lorac_fail(LORAC_ERR_ARG, "nothing is trainable; hint: check --target / --method");
+    if (st == LORAC_OK && o->task != LORAC_TASK_CLS) { /* a language-model set with no target left trains nothing */
+        int64_t terms = 0;
+        for (int i = 0; i < train->n && !terms; i++) terms += lorac_example_terms(train, i, o->task);
+        if (!terms)
+            st = lorac_fail(LORAC_ERR_DATA, "no training example has a token left to predict after truncation to %d "
+                            "tokens%s; hint: raise --max-len", train->max_len,
+                            o->task == LORAC_TASK_INSTRUCT ? " (every prompt fills the length, so no response is left)" : "");
+    }
 
     int *order = malloc(sizeof(int) * (size_t)train->n);
     int *share = malloc(sizeof(int) * 3 * (size_t)(bs < train->n ? bs : train->n)); /* batch_share's */

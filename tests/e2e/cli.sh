@@ -59,6 +59,12 @@ if [ -d "$S" ]; then
     evt=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.6f" % r["test_acc"], "train_acc" in r, "val_acc" in r)' "$T/evt.json" 2>/dev/null)
     if [ "$evt" = "$test_acc False False" ]; then ok; else bad "--eval-splits test: '$evt' (want '$test_acc False False')"; cat "$T/evt.err" >&2; fi
     expect 2 "'tset' is not a split" -- "$BIN" eval $common --adapter "$T/run" --eval-splits val,tset
+    # instruction data cut before every response trains nothing: an error (after the data summary), exit 1
+    "$BIN" train --model "$S" --task instruct --data "$DATA/instruction_data/instruction-data.json" --max-len 8 \
+        --max-examples 16 --max-steps 1 >/dev/null 2>"$T/cut.err"
+    rc=$?
+    if [ "$rc" -eq 1 ] && tail -n 1 "$T/cut.err" | grep -q "^lorac train: no training example has a token left to predict" &&
+        [ "$(grep -c '^lorac train:' "$T/cut.err")" -eq 1 ]; then ok; else bad "all responses cut: exit $rc"; tail -n 3 "$T/cut.err" >&2; fi
     # without --split, eval scores every row of --data
     head -n 5 "$DATA/sms_spam/SMSSpamCollection" >"$T/five.tsv"
     "$BIN" eval --model "$S" --adapter "$T/run" --data "$T/five.tsv" --max-len 48 --json >"$T/five.json" 2>"$T/five.err"

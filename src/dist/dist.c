@@ -1,5 +1,5 @@
-/* dist.c - what every build has: the launcher's rank count, the sharding
- * rule and the single-process (NULL) answers. The MPI transport itself is in
+/* dist.c - what every build has: the launcher's rank count, the rule that
+ * shares a batch out (lorac_dist_balance) and the single-process (NULL) answers. The MPI transport itself is in
  * dist_mpi.c, compiled only when CMake found MPI (LORAC_HAVE_MPI). */
 #include "dist/dist.h"
 
@@ -59,6 +59,12 @@ lorac_status lorac_dist_start(double timeout_s, lorac_dist **out) {
 int lorac_dist_rank(const lorac_dist *d) { return d ? d->rank : 0; }
 int lorac_dist_size(const lorac_dist *d) { return d ? d->size : 1; }
 const char *lorac_dist_host(const lorac_dist *d) { return d ? d->host : ""; }
+
+void lorac_dist_describe_one_host(char *buf, size_t n) {
+    char h[64] = "?";
+    gethostname(h, sizeof h - 1);
+    snprintf(buf, n, "1 host: %s", h);
+}
 
 void lorac_dist_get_stats(const lorac_dist *d, lorac_dist_stats *s) {
     if (d) *s = d->stats;
@@ -144,12 +150,6 @@ int64_t lorac_dist_balance(const int *len, int count, int nranks, int *rank_of) 
     return worst;
 }
 
-void lorac_dist_shard(int n, int rank, int size, int *start, int *count) {
-    const int base = n / size, extra = n % size;
-    *count = base + (rank < extra);
-    *start = rank * base + (rank < extra ? rank : extra);
-}
-
 #ifndef LORAC_HAVE_MPI
 /* Without MPI there is only ever the single process: d is always NULL. */
 void lorac_dist_stop(lorac_dist *d) { (void)d; }
@@ -167,10 +167,8 @@ lorac_status lorac_dist_barrier(lorac_dist *d, const char *what) {
     return LORAC_OK;
 }
 lorac_status lorac_dist_describe_hosts(lorac_dist *d, char *buf, size_t n) {
-    char h[64] = "?";
     (void)d;
-    gethostname(h, sizeof h - 1);
-    snprintf(buf, n, "1 host: %s", h);
+    lorac_dist_describe_one_host(buf, n);
     return LORAC_OK;
 }
 #endif

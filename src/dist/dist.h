@@ -3,7 +3,7 @@
  *
  * Data parallelism for LoRA, in one paragraph. Every rank (process) holds
  * the whole frozen base and the same trainable tensors. A global batch of
- * B examples is cut into N contiguous shards, one per rank; each rank runs
+ * B examples is cut into N shards, one per rank (lorac_dist_balance); each rank runs
  * forward and backward on its shard only, with the loss scaled by the
  * GLOBAL number of loss terms, so its gradients are its share of the global
  * batch's gradient. Summing the shares over ranks (an allreduce) gives every
@@ -92,10 +92,5 @@ lorac_status lorac_dist_describe_hosts(lorac_dist *d, char *buf, size_t n);
  * lengths give the same shares on every rank. Returns the largest group's
  * padded tokens. */
 int64_t lorac_dist_balance(const int *len, int count, int nranks, int *rank_of);
-
-/* The contiguous share of n items that rank `rank` of `size` takes:
- * [*start, *start + *count). Shares differ by at most one item; the first
- * n % size ranks take the larger ones. */
-void lorac_dist_shard(int n, int rank, int size, int *start, int *count);
 
 #endif

@@ -12,6 +12,9 @@ struct lorac_dist {
     void *mpi;               /* dist_mpi.c's state (communicator, operations) */
 };
 
+/* "1 host: NAME" (this machine): lorac_dist_describe_hosts of the single process. */
+void lorac_dist_describe_one_host(char *buf, size_t n);
+
 #ifdef LORAC_HAVE_MPI
 lorac_status lorac_dist_mpi_start(int launched, double timeout_s, lorac_dist **out);
 #endif

@@ -175,9 +175,7 @@ lorac_status lorac_dist_barrier(lorac_dist *d, const char *what) {
 lorac_status lorac_dist_describe_hosts(lorac_dist *d, char *buf, size_t n) {
     enum { W = 64 }; /* host names are cut to 63 bytes here */
     if (!d) {
-        char h[W] = "?";
-        gethostname(h, sizeof h - 1);
-        snprintf(buf, n, "1 host: %s", h);
+        lorac_dist_describe_one_host(buf, n);
         return LORAC_OK;
     }
     char mine[W] = {0}, *all = calloc((size_t)d->size, W);

@@ -117,8 +117,9 @@ void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
                       const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                       const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
 /* The SIMD flavour of the attention kernels: AUTO (the default) is the best
- * this CPU runs, at most the level LORAC_ISA allows (ops/isa.h). Forcing one is for tests; returns 0, changing nothing, when
- * this build or CPU cannot run it. Not thread-safe. */
+ * this CPU runs, at most the level LORAC_ISA allows (ops/isa.h). Forcing one
+ * is for tests; returns 0, changing nothing, when this build or CPU cannot
+ * run it. Not thread-safe. */
 typedef enum { OP_ATT_ISA_AUTO, OP_ATT_ISA_GENERIC, OP_ATT_ISA_AVX2, OP_ATT_ISA_AVX512 } op_att_isa;
 int op_attention_set_isa(op_att_isa isa);
 const char *op_attention_isa_name(void); /* of the flavour in use: "generic", "avx2", "avx512" */

@@ -59,7 +59,7 @@ typedef struct lorac_train_opts {
     volatile sig_atomic_t *stop;
 
     /* ---- data parallel (dist/dist.h) ---- */
-    /* NULL: one process. Otherwise this rank runs its contiguous shard of
+    /* NULL: one process. Otherwise this rank runs its shard (lorac_dist_balance) of
      * every global batch of batch_size examples (batch_size must be >= the
      * rank count), the loss is scaled by the global batch's loss terms, and
      * the trainable gradients are summed over the ranks before each step, so
@@ -102,7 +102,8 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
 lorac_status lorac_evaluate(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size, double *loss,
                             double *acc);
 /* The same with the set sharded over the ranks of dist (NULL: one
- * process): every rank scores its contiguous share and gets the totals. */
+ * process): the batches, examples in order of length, are dealt round-robin
+ * over the ranks; every rank gets the totals. */
 lorac_status lorac_evaluate_dist(lorac_model *m, const lorac_tokenized *d, lorac_task task, int batch_size,
                                  lorac_dist *dist, double *loss, double *acc);
 

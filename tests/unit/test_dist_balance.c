@@ -8,7 +8,7 @@
  *  - on small batches, that largest cost is the optimum over ALL ways of
  *    sharing (every assignment enumerated), not only over contiguous cuts;
  *  - on larger batches it is never above the plain contiguous split by
- *    count (lorac_dist_shard) nor above the sorted contiguous split;
+ *    count (equal shares in batch order, the first n % nranks one larger);
  *  - the same lengths give the same shares (what every rank relies on). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,11 +85,8 @@ int main(void) {
         const int64_t got = lorac_dist_balance(len, count, nranks, rank_of);
         int empty;
         CHECK(cost_of(len, rank_of, count, nranks, &empty) == got && empty == 0, "count %d, %d ranks", count, nranks);
-        for (int q = 0; q < nranks; q++) {
-            int s0, c0;
-            lorac_dist_shard(count, q, nranks, &s0, &c0);
-            for (int i = s0; i < s0 + c0; i++) contiguous[i] = q;
-        }
+        for (int q = 0, i = 0; q < nranks; q++) /* equal shares in batch order */
+            for (int c = count / nranks + (q < count % nranks); c > 0; c--) contiguous[i++] = q;
         const int64_t plain = cost_of(len, contiguous, count, nranks, &empty);
         CHECK(got <= plain, "count %d, %d ranks: balanced %lld > contiguous %lld", count, nranks, (long long)got,
               (long long)plain);

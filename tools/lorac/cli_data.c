@@ -193,7 +193,7 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
         return;
     }
     for (int i = 0; i < 3; i++) {
-        if (r->n[i] == 0 || !r->scored[i]) continue;
+        if (!r->scored[i]) continue; /* empty, or left out by --eval-splits */
         if (r->acc[i] >= 0)
             printf("%-5s accuracy: %6.2f%%  loss %.4f  (%d examples)\n", names[i], 100 * r->acc[i], r->loss[i], r->n[i]);
         else

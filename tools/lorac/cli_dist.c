@@ -11,7 +11,6 @@
  * at all, so the newest one on disk is intact) and exits. */
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

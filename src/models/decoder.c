@@ -17,7 +17,13 @@
  * masks drawn the first time, and the down projection, whose output the
  * backward never reads, is skipped). Same arithmetic on the same inputs:
  * the gradients are identical, for about one more forward pass of time and
- * 1/n_layer of the activation memory. */
+ * 1/n_layer of the activation memory.
+ *
+ * Rows: a batch is either padded (B sequences of T rows, padding masked out
+ * of attention) or packed (sequences end to end, lorac_model_forward_packed).
+ * Everything but attention works row by row and does not care; attention
+ * (block-diagonal over the packed sequences) and the positions (restarting
+ * at each sequence) read the layout the forward recorded in m->acts. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +61,7 @@ void lorac_acts_free(lorac_acts *a, int n_layer) {
     free(a->pos);
     free(a->keymask);
     free(a->last);
+    free(a->offs);
     memset(a, 0, sizeof *a);
 }
 
@@ -150,6 +157,7 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
     ALLOC(a->pos, N, "positions");
     ALLOC(a->keymask, N, "mask");
     ALLOC(a->last, B, "last-token index");
+    ALLOC(a->offs, (size_t)B + 1, "sequence offsets");
     a->cap_B = B;
     a->cap_T = T;
     /* LoRA buffers hold the same number of rows */
@@ -192,10 +200,10 @@ static void mlp_act(const lorac_layer *L, lorac_layer_acts *s, size_t n) {
 
 /* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
  * x_out). replay = 1 re-runs it for gradient checkpointing (see the top). */
-static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
+static void layer_fwd(lorac_model *m, int l, int replay) {
     const lorac_config *c = &m->cfg;
     lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int N = a->n_rows, C = c->dim, F = c->ffn_dim;
     const int tr = m->training ? (replay ? LORAC_TRAIN_REPLAY : 1) : 0;
     lorac_layer *L = &m->layers[l];
     lorac_layer_acts *s = &a->layer[l];
@@ -208,11 +216,10 @@ static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
         lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, tr);
         lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, tr);
         lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, tr);
-        op_rope(v.q, a->pos, B, T, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
-        op_rope(v.k, a->pos, B, T, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
+        op_rope(v.q, a->pos, 1, N, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
+        op_rope(v.k, a->pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
     }
-    op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
-                     c->head_dim, 1);
+    lorac_layer_attention_fwd(m, s, 1);
     lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, tr);
     op_acc(s->x_mid, s->x_in, (size_t)N * C);
     norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
@@ -224,41 +231,61 @@ static void layer_fwd(lorac_model *m, int l, int B, int T, int replay) {
     op_acc(x_next, s->x_mid, (size_t)N * C);
 }
 
-lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode) {
+void lorac_layer_attention_fwd(lorac_model *m, lorac_layer_acts *s, int causal) {
     const lorac_config *c = &m->cfg;
-    LORAC_TRY(lorac_model_reserve(m, B, T));
-    lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim;
+    const lorac_acts *a = &m->acts;
+    qkv_view v = qkv_split(c, s->qkv, a->n_rows);
+    if (a->packed)
+        op_attention_packed_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->offs, a->n_seq, c->n_head,
+                                c->n_kv_head, c->head_dim, causal);
+    else
+        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, a->n_seq, a->T, c->n_head,
+                         c->n_kv_head, c->head_dim, causal);
+}
+
+void lorac_layer_attention_bwd(lorac_model *m, lorac_layer_acts *s, float *d_qkv, const float *d_atty, int causal) {
+    const lorac_config *c = &m->cfg;
+    const lorac_acts *a = &m->acts;
+    qkv_view v = qkv_split(c, s->qkv, a->n_rows), dv = qkv_split(c, d_qkv, a->n_rows);
+    if (a->packed)
+        op_attention_packed_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->offs,
+                                a->n_seq, c->n_head, c->n_kv_head, c->head_dim, causal);
+    else
+        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask,
+                         a->n_seq, a->T, c->n_head, c->n_kv_head, c->head_dim, causal);
+}
+
+/* What every forward checks before it starts: the ids and the head. */
+static lorac_status check_inputs(const lorac_model *m, const int *ids, int N, lorac_fwd_mode mode) {
+    const lorac_config *c = &m->cfg;
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return lorac_fail(LORAC_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d); hint: tokenizer and model do not match",
                               ids[i], i, c->vocab - 1);
     if (mode == LORAC_FWD_CLS && (!m->head || !m->head->W->data))
         return lorac_fail(LORAC_ERR_ARG, "classification needs a head; hint: an adapter trained for classification (--adapter)");
-    for (int b = 0; b < B; b++) {
-        int len = 0;
-        for (int t = 0; t < T; t++) {
-            uint8_t k = mask ? mask[b * T + t] != 0 : 1;
-            a->keymask[b * T + t] = k;
-            a->pos[b * T + t] = t;
-            len += k;
-        }
-        a->last[b] = len > 0 ? len - 1 : 0;
-    }
-    if (c->arch == LORAC_ARCH_BERT) return lorac_encoder_forward(m, ids, B, T, mode);
+    return LORAC_OK;
+}
+
+/* The forward once the row layout (acts.n_seq .. acts.last) is set. */
+static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
+    const lorac_config *c = &m->cfg;
+    lorac_acts *a = &m->acts;
+    const int N = a->n_rows, B = a->n_seq, C = c->dim;
+    if (c->arch == LORAC_ARCH_BERT) return lorac_encoder_forward(m, ids, mode);
     /* embeddings */
     float *x = a->layer[0].x_in;
     lorac_model_embed_tokens(m, x, ids, N);
     if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
 
-    for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, B, T, 0);
+    for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, 0);
     norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
     if (mode == LORAC_FWD_LM) {
         LORAC_TRY(reserve_logits(m, (size_t)N));
         lorac_linear_fwd(m->lm_head, a->logits, a->lnf, N, &m->rng, m->training);
     } else if (mode == LORAC_FWD_CLS || mode == LORAC_FWD_LM_LAST) {
         for (int b = 0; b < B; b++)
-            memcpy(a->pooled + (size_t)b * C, a->lnf + ((size_t)b * T + a->last[b]) * C, sizeof(float) * C);
+            memcpy(a->pooled + (size_t)b * C, a->lnf + (size_t)a->last[b] * C, sizeof(float) * C);
         if (mode == LORAC_FWD_CLS) {
             lorac_linear_fwd(m->head, a->cls_logits, a->pooled, B, &m->rng, m->training);
         } else {
@@ -269,17 +296,70 @@ lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *
     return LORAC_OK;
 }
 
-void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode) {
+lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode) {
+    LORAC_TRY(lorac_model_reserve(m, B, T));
+    LORAC_TRY(check_inputs(m, ids, B * T, mode));
+    lorac_acts *a = &m->acts;
+    a->n_seq = B;
+    a->n_rows = B * T;
+    a->T = T;
+    a->packed = 0;
+    for (int b = 0; b < B; b++) {
+        int len = 0;
+        for (int t = 0; t < T; t++) {
+            uint8_t k = mask ? mask[b * T + t] != 0 : 1;
+            a->keymask[b * T + t] = k;
+            a->pos[b * T + t] = t;
+            len += k;
+        }
+        a->offs[b] = b * T;
+        a->last[b] = b * T + (len > 0 ? len - 1 : 0);
+    }
+    a->offs[B] = B * T;
+    return forward_rows(m, ids, mode);
+}
+
+lorac_status lorac_model_forward_packed(lorac_model *m, const int *ids, const int *offs, int B, lorac_fwd_mode mode) {
+    if (B <= 0 || offs[0] != 0) return lorac_fail(LORAC_ERR_ARG, "packed batch: %d sequences, first offset %d; "
+                                                  "hint: B > 0 and offs[0] = 0", B, B > 0 ? offs[0] : 0);
+    for (int b = 0; b < B; b++) {
+        const int len = offs[b + 1] - offs[b];
+        if (len < 1 || len > m->cfg.n_ctx)
+            return lorac_fail(LORAC_ERR_ARG, "packed batch: sequence %d has %d tokens; hint: each needs 1 .. %d "
+                              "(the model's positions; lower --max-len)", b, len, m->cfg.n_ctx);
+    }
+    const int N = offs[B];
+    /* buffers for N rows and B sequences: [B, ceil(N / B)] holds them */
+    LORAC_TRY(lorac_model_reserve(m, B, (N + B - 1) / B));
+    LORAC_TRY(check_inputs(m, ids, N, mode));
+    lorac_acts *a = &m->acts;
+    a->n_seq = B;
+    a->n_rows = N;
+    a->T = 0;
+    a->packed = 1;
+    memcpy(a->offs, offs, sizeof(int) * ((size_t)B + 1));
+    for (int b = 0; b < B; b++) {
+        for (int i = offs[b]; i < offs[b + 1]; i++) {
+            a->keymask[i] = 1;
+            a->pos[i] = i - offs[b];
+        }
+        a->last[b] = offs[b + 1] - 1;
+    }
+    return forward_rows(m, ids, mode);
+}
+
+/* The backward of the last forward, whatever its row layout. */
+static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
     const lorac_config *c = &m->cfg;
     lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int N = a->n_rows, B = a->n_seq, C = c->dim, F = c->ffn_dim;
     const int HqD = c->n_head * c->head_dim;
     const size_t NC = (size_t)N * C;
     float *d_res = a->d_res, *d_ln = a->d_tmp;
     const size_t big = (size_t)N * max3(F, HqD, C);
     float *d_h = a->d_big, *d_fc = a->d_big + big, *d_up = a->d_big + 2 * big;
     if (c->arch == LORAC_ARCH_BERT) {
-        lorac_encoder_backward(m, ids, B, T);
+        lorac_encoder_backward(m, ids);
         return;
     }
 
@@ -291,7 +371,7 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         memset(a->d_pooled, 0, (size_t)B * C * sizeof(float));
         lorac_linear_bwd(m->head, a->d_pooled, a->cls_logits, a->pooled, B);
         for (int b = 0; b < B; b++)
-            memcpy(d_ln + ((size_t)b * T + a->last[b]) * C, a->d_pooled + (size_t)b * C, sizeof(float) * C);
+            memcpy(d_ln + (size_t)a->last[b] * C, a->d_pooled + (size_t)b * C, sizeof(float) * C);
     }
     memset(d_res, 0, NC * sizeof(float));
     norm_bwd(m, &m->lnf, d_res, d_ln, a->x_out, a->lnf_mean, a->lnf_rstd, N);
@@ -301,7 +381,7 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         lorac_layer_acts *s = &a->layer[l];
         if (a->shared) {
             /* checkpointing: the shared buffers still hold the last layer's forward */
-            if (l + 1 < c->n_layer) layer_fwd(m, l, B, T, 1);
+            if (l + 1 < c->n_layer) layer_fwd(m, l, 1);
         } else {
             /* ln2 and h are shared by all layers: layer l's again (ln1 below) */
             norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
@@ -327,16 +407,15 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
         memset(d_atty, 0, (size_t)N * HqD * sizeof(float));
         lorac_linear_bwd(L->o, d_atty, d_res, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * qkv_width(c) * sizeof(float));
-        qkv_view v = qkv_split(c, s->qkv, N), dv = qkv_split(c, a->d_qkv, N);
-        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B,
-                         T, c->n_head, c->n_kv_head, c->head_dim, 1);
+        lorac_layer_attention_bwd(m, s, a->d_qkv, d_atty, 1);
+        qkv_view dv = qkv_split(c, a->d_qkv, N);
         memset(d_ln, 0, NC * sizeof(float));
         if (!a->shared) norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
         if (L->qkv) {
             lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);
         } else {
-            op_rope(dv.q, a->pos, B, T, c->n_head, c->head_dim, dv.ldq, c->rope_theta, 1);
-            op_rope(dv.k, a->pos, B, T, c->n_kv_head, c->head_dim, dv.ldk, c->rope_theta, 1);
+            op_rope(dv.q, a->pos, 1, N, c->n_head, c->head_dim, dv.ldq, c->rope_theta, 1);
+            op_rope(dv.k, a->pos, 1, N, c->n_kv_head, c->head_dim, dv.ldk, c->rope_theta, 1);
             lorac_linear_bwd(L->q, d_ln, dv.q, s->ln1, N);
             lorac_linear_bwd(L->k, d_ln, dv.k, s->ln1, N);
             lorac_linear_bwd(L->v, d_ln, dv.v, s->ln1, N);
@@ -345,6 +424,16 @@ void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fw
     }
     if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);
     if (m->wpe && m->wpe->grad) op_embed_bwd(m->wpe->grad, d_res, a->pos, N, C);
+}
+
+void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode) {
+    LORAC_ASSERT(!m->acts.packed && m->acts.n_seq == B && m->acts.T == T);
+    backward_rows(m, ids, mode);
+}
+
+void lorac_model_backward_packed(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
+    LORAC_ASSERT(m->acts.packed);
+    backward_rows(m, ids, mode);
 }
 
 lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on) {

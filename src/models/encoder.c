@@ -28,39 +28,43 @@ static void layernorm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, 
     op_layernorm_bwd(dx, n->g->grad, n->b->grad, dy, x, mean, rstd, n->g->data, N, m->cfg.dim);
 }
 
-/* pooled [B, C] from the last layer's output x [N, C] */
-static void pool_fwd(const lorac_model *m, float *pooled, const float *x, const uint8_t *keymask, int B, int T) {
+/* pooled [B, C] from the last layer's output x [N, C]: the first row of
+ * each sequence ([CLS]) or the mean of its real rows (rows offs[b] ..
+ * offs[b+1]-1 of the last forward, padded or packed). */
+static void pool_fwd(const lorac_model *m, float *pooled, const float *x) {
+    const lorac_acts *a = &m->acts;
     const int C = m->cfg.dim;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < a->n_seq; b++) {
         float *p = pooled + (size_t)b * C;
         if (m->cfg.pool != LORAC_POOL_MEAN) {
-            memcpy(p, x + (size_t)b * T * C, sizeof(float) * C);
+            memcpy(p, x + (size_t)a->offs[b] * C, sizeof(float) * C);
             continue;
         }
         memset(p, 0, sizeof(float) * C);
         int n = 0;
-        for (int t = 0; t < T; t++) {
-            if (!keymask[b * T + t]) continue;
-            op_acc(p, x + ((size_t)b * T + t) * C, (size_t)C);
+        for (int t = a->offs[b]; t < a->offs[b + 1]; t++) {
+            if (!a->keymask[t]) continue;
+            op_acc(p, x + (size_t)t * C, (size_t)C);
             n++;
         }
         if (n) op_scale(p, 1.0f / (float)n, (size_t)C);
     }
 }
 
-static void pool_bwd(const lorac_model *m, float *dx, const float *dpooled, const uint8_t *keymask, int B, int T) {
+static void pool_bwd(const lorac_model *m, float *dx, const float *dpooled) {
+    const lorac_acts *a = &m->acts;
     const int C = m->cfg.dim;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < a->n_seq; b++) {
         const float *dp = dpooled + (size_t)b * C;
         if (m->cfg.pool != LORAC_POOL_MEAN) {
-            op_acc(dx + (size_t)b * T * C, dp, (size_t)C);
+            op_acc(dx + (size_t)a->offs[b] * C, dp, (size_t)C);
             continue;
         }
         int n = 0;
-        for (int t = 0; t < T; t++) n += keymask[b * T + t] != 0;
-        for (int t = 0; t < T && n; t++) {
-            if (!keymask[b * T + t]) continue;
-            float *d = dx + ((size_t)b * T + t) * C;
+        for (int t = a->offs[b]; t < a->offs[b + 1]; t++) n += a->keymask[t] != 0;
+        for (int t = a->offs[b]; t < a->offs[b + 1] && n; t++) {
+            if (!a->keymask[t]) continue;
+            float *d = dx + (size_t)t * C;
             for (int c = 0; c < C; c++) d[c] += dp[c] / (float)n;
         }
     }
@@ -69,10 +73,10 @@ static void pool_bwd(const lorac_model *m, float *dx, const float *dpooled, cons
 /* BERT's pooler uses tanh, DistilBERT's pre_classifier ReLU */
 static int pre_is_tanh(const lorac_model *m) { return !m->cfg.distil; }
 
-lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode) {
+lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
     const lorac_config *c = &m->cfg;
     lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int N = a->n_rows, B = a->n_seq, C = c->dim, F = c->ffn_dim;
     if (mode == LORAC_FWD_LM || mode == LORAC_FWD_LM_LAST)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s is an encoder and has no language-model head; hint: use --task cls",
                           m->path, c->model_type);
@@ -91,8 +95,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T,
         lorac_linear_fwd(L->q, v.q, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->k, v.k, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->v, v.v, s->x_in, N, &m->rng, m->training);
-        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B, T, c->n_head, c->n_kv_head,
-                         c->head_dim, 0);
+        lorac_layer_attention_fwd(m, s, 0);
         lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
         layernorm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_mid, N);
@@ -106,7 +109,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T,
         memcpy(a->lnf, a->x_out, sizeof(float) * (size_t)N * C);
         return LORAC_OK;
     }
-    pool_fwd(m, a->pooled, a->x_out, a->keymask, B, T);
+    pool_fwd(m, a->pooled, a->x_out);
     const float *feat = a->pooled;
     if (m->pre_head && c->pool == LORAC_POOL_CLS) {
         lorac_linear_fwd(m->pre_head, a->pre, a->pooled, B, &m->rng, m->training);
@@ -135,10 +138,10 @@ static int lowest_trainable(const lorac_model *m) {
     return m->cfg.n_layer;
 }
 
-void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T) {
+void lorac_encoder_backward(lorac_model *m, const int *ids) {
     const lorac_config *c = &m->cfg;
     lorac_acts *a = &m->acts;
-    const int N = B * T, C = c->dim, F = c->ffn_dim;
+    const int N = a->n_rows, B = a->n_seq, C = c->dim, F = c->ffn_dim;
     const size_t NC = (size_t)N * C, big = (size_t)N * (F > C ? F : C);
     float *d_res = a->d_res, *d_sum = a->d_tmp;
     float *d_h = a->d_big, *d_fc = a->d_big + big, *d_h1 = a->d_big + 2 * big;
@@ -161,7 +164,7 @@ void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T) {
     const int lowest = lowest_trainable(m);
     if (lowest >= c->n_layer) return; /* nothing below the head trains */
     memset(d_res, 0, NC * sizeof(float));
-    pool_bwd(m, d_res, a->d_pooled, a->keymask, B, T);
+    pool_bwd(m, d_res, a->d_pooled);
 
     for (int l = c->n_layer - 1; l >= (lowest > 0 ? lowest : 0); l--) {
         lorac_layer *L = &m->layers[l];
@@ -184,9 +187,8 @@ void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T) {
         memset(d_atty, 0, NC * sizeof(float));
         lorac_linear_bwd(L->o, d_atty, d_sum, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * 3 * C * sizeof(float));
-        qkv_view v = qkv_split(c, s->qkv, N), dv = qkv_split(c, a->d_qkv, N);
-        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, B,
-                         T, c->n_head, c->n_kv_head, c->head_dim, 0);
+        lorac_layer_attention_bwd(m, s, a->d_qkv, d_atty, 0);
+        qkv_view dv = qkv_split(c, a->d_qkv, N);
         memcpy(d_res, d_sum, NC * sizeof(float));
         lorac_linear_bwd(L->q, d_res, dv.q, s->x_in, N);
         lorac_linear_bwd(L->k, d_res, dv.k, s->x_in, N);

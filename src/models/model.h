@@ -92,7 +92,7 @@ typedef struct lorac_layer_acts {
     float *qkv;      /* [N, (Hq + 2 Hkv) D] q | k | v per row (after RoPE for Llama) */
                      /* encoders: ln1 holds LN1's output, x_mid its input (x_in + attention),
                         ln2 holds LN2's input (ln1 + MLP); LN2's output is the next x_in */
-    float *lse;      /* [B, Hq, T] log-sum-exp of each query's attention scores (op_attention_fwd) */
+    float *lse;      /* [Hq, len] per sequence: log-sum-exp of each query's attention scores (op_attention_fwd) */
     float *atty;     /* [N, Hq D]  attention output before o_proj */
     float *x_mid;    /* [N, C]   residual after attention */
     float *ln2;      /* [N, C] */
@@ -115,9 +115,16 @@ typedef struct lorac_acts {
     int cap_classes;   /* cls_logits holds cap_B x cap_classes */
     /* backward scratch */
     float *d_res, *d_tmp, *d_big, *d_qkv, *d_h2, *d_pooled;
-    int *pos;        /* [N] positions */
+    /* The token rows of the last forward: n_seq sequences, either padded
+     * (sequence b is rows b*T .. b*T+T-1, padding after its real tokens,
+     * keymask 0 there) or packed (sequence b is rows offs[b] .. offs[b+1]-1,
+     * all real: lorac_model_forward_packed). */
+    int n_seq, n_rows, packed;
+    int T;           /* padded length (0 when packed) */
+    int *offs;       /* [B + 1] first row of each sequence (padded: b*T); offs[n_seq] = n_rows */
+    int *pos;        /* [N] position of each row in its sequence */
     uint8_t *keymask;/* [N] 1 = real token */
-    int *last;       /* [B] index of the last real token */
+    int *last;       /* [B] row of the last real token of each sequence */
     /* encoders */
     float *emb, *emb_mean, *emb_rstd; /* [N, C] summed embeddings before their LayerNorm */
     float *pre, *pre_act, *d_pre;     /* [B, C] pre_head output before / after tanh or ReLU */
@@ -253,8 +260,21 @@ typedef enum {
 lorac_status lorac_model_forward(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode);
 /* Backward from d_logits (LM: [B*T, V] in acts.logits, overwritten in place;
  * CLS: [B, n_classes] in acts.cls_logits). Accumulates into every trainable
- * weight's grad. Frozen weights receive nothing. */
+ * weight's grad. Frozen weights receive nothing. ids, B, T and mode are the
+ * last forward's. */
 void lorac_model_backward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
+
+/* Packed (padding-free) batches: B sequences laid end to end in one stream
+ * of N = offs[B] token rows, sequence b being ids[offs[b] .. offs[b+1]-1]
+ * (offs[0] = 0, every sequence at least one token and at most n_ctx). Each
+ * sequence is computed exactly as if it were alone: attention is
+ * block-diagonal (a query sees keys of its own sequence only), positions
+ * restart at 0 for each, the classification head reads each sequence's last
+ * token (decoders) or its first / the mean of its tokens (encoders). LM mode
+ * gives logits [N, V]. No row is padding, so no work is spent on any. */
+lorac_status lorac_model_forward_packed(lorac_model *m, const int *ids, const int *offs, int B, lorac_fwd_mode mode);
+/* Backward of the last forward, which was lorac_model_forward_packed(m, ids, ., ., mode). */
+void lorac_model_backward_packed(lorac_model *m, const int *ids, lorac_fwd_mode mode);
 
 /* Linear module forward/backward (with its LoRA). x: [N, in]. */
 /* training: 0 = inference, 1 = training (LoRA dropout draws its masks from

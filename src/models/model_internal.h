@@ -26,10 +26,17 @@ static inline qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
     return v;
 }
 
-/* encoder.c: called by lorac_model_forward / lorac_model_backward once the
- * ids are checked and acts.keymask / acts.pos are filled. */
-lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, int B, int T, lorac_fwd_mode mode);
-void lorac_encoder_backward(lorac_model *m, const int *ids, int B, int T);
+/* encoder.c: called by lorac_model_forward(_packed) / lorac_model_backward(_packed)
+ * once the ids are checked and the row layout (acts.n_seq .. acts.last) is filled. */
+lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mode mode);
+void lorac_encoder_backward(lorac_model *m, const int *ids);
+
+/* decoder.c: one layer's attention over the rows of the last forward
+ * (padded: op_attention_*, masked; packed: op_attention_packed_*), from
+ * the q, k, v views of s->qkv into s->atty and s->lse; backward into the
+ * views dv of the gradient buffer. */
+void lorac_layer_attention_fwd(lorac_model *m, lorac_layer_acts *s, int causal);
+void lorac_layer_attention_bwd(lorac_model *m, lorac_layer_acts *s, float *d_qkv, const float *d_atty, int causal);
 
 /* weights.c, shared with quantize.c */
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w);            /* bind one weight to the checkpoint */

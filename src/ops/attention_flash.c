@@ -82,6 +82,7 @@ typedef struct {
     const float *q, *k, *v;
     size_t ldq, ldk, ldv, ldo; /* ldo: row stride of out / dout, Hq D */
     const uint8_t *keymask;
+    const int *offs; /* packed sequences: sequence b is rows offs[b] .. offs[b+1]-1; NULL: B x T padded */
     int T, Hq, D, group, causal;
     float scale;
 } att_args;
@@ -91,9 +92,26 @@ typedef struct {
     const float *dout, *out, *lse;
 } att_grads;
 
-/* Offset of head h of token t of sequence b in a [B, T, H, D] tensor of row stride ld. */
+/* Where sequence b starts (its first row) and how many rows it has: b * T
+ * and T for a padded [B, T] batch, offs[b] and offs[b+1] - offs[b] for
+ * packed sequences. */
+static inline size_t att_row0(const att_args *a, int b) { return a->offs ? (size_t)a->offs[b] : (size_t)b * a->T; }
+static inline int att_len(const att_args *a, int b) { return a->offs ? a->offs[b + 1] - a->offs[b] : a->T; }
+
+/* Offset of head h of token t of sequence b in a [rows, H, D] tensor of row stride ld. */
 static inline size_t att_at(const att_args *a, size_t ld, int b, int t, int h) {
-    return ((size_t)b * a->T + t) * ld + (size_t)h * a->D;
+    return (att_row0(a, b) + t) * ld + (size_t)h * a->D;
+}
+
+/* The saved log-sum-exps of query head h of sequence b: [Hq, len] per
+ * sequence, sequences one after the other (for a padded batch: [B, Hq, T]). */
+static inline size_t att_lse_at(const att_args *a, int b, int h) {
+    return att_row0(a, b) * a->Hq + (size_t)h * att_len(a, b);
+}
+
+/* The key mask of sequence b from key j0 on (NULL: every key is real). */
+static inline const uint8_t *att_mask(const att_args *a, int b, int j0) {
+    return a->keymask ? a->keymask + att_row0(a, b) + j0 : NULL;
 }
 
 /* Whether the mask lets any of the n keys of a block through. */
@@ -206,36 +224,73 @@ const char *op_attention_isa_name(void) { return att_flavour(g_att_isa)->name; }
 /* ---- entry points (ops.h) ------------------------------------------------ */
 
 static att_args att_make(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                         const uint8_t *keymask, int T, int Hq, int Hkv, int D, int causal) {
+                         const uint8_t *keymask, const int *offs, int T, int Hq, int Hkv, int D, int causal) {
     LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0);
-    att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, keymask, T, Hq, D, Hq / Hkv, causal,
-                  (float)(1.0 / sqrt((double)D))};
+    att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, keymask, offs, T, Hq, D, Hq / Hkv,
+                  causal, (float)(1.0 / sqrt((double)D))};
     return a;
 }
 
-void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
-                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, T, Hq, Hkv, D, causal);
+/* Forward over B sequences of at most T rows (a padded batch, or packed
+ * ones through a.offs). */
+static void att_fwd_run(const att_args *a, float *out, float *lse, int B) {
+    const int T = a->T, Hq = a->Hq;
     const att_kernels *K = att_flavour(g_att_isa);
     const int nqb = (T + BLK - 1) / BLK;
     const long ntask = (long)B * Hq * nqb;
     /* Tasks heaviest first (under a causal mask, the last query blocks see
-       the most keys); each writes its own rows of out and lse. */
-#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * D >= ATT_PAR_MIN)
+       the most keys); each writes its own rows of out and lse. A packed
+       sequence shorter than T has no task for its missing blocks (fwd
+       returns at once). */
+#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * a->D >= ATT_PAR_MIN)
     for (long t = 0; t < ntask; t++) {
         const long bh = t % ((long)B * Hq);
         const int qb = nqb - 1 - (int)(t / ((long)B * Hq));
-        K->fwd(&a, out, lse, (int)(bh / Hq), (int)(bh % Hq), qb * BLK);
+        K->fwd(a, out, lse, (int)(bh / Hq), (int)(bh % Hq), qb * BLK);
     }
+}
+
+static void att_bwd_run(const att_args *a, const att_grads *g, int B, int Hkv) {
+    if (!g->dq && !g->dk && !g->dv) return;
+    const att_kernels *K = att_flavour(g_att_isa);
+#pragma omp parallel for schedule(dynamic) if ((double)B * a->Hq * a->T * a->T * a->D >= ATT_PAR_MIN)
+    for (long t = 0; t < (long)B * Hkv; t++) K->bwd(a, g, (int)(t / Hkv), (int)(t % Hkv));
+}
+
+void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, NULL, T, Hq, Hkv, D, causal);
+    att_fwd_run(&a, out, lse, B);
 }
 
 void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                       const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                       const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
-    if (!dq && !dk && !dv) return;
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, T, Hq, Hkv, D, causal);
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, NULL, T, Hq, Hkv, D, causal);
     const att_grads g = {dq, dk, dv, dout, out, lse};
-    const att_kernels *K = att_flavour(g_att_isa);
-#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * D >= ATT_PAR_MIN)
-    for (long t = 0; t < (long)B * Hkv; t++) K->bwd(&a, &g, (int)(t / Hkv), (int)(t % Hkv));
+    att_bwd_run(&a, &g, B, Hkv);
+}
+
+/* The longest of B packed sequences. */
+static int packed_max_len(const int *offs, int B) {
+    int T = 0;
+    for (int b = 0; b < B; b++) {
+        LORAC_ASSERT(offs[b + 1] >= offs[b]);
+        if (offs[b + 1] - offs[b] > T) T = offs[b + 1] - offs[b];
+    }
+    return T;
+}
+
+void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                             int ldv, const int *offs, int B, int Hq, int Hkv, int D, int causal) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, NULL, offs, packed_max_len(offs, B), Hq, Hkv, D, causal);
+    att_fwd_run(&a, out, lse, B);
+}
+
+void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                             const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                             const int *offs, int B, int Hq, int Hkv, int D, int causal) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, NULL, offs, packed_max_len(offs, B), Hq, Hkv, D, causal);
+    const att_grads g = {dq, dk, dv, dout, out, lse};
+    att_bwd_run(&a, &g, B, Hkv);
 }

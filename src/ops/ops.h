@@ -116,6 +116,17 @@ void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const flo
 void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                       const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                       const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
+/* The same over B packed sequences, laid end to end with no padding: the
+ * rows of sequence b are offs[b] .. offs[b+1]-1 of q, k, v and out (so the
+ * attention is block-diagonal: a query sees only keys of its own sequence,
+ * and under causal only those at or before it). lse is [Hq, len_b] per
+ * sequence, at lse + Hq * offs[b]: Hq * offs[B] floats in all. Each result
+ * equals op_attention_fwd / _bwd on that sequence alone. */
+void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                             int ldv, const int *offs, int B, int Hq, int Hkv, int D, int causal);
+void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                             const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                             const int *offs, int B, int Hq, int Hkv, int D, int causal);
 /* The SIMD flavour of the attention kernels: AUTO (the default) is the best
  * this CPU runs, at most the level LORAC_ISA allows (ops/isa.h). Forcing one
  * is for tests; returns 0, changing nothing, when this build or CPU cannot

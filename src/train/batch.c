@@ -100,6 +100,7 @@ void lorac_batch_free(lorac_batch *b) {
     free(b->mask);
     free(b->targets);
     free(b->labels);
+    free(b->offs);
     memset(b, 0, sizeof *b);
 }
 
@@ -112,6 +113,36 @@ int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task) {
     return len - 1 - masked;
 }
 
+/* Room for `rows` token rows and `count` examples. */
+static lorac_status batch_reserve(lorac_batch *b, int rows, int count) {
+    if (rows <= b->cap && count <= b->capB) return LORAC_OK;
+    lorac_batch_free(b);
+    LORAC_TRY(lorac_alloc((void **)&b->ids, (size_t)rows, sizeof(int), "batch"));
+    LORAC_TRY(lorac_alloc((void **)&b->mask, (size_t)rows, 1, "batch"));
+    LORAC_TRY(lorac_alloc((void **)&b->targets, (size_t)rows, sizeof(int), "batch"));
+    LORAC_TRY(lorac_alloc((void **)&b->labels, (size_t)count, sizeof(int), "batch"));
+    LORAC_TRY(lorac_alloc((void **)&b->offs, (size_t)count + 1, sizeof(int), "batch"));
+    b->cap = rows;
+    b->capB = count;
+    return LORAC_OK;
+}
+
+/* Example ex of t into rows ids / targets / mask [0 .. T): its tokens, then
+ * padding up to T. Position j predicts token j+1; prompt tokens (instruction
+ * data) predict nothing, nor does the last token or any padding. */
+static void example_rows(const lorac_tokenized *t, int ex, lorac_task task, int T, int *ids, int *targets,
+                         uint8_t *mask) {
+    const int len = t->len[ex];
+    const int *src = t->ids[ex];
+    for (int j = 0; j < T; j++) {
+        ids[j] = j < len ? src[j] : t->pad_id;
+        mask[j] = j < len;
+        int tgt = j + 1 < len ? src[j + 1] : -1;
+        if (task == LORAC_TASK_INSTRUCT && j + 1 < t->n_prompt[ex]) tgt = -1;
+        targets[j] = tgt;
+    }
+}
+
 lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
                               lorac_task task) {
     int T = 1;
@@ -119,31 +150,41 @@ lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const in
         int l = t->len[order[start + i]];
         if (l > T) T = l;
     }
-    const int need = count * T;
-    if (need > b->cap || count > b->capB) {
-        lorac_batch_free(b);
-        LORAC_TRY(lorac_alloc((void **)&b->ids, (size_t)need, sizeof(int), "batch"));
-        LORAC_TRY(lorac_alloc((void **)&b->mask, (size_t)need, 1, "batch"));
-        LORAC_TRY(lorac_alloc((void **)&b->targets, (size_t)need, sizeof(int), "batch"));
-        LORAC_TRY(lorac_alloc((void **)&b->labels, (size_t)count, sizeof(int), "batch"));
-        b->cap = need;
-        b->capB = count;
-    }
+    LORAC_TRY(batch_reserve(b, count * T, count));
     b->B = count;
     b->T = T;
+    b->N = count * T;
+    b->packed = 0;
     for (int i = 0; i < count; i++) {
-        const int ex = order[start + i], len = t->len[ex];
-        const int *ids = t->ids[ex];
-        for (int j = 0; j < T; j++) {
-            const int k = i * T + j;
-            b->ids[k] = j < len ? ids[j] : t->pad_id;
-            b->mask[k] = j < len;
-            /* position j predicts token j+1; prompt tokens are not predicted */
-            int tgt = j + 1 < len ? ids[j + 1] : -1;
-            if (task == LORAC_TASK_INSTRUCT && j + 1 < t->n_prompt[ex]) tgt = -1;
-            b->targets[k] = tgt;
-        }
+        const int ex = order[start + i];
+        example_rows(t, ex, task, T, b->ids + (size_t)i * T, b->targets + (size_t)i * T, b->mask + (size_t)i * T);
         b->labels[i] = t->label[ex];
+        b->offs[i] = i * T;
+    }
+    b->offs[count] = count * T;
+    return LORAC_OK;
+}
+
+lorac_status lorac_batch_make_packed(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
+                                     lorac_task task) {
+    int N = 0, T = 1;
+    for (int i = 0; i < count; i++) {
+        const int l = t->len[order[start + i]] > 0 ? t->len[order[start + i]] : 1;
+        N += l;
+        if (l > T) T = l;
+    }
+    LORAC_TRY(batch_reserve(b, N, count));
+    b->B = count;
+    b->T = T;
+    b->N = N;
+    b->packed = 1;
+    b->offs[0] = 0;
+    for (int i = 0; i < count; i++) {
+        const int ex = order[start + i], r = b->offs[i];
+        const int l = t->len[ex] > 0 ? t->len[ex] : 1;
+        example_rows(t, ex, task, l, b->ids + r, b->targets + r, b->mask + r);
+        b->labels[i] = t->label[ex];
+        b->offs[i + 1] = r + l;
     }
     return LORAC_OK;
 }

@@ -4,9 +4,10 @@
  * A tokenized set holds one id sequence per example (truncated to max_len,
  * with the count of truncated examples kept for reporting), its class label
  * (classification) and, for instruction data, the number of prompt tokens
- * whose targets are masked out of the loss. Batches are right-padded to the
- * longest sequence in the batch (padding never changes a causal model's
- * output for the real tokens). */
+ * whose targets are masked out of the loss. Batches are either right-padded
+ * to the longest sequence in the batch (padding never changes a causal
+ * model's output for the real tokens) or packed end to end without padding,
+ * which computes the same thing for less (see lorac_batch). */
 #ifndef LORAC_TRAIN_BATCH_H
 #define LORAC_TRAIN_BATCH_H
 
@@ -39,13 +40,23 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
                                     lorac_tokenized *out);
 void lorac_tokenized_free(lorac_tokenized *t);
 
+/* A batch of B examples, in one of two layouts:
+ *   padded (lorac_batch_make): B rows of T tokens, each example followed by
+ *     pad tokens up to the longest (mask 0 there); N = B*T;
+ *   packed (lorac_batch_make_packed): the examples end to end in one stream
+ *     of N = offs[B] tokens, example i at offs[i] .. offs[i+1]-1; no padding,
+ *     mask unused (lorac_model_forward_packed).
+ * ids and targets have N entries either way. */
 typedef struct lorac_batch {
-    int B, T;          /* rows, padded length */
-    int *ids;          /* [B*T] */
-    uint8_t *mask;     /* [B*T] 1 = real token */
-    int *targets;      /* [B*T] next-token targets (LM), -1 = ignored */
+    int B, T;          /* examples; padded length (packed: the longest example) */
+    int N;             /* token rows: B*T padded, offs[B] packed */
+    int packed;
+    int *ids;          /* [N] */
+    uint8_t *mask;     /* [N] 1 = real token (padded only) */
+    int *targets;      /* [N] next-token targets (LM), -1 = ignored */
     int *labels;       /* [B] class ids (CLS) */
-    int cap;           /* allocated B*T */
+    int *offs;         /* [B+1] first row of each example (packed only) */
+    int cap;           /* allocated rows */
     int capB;
 } lorac_batch;
 
@@ -57,6 +68,12 @@ int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task);
 /* Fill `b` with examples order[start .. start+count) of t. */
 lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
                               lorac_task task);
+/* The same examples packed (see lorac_batch): the loss terms, and so the
+ * loss and its gradients, are those of the padded batch; the rows are only
+ * the real tokens. An example of no token (an empty text without BOS / EOS)
+ * gets one pad token that predicts nothing, so every sequence has a row. */
+lorac_status lorac_batch_make_packed(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
+                                     lorac_task task);
 void lorac_batch_free(lorac_batch *b);
 
 #endif

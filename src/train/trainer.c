@@ -42,7 +42,10 @@ static lorac_fwd_mode mode_of(lorac_task t) { return t == LORAC_TASK_CLS ? LORAC
  * buffer for backward. correct (CLS) counts right predictions. */
 static lorac_status batch_loss(lorac_model *m, const lorac_batch *b, lorac_task task, float grad_scale_per_term,
                                int want_grad, double *sum, int *count, int *correct, int *pred) {
-    LORAC_TRY(lorac_model_forward(m, b->ids, b->mask, b->B, b->T, mode_of(task)));
+    if (b->packed)
+        LORAC_TRY(lorac_model_forward_packed(m, b->ids, b->offs, b->B, mode_of(task)));
+    else
+        LORAC_TRY(lorac_model_forward(m, b->ids, b->mask, b->B, b->T, mode_of(task)));
     if (task == LORAC_TASK_CLS) {
         const int nc = m->n_classes;
         int ok = 0;
@@ -60,8 +63,7 @@ static lorac_status batch_loss(lorac_model *m, const lorac_batch *b, lorac_task 
         *sum = op_xent(want_grad ? m->acts.cls_logits : NULL, m->acts.cls_logits, b->labels, b->B, nc,
                        grad_scale_per_term, count);
     } else {
-        const int N = b->B * b->T;
-        *sum = op_xent(want_grad ? m->acts.logits : NULL, m->acts.logits, b->targets, N, m->cfg.vocab,
+        *sum = op_xent(want_grad ? m->acts.logits : NULL, m->acts.logits, b->targets, b->N, m->cfg.vocab,
                        grad_scale_per_term, count);
     }
     return LORAC_OK;
@@ -81,20 +83,25 @@ static int global_terms(const lorac_tokenized *t, const int *order, int start, i
  * lorac_dist_balance (about equal padded tokens each, so no rank waits long
  * for another); every rank computes the same shares from its own copy of
  * the data. mine[0 .. *n_mine) gets this rank's examples in batch order;
- * real / padded add the whole batch's tokens as the ranks compute them.
+ * real / padded add the whole batch's tokens as the ranks compute them
+ * (packed batches compute only the real ones). The shares' cost is the
+ * padded one either way: for packed batches it bounds each rank's tokens.
  * scratch holds 2 x count ints. */
 static void batch_share(const lorac_tokenized *t, const int *order, int start, int count, int rank, int nranks,
-                        int *scratch, int *mine, int *n_mine, int64_t *real, int64_t *padded) {
+                        int packed, int *scratch, int *mine, int *n_mine, int64_t *real, int64_t *padded) {
     int *len = scratch, *rank_of = scratch + count, T = 1;
+    int64_t tokens = 0;
     for (int i = 0; i < count; i++) {
         len[i] = t->len[order[start + i]];
-        *real += len[i];
+        tokens += len[i];
         if (len[i] > T) T = len[i];
     }
+    *real += tokens;
+    if (packed) *padded += tokens;
     if (nranks == 1) {
         memcpy(mine, order + start, sizeof(int) * (size_t)count);
         *n_mine = count;
-        *padded += (int64_t)count * T;
+        if (!packed) *padded += (int64_t)count * T;
         return;
     }
     lorac_dist_balance(len, count, nranks, rank_of);
@@ -107,7 +114,7 @@ static void batch_share(const lorac_tokenized *t, const int *order, int start, i
                 if (len[i] > Tr) Tr = len[i];
                 if (r == rank) mine[(*n_mine)++] = order[start + i];
             }
-        *padded += (int64_t)n * Tr;
+        if (!packed) *padded += (int64_t)n * Tr;
     }
 }
 
@@ -149,7 +156,7 @@ lorac_status lorac_evaluate_dist(lorac_model *m, const lorac_tokenized *d, lorac
     for (int s = rank * batch_size; s < d->n && st == LORAC_OK; s += nranks * batch_size) {
         int cnt = d->n - s < batch_size ? d->n - s : batch_size, k = 0, ok = 0;
         double sum = 0;
-        st = lorac_batch_make(&b, d, order, s, cnt, task);
+        st = lorac_batch_make_packed(&b, d, order, s, cnt, task);
         if (st == LORAC_OK) st = batch_loss(m, &b, task, 0, 0, &sum, &k, &ok, NULL);
         tot[0] += sum;
         tot[1] += k;
@@ -181,7 +188,7 @@ lorac_status lorac_predict(lorac_model *m, const lorac_tokenized *d, int batch_s
     for (int s = 0; s < d->n && st == LORAC_OK; s += batch_size) {
         int cnt = d->n - s < batch_size ? d->n - s : batch_size, k;
         double sum;
-        st = lorac_batch_make(&b, d, order, s, cnt, LORAC_TASK_CLS);
+        st = lorac_batch_make_packed(&b, d, order, s, cnt, LORAC_TASK_CLS);
         for (int i = 0; i < cnt; i++) b.labels[i] = 0; /* unknown labels: loss is ignored */
         if (st == LORAC_OK) st = batch_loss(m, &b, LORAC_TASK_CLS, 0, 0, &sum, &k, NULL, out + s);
     }
@@ -444,11 +451,13 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             /* the global batch; this rank runs its share of it */
             int cnt = train->n < bs ? train->n : bs, n_mine = 0;
             int64_t real = 0, padded = 0;
-            batch_share(train, order, bi * bs, cnt, rank, nranks, share + cnt, share, &n_mine, &real, &padded);
+            batch_share(train, order, bi * bs, cnt, rank, nranks, !o->padded, share + cnt, share, &n_mine, &real,
+                        &padded);
             int terms = global_terms(train, order, bi * bs, cnt, o->task), k = 0;
             double sum = 0;
             if (terms == 0) continue;
-            st = lorac_batch_make(&b, train, share, 0, n_mine, o->task);
+            st = o->padded ? lorac_batch_make(&b, train, share, 0, n_mine, o->task)
+                           : lorac_batch_make_packed(&b, train, share, 0, n_mine, o->task);
             if (st != LORAC_OK) break;
             st = batch_loss(m, &b, o->task, 1.0f / (float)terms / (float)o->grad_accum, 1, &sum, &k, NULL, NULL);
             if (st == LORAC_OK) st = lorac_dist_sum_f64(o->dist, &sum, 1, "the loss sum"); /* every rank decides alike */
@@ -464,7 +473,10 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 step_loss = 0;
                 continue;
             }
-            lorac_model_backward(m, b.ids, b.B, b.T, mode_of(o->task));
+            if (b.packed)
+                lorac_model_backward_packed(m, b.ids, mode_of(o->task));
+            else
+                lorac_model_backward(m, b.ids, b.B, b.T, mode_of(o->task));
             res->tokens += real;
             res->padded_tokens += padded;
             step_loss += loss / o->grad_accum;

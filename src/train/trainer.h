@@ -37,6 +37,8 @@ typedef struct lorac_train_opts {
     uint64_t seed;          /* data order (and dropout) */
     int eval_every;         /* optimizer steps between evaluations; 0 = once per epoch */
     int skip_nonfinite;     /* 1: skip a step whose loss/grad is NaN/Inf instead of stopping */
+    int padded;             /* 1: train on padded batches (lorac_batch_make) instead of packed ones: the same
+                               loss and gradients for more work; for comparisons. Evaluation always packs. */
     const char *metrics_path; /* JSONL file (appended), or NULL */
     lorac_progress_fn progress;
     void *progress_ctx;

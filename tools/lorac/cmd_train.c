@@ -30,6 +30,8 @@ const cli_opt cli_train_opts[] = {
     {"clip", "X", "clip the global gradient norm to X (default off)"},
     {"eval-every", "N", "evaluate every N steps (default: each epoch)"},
     {"skip-nonfinite", NULL, "skip a step whose loss or gradient is NaN/Inf instead of stopping"},
+    {"padded-batches", NULL, "pad each batch to its longest example instead of packing the examples end to end"
+                             " (same loss and gradients, more work; for comparisons)"},
     {"seed", "N", "seed for data order, splits, LoRA init and dropout (default 123)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {"gradient-checkpointing", NULL, "keep only each layer's input and recompute the rest in backward: ~1/layers of"
@@ -155,6 +157,7 @@ int cmd_train(int argc, char **argv) {
     o.clip = (float)cli_num(&a, "clip", 0, 0, 1e9);
     o.eval_every = cli_int(&a, "eval-every", 0, 0, 1 << 30);
     o.skip_nonfinite = cli_has(&a, "skip-nonfinite");
+    o.padded = cli_has(&a, "padded-batches");
     o.seed = cli_u64(&a, "seed", 123);
     o.progress = cli_progress;
     int splits_wanted[3];
@@ -273,8 +276,12 @@ int cmd_train(int argc, char **argv) {
     cli_check("train", tst);
     if (r.resumed_step) fprintf(stderr, "resumed at step %d of %s\n", r.resumed_step, ckpt);
     if (r.checkpoint[0]) fprintf(stderr, "last checkpoint: %s\n", r.checkpoint);
-    fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n", r.steps,
-            r.seconds, r.tokens_per_s, r.seconds > 0 ? r.padded_tokens / r.seconds : 0.0, r.final_loss);
+    if (o.padded)
+        fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n",
+                r.steps, r.seconds, r.tokens_per_s, r.seconds > 0 ? r.padded_tokens / r.seconds : 0.0, r.final_loss);
+    else
+        fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (packed batches, no padding), last-epoch loss %.4f\n",
+                r.steps, r.seconds, r.tokens_per_s, r.final_loss);
     const int ranks = lorac_dist_size(cli_dist);
     const double step_bytes = r.steps > r.resumed_step ? (double)ds.bytes / (r.steps - r.resumed_step) : 0;
     if (ranks > 1)

@@ -49,17 +49,17 @@ void ggml_k4_pack_scale_min(const uint8_t ls[8], const uint8_t lm[8], uint8_t s[
     }
 }
 
-static uint32_t u32_at(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-
 /* ---- 32-element blocks: nibbles (+ a fifth bit) ---- */
 
 /* the 32 stored values of a nibble block: qs[16] nibbles, plus bit e of qh (if qh5) as 16 */
 static void nibbles_decode(const uint8_t *qs, const uint8_t *qh5, uint8_t q[32]) {
-    const uint32_t qh = qh5 ? u32_at(qh5) : 0;
     for (int j = 0; j < 16; j++) {
-        q[j] = (uint8_t)((qs[j] & 0x0F) | ((qh >> j) & 1) << 4);
-        q[j + 16] = (uint8_t)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+        q[j] = qs[j] & 0x0F;
+        q[j + 16] = qs[j] >> 4;
     }
+    if (qh5) /* bit e of the little-endian u32 is bit e % 8 of byte e / 8 */
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < 8; k++) q[8 * i + k] |= (uint8_t)(((qh5[i] >> k) & 1) << 4);
 }
 
 static void nibbles_encode(const uint8_t q[32], uint8_t *qs, uint8_t *qh5) {
@@ -76,7 +76,9 @@ static void nibbles_encode(const uint8_t q[32], uint8_t *qs, uint8_t *qh5) {
 
 /* bits 2s..2s+1 of qs[32h + l] for e = 128h + 32s + l (Q2_K, Q3_K) */
 static void crumbs_decode(const uint8_t *qs, uint8_t q[256]) {
-    for (int e = 0; e < 256; e++) q[e] = (qs[32 * (e / 128) + e % 32] >> (2 * (e / 32 % 4))) & 3;
+    for (int h = 0; h < 2; h++) /* nested loops with constant shifts: the compiler vectorises them */
+        for (int s = 0; s < 4; s++)
+            for (int l = 0; l < 32; l++) q[128 * h + 32 * s + l] = (qs[32 * h + l] >> (2 * s)) & 3;
 }
 
 static void crumbs_encode(const uint8_t q[256], uint8_t *qs) {
@@ -86,7 +88,8 @@ static void crumbs_encode(const uint8_t q[256], uint8_t *qs) {
 
 /* bit `bit` of every q (e in 0..255) <-> bit e / 32 of plane[e % 32] (Q3_K's hmask, Q5_K's qh) */
 static void plane_decode(const uint8_t *plane, int bit, uint8_t q[256]) {
-    for (int e = 0; e < 256; e++) q[e] |= (uint8_t)(((plane[e % 32] >> (e / 32)) & 1) << bit);
+    for (int i = 0; i < 8; i++)
+        for (int l = 0; l < 32; l++) q[32 * i + l] |= (uint8_t)(((plane[l] >> i) & 1) << bit);
 }
 
 static void plane_encode(const uint8_t q[256], int bit, uint8_t *plane) {
@@ -96,7 +99,11 @@ static void plane_encode(const uint8_t q[256], int bit, uint8_t *plane) {
 
 /* nibble k of qs[32c + l] for e = 64c + 32k + l (Q5_K's low 4 bits, as Q4_K's) */
 static void k4_nibbles_decode(const uint8_t *qs, uint8_t q[256]) {
-    for (int e = 0; e < 256; e++) q[e] = (qs[32 * (e / 64) + e % 32] >> (4 * (e / 32 % 2))) & 0x0F;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = qs[32 * c + l] & 0x0F;
+            q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+        }
 }
 
 static void k4_nibbles_encode(const uint8_t q[256], uint8_t *qs) {

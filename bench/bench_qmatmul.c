@@ -13,8 +13,10 @@
  * backward to the inputs dx[N,in] += dy W: sgemm on the fp32 weight, then
  * the tiled kernel on each format (F32 = the same kernel without any
  * dequantization, then NF4 with double quantization and the GGML block
- * formats on random blocks; "n/a" where `in` is not a whole number of the
- * format's blocks, e.g. K-quants on SmolLM2's 576). Figures are GFLOP/s (2*N*in*out per call),
+ * formats on random blocks: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, then the grouped
+ * ones, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS; "n/a" where `in` is not
+ * a whole number of the format's blocks, e.g. K-quants on SmolLM2's 576).
+ * The CPU's model and SIMD flags come first. Figures are GFLOP/s (2*N*in*out per call),
  * the median of `runs` timed calls after one warm-up; "%" is the share of
  * that shape's sgemm. Threads: OMP_NUM_THREADS (both BLAS and ours; the
  * CMake build links the OpenMP OpenBLAS). Never fails on time. */
@@ -30,6 +32,8 @@
 #include "core/util.h"
 #include "quant/qmatmul.h"
 #include "quant/qmatmul_impl.h"
+
+#include "bench_cpu.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -54,11 +58,14 @@ static uint8_t *random_blocks(lorac_qformat f, int64_t rows, int64_t cols, size_
     const size_t bb = qmm_block_bytes(f), nb = (size_t)(rows * (cols / lorac_qformat_row_block(f)));
     uint8_t *p = malloc(nb * bb);
     for (size_t i = 0; i < nb * bb; i++) p[i] = (uint8_t)lorac_rng_u64(&g_rng);
-    const int at = f == LORAC_QF_Q6_K ? 208 : 0; /* the main f16 scale; a finite value */
+    /* the f16 scale (and min) fields get a finite value */
+    const int at = f == LORAC_QF_Q6_K ? 208 : f == LORAC_QF_Q3_K ? 108 : f == LORAC_QF_Q2_K ? 80 : 0;
+    const int has_min = f == LORAC_QF_Q4_1 || f == LORAC_QF_Q4_K || f == LORAC_QF_Q5_1 || f == LORAC_QF_Q5_K ||
+                        f == LORAC_QF_Q2_K;
     for (size_t b = 0; b < nb; b++) {
         const uint16_t h = lorac_f32_to_f16(0.01f);
         p[b * bb + at] = (uint8_t)(h & 0xFF), p[b * bb + at + 1] = (uint8_t)(h >> 8);
-        if (f == LORAC_QF_Q4_1 || f == LORAC_QF_Q4_K) p[b * bb + 2] = p[b * bb], p[b * bb + 3] = p[b * bb + 1];
+        if (has_min) p[b * bb + at + 2] = p[b * bb + at], p[b * bb + at + 3] = p[b * bb + at + 1];
     }
     *nbytes = nb * bb;
     return p;
@@ -138,8 +145,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     lorac_rng_seed(&g_rng, 7);
-    static const lorac_qformat fmts[] = {LORAC_QF_F32,  LORAC_QF_NF4,  LORAC_QF_Q4_0, LORAC_QF_Q4_1,
-                                         LORAC_QF_Q8_0, LORAC_QF_Q4_K, LORAC_QF_Q6_K};
+    print_cpu();
+    static const lorac_qformat fmts[] = {LORAC_QF_F32,  LORAC_QF_NF4,  LORAC_QF_Q4_0,   LORAC_QF_Q4_1, LORAC_QF_Q8_0,
+                                         LORAC_QF_Q4_K, LORAC_QF_Q6_K, LORAC_QF_Q5_0,   LORAC_QF_Q5_1, LORAC_QF_IQ4_NL,
+                                         LORAC_QF_Q2_K, LORAC_QF_Q3_K, LORAC_QF_Q5_K,   LORAC_QF_IQ4_XS};
     const int nf = (int)(sizeof fmts / sizeof fmts[0]);
     printf("bench_qmatmul: N = %d rows, median of %d runs, %d threads, kernels: %s, %s time\n", N, runs,
            omp_get_max_threads(), lorac_qisa_name(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa),
@@ -150,8 +159,8 @@ int main(int argc, char **argv) {
     printf("\n|---------|--------------|-----|------:|");
     for (int f = 0; f < nf; f++) printf("------------:|");
     printf("\n");
-    double sum_pct[2][8] = {{0}};
-    int cnt[2][8] = {{0}};
+    double sum_pct[2][16] = {{0}};
+    int cnt[2][16] = {{0}};
     const int nshapes = (int)(sizeof g_shapes / sizeof g_shapes[0]);
     for (int s = 0; s < nshapes; s++) {
         const shape *sh = &g_shapes[s];
@@ -162,9 +171,9 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < nw; i++) W[i] = lorac_rng_normal(&g_rng) * 0.02f;
         for (size_t i = 0; i < (size_t)N * sh->in; i++) x[i] = lorac_rng_normal(&g_rng);
         for (size_t i = 0; i < (size_t)N * sh->out; i++) dy[i] = lorac_rng_normal(&g_rng);
-        lorac_qweight qw[8];
-        void *store[8] = {0};
-        int have[8] = {0};
+        lorac_qweight qw[16];
+        void *store[16] = {0};
+        int have[16] = {0};
         for (int f = 0; f < nf; f++) {
             lorac_status st;
             if (sh->in % lorac_qformat_row_block(fmts[f]) != 0) continue; /* e.g. K-quants need in % 256 == 0 */

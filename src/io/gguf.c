@@ -52,9 +52,16 @@ static int ggml_to_dtype(uint32_t t, lorac_dtype *out) {
     case 1: *out = LORAC_F16; return 1;
     case 2: *out = LORAC_Q4_0; return 1;
     case 3: *out = LORAC_Q4_1; return 1;
+    case 6: *out = LORAC_Q5_0; return 1;
+    case 7: *out = LORAC_Q5_1; return 1;
     case 8: *out = LORAC_Q8_0; return 1;
+    case 10: *out = LORAC_Q2_K; return 1;
+    case 11: *out = LORAC_Q3_K; return 1;
     case 12: *out = LORAC_Q4_K; return 1;
+    case 13: *out = LORAC_Q5_K; return 1;
     case 14: *out = LORAC_Q6_K; return 1;
+    case 20: *out = LORAC_IQ4_NL; return 1;
+    case 23: *out = LORAC_IQ4_XS; return 1;
     case 24: *out = LORAC_I8; return 1;
     case 25: *out = LORAC_I16; return 1;
     case 26: *out = LORAC_I32; return 1;
@@ -351,7 +358,8 @@ static lorac_status parse_info(cursor *c, lorac_tensor_desc *t, uint64_t *offset
     LORAC_TRY(rd(c, offset, 8));
     if (!ggml_to_dtype(type, &t->dtype))
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: tensor '%s' has ggml type %u (%s), which lorac cannot read; hint: "
-                          "lorac reads F32 F16 BF16 Q4_0 Q4_1 Q8_0 Q4_K Q6_K, re-quantize with llama-quantize",
+                          "lorac reads F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS, "
+                          "re-quantize with llama-quantize",
                           c->path, pn, type, ggml_type_name(type));
     const int bs = lorac_block_size(t->dtype);
     const uint64_t row = n_dims ? ne[0] : 1;

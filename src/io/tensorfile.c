@@ -16,7 +16,9 @@ const char *lorac_dtype_name(lorac_dtype t) {
         [LORAC_F32] = "F32",   [LORAC_F16] = "F16",   [LORAC_BF16] = "BF16", [LORAC_F64] = "F64",
         [LORAC_I8] = "I8",     [LORAC_U8] = "U8",     [LORAC_I16] = "I16",   [LORAC_I32] = "I32",
         [LORAC_I64] = "I64",   [LORAC_BOOL] = "BOOL", [LORAC_Q4_0] = "Q4_0", [LORAC_Q4_1] = "Q4_1",
-        [LORAC_Q8_0] = "Q8_0", [LORAC_Q4_K] = "Q4_K", [LORAC_Q6_K] = "Q6_K",
+        [LORAC_Q8_0] = "Q8_0", [LORAC_Q4_K] = "Q4_K", [LORAC_Q6_K] = "Q6_K", [LORAC_Q5_0] = "Q5_0",
+        [LORAC_Q5_1] = "Q5_1", [LORAC_Q2_K] = "Q2_K", [LORAC_Q3_K] = "Q3_K", [LORAC_Q5_K] = "Q5_K",
+        [LORAC_IQ4_NL] = "IQ4_NL", [LORAC_IQ4_XS] = "IQ4_XS",
     };
     return (unsigned)t < LORAC_DTYPE_COUNT ? names[t] : "invalid-dtype";
 }
@@ -43,13 +45,8 @@ lorac_status lorac_to_f32(float *dst, const void *src, lorac_dtype t, int64_t n)
             dst[i] = (float)v;
         }
         return LORAC_OK;
-    case LORAC_Q4_0:
-    case LORAC_Q4_1:
-    case LORAC_Q8_0:
-    case LORAC_Q4_K:
-    case LORAC_Q6_K:
-        return lorac_dequant_row(t, src, dst, n);
     default:
+        if (lorac_is_block_type(t)) return lorac_dequant_row(t, src, dst, n);
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "cannot convert %s tensor data to fp32 (only float and GGML block dtypes)",
                           lorac_dtype_name(t));
     }

@@ -26,6 +26,13 @@ typedef enum lorac_dtype {
     LORAC_Q8_0,
     LORAC_Q4_K,
     LORAC_Q6_K,
+    LORAC_Q5_0,
+    LORAC_Q5_1,
+    LORAC_Q2_K,
+    LORAC_Q3_K,
+    LORAC_Q5_K,
+    LORAC_IQ4_NL,
+    LORAC_IQ4_XS,
     LORAC_DTYPE_COUNT
 } lorac_dtype;
 

@@ -45,7 +45,7 @@ lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const 
  * quantized again, to NF4 (to_nf4: bitsandbytes' NF4 with double
  * quantization, the Linears of the blocks only, as bitsandbytes leaves heads
  * alone) or, for a model loaded from a GGUF file, to the format its tensor
- * has in that file (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, or F32 / F16 written as
+ * has in that file (any GGML block format lorac reads, or F32 / F16 written as
  * such; rows in the file's order), and compared with W':
  * the error re-quantizing introduces (the fp32 merge's is one float
  * rounding). A Linear with no tensor in the file (a classification head) is

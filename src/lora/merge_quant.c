@@ -35,8 +35,9 @@ static lorac_status target_tensor(const lorac_model *m, const lorac_linear *L, c
         return LORAC_OK; /* a module the file does not have (a classification head): the caller skips it */
     const lorac_dtype d = (*t)->dtype;
     if (!lorac_is_block_type(d) && d != LORAC_F32 && d != LORAC_F16)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: tensor '%s' is %s: lorac writes F32, F16, Q4_0, Q4_1, Q8_0, Q4_K and "
-                          "Q6_K; hint: merge without --requantize", m->path, gn, lorac_dtype_name(d));
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: tensor '%s' is %s: lorac writes F32, F16 and the GGML block formats "
+                          "Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS; hint: merge without "
+                          "--requantize", m->path, gn, lorac_dtype_name(d));
     if ((*t)->ndim != 2 || (*t)->shape[0] != L->out || (*t)->shape[1] != L->in)
         return lorac_fail(LORAC_ERR_SHAPE, "%s: tensor '%s' is not [%d, %d]", m->path, gn, L->out, L->in);
     return LORAC_OK;

@@ -172,7 +172,7 @@ void lorac_model_free(lorac_model *m);
 
 /* Quantize every block Linear of a loaded model to `fmt` (LORAC_QF_NF4:
  * bitsandbytes' NF4 with double quantization; LORAC_QF_BF16: rounded to
- * bfloat16, the "--base bf16" frozen base; LORAC_QF_Q4_0 .. Q6_K: GGML
+ * bfloat16, the "--base bf16" frozen base; LORAC_QF_Q4_0 .. IQ4_XS: GGML
  * blocks made by quant/ggml_blocks.h's quantizers, for rows that are a whole
  * number of blocks, else LORAC_ERR_SHAPE), from its fp32 values, freeing
  * each fp32 copy (or dropping each view) right after its Linear is done.
@@ -182,7 +182,7 @@ lorac_status lorac_model_quantize(lorac_model *m, lorac_qformat fmt);
 
 typedef enum lorac_qload {
     LORAC_QLOAD_NF4 = 0, /* NF4 from the fp32 values, whatever the file stores */
-    LORAC_QLOAD_KEEP,    /* GGUF: keep the file's own Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks as views into the mapping
+    LORAC_QLOAD_KEEP,    /* GGUF: keep the file's own GGML blocks (Q4_0 .. IQ4_XS) as views into the mapping
                             (llama q/k rows reordered into an owned copy); other tensors NF4 (q_fallback) */
     LORAC_QLOAD_EMBED_FP32 = 0x100, /* flag, OR'd into either: leave the token embedding in fp32 (as bitsandbytes
                                        does) instead of quantizing it like the Linears */

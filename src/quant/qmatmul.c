@@ -36,11 +36,15 @@ static const struct {
     [LORAC_QF_NF4] = {"NF4", LORAC_DTYPE_COUNT, 1},   [LORAC_QF_Q4_0] = {"Q4_0", LORAC_Q4_0, 32},
     [LORAC_QF_Q4_1] = {"Q4_1", LORAC_Q4_1, 32},       [LORAC_QF_Q8_0] = {"Q8_0", LORAC_Q8_0, 32},
     [LORAC_QF_Q4_K] = {"Q4_K", LORAC_Q4_K, 256},      [LORAC_QF_Q6_K] = {"Q6_K", LORAC_Q6_K, 256},
+    [LORAC_QF_Q5_0] = {"Q5_0", LORAC_Q5_0, 32},       [LORAC_QF_Q5_1] = {"Q5_1", LORAC_Q5_1, 32},
+    [LORAC_QF_Q2_K] = {"Q2_K", LORAC_Q2_K, 256},      [LORAC_QF_Q3_K] = {"Q3_K", LORAC_Q3_K, 256},
+    [LORAC_QF_Q5_K] = {"Q5_K", LORAC_Q5_K, 256},      [LORAC_QF_IQ4_NL] = {"IQ4_NL", LORAC_IQ4_NL, 32},
+    [LORAC_QF_IQ4_XS] = {"IQ4_XS", LORAC_IQ4_XS, 256},
     [LORAC_QF_BF16] = {"BF16", LORAC_DTYPE_COUNT, 1}, /* made from fp32 by lorac_qweight_from_f32_bf16 */
 };
 
 static int fmt_ok(lorac_qformat f) { return f > LORAC_QF_NONE && f < LORAC_QF_COUNT; }
-static int fmt_ggml(lorac_qformat f) { return f >= LORAC_QF_Q4_0 && f <= LORAC_QF_Q6_K; }
+static int fmt_ggml(lorac_qformat f) { return f >= LORAC_QF_Q4_0 && f <= LORAC_QF_IQ4_XS; }
 
 const char *lorac_qformat_name(lorac_qformat f) { return (unsigned)f < LORAC_QF_COUNT ? g_fmt[f].name : "?"; }
 
@@ -51,6 +55,8 @@ lorac_qformat lorac_qformat_of_dtype(lorac_dtype t) {
         if (f != LORAC_QF_NF4 && g_fmt[f].dtype == t) return (lorac_qformat)f;
     return LORAC_QF_NONE;
 }
+
+lorac_dtype qmm_dtype(lorac_qformat f) { return fmt_ggml(f) ? g_fmt[f].dtype : LORAC_DTYPE_COUNT; }
 
 size_t qmm_block_bytes(lorac_qformat f) {
     return fmt_ggml(f) ? lorac_block_bytes(g_fmt[f].dtype) : f == LORAC_QF_BF16 ? 2 : 4;
@@ -184,16 +190,6 @@ size_t lorac_qweight_nbytes(const lorac_qweight *w) {
 }
 
 /* ---- scalar dequantization ------------------------------------------------ */
-
-void qmm_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
-    }
-}
 
 /* NF4 elements [i, end) of the flattened matrix. */
 static void nf4_range_scalar(const lorac_nf4 *q, int64_t i, int64_t end, float *dst) {

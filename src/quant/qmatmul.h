@@ -41,8 +41,13 @@
  * bf16-rounded activations (documented tolerance in test_qmatmul.c).
  *
  * Shape rules: `in` (cols) must be a multiple of the format's block along a
- * row (Q4_0/Q4_1/Q8_0: 32; Q4_K/Q6_K: 256; NF4, F32: any, NF4 blocks run
- * along the flattened matrix). */
+ * row (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL: 32; Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/
+ * IQ4_XS: 256; NF4, F32: any, NF4 blocks run along the flattened matrix).
+ *
+ * The SIMD dequantizers of Q4_0, Q4_1, Q8_0, Q4_K, Q6_K and NF4 unpack their
+ * bits in vector registers. The grouped formats (Q5_0, Q5_1, Q2_K, Q3_K,
+ * Q5_K, IQ4_NL, IQ4_XS; quant/ggml_blocks_impl.h) unpack a block's bits to
+ * int8 levels in plain C, then scale them to fp32 in vector registers. */
 #ifndef LORAC_QUANT_QMATMUL_H
 #define LORAC_QUANT_QMATMUL_H
 
@@ -61,6 +66,13 @@ typedef enum lorac_qformat {
     LORAC_QF_Q8_0,
     LORAC_QF_Q4_K,
     LORAC_QF_Q6_K,
+    LORAC_QF_Q5_0,
+    LORAC_QF_Q5_1,
+    LORAC_QF_Q2_K,
+    LORAC_QF_Q3_K,
+    LORAC_QF_Q5_K,
+    LORAC_QF_IQ4_NL,
+    LORAC_QF_IQ4_XS,
     LORAC_QF_BF16, /* bfloat16 [rows, cols] (ops/gemm.h): the "--base bf16" frozen base */
     LORAC_QF_COUNT
 } lorac_qformat;
@@ -78,7 +90,7 @@ typedef struct lorac_qweight {
 } lorac_qweight;
 
 const char *lorac_qformat_name(lorac_qformat f);
-/* LORAC_F32 and LORAC_Q4_0 .. LORAC_Q6_K map to their format; others to NONE. */
+/* LORAC_F32 and the GGML block dtypes (LORAC_Q4_0 .. LORAC_IQ4_XS) map to their format; others to NONE. */
 lorac_qformat lorac_qformat_of_dtype(lorac_dtype t);
 /* Elements per block along a row that `cols` must be a multiple of (1 for F32 and NF4). */
 int lorac_qformat_row_block(lorac_qformat f);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "quant/ggml_blocks_impl.h"
 
 #define T256 __attribute__((target("avx2,fma,f16c")))
 
@@ -107,9 +108,9 @@ T256 static void dequant_q4_k(const uint8_t *b, int64_t nb, float *y) {
         const uint8_t *scales = b + 4, *q = b + 16;
         for (int c = 0; c < 4; c++, q += 32, y += 64) {
             uint8_t sc, mn;
-            qmm_q4k_scale_min(2 * c, scales, &sc, &mn);
+            ggml_k4_scale_min(2 * c, scales, &sc, &mn);
             const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(dmin * mn);
-            qmm_q4k_scale_min(2 * c + 1, scales, &sc, &mn);
+            ggml_k4_scale_min(2 * c + 1, scales, &sc, &mn);
             const __m256 d2 = _mm256_set1_ps(d * sc), m2 = _mm256_set1_ps(dmin * mn);
             for (int h = 0; h < 2; h++) {
                 const __m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * h));
@@ -159,6 +160,22 @@ T256 static void dequant_q6_k(const uint8_t *b, int64_t nb, float *y) {
     }
 }
 
+/* The grouped formats (ggml_blocks_impl.h): each block's bits unpacked to
+ * int8 levels in plain C, then a * v - c eight at a time. */
+T256 static void dequant_grouped(lorac_dtype t, const uint8_t *b, int64_t nb, float *y) {
+    const int bs = lorac_block_size(t);
+    const size_t bb = lorac_block_bytes(t);
+    ggml_groups q;
+    for (int64_t i = 0; i < nb; i++, b += bb, y += bs) {
+        ggml_groups_decode(t, b, &q);
+        for (int e = 0; e < bs; e += 8) {
+            const __m256 a = _mm256_set1_ps(q.a[e / q.g]), c = _mm256_set1_ps(q.c[e / q.g]);
+            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q.v + e))));
+            _mm256_storeu_ps(y + e, _mm256_sub_ps(_mm256_mul_ps(a, v), c));
+        }
+    }
+}
+
 T256 static void dequant(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
     if (w->fmt == LORAC_QF_NF4) {
         dequant_nf4(w, r, c0, c1, dst);
@@ -177,7 +194,12 @@ T256 static void dequant(const lorac_qweight *w, int64_t r, int64_t c0, int64_t 
     case LORAC_QF_Q8_0: dequant_q8_0(b, nb, dst); break;
     case LORAC_QF_Q4_K: dequant_q4_k(b, nb, dst); break;
     case LORAC_QF_Q6_K: dequant_q6_k(b, nb, dst); break;
-    default: qmm_dequant_scalar(w, r, c0, c1, dst); break;
+    default:
+        if (ggml_is_grouped(qmm_dtype(w->fmt)))
+            dequant_grouped(qmm_dtype(w->fmt), b, nb, dst);
+        else
+            qmm_dequant_scalar(w, r, c0, c1, dst);
+        break;
     }
 }
 

@@ -25,8 +25,8 @@ typedef struct lorac_qkern {
 
 /* Scalar pieces (qmatmul.c), also the fallbacks of the SIMD files. */
 void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst);
-/* Q4_K sub-block j's 6-bit scale and min (as ggml-quants.c get_scale_min_k4). */
-void qmm_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn);
+/* The GGML dtype of a block format (LORAC_DTYPE_COUNT for F32, NF4, BF16). */
+lorac_dtype qmm_dtype(lorac_qformat f);
 /* Start of row r's blocks for a GGML format, and the bytes per block. */
 const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r);
 size_t qmm_block_bytes(lorac_qformat f);

@@ -7,7 +7,8 @@
  *  b. no block Linear keeps fp32 values, quantized weights refuse to become
  *     trainable, and the trainable parameters are the LoRA matrices alone;
  *  c. three AdamW steps on a tiny batch lower the loss;
- *  d. GGUF files built here from the tiny fixtures, with Q8_0 blocks
+ *  d. GGUF files built here from the tiny fixtures, with Q8_0 blocks (and
+ *     again with Q5_0, Q5_1 and IQ4_NL blocks made by lorac_quant_row)
  *     (llama q/k rows in llama.cpp's interleaved order, GPT-2 matrices
  *     [out,in] as llama.cpp writes them) and F32 where a row is no whole
  *     number of blocks: kept blocks dequantize bit for bit to what the
@@ -25,6 +26,7 @@
 #include "lora/merge.h"
 #include "models/model.h"
 #include "ops/ops.h"
+#include "quant/ggml_blocks.h"
 #include "testutil.h"
 #include "train/optim.h"
 
@@ -290,7 +292,7 @@ static void test_nf4_fixture(const char *dir, lorac_bias_mode bias) {
     lorac_model_free(m);
 }
 
-/* ---- d. a GGUF with Q8_0 blocks, built from a tiny fixture ---------------- */
+/* ---- d. a GGUF with Q8_0 (Q5_0, Q5_1, IQ4_NL) blocks, built from a tiny fixture */
 
 static void q8_0_row(const float *x, int n, uint8_t *out) {
     for (int b = 0; b < n / 32; b++, x += 32, out += 34) {
@@ -345,11 +347,13 @@ static int patch_info(uint8_t *img, size_t len, const char *name, uint64_t ne0, 
 }
 
 /* Writes `src` as a llama.cpp-style GGUF: block Linears [out,in] (GPT-2's
- * Conv1D transposed, llama q/k rows interleaved), Q8_0 where a row is whole
- * blocks, F32 otherwise. lorac's writer only writes F32/F16, so a Q8_0
- * tensor goes in as an F32 placeholder of the same byte count whose info
- * (shape, type) is then patched. Returns the number of Q8_0 tensors. */
-static int write_q8_gguf(lorac_model *src, const char *path) {
+ * Conv1D transposed, llama q/k rows interleaved), in block type t (ggml type
+ * number gt: Q8_0 by this file's own q8_0_row, the others by
+ * lorac_quant_row) where a row is whole 32-value blocks, F32 otherwise.
+ * lorac's writer only writes F32/F16, so a block tensor goes in as an F32
+ * placeholder of the same byte count whose info (shape, type) is then
+ * patched. Returns the number of block tensors. */
+static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, uint32_t gt) {
     const lorac_config *c = &src->cfg;
     const char *arch = c->arch == LORAC_ARCH_GPT2 ? "gpt2" : "llama";
     lorac_gguf_writer *w = NULL;
@@ -398,10 +402,15 @@ static int write_q8_gguf(lorac_model *src, const char *path) {
             CHECK_OK(lorac_gguf_add_tensor(w, gn, g, 2, shape, LORAC_F32));
             continue;
         }
-        const size_t bytes = (size_t)out * (in / 32) * 34; /* a multiple of 8 for these shapes */
-        CHECK(bytes % 8 == 0, "%s: %zu bytes", gn, bytes);
+        const size_t row_bytes = (size_t)(in / 32) * lorac_block_bytes(t), bytes = (size_t)out * row_bytes;
+        CHECK(bytes % 8 == 0, "%s: %zu bytes", gn, bytes); /* a multiple of 8 for these shapes */
         uint8_t *qb = calloc(1, bytes + 8);
-        for (int r = 0; r < out; r++) q8_0_row(g + (size_t)r * in, in, qb + (size_t)r * (in / 32) * 34);
+        for (int r = 0; r < out; r++) {
+            if (t == LORAC_Q8_0)
+                q8_0_row(g + (size_t)r * in, in, qb + (size_t)r * row_bytes);
+            else
+                CHECK_OK(lorac_quant_row(t, g + (size_t)r * in, qb + (size_t)r * row_bytes, in));
+        }
         bufs[nb++] = (float *)qb;
         int64_t shape[2] = {2, (int64_t)(bytes / 8)};
         CHECK_OK(lorac_gguf_add_tensor(w, gn, (const float *)qb, 2, shape, LORAC_F32));
@@ -415,20 +424,20 @@ static int write_q8_gguf(lorac_model *src, const char *path) {
     char *img;
     size_t len;
     CHECK_OK(lorac_read_file(path, (size_t)1 << 28, &img, &len));
-    for (int i = 0; i < nq8; i++) CHECK(patch_info((uint8_t *)img, len, names[i], q8[i][0], q8[i][1], 8), "no info for %s", names[i]);
+    for (int i = 0; i < nq8; i++) CHECK(patch_info((uint8_t *)img, len, names[i], q8[i][0], q8[i][1], gt), "no info for %s", names[i]);
     CHECK_OK(lorac_write_atomic(path, img, len));
     free(img);
     return nq8;
 }
 
-static void test_q8_gguf(const char *dir) {
-    fprintf(stderr, "-- GGUF Q8_0 kept: %s\n", dir);
+static void test_block_gguf(const char *dir, lorac_dtype t, uint32_t gt) {
+    fprintf(stderr, "-- GGUF %s kept: %s\n", lorac_dtype_name(t), dir);
     lorac_model *src = NULL, *keep = NULL, *plain = NULL;
     CHECK_OK(lorac_model_load(test_src_path(dir), &src));
     if (!src) exit(1);
     char path[1200];
     snprintf(path, sizeof path, "%s/q8.gguf", test_tmpdir());
-    const int nq8 = write_q8_gguf(src, path);
+    const int nq8 = write_block_gguf(src, path, t, gt);
     CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP, &keep));
     CHECK_OK(lorac_model_load(path, &plain));
     if (!keep || !plain) exit(1);
@@ -441,7 +450,7 @@ static void test_q8_gguf(const char *dir) {
             nf4++;
             continue;
         }
-        kept += L->q->fmt == LORAC_QF_Q8_0;
+        kept += L->q->fmt == lorac_qformat_of_dtype(t);
         owned += L->q->owns;
         float *d = malloc(sizeof(float) * (size_t)L->in * L->out);
         CHECK_OK(lorac_qweight_dequantize(L->q, d));
@@ -458,18 +467,18 @@ static void test_q8_gguf(const char *dir) {
           keep->wte_q ? lorac_qformat_name(keep->wte_q->fmt) : "fp32");
     nf4 += keep->wte_q && keep->wte_q->fmt == LORAC_QF_NF4;
     CHECK(kept == nq8 && bad == 0 && owned == want_owned && nf4 == keep->q_fallback,
-          "kept %d of %d Q8_0 tensors (%d owned, want %d), %d NF4 / %d fallbacks, %d mismatches", kept, nq8, owned,
+          "kept %d of %d %s tensors (%d owned, want %d), %d NF4 / %d fallbacks, %d mismatches", kept, nq8, lorac_dtype_name(t), owned,
           want_owned, nf4, keep->q_fallback, bad);
     if (src->cfg.arch == LORAC_ARCH_LLAMA) /* down_proj rows hold 56 values: F32 in the file, NF4 here */
         CHECK(nf4 == src->cfg.n_layer + 1 && strstr(keep->q_note, "F32"), "%d NF4 fallbacks: %s", nf4, keep->q_note);
     const batch b = make_batch(2, 8, src->cfg.vocab);
     CHECK_OK(lorac_model_reserve(keep, b.B, b.T));
     CHECK_OK(lorac_model_reserve(plain, b.B, b.T));
-    /* the file itself is right: the ordinary loader's weights are the fixture's within Q8_0's rounding
+    /* (Q8_0) the file itself is right: the ordinary loader's weights are the fixture's within Q8_0's rounding
        (half a step, amax / 254, of their 32-value block, plus the scale's f16 rounding; a row or head order mix-up would be far off) */
     int far = 0;
     double worst = 0;
-    for (int i = 0; i < src->n_lin; i++) {
+    for (int i = 0; i < src->n_lin && t == LORAC_Q8_0; i++) {
         const lorac_linear *S = &src->lin[i], *P = &plain->lin[i];
         if (!is_block(src, S)) continue;
         for (int o = 0; o < S->out; o++)
@@ -552,8 +561,11 @@ static void test_smollm2(void) {
 int main(void) {
     test_nf4_fixture("tests/fixtures/models/tiny_llama", LORAC_BIAS_NONE);
     test_nf4_fixture("tests/fixtures/models/tiny_gpt2", LORAC_BIAS_ALL);
-    test_q8_gguf("tests/fixtures/models/tiny_llama");
-    test_q8_gguf("tests/fixtures/models/tiny_gpt2");
+    test_block_gguf("tests/fixtures/models/tiny_llama", LORAC_Q8_0, 8);
+    test_block_gguf("tests/fixtures/models/tiny_gpt2", LORAC_Q8_0, 8);
+    test_block_gguf("tests/fixtures/models/tiny_llama", LORAC_Q5_0, 6);
+    test_block_gguf("tests/fixtures/models/tiny_gpt2", LORAC_Q5_1, 7);
+    test_block_gguf("tests/fixtures/models/tiny_llama", LORAC_IQ4_NL, 20);
     test_smollm2();
     return test_summary("test_qlora");
 }

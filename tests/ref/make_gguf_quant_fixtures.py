@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_gguf_quant_fixtures.py - reference quantizations for lorac_quant_row
-(test_gguf_quant.c): fp32 rows and their Q4_0 / Q4_1 / Q8_0 blocks as
+(test_gguf_quant.c): fp32 rows and their Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 blocks as
 llama.cpp's own `gguf` Python package (gguf.quants.quantize, which follows
 ggml's quantize_row_*_ref) writes them.
 
@@ -13,9 +13,9 @@ writes tests/fixtures/gguf/quant_ref.safetensors:
                           zero row, constant rows, rows with ties for the
                           largest |x|, tiny values (subnormal f16 scales),
                           values on exact rounding boundaries
-  q4_0, q4_1, q8_0  uint8 [R, bytes per row]  gguf.quants.quantize(src, type)
-gguf-py has no K-quant quantizers; lorac's Q4_K / Q6_K ones are tested by
-round trip in the C test. Seeded: re-running gives the same file.
+  q4_0, q4_1, q5_0, q5_1, q8_0  uint8 [R, bytes per row]  gguf.quants.quantize(src, type)
+gguf-py has no K-quant or IQ4 quantizers; lorac's Q2_K / Q3_K / Q4_K / Q5_K /
+Q6_K / IQ4_NL / IQ4_XS ones are tested by round trip in the C test. Seeded: re-running gives the same file.
 """
 import os
 
@@ -45,7 +45,7 @@ rows.append(np.round(rng.normal(0, 4, 256)) / 8)                         # a coa
 src = np.ascontiguousarray(np.array(rows, dtype=np.float32))
 
 out = {"src": src}
-for name, qt in (("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1), ("q8_0", Q.Q8_0)):
+for name, qt in (("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1), ("q5_0", Q.Q5_0), ("q5_1", Q.Q5_1), ("q8_0", Q.Q8_0)):
     out[name] = np.ascontiguousarray(quants.quantize(src, qt))
 save_file(out, OUT)
 print("wrote %s: %d rows; %s" % (OUT, src.shape[0], ", ".join("%s %s" % (k, v.shape) for k, v in out.items())))

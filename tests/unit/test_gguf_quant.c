@@ -1,13 +1,14 @@
 /* test_gguf_quant.c - the GGML block quantizers (lorac_quant_row).
  *
- * a. Q4_0, Q4_1, Q8_0: the bytes equal those of llama.cpp's gguf-py
+ * a. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: the bytes equal those of llama.cpp's gguf-py
  *    (gguf.quants.quantize) on the rows of tests/fixtures/gguf/quant_ref.safetensors
  *    (made by tests/ref/make_gguf_quant_fixtures.py), bit for bit.
  * b. Q4_K, Q6_K (lorac's own one-pass quantizers): the round trip through
  *    the bit-exact dequantizer is close, element by element, to the input:
  *    within one level of the sub-block's scale (half a level for rounding,
  *    plus the 6/8-bit quantization of the scales and the f16 super-block
- *    scale), and the RMS error is that of a 4-bit / 6-bit grid.
+ *    scale), and the RMS error is that of a 4-bit / 6-bit grid. (The other
+ *    formats' round trips: test_gguf_grouped.c.)
  * c. Stochastic rounding (lorac_quant_row_rng, lorac_nf4_quantize_rng) is
  *    unbiased: many copies of a value between two levels average back to it.
  * d. Bad input: NaN, a non-block dtype, a partial block. */
@@ -24,6 +25,11 @@
 #include "quant/qmatmul.h"
 #include "testutil.h"
 
+/* Every GGML block format. */
+static const lorac_dtype g_block_types[] = {LORAC_Q4_0, LORAC_Q4_1, LORAC_Q5_0, LORAC_Q5_1, LORAC_Q8_0,  LORAC_Q2_K,
+                                            LORAC_Q3_K, LORAC_Q4_K, LORAC_Q5_K, LORAC_Q6_K, LORAC_IQ4_NL, LORAC_IQ4_XS};
+#define NBLOCK_TYPES (int)(sizeof g_block_types / sizeof g_block_types[0])
+
 static void test_reference(void) {
     lorac_st *st = NULL;
     CHECK_OK(lorac_st_open(test_src_path("tests/fixtures/gguf/quant_ref.safetensors"), &st));
@@ -35,7 +41,7 @@ static void test_reference(void) {
     static const struct {
         const char *name;
         lorac_dtype t;
-    } types[] = {{"q4_0", LORAC_Q4_0}, {"q4_1", LORAC_Q4_1}, {"q8_0", LORAC_Q8_0}};
+    } types[] = {{"q4_0", LORAC_Q4_0}, {"q4_1", LORAC_Q4_1}, {"q5_0", LORAC_Q5_0}, {"q5_1", LORAC_Q5_1}, {"q8_0", LORAC_Q8_0}};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const lorac_tensor_desc *ref = lorac_st_find(st, types[k].name);
         const size_t row_bytes = (size_t)(C / lorac_block_size(types[k].t)) * lorac_block_bytes(types[k].t);
@@ -113,20 +119,20 @@ static void test_qweight(void) {
     static float w[R * C], y[R * C], z[C];
     static uint8_t row[C * 2];
     for (int i = 0; i < R * C; i++) w[i] = sinf(0.37f * (float)i) * (1 + (float)(i % 7));
-    const lorac_qformat fmts[] = {LORAC_QF_Q4_0, LORAC_QF_Q4_1, LORAC_QF_Q8_0, LORAC_QF_Q4_K, LORAC_QF_Q6_K};
-    const lorac_dtype dts[] = {LORAC_Q4_0, LORAC_Q4_1, LORAC_Q8_0, LORAC_Q4_K, LORAC_Q6_K};
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < NBLOCK_TYPES; k++) {
+        const lorac_dtype dt = g_block_types[k];
+        const lorac_qformat f = lorac_qformat_of_dtype(dt);
         lorac_qweight q;
-        CHECK_OK(lorac_qweight_quantize_ggml(&q, fmts[k], w, R, C));
+        CHECK_OK(lorac_qweight_quantize_ggml(&q, f, w, R, C));
         CHECK_OK(lorac_qweight_dequantize(&q, y));
         int bad = 0;
         for (int r = 0; r < R; r++) {
-            CHECK_OK(lorac_quant_row(dts[k], w + r * C, row, C));
-            CHECK_OK(lorac_dequant_row(dts[k], row, z, C));
+            CHECK_OK(lorac_quant_row(dt, w + r * C, row, C));
+            CHECK_OK(lorac_dequant_row(dt, row, z, C));
             bad += memcmp(z, y + r * C, sizeof z) != 0;
         }
-        CHECK(bad == 0 && q.owns && q.nbytes == (size_t)R * C / lorac_block_size(dts[k]) * lorac_block_bytes(dts[k]),
-              "%s: %d rows differ from lorac_quant_row's", lorac_qformat_name(fmts[k]), bad);
+        CHECK(bad == 0 && q.owns && q.nbytes == (size_t)R * C / lorac_block_size(dt) * lorac_block_bytes(dt),
+              "%s: %d rows differ from lorac_quant_row's", lorac_qformat_name(f), bad);
         lorac_qweight_free(&q);
     }
     lorac_qweight q;
@@ -144,8 +150,8 @@ static void test_stochastic(void) {
     static uint8_t q[N * 2];
     const float v = 0.137f;
     for (int i = 0; i < N; i++) x[i] = i % 32 == 0 ? 0.0f : i % 32 == 1 ? 1.0f : v;
-    const lorac_dtype ts[] = {LORAC_Q4_0, LORAC_Q4_1, LORAC_Q8_0, LORAC_Q4_K, LORAC_Q6_K};
-    for (int k = 0; k < 5; k++)
+    const lorac_dtype *ts = g_block_types;
+    for (int k = 0; k < NBLOCK_TYPES; k++)
         for (int sto = 0; sto < 2; sto++) {
             lorac_rng rng;
             lorac_rng_seed(&rng, 11);

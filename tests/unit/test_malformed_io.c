@@ -310,8 +310,10 @@ static void test_gguf_cases(void) {
     expect(open_gguf, gsave("zerodim.gguf", &b), F, "ne[1] = 0 is zero", "'w'");
     b = gguf_one(0, 2, nebig, 0, 32);
     expect(open_gguf, gsave("overflow.gguf", &b), F, "overflow", "'w'");
-    b = gguf_one(13, 1, ne8, 0, 32);
-    expect(open_gguf, gsave("q5k.gguf", &b), U, "ggml type 13 (Q5_K)", "tensor 'w'");
+    b = gguf_one(16, 1, ne8, 0, 32); /* a ggml type lorac does not read */
+    expect(open_gguf, gsave("iq2xxs.gguf", &b), U, "ggml type 16 (IQ2_XXS)", "tensor 'w'");
+    b = gguf_one(13, 1, ne8, 0, 32); /* Q5_K, read since issue 14: 8 values are no whole 256-value block */
+    expect(open_gguf, gsave("q5k.gguf", &b), F, "not a multiple of the Q5_K block size 256", "tensor 'w'");
     b = gguf_one(999, 1, ne8, 0, 32);
     expect(open_gguf, gsave("type999.gguf", &b), U, "ggml type 999 (unknown)", "tensor 'w'");
     b = gguf_one(2, 2, ne48, 0, 64);

@@ -7,8 +7,9 @@
  *  3. each tiled path (generic C, AVX2, AVX-512 where this CPU has them)
  *     equals the reference within TOL_FAST * the same scale, forward and
  *     backward-to-inputs, over odd shapes: N in {1, 3, 17, 64}, out and in
- *     not multiples of 16 where the format allows it (Q4/Q8: in % 32 == 0,
- *     K-quants: in % 256 == 0, NF4 and F32: any); the worst ratio seen is
+ *     not multiples of 16 where the format allows it (Q4/Q5/Q8/IQ4_NL:
+ *     in % 32 == 0, K-quants and IQ4_XS: in % 256 == 0, NF4 and F32: any),
+ *     every GGML format lorac reads; the worst ratio seen is
  *     printed;
  *  4. the result does not depend on the thread count (bit for bit), and
  *     the default road (LORAC_QISA_AUTO: the whole-matrix oneDNN product
@@ -58,8 +59,12 @@ static uint8_t *random_blocks(lorac_qformat f, int64_t rows, int64_t cols, size_
         uint8_t *blk = p + b * bb;
         int at[2] = {-1, -1};
         switch (f) {
-        case LORAC_QF_Q4_0: case LORAC_QF_Q8_0: at[0] = 0; break;
-        case LORAC_QF_Q4_1: case LORAC_QF_Q4_K: at[0] = 0, at[1] = 2; break;
+        case LORAC_QF_Q4_0: case LORAC_QF_Q8_0: case LORAC_QF_Q5_0: case LORAC_QF_IQ4_NL: case LORAC_QF_IQ4_XS:
+            at[0] = 0;
+            break;
+        case LORAC_QF_Q4_1: case LORAC_QF_Q4_K: case LORAC_QF_Q5_1: case LORAC_QF_Q5_K: at[0] = 0, at[1] = 2; break;
+        case LORAC_QF_Q2_K: at[0] = 80, at[1] = 82; break;
+        case LORAC_QF_Q3_K: at[0] = 108; break;
         case LORAC_QF_Q6_K: at[0] = 208; break;
         default: break;
         }
@@ -225,6 +230,13 @@ static void test_formats(void) {
         {LORAC_QF_Q8_0, {{5, 32}, {67, 96}, {130, 288}, {3, 320}}},
         {LORAC_QF_Q4_K, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
         {LORAC_QF_Q6_K, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
+        {LORAC_QF_Q5_0, {{5, 32}, {67, 96}, {130, 288}, {3, 320}}},
+        {LORAC_QF_Q5_1, {{5, 32}, {67, 96}, {130, 288}, {3, 320}}},
+        {LORAC_QF_IQ4_NL, {{5, 32}, {67, 96}, {130, 288}, {3, 320}}},
+        {LORAC_QF_Q2_K, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
+        {LORAC_QF_Q3_K, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
+        {LORAC_QF_Q5_K, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
+        {LORAC_QF_IQ4_XS, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
         {LORAC_QF_BF16, {{5, 7}, {67, 100}, {130, 333}, {17, 64}}},
     };
     static const int64_t Ns[] = {1, 3, 17, 64};
@@ -246,11 +258,12 @@ static void test_formats(void) {
 /* A larger case: several row chunks and tasks per thread; the result must
  * not depend on the thread count. */
 static void test_threads(void) {
-    static const lorac_qformat fs[] = {LORAC_QF_NF4, LORAC_QF_Q4_K, LORAC_QF_Q8_0, LORAC_QF_BF16};
+    static const lorac_qformat fs[] = {LORAC_QF_NF4,  LORAC_QF_Q4_K, LORAC_QF_Q8_0,
+                                       LORAC_QF_BF16, LORAC_QF_Q5_0, LORAC_QF_IQ4_XS};
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
         lorac_qweight w;
         void *store;
-        const int64_t out = 200, in = fs[i] == LORAC_QF_Q4_K ? 768 : 640, N = 203;
+        const int64_t out = 200, in = lorac_qformat_row_block(fs[i]) == 256 ? 768 : 640, N = 203;
         make_weight(&w, fs[i], out, in, &store);
         char tag[64];
         snprintf(tag, sizeof tag, "%s [%lld,%lld] threads", lorac_qformat_name(fs[i]), (long long)out, (long long)in);

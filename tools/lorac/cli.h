@@ -83,7 +83,7 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
 /* --qformat / --qembed: how a qlora base is quantized (cli_load_model). */
 #define CLI_QUANT_OPTS                                                                                            \
     {"qformat", "F", "qlora's base: nf4 (bitsandbytes NF4, default for safetensors) | keep (a .gguf file's own"   \
-                     " Q4_0/Q4_1/Q8_0/Q4_K/Q6_K blocks, default for .gguf)"},                                    \
+                     " GGML blocks: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K IQ4_NL IQ4_XS; default for .gguf)"},       \
     {"qembed", "on|off", "qlora: quantize the token embedding (and a tied LM head) like the Linears (on, default)"  \
                          " or keep it fp32 as bitsandbytes does (off)"}
 

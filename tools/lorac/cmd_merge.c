@@ -25,7 +25,7 @@ static const cli_opt merge_opts[] = {
     {"out", "PATH", "output directory for config.json, model.safetensors and tokenizer files; with --requantize "
                     "a .gguf file (required)"},
     {"requantize", "F", "write the merged model quantized again: same (a .gguf base: the GGUF file, every adapted "
-                        "tensor in its own format Q4_0/Q4_1/Q8_0/Q4_K/Q6_K/F16/F32, every other byte as in the base; "
+                        "tensor in its own format (any GGML block type lorac reads, F16, F32), every other byte as in the base; "
                         "--out FILE.gguf) | nf4 (a Hugging Face directory in bitsandbytes' NF4 serialization)"},
     CLI_QBASE_OPTS,
     {"rounding", "R", "re-quantizing: nearest (each weight to its nearest level, as the formats' own quantizers) | "

@@ -33,7 +33,10 @@ expect 1 "broken.json" -- "$BIN" tokenize --tokenizer "$T/broken.json" --text hi
 
 # every case of the Llama 3 fixture whose text can be an argument (valid
 # UTF-8, no NUL, no newline: $(...) would eat a trailing one), via --text
-python3 - "$FX/llama3_regex.json" "$T" <<'PY' || bad "could not read the fixture"
+: >"$T/cases"
+have_py=1
+command -v python3 >/dev/null || { have_py=0; echo "tokenize: no python3 to read the fixture's cases: skipped"; }
+[ "$have_py" = 0 ] || python3 - "$FX/llama3_regex.json" "$T" <<'PY' || bad "could not read the fixture"
 import json, os, sys
 cases = json.load(open(sys.argv[1]))["cases"]
 with open(os.path.join(sys.argv[2], "cases"), "w") as f:
@@ -53,7 +56,7 @@ while IFS=$'\t' read -r file ids; do
     want --tokenizer "$L3" --text "$(cat "$T/$file")" -- "$ids"
     n=$((n + 1))
 done <"$T/cases"
-if [ "$n" -ge 30 ]; then ok; else bad "only $n fixture cases ran"; fi
+if [ "$n" -ge 30 ] || [ "$have_py" = 0 ]; then ok; else bad "only $n fixture cases ran"; fi
 
 # standard input keeps every byte, newlines included; a special-token string
 # in the text becomes its id (<|eot_id|> is 4)

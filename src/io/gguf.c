@@ -464,7 +464,8 @@ static lorac_status parse_tensors(lorac_gguf *g, cursor *c, uint64_t n) {
     return s;
 }
 
-lorac_status lorac_gguf_open(const char *path, lorac_gguf **out) {
+/* with_tensors 0: the metadata alone (no tensor infos are read). */
+static lorac_status open_gguf(const char *path, int with_tensors, lorac_gguf **out) {
     *out = NULL;
     lorac_gguf *g = calloc(1, sizeof *g);
     char *p = calloc(1, strlen(path) + 1);
@@ -479,7 +480,7 @@ lorac_status lorac_gguf_open(const char *path, lorac_gguf **out) {
     cursor c = {.p = g->map.data, .size = g->map.size, .path = g->path};
     uint64_t n_tensors = 0;
     if (s == LORAC_OK) s = parse_kvs(g, &c, &n_tensors);
-    if (s == LORAC_OK) s = parse_tensors(g, &c, n_tensors);
+    if (s == LORAC_OK && with_tensors) s = parse_tensors(g, &c, n_tensors);
     if (s != LORAC_OK) {
         lorac_gguf_close(g);
         return s;
@@ -487,6 +488,9 @@ lorac_status lorac_gguf_open(const char *path, lorac_gguf **out) {
     *out = g;
     return LORAC_OK;
 }
+
+lorac_status lorac_gguf_open(const char *path, lorac_gguf **out) { return open_gguf(path, 1, out); }
+lorac_status lorac_gguf_open_metadata(const char *path, lorac_gguf **out) { return open_gguf(path, 0, out); }
 
 void lorac_gguf_close(lorac_gguf *g) {
     if (!g) return;

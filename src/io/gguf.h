@@ -21,6 +21,10 @@ typedef enum lorac_gguf_type {
 } lorac_gguf_type;
 
 lorac_status lorac_gguf_open(const char *path, lorac_gguf **out);
+/* The key-value metadata alone (tokenizer, config): tensor infos are not
+ * read, so tensor types lorac cannot load do not matter; the tensor
+ * accessors then see no tensors. */
+lorac_status lorac_gguf_open_metadata(const char *path, lorac_gguf **out);
 void lorac_gguf_close(lorac_gguf *g);
 
 uint32_t lorac_gguf_version(const lorac_gguf *g);

@@ -99,6 +99,8 @@ lorac_status tok_load_vocab_merges(const char *vocab_path, const char *merges_pa
     lorac_tokenizer *t = NULL;
     LORAC_TRY(load_vocab(vocab_path, &t));
     lorac_status st = load_merges(t, merges_path);
+    if (st == LORAC_OK) /* GPT2Tokenizer: the GPT-2 regex cuts the words */
+        st = tok_pretok_add_regex(&t->pre, TOK_RE_GPT2, TOK_SPLIT_ISOLATED, 0, vocab_path);
     /* GPT2Tokenizer's defaults: <|endoftext|> is bos, eos and unk, and special. */
     int eot = tok_lookup(t, "<|endoftext|>", 13);
     if (st == LORAC_OK && eot >= 0) {

@@ -5,7 +5,7 @@
  *                              3 control, 4 user-defined, 5 unused, 6 byte)
  *   tokenizer.ggml.merges      "left right", best first ("gpt2")
  *   tokenizer.ggml.scores      piece scores ("llama": merge by score)
- *   tokenizer.ggml.pre         pre-tokenizer name ("gpt2")
+ *   tokenizer.ggml.pre         pre-tokenizer name ("gpt2", "llama-bpe", "qwen2", ...)
  *   tokenizer.ggml.{bos,eos,padding,unknown}_token_id,
  *   tokenizer.ggml.add_bos_token / add_eos_token / add_space_prefix.
  * As in llama.cpp, control, user-defined (and for "llama" unknown) tokens
@@ -17,23 +17,77 @@
 
 #define KEY(k) "tokenizer.ggml." k
 
-/* llama.cpp pre-tokenizer names (llama-vocab.cpp) lorac implements: the
- * GPT-2 regex alone, or each \p{N} character split off first and then the
- * GPT-2 regex. Others (llama3's regex, ...) are refused. */
+/* tokenizer.ggml.pre: which pre-tokenizer a byte-level GGUF needs. The file
+ * stores only a name; llama.cpp (llama-vocab.cpp) keeps the regexes in its
+ * code, and so does lorac. Each name stands for the Split regexes (all
+ * Isolated, in order) of the Hugging Face tokenizer.json the GGUF was
+ * converted from; lorac runs those original patterns (llama.cpp runs
+ * hand-adapted equivalents, e.g. '[sS] for (?i:'s), because its regex
+ * engine lacks (?i:...)). Names whose regexes are not stated here exactly
+ * (falcon, deepseek-llm, deepseek-v3, ...) are refused.
+ *
+ * "default" is read as GPT-2's regex, as transformers' GGUF reader does;
+ * llama.cpp itself runs a four-regex fallback for it and warns. */
+#define RE_LLAMA3                                                                                                 \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"        \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_QWEN2                                                                                                  \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"            \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* GPT-4o (o200k): cased words may carry a contraction, numbers in threes. */
+#define RE_GPT4O                                                                                                  \
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"                    \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"                    \
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"      \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* Mistral's Tekken: the same cased words without contractions, single digits. */
+#define RE_TEKKEN                                                                                                 \
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|"                   \
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}|"            \
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 static const struct {
-    const char *name;
-    int split_digits;
+    const char *names; /* the llama.cpp names, space-separated */
+    const char *re[5]; /* Split regexes, in order; NULL-terminated */
 } k_pre[] = {
-    {"default", 0}, {"gpt2", 0},      {"mpt", 0},       {"olmo", 0},      {"jais", 0},      {"smollm", 1},
-    {"starcoder", 1}, {"refact", 1}, {"command-r", 1}, {"codeshell", 1}, {"exaone", 1}, {"minerva", 1},
+    {"default gpt2 gpt-2 phi-2 mpt olmo jais", {TOK_RE_GPT2}},
+    {"smollm starcoder refact command-r codeshell exaone minerva", {TOK_RE_DIGIT, TOK_RE_GPT2}},
+    {"llama3 llama-v3 llama-bpe falcon3 dbrx smaug-bpe chatglm-bpe", {RE_LLAMA3}},
+    {"qwen2 deepseek-r1-qwen stablelm2", {RE_QWEN2}},
+    {"gpt-4o", {RE_GPT4O}},
+    {"tekken", {RE_TEKKEN}},
+    {"deepseek-coder", {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\xE4\xB8\x80-\xE9\xBE\xA5\xE0\xA0\x80-\xE4\xB8\x80\xEA\xB0\x80-\xED\x9F\xBF]+",
+                        TOK_RE_DIGIT}},
 };
 enum { N_PRE = sizeof k_pre / sizeof *k_pre };
 
-static int pre_splits_digits(const char *pre) { /* -1: not supported */
-    if (!pre) return 0;
+/* 1 if `name` is one of the space-separated words of `list`. */
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t k = strcspn(p, " ");
+        if (k == n && memcmp(p, name, n) == 0) return 1;
+        p += k + (p[k] == ' ');
+    }
+    return 0;
+}
+
+/* Set t's pre-tokenizer from tokenizer.ggml.pre (absent: GPT-2's regex). */
+static lorac_status read_pre(lorac_tokenizer *t, const lorac_gguf *g, const char *path) {
+    const char *pre = lorac_gguf_get_str(g, KEY("pre"));
+    char where[600];
+    snprintf(where, sizeof where, "%s: " KEY("pre") " '%s'", path, pre ? pre : "default");
+    for (int i = 0; i < N_PRE; i++) {
+        if (!in_list(k_pre[i].names, pre ? pre : "default")) continue;
+        for (int k = 0; k < 5 && k_pre[i].re[k]; k++)
+            LORAC_TRY(tok_pretok_add_regex(&t->pre, k_pre[i].re[k], TOK_SPLIT_ISOLATED, 0, where));
+        return LORAC_OK;
+    }
+    char names[1024] = "";
     for (int i = 0; i < N_PRE; i++)
-        if (strcmp(pre, k_pre[i].name) == 0) return k_pre[i].split_digits;
-    return -1;
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? " " : "", k_pre[i].names);
+    return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s is not supported (lorac knows: %s); hint: a tokenizer.json with the "
+                      "model's pre_tokenizer can be given instead (--tokenizer)", where, names);
 }
 
 /* A boolean key. gguf.h has no bool getter yet (lorac_gguf_get_int refuses
@@ -119,16 +173,7 @@ static lorac_status build(lorac_tokenizer **out, const lorac_gguf *g, const char
                           "merges by score", path, (unsigned long long)n);
     LORAC_TRY(read_pieces(t, g, n, has_scores));
     if (gpt2) {
-        const char *pre = lorac_gguf_get_str(g, KEY("pre"));
-        int digits = pre_splits_digits(pre);
-        if (digits < 0) {
-            char names[256] = "";
-            for (int i = 0; i < N_PRE; i++)
-                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", k_pre[i].name);
-            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: " KEY("pre") " '%s' is not supported (supported: %s)", path,
-                              pre, names);
-        }
-        t->bl.split_digits = digits;
+        LORAC_TRY(read_pre(t, g, path));
         LORAC_TRY(read_merges(t, g));
     } else {
         /* llama.cpp's SPM tokenizer: spaces escaped, a space in front of

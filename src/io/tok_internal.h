@@ -4,12 +4,15 @@
  * A tokenizer is Hugging Face's pipeline, cut where HF cuts it:
  *   1. split the text on added tokens (tokenizer.c), then for each stretch
  *      of ordinary text the *family* does
- *   2. normalize + pre-tokenize (tok_bpe.c: GPT-2 regex and byte alphabet;
- *      tok_spm.c: spaces to "▁", dummy prefix),
+ *   2. normalize (tokenizer.c: NFC / NFKC ...; tok_spm.c: spaces to "▁",
+ *      dummy prefix) and pre-tokenize (tok_split.c: the Split regexes of
+ *      GPT-2, Llama 3, Qwen2 ... run by PCRE2) into words; byte-level BPE
+ *      (tok_bpe.c) spells each word's bytes in GPT-2's byte alphabet,
  *   3. run the BPE model (tok_merge.c: merges by rank or by piece score),
  *   and decoding runs the family's decoder chain.
  *
- * Files: tokenizer.c (API, added tokens, dispatch by path), tok_vocab.c
+ * Files: tokenizer.c (API, added tokens, dispatch by path), tok_split.c
+ * (pre-tokenizer splits), tok_vocab.c
  * (piece table, hash maps, buffers), tok_unicode.c (UTF-8, categories, byte
  * alphabet), tok_merge.c (BPE merge loop), tok_bpe.c + tok_spm.c (the two
  * BPE families), tok_wordpiece.c (the WordPiece family for BERT, with its
@@ -133,11 +136,38 @@ extern const tok_family tok_family_bytelevel; /* tok_bpe.c */
 extern const tok_family tok_family_spm;       /* tok_spm.c */
 extern const tok_family tok_family_wordpiece; /* tok_wordpiece.c */
 
-/* Byte-level family settings. */
-typedef struct tok_bl_cfg {
-    int split_digits;     /* HF Digits(individual_digits) before the regex (llama.cpp pre "smollm") */
-    int add_prefix_space; /* ByteLevel(add_prefix_space): " " before a stretch not starting with one */
-} tok_bl_cfg;
+/* ------------------------------------------------ pre-tokenizer (tok_split.c) */
+/* What a Split does with the pattern's matches (HF SplitDelimiterBehavior). */
+enum { TOK_SPLIT_REMOVED, TOK_SPLIT_ISOLATED, TOK_SPLIT_MERGED_PREV, TOK_SPLIT_MERGED_NEXT, TOK_SPLIT_CONTIGUOUS };
+enum { TOK_STEP_SPLIT, TOK_STEP_PREFIX_SPACE };
+typedef struct tok_split {
+    int kind;       /* TOK_STEP_*: a Split, or ByteLevel's prefix space */
+    void *re;       /* compiled PCRE2 regex (pcre2_code *), or NULL ... */
+    char *lit;      /* ... for a literal pattern (owned) */
+    size_t lit_len;
+    int behavior;   /* TOK_SPLIT_* */
+    int invert;     /* the non-matches are the delimiters */
+} tok_split;
+#define TOK_MAX_SPLITS 8
+/* The steps, run in order, each over every piece the one before left. */
+typedef struct tok_pretok {
+    tok_split step[TOK_MAX_SPLITS];
+    int n;
+} tok_pretok;
+/* Append a step; `where` names the file and field for errors. */
+lorac_status tok_pretok_add_regex(tok_pretok *p, const char *re, int behavior, int invert, const char *where);
+lorac_status tok_pretok_add_literal(tok_pretok *p, const char *lit, int behavior, int invert, const char *where);
+lorac_status tok_pretok_add_prefix_space(tok_pretok *p, const char *where);
+/* TOK_SPLIT_* of an HF behavior name ("Isolated", ...), or -1. */
+int tok_split_behavior(const char *name);
+/* Cut s[0..n) (valid UTF-8) and call fn on each final piece in order
+ * (never on an empty one); with no steps, s is the one piece. */
+typedef lorac_status (*tok_piece_fn)(void *user, const char *s, size_t n);
+lorac_status tok_pretok_run(const tok_pretok *p, const char *s, size_t n, tok_piece_fn fn, void *user);
+void tok_pretok_free(tok_pretok *p);
+/* The regexes HF's ByteLevel(use_regex=true) and Digits stand for. */
+#define TOK_RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#define TOK_RE_DIGIT "\\p{N}"
 
 /* SentencePiece family settings. */
 typedef struct tok_spm_cfg {
@@ -153,6 +183,8 @@ typedef struct tok_spm_cfg {
     int decode_metaspace; /* HF Metaspace decoder: strip the first token's leading "▁" */
 } tok_spm_cfg;
 enum { TOK_PREPEND_ALWAYS = 1, TOK_PREPEND_FIRST = 2, TOK_PREPEND_NEVER = 3 };
+/* unicode_nf: the Unicode normal forms (HF normalizers of those names). */
+enum { TOK_NF_NONE, TOK_NF_NFC, TOK_NF_NFKC, TOK_NF_NFD, TOK_NF_NFKD };
 
 /* WordPiece (BERT) family settings: HF BertNormalizer, WordPiece model and
  * decoder, transformers' clean_up_tokenization_spaces. */
@@ -187,6 +219,9 @@ struct lorac_tokenizer {
     int n_added;
     int max_added_id; /* -1 if none */
     uint8_t added_first[256]; /* 1 if some added token starts with this byte */
+    tok_strmap added_map;     /* added token text -> index in added[] (tok_finish) */
+    uint32_t *added_lens;     /* the distinct lengths of added tokens, longest first */
+    int n_added_lens;
 
     int bos, eos, pad, unk;     /* -1 if none */
     int prefix[4], n_prefix;    /* what add_special puts before ... */
@@ -200,7 +235,12 @@ struct lorac_tokenizer {
     int ignore_merges;   /* HF: a word that is itself a piece skips merging */
     int byte_id[256];    /* id standing for each byte: its byte-alphabet char, or <0xXX>; -1 */
 
-    tok_bl_cfg bl;
+    /* Before the family's own steps: Unicode normalization of each stretch
+     * (HF NFC / NFKC / NFD / NFKD normalizer; 0 none), and the pre-tokenizer
+     * that cuts it into words (byte-level: GPT-2's regex, Llama 3's, ...;
+     * SentencePiece: usually none). */
+    int unicode_nf;
+    tok_pretok pre;
     tok_spm_cfg spm;
     tok_wp_cfg wp;
 };
@@ -259,6 +299,12 @@ void tok_work_free(tok_work *w);
  * adjacent pair is mergeable, always taking the best pair: lowest rank
  * (or highest score), leftmost on ties. Symbols merged away get len 0. */
 lorac_status tok_merge(const lorac_tokenizer *t, const char *text, int n, tok_work *w);
+
+/* Run t's pre-tokenizer over s[0..n) and encode each word with fn, the
+ * family's BPE on one word (tok_split.c). */
+typedef lorac_status (*tok_word_fn)(const lorac_tokenizer *t, const char *w, size_t n, tok_work *work, tok_ids *out);
+lorac_status tok_encode_words(const lorac_tokenizer *t, const char *s, size_t n, tok_word_fn fn, tok_work *work,
+                              tok_ids *out);
 
 /* ---- loaders ---- */
 /* The directory part of a file path ("." when there is none). */

@@ -5,14 +5,21 @@
  * normalizer, pre_tokenizer, decoder and post_processor. Only the shapes of
  * the supported families are accepted; anything else is refused with the
  * field that was not understood, never silently approximated:
- *   byte-level: normalizer null; pre_tokenizer ByteLevel, or Sequence
- *               [Digits(individual_digits=true), ByteLevel]; decoder ByteLevel.
+ *   either:     normalizer NFC / NFKC / NFD / NFKD (first); pre_tokenizer
+ *               steps Split (Regex or String pattern, any behavior, invert),
+ *               Digits, alone or in a Sequence (tok_split.c).
+ *   byte-level: pre_tokenizer with ByteLevel (use_regex: GPT-2's regex;
+ *               add_prefix_space); decoder ByteLevel. Llama 3 and Qwen2 are
+ *               Sequence[Split(their regex, Isolated), ByteLevel(use_regex
+ *               false)].
  *   SentencePiece-like: normalizer null, Prepend("▁"), Replace(" ", "▁") or
- *               a Sequence of those; pre_tokenizer null or Metaspace; decoder
+ *               a Sequence of those; pre_tokenizer null, Metaspace or the
+ *               steps above; decoder
  *               a Sequence of Replace("▁", " "), ByteFallback, Fuse,
  *               Strip(" ", n, 0) after Fuse, Metaspace.
  * Added tokens are matched on the raw text (HF matches normalized=true ones
- * after normalizing; the supported normalizers leave them unchanged). */
+ * after normalizing; the supported normalizers leave the usual ASCII ones
+ * unchanged). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +75,24 @@ static const tok_family *pick_family(const cJSON *root, const cJSON *model) {
                : NULL;
 }
 
+/* TOK_NF_* of a Unicode normalizer's type, or TOK_NF_NONE. */
+static int normal_form(const cJSON *n) {
+    static const char *names[] = {"NFC", "NFKC", "NFD", "NFKD"};
+    for (int k = 0; k < 4; k++)
+        if (is_type(n, names[k])) return TOK_NF_NFC + k;
+    return TOK_NF_NONE;
+}
+
+/* Unicode normal forms for either family (applied first: lorac supports
+ * them as the first normalizer only); Prepend / Replace for SentencePiece. */
 static lorac_status read_normalizer(lorac_tokenizer *t, const cJSON *norm, const char *path) {
     if (!norm || cJSON_IsNull(norm)) return LORAC_OK;
-    for (const cJSON *n = members(norm, "normalizers"); n; n = n->next) {
+    const cJSON *first = members(norm, "normalizers");
+    for (const cJSON *n = first; n; n = n->next) {
         const char *p;
-        if (t->fam == &tok_family_spm && is_type(n, "Prepend") && (p = get_str(n, "prepend")) &&
+        if (n == first && normal_form(n))
+            t->unicode_nf = normal_form(n);
+        else if (t->fam == &tok_family_spm && is_type(n, "Prepend") && (p = get_str(n, "prepend")) &&
             strcmp(p, SPACE_MARK) == 0)
             t->spm.add_dummy_prefix = 1;
         else if (t->fam == &tok_family_spm && is_type(n, "Replace") && (p = pattern_str(n)) && strcmp(p, " ") == 0 &&
@@ -101,19 +121,40 @@ static lorac_status read_metaspace(const cJSON *m, int *scheme, const char *path
     return LORAC_OK;
 }
 
+/* Split(pattern, behavior, invert): pattern {"Regex": ...} or {"String": ...}. */
+static lorac_status read_split(lorac_tokenizer *t, const cJSON *p, const char *path) {
+    const cJSON *pat = get(p, "pattern");
+    const char *re = get_str(pat, "Regex"), *lit = get_str(pat, "String");
+    int behavior = tok_split_behavior(get_str(p, "behavior"));
+    char where[600];
+    snprintf(where, sizeof where, "%s: pre_tokenizer Split", path);
+    if (behavior < 0)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: behavior '%s' is not one of Removed, Isolated, "
+                          "MergedWithPrevious, MergedWithNext, Contiguous", where,
+                          get_str(p, "behavior") ? get_str(p, "behavior") : "(missing)");
+    int invert = cJSON_IsTrue(get(p, "invert"));
+    if (re) return tok_pretok_add_regex(&t->pre, re, behavior, invert, where);
+    if (lit) return tok_pretok_add_literal(&t->pre, lit, behavior, invert, where);
+    return lorac_fail(LORAC_ERR_FORMAT, "%s: pattern needs a \"Regex\" or a \"String\"", where);
+}
+
+/* The steps that cut text into words, in order (tok_split.c): Split,
+ * Digits and ByteLevel for either family, Metaspace for SentencePiece. */
 static lorac_status read_pre_tokenizer(lorac_tokenizer *t, const cJSON *pre, const char *path) {
     if (!pre || cJSON_IsNull(pre))
         return t->fam == &tok_family_spm ? LORAC_OK : unsupported(path, "pre_tokenizer", pre);
-    int seen_bytelevel = 0;
     for (const cJSON *p = members(pre, "pretokenizers"); p; p = p->next) {
-        if (t->fam == &tok_family_bytelevel && is_type(p, "ByteLevel")) {
-            if (cJSON_IsFalse(get(p, "use_regex")))
-                return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: ByteLevel pre_tokenizer with use_regex=false", path);
-            t->bl.add_prefix_space = cJSON_IsTrue(get(p, "add_prefix_space"));
-            seen_bytelevel = 1;
-        } else if (t->fam == &tok_family_bytelevel && !seen_bytelevel && is_type(p, "Digits") &&
-                   cJSON_IsTrue(get(p, "individual_digits"))) {
-            t->bl.split_digits = 1; /* only before ByteLevel: digits are split off first */
+        if (is_type(p, "Split")) {
+            LORAC_TRY(read_split(t, p, path));
+        } else if (is_type(p, "Digits")) { /* HF: each \p{N} alone, or runs of them together */
+            LORAC_TRY(tok_pretok_add_regex(&t->pre, TOK_RE_DIGIT,
+                                           cJSON_IsTrue(get(p, "individual_digits")) ? TOK_SPLIT_ISOLATED
+                                                                                     : TOK_SPLIT_CONTIGUOUS,
+                                           0, path));
+        } else if (t->fam == &tok_family_bytelevel && is_type(p, "ByteLevel")) {
+            if (cJSON_IsTrue(get(p, "add_prefix_space"))) LORAC_TRY(tok_pretok_add_prefix_space(&t->pre, path));
+            if (!cJSON_IsFalse(get(p, "use_regex")))
+                LORAC_TRY(tok_pretok_add_regex(&t->pre, TOK_RE_GPT2, TOK_SPLIT_ISOLATED, 0, path));
         } else if (t->fam == &tok_family_spm && is_type(p, "Metaspace")) {
             LORAC_TRY(read_metaspace(p, &t->spm.metaspace, path));
             t->spm.metaspace_split = !cJSON_IsFalse(get(p, "split"));

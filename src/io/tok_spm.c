@@ -157,18 +157,20 @@ static lorac_status encode_word(const lorac_tokenizer *t, const char *s, size_t 
     return LORAC_OK;
 }
 
+/* Normalize, cut into words (at each "▁" with Metaspace(split=true), then
+ * by any Split steps), encode each word. */
 static lorac_status spm_encode(const lorac_tokenizer *t, const char *s, size_t n, int at_start, tok_ids *out) {
     tok_buf norm = {0};
-    tok_work w = {0};
+    tok_work work = {0};
     lorac_status st = t->spm.sp_normalizer ? sp_normalize(t, s, n, &norm) : hf_normalize(t, s, n, at_start, &norm);
     size_t start = 0;
     for (size_t i = 1; st == LORAC_OK && t->spm.metaspace_split && i + 3 <= norm.n; i++)
         if (memcmp(norm.v + i, SPACE_MARK, 3) == 0) { /* words begin at each "▁" */
-            st = encode_word(t, norm.v + start, i - start, &w, out);
+            st = tok_encode_words(t, norm.v + start, i - start, encode_word, &work, out);
             start = i;
         }
-    if (st == LORAC_OK && start < norm.n) st = encode_word(t, norm.v + start, norm.n - start, &w, out);
-    tok_work_free(&w);
+    if (st == LORAC_OK && start < norm.n) st = tok_encode_words(t, norm.v + start, norm.n - start, encode_word, &work, out);
+    tok_work_free(&work);
     free(norm.v);
     return st;
 }

@@ -329,6 +329,26 @@ static int cmp_added(const void *pa, const void *pb) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
+/* The added-token index tokenizer.c matches the text with: text -> entry
+ * (the first in sorted order wins, so equal texts keep the lowest id) and
+ * the distinct lengths, longest first (added[] is sorted that way). */
+static lorac_status index_added(lorac_tokenizer *t) {
+    tok_strmap_free(&t->added_map);
+    free(t->added_lens);
+    t->added_lens = NULL;
+    t->n_added_lens = 0;
+    if (!t->n_added) return LORAC_OK;
+    t->added_lens = malloc((size_t)t->n_added * sizeof *t->added_lens);
+    if (!t->added_lens) return lorac_fail(LORAC_ERR_NOMEM, "%s: out of memory", t->source);
+    for (int i = 0; i < t->n_added; i++) {
+        const tok_added *a = &t->added[i];
+        if (tok_strmap_get(&t->added_map, t->piece[a->id], a->len) < 0)
+            LORAC_TRY(tok_strmap_put(&t->added_map, t->piece[a->id], a->len, i));
+        if (!t->n_added_lens || t->added_lens[t->n_added_lens - 1] != a->len) t->added_lens[t->n_added_lens++] = a->len;
+    }
+    return LORAC_OK;
+}
+
 lorac_status tok_finish(lorac_tokenizer *t) {
     for (int i = 0; i < t->n_vocab; i++)
         if (!t->piece[i]) LORAC_TRY(tok_set_piece(t, i, "", 0, 0, TOK_UNUSED, 0)); /* a hole in the ids */
@@ -336,6 +356,7 @@ lorac_status tok_finish(lorac_tokenizer *t) {
     if (t->n_added) qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
     memset(t->added_first, 0, sizeof t->added_first);
     for (int i = 0; i < t->n_added; i++) t->added_first[(unsigned char)t->piece[t->added[i].id][0]] = 1;
+    LORAC_TRY(index_added(t));
     for (int b = 0; b < 256; b++) {
         char s[8];
         size_t n;
@@ -385,6 +406,9 @@ void tok_destroy(lorac_tokenizer *t) {
     free(t->added);
     tok_strmap_free(&t->vocab);
     tok_pairmap_free(&t->merges);
+    tok_pretok_free(&t->pre);
+    tok_strmap_free(&t->added_map);
+    free(t->added_lens);
     free((char *)t->source);
     free(t);
 }

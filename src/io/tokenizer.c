@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <utf8proc.h>
 
 #include "core/util.h"
 #include "io/tok_internal.h"
@@ -78,13 +79,34 @@ static size_t prev_char(const char *s, size_t i, uint32_t *cp) {
     return j;
 }
 
-/* The longest added token written at s[i], or NULL. */
+/* The longest added token written at s[i], or NULL: one hash lookup per
+ * distinct added-token length, longest first (Gemma has 6,000 added
+ * tokens but a few dozen lengths). */
 static const tok_added *added_at(const lorac_tokenizer *t, const char *s, size_t n, size_t i) {
-    for (int k = 0; k < t->n_added; k++) { /* sorted longest first */
-        const tok_added *a = &t->added[k];
-        if (a->len <= n - i && memcmp(s + i, t->piece[a->id], a->len) == 0) return a;
+    for (int k = 0; k < t->n_added_lens; k++) {
+        if (t->added_lens[k] > n - i) continue;
+        int a = tok_strmap_get(&t->added_map, s + i, t->added_lens[k]);
+        if (a >= 0) return &t->added[a];
     }
     return NULL;
+}
+
+/* One stretch of ordinary text to the family, after the Unicode
+ * normalizer if the tokenizer has one (HF NFC / NFKC / NFD / NFKD, which
+ * utf8proc implements from the same Unicode tables). */
+static lorac_status encode_stretch(const lorac_tokenizer *t, const char *s, size_t n, int at_start, tok_ids *out) {
+    static const int opts[] = {0, UTF8PROC_COMPOSE, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, UTF8PROC_DECOMPOSE,
+                               UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+    if (!t->unicode_nf || n == 0) return t->fam->encode(t, s, n, at_start, out);
+    utf8proc_uint8_t *norm = NULL;
+    utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,
+                                        (utf8proc_option_t)(UTF8PROC_STABLE | opts[t->unicode_nf]));
+    if (len < 0)
+        return lorac_fail(LORAC_ERR_DATA, "tokenizer: Unicode normalization failed: %s",
+                          utf8proc_errmsg(len));
+    lorac_status st = t->fam->encode(t, (const char *)norm, (size_t)len, at_start, out);
+    free(norm);
+    return st;
 }
 
 /* HF's AddedVocabulary split: scan left to right for the leftmost-longest
@@ -120,11 +142,11 @@ static lorac_status encode_text(const lorac_tokenizer *t, const char *s, size_t 
             if (!tok_is_space(cp)) break;
             stop += len;
         }
-        if (seg < start) LORAC_TRY(t->fam->encode(t, s + seg, start - seg, seg == 0, out));
+        if (seg < start) LORAC_TRY(encode_stretch(t, s + seg, start - seg, seg == 0, out));
         LORAC_TRY(tok_ids_push(out, a->id));
         seg = i = stop;
     }
-    return seg < n ? t->fam->encode(t, s + seg, n - seg, seg == 0, out) : LORAC_OK;
+    return seg < n ? encode_stretch(t, s + seg, n - seg, seg == 0, out) : LORAC_OK;
 }
 
 /* ------------------------------------------------ encode / decode */

@@ -1,11 +1,13 @@
 /* tokenizer.h - text <-> token ids, with the same ids as Hugging Face.
  *
  * Supported kinds (lorac_tokenizer_kind):
- *   "gpt2-bpe"           byte-level BPE (GPT-2, SmolLM, ...): vocab.json +
- *                        merges.txt, tokenizer.json (ByteLevel), or GGUF
- *                        tokenizer.ggml.model = "gpt2".
+ *   "gpt2-bpe"           byte-level BPE (GPT-2, SmolLM, Llama 3, Qwen2, ...):
+ *                        vocab.json + merges.txt, tokenizer.json (ByteLevel,
+ *                        regex Split pre-tokenizers), or GGUF
+ *                        tokenizer.ggml.model = "gpt2" (with the
+ *                        tokenizer.ggml.pre names tok_gguf.c lists).
  *   "sentencepiece-bpe"  SentencePiece BPE with byte fallback (Llama 2,
- *                        stories*): tokenizer.model, a Llama-style
+ *                        stories*, Gemma): tokenizer.model, a Llama-style
  *                        tokenizer.json, or GGUF tokenizer.ggml.model = "llama".
  *   "wordpiece"          BERT WordPiece (BERT, DistilBERT, MiniLM): vocab.txt
  *                        (+ tokenizer_config.json's do_lower_case) or a

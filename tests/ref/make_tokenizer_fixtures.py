@@ -394,7 +394,7 @@ def malformed_ggufs():
 
     write("no_tokenizer.gguf", None, None)
     write("model_bert.gguf", "bert", ["[PAD]", "a"])
-    write("pre_llama3.gguf", "gpt2", alphabet + ["\u0120t"], merges=["\u0120 t"], pre="llama-bpe")
+    write("pre_falcon.gguf", "gpt2", alphabet + ["\u0120t"], merges=["\u0120 t"], pre="falcon")
     write("merge_unknown.gguf", "gpt2", alphabet + ["\u0120t"], merges=["\u0120 t", "\u0120 zz"], pre="gpt2")
     write("llama_no_scores.gguf", "llama", ["<unk>", "<s>", "</s>", "a"])
     write("llama_bad_bos.gguf", "llama", ["<unk>", "<s>", "</s>", "a"], scores=[0.0, 0.0, 0.0, -1.0], bos=9999)

@@ -195,8 +195,8 @@ static void test_json(void) {
                      " \"pre_tokenizer\": {\"type\": \"Split\"}}");
     load_expect_fail(path, LORAC_ERR_UNSUPPORTED, NULL, "unsupported pre_tokenizer");
     write_text(path, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
-                     " \"normalizer\": {\"type\": \"NFKC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}");
-    load_expect_fail(path, LORAC_ERR_UNSUPPORTED, "NFKC", "unsupported normalizer");
+                     " \"normalizer\": {\"type\": \"Lowercase\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}");
+    load_expect_fail(path, LORAC_ERR_UNSUPPORTED, "Lowercase", "unsupported normalizer");
     write_text(path, "[]");
     load_expect_fail(path, LORAC_ERR_FORMAT, "JSON object", "tokenizer.json is an array");
 
@@ -256,7 +256,7 @@ static void test_gguf(void) {
     } cases[] = {
         {"no_tokenizer.gguf", "no tokenizer.ggml.model", LORAC_ERR_FORMAT},
         {"model_bert.gguf", "'bert'", LORAC_ERR_UNSUPPORTED},
-        {"pre_llama3.gguf", "llama-bpe", LORAC_ERR_UNSUPPORTED},
+        {"pre_falcon.gguf", "'falcon' is not supported", LORAC_ERR_UNSUPPORTED},
         {"merge_unknown.gguf", "'zz'", LORAC_ERR_FORMAT},
         {"llama_no_scores.gguf", "scores", LORAC_ERR_FORMAT},
         {"llama_bad_bos.gguf", "9999", LORAC_ERR_FORMAT},

@@ -12,6 +12,7 @@ int cmd_modules(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -25,6 +26,7 @@ static const struct {
     {"modules", cmd_modules, "list the module names LoRA can target"},
     {"merge", cmd_merge, "merge an adapter into its base model and write a checkpoint"},
     {"export", cmd_export, "write an adapter as a llama.cpp LoRA GGUF (--format gguf)"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (or the text of ids) with a model's tokenizer"},
     {"compare", cmd_compare, "train several methods (LoRA variants, last layers, head, full) on the same data; one table"},
 };
 

@@ -80,6 +80,7 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     const char *type = cJSON_IsString(mt) ? mt->valuestring : "";
     snprintf(c->model_type, sizeof c->model_type, "%s", type);
+    c->init_range = (float)json_num(o, 0.02, "initializer_range");
     if (!strcmp(type, "gpt2")) {
         c->arch = LORAC_ARCH_GPT2;
         c->dim = json_int(o, 0, NAMES("n_embd", "hidden_size"));
@@ -192,6 +193,7 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
 }
 
 lorac_status lorac_config_check(lorac_config *c, const char *where) {
+    if (!(c->init_range > 0 && c->init_range < 10)) c->init_range = 0.02f; /* absent (GGUF, random configs) or nonsense */
 #define NEED(cond, what)                                                                                              \
     if (!(cond)) return lorac_fail(LORAC_ERR_FORMAT, "%s: %s; hint: is the config complete?", where, what)
     NEED(c->dim > 0 && c->dim <= 65536, "hidden size missing or out of range");

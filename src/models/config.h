@@ -39,6 +39,7 @@ typedef struct lorac_config {
     int attn_bias;        /* q/k/v/o projections have biases */
     int mlp_bias;
     int bos_id, eos_id, pad_id; /* -1 when absent */
+    float init_range;     /* initializer_range: std of Hugging Face's normal init of new weights (default 0.02) */
     /* encoders (LORAC_ARCH_BERT) */
     int distil;           /* DistilBERT names and head (pre_classifier + ReLU) */
     int type_vocab;       /* token-type embeddings (BERT: 2; DistilBERT: 0) */

@@ -234,9 +234,17 @@ void lorac_model_qstats(const lorac_model *m, lorac_qstats *s);
 /* Add a fresh classification head: "score" = Linear(dim, n_classes) for
  * decoders, "classifier" for encoders (DistilBERT also gets a fresh
  * pre_classifier Linear(dim, dim); BERT a fresh pooler.dense when the
- * checkpoint has none), with PyTorch's default nn.Linear init from `seed`.
+ * checkpoint has none), initialised from `seed` as `init` says, with a
+ * bias or not (`bias`; the fresh pre_classifier / pooler always has one).
+ * Hugging Face's XxxForSequenceClassification makes decoders' "score"
+ * without bias and encoders' "classifier" with one, both LORAC_HEAD_INIT_HF;
+ * LLMs-from-scratch appendix E swaps in a torch.nn.Linear(dim, n) with bias.
  * A head read from the checkpoint with the same class count is kept. */
-lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed);
+typedef enum lorac_head_init {
+    LORAC_HEAD_INIT_HF = 0, /* transformers' _init_weights: W ~ N(0, initializer_range), b = 0 */
+    LORAC_HEAD_INIT_TORCH,  /* a plain torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in)) (appendix E) */
+} lorac_head_init;
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac_head_init init, uint64_t seed);
 
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
 lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);

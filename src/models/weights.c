@@ -477,22 +477,29 @@ lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, l
     return LORAC_OK;
 }
 
-/* A new Linear with nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b. */
-static lorac_status fresh_linear(lorac_model *m, const char *name, int in, int out, int bias, lorac_rng *r, lorac_linear **L) {
+/* A new Linear, initialised as `init` says:
+ *   TORCH: nn.Linear's default, U(-1/sqrt(in), 1/sqrt(in)) for W and b;
+ *   HF:    transformers' _init_weights for a Linear, N(0, initializer_range)
+ *          for W and zeros for b. */
+static lorac_status fresh_linear(lorac_model *m, const char *name, int in, int out, int bias, lorac_head_init init,
+                                 lorac_rng *r, lorac_linear **L) {
     if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
     lorac_linear *H = *L = new_linear(m, name, in, out, 0, bias);
-    const float bound = 1.0f / sqrtf((float)in);
+    const float bound = 1.0f / sqrtf((float)in), std = m->cfg.init_range;
     lorac_weight *ws[2] = {H->W, H->b};
     for (int k = 0; k < 2; k++) {
         if (!ws[k]) continue;
         LORAC_TRY(lorac_alloc((void **)&ws[k]->data, ws[k]->n, sizeof(float), ws[k]->name));
         ws[k]->owned = 1;
-        for (size_t j = 0; j < ws[k]->n; j++) ws[k]->data[j] = (2 * lorac_rng_uniform(r) - 1) * bound;
+        for (size_t j = 0; j < ws[k]->n; j++)
+            ws[k]->data[j] = init == LORAC_HEAD_INIT_TORCH ? (2 * lorac_rng_uniform(r) - 1) * bound
+                             : k == 0                      ? std * lorac_rng_normal(r)
+                                                           : 0.0f;
     }
     return LORAC_OK;
 }
 
-lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed) {
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac_head_init init, uint64_t seed) {
     if (n_classes < 2 || n_classes > 100000)
         return lorac_fail(LORAC_ERR_ARG, "classification head: %d classes; hint: need at least 2", n_classes);
     if (m->head) {
@@ -504,10 +511,11 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint6
     lorac_rng_seed(&r, seed);
     const int C = m->cfg.dim;
     if (m->cfg.arch == LORAC_ARCH_BERT && m->cfg.pool == LORAC_POOL_CLS && !m->pre_head) {
-        LORAC_TRY(fresh_linear(m, m->cfg.distil ? "pre_classifier" : "bert.pooler.dense", C, C, 1, &r, &m->pre_head));
+        LORAC_TRY(fresh_linear(m, m->cfg.distil ? "pre_classifier" : "bert.pooler.dense", C, C, 1, init, &r, &m->pre_head));
         m->pre_head_fresh = 1;
     }
-    LORAC_TRY(fresh_linear(m, m->cfg.arch == LORAC_ARCH_BERT ? "classifier" : "score", C, n_classes, bias, &r, &m->head));
+    LORAC_TRY(fresh_linear(m, m->cfg.arch == LORAC_ARCH_BERT ? "classifier" : "score", C, n_classes, bias, init, &r,
+                           &m->head));
     m->head_fresh = 1;
     m->n_classes = n_classes;
     return LORAC_OK;

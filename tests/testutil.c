@@ -12,10 +12,11 @@
 int g_test_pass, g_test_fail;
 
 int test_close(const char *what, const float *a, const float *b, size_t n, double rtol, double atol) {
-    double worst = 0;
+    double worst = 0, maxabs = 0;
     size_t wi = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= maxabs)) maxabs = d;
         double tol = atol + rtol * fabs((double)b[i]);
         double ratio = d / tol;
         if (!(ratio <= worst)) { /* also catches NaN */
@@ -29,8 +30,8 @@ int test_close(const char *what, const float *a, const float *b, size_t n, doubl
         g_test_pass++;
     } else {
         g_test_fail++;
-        fprintf(stderr, "FAIL %s: element %zu: got %.8g want %.8g (rtol %g atol %g)\n", what, wi, (double)a[wi],
-                (double)b[wi], rtol, atol);
+        fprintf(stderr, "FAIL %s: element %zu of %zu: got %.8g want %.8g (rtol %g atol %g; max |diff| %.3g)\n", what, wi,
+                n, (double)a[wi], (double)b[wi], rtol, atol, maxabs);
     }
     return ok;
 }

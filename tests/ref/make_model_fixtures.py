@@ -145,10 +145,12 @@ MODELS = {
 }
 
 
-def build_and_save(name, seed):
+def build_and_save(name, seed, models=None, post_save=None):
     """Create the random model, save it in HF layout, reload it from disk (so every
-    fixture below is computed from exactly the committed weights)."""
-    family, cls, cfg_fn = MODELS[name]
+    fixture below is computed from exactly the committed weights). `models` is the
+    registry (default MODELS); `post_save(out_dir)` may rewrite the saved files before the
+    reload (make_arch_fixtures.py writes config.json in the Hub's key layout)."""
+    family, cls, cfg_fn = (models or MODELS)[name]
     gen = seed_all(seed)
     cfg = cfg_fn()
     cfg._attn_implementation = "eager"
@@ -161,6 +163,8 @@ def build_and_save(name, seed):
     gc = os.path.join(out, "generation_config.json")
     if os.path.exists(gc):
         os.remove(gc)   # keep the fixture to config.json + model.safetensors
+    if post_save:
+        post_save(out)
     reloaded = cls.from_pretrained(out, attn_implementation="eager", torch_dtype=torch.float32)
     reloaded.eval()
     for (n1, p1), (n2, p2) in zip(model.state_dict().items(), reloaded.state_dict().items()):
@@ -168,9 +172,11 @@ def build_and_save(name, seed):
     return family, reloaded, out
 
 
-def make_batch(vocab, gen):
+def make_batch(vocab, gen, seq_len=None):
     """input_ids [B,T] (int64), attention_mask [B,T] (1 = token, 0 = right padding),
-    labels [B,T] = input_ids with -100 at padding (HF convention: the model shifts)."""
+    labels [B,T] = input_ids with -100 at padding (HF convention: the model shifts).
+    T = seq_len (default: the module's T)."""
+    T = seq_len or globals()["T"]
     ids = torch.randint(1, vocab, (B, T), generator=gen)
     mask = torch.ones(B, T, dtype=torch.int64)
     mask[1, T - N_PAD:] = 0
@@ -181,9 +187,9 @@ def make_batch(vocab, gen):
     return ids, mask, labels, pos
 
 
-def lora_config(family, modules_to_save=None, task_type="CAUSAL_LM"):
+def lora_config(family, modules_to_save=None, task_type="CAUSAL_LM", targets=None):
     kw = dict(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-              target_modules=TARGETS[family], bias="none")
+              target_modules=targets or TARGETS[family], bias="none")
     if family == "gpt2":
         kw["fan_in_fan_out"] = True   # GPT-2 Conv1D stores W as [in, out]
     if modules_to_save:
@@ -239,7 +245,7 @@ def adamw_run(model, params, loss_fn):
     return torch.tensor(losses, dtype=torch.float32)
 
 
-def common_meta(family, loss_desc):
+def common_meta(family, loss_desc, targets=None):
     return {
         "generator": "tests/ref/make_model_fixtures.py",
         "seed": str(SEED),
@@ -248,7 +254,7 @@ def common_meta(family, loss_desc):
         "scaling": repr(LORA_ALPHA / LORA_R), "lora_dropout": "0.0",
         "use_rslora": "false", "bias": "none",
         "fan_in_fan_out": "true" if family == "gpt2" else "false",
-        "target_modules": json.dumps(TARGETS[family]),
+        "target_modules": json.dumps(targets or TARGETS[family]),
         "lora_init": "A: PEFT default kaiming_uniform(a=sqrt(5)) under torch.manual_seed; "
                      f"B: PEFT zeros, then overwritten with N(0,1)*{LORA_B_STD}",
         "optimizer": "torch.optim.AdamW",
@@ -266,11 +272,14 @@ def common_meta(family, loss_desc):
 
 # ----------------------------------------------------------------------------- causal LM
 
-def lm_fixture(name, family, model, seed):
+def lm_fixture(name, family, model, seed, targets=None, seq_len=None, per_layer=None,
+               merged_key=None, adapter=None):
+    """targets / seq_len / per_layer (LoRA layers per block) / merged_key / adapter (write
+    the PEFT adapter dir) default to what the GPT-2 and Llama fixtures use."""
     cfg = model.config
     vocab, hidden = cfg.vocab_size, cfg.hidden_size
     gen = seed_all(seed + 1)
-    ids, mask, labels, pos = make_batch(vocab, gen)
+    ids, mask, labels, pos = make_batch(vocab, gen, seq_len)
     fwd = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
 
     with torch.no_grad():
@@ -278,7 +287,7 @@ def lm_fixture(name, family, model, seed):
         loss_base = model(**fwd, labels=labels).loss
 
     torch.manual_seed(seed + 2)                        # PEFT's lora_A init draws from here
-    pm = get_peft_model(model, lora_config(family))
+    pm = get_peft_model(model, lora_config(family, targets=targets))
     pm.eval()                                          # no dropout anywhere (all p = 0 anyway)
     with torch.no_grad():
         logits_init = pm(**fwd).logits
@@ -292,7 +301,7 @@ def lm_fixture(name, family, model, seed):
     assert sorted(peft_sd.keys()) == [n for n, _ in params], \
         f"{name}: saved-name mapping differs from get_peft_model_state_dict"
     n_lora_layers = len([n for n, _ in params if "lora_A" in n])
-    expect = cfg.num_hidden_layers * (4 if family == "gpt2" else 7)
+    expect = cfg.num_hidden_layers * (per_layer or (4 if family == "gpt2" else 7))
     assert n_lora_layers == expect, (n_lora_layers, expect)
 
     t = {"input_ids": ids, "attention_mask": mask, "labels": labels, "position_ids": pos,
@@ -320,13 +329,13 @@ def lm_fixture(name, family, model, seed):
     with torch.no_grad():
         merge_diff = maxdiff(merged(**fwd).logits, logits_lora)
     assert merge_diff < 1e-4, f"{name}: merged logits differ by {merge_diff}"
-    mkey = ("transformer.h.0.attn.c_attn.weight" if family == "gpt2"
-            else "model.layers.0.self_attn.q_proj.weight")
+    mkey = merged_key or ("transformer.h.0.attn.c_attn.weight" if family == "gpt2"
+                          else "model.layers.0.self_attn.q_proj.weight")
     t[mkey + ".merged"] = merged.state_dict()[mkey].detach().clone()
 
     # the PEFT adapter directory, as save_pretrained writes it (before training); not for
     # the tied Llama (same layout as tiny_llama's, keeps the fixtures small)
-    if name != "tiny_llama_tied":
+    if adapter if adapter is not None else name != "tiny_llama_tied":
         write_adapter_dir(name, pm, fwd, logits_lora)
 
     losses = adamw_run(pm, params, lambda: pm(**fwd, labels=labels).loss)
@@ -335,7 +344,7 @@ def lm_fixture(name, family, model, seed):
     for n, p in params:
         t[n + ".after5"] = p.detach().clone()
 
-    meta = common_meta(family, "HF causal-LM loss: labels = input_ids with -100 at padding; "
+    meta = common_meta(family, targets=targets, loss_desc="HF causal-LM loss: labels = input_ids with -100 at padding; "
                        "the model shifts internally, loss = mean over the "
                        f"{int((labels[:, 1:] != -100).sum())} non-ignored targets of "
                        "CE(logits[:, :-1], labels[:, 1:])")
@@ -415,13 +424,13 @@ class LastTokenClassifier(nn.Module):
         return logits, loss
 
 
-def cls_fixture(name, family, lm_model, seed):
+def cls_fixture(name, family, lm_model, seed, targets=None, seq_len=None):
     cfg = lm_model.config
     hidden = cfg.hidden_size
     body_attr = "transformer" if family == "gpt2" else "model"
     body = getattr(lm_model, body_attr)       # GPT2Model / LlamaModel (ends in ln_f / norm)
     gen = seed_all(seed + 11)
-    ids, mask, _, pos = make_batch(cfg.vocab_size, gen)
+    ids, mask, _, pos = make_batch(cfg.vocab_size, gen, seq_len)
     labels = torch.tensor(CLS_LABELS, dtype=torch.int64)
     clf = LastTokenClassifier(body, body_attr, hidden, 2, seed_all(seed + 12)).eval()
     head_w0 = clf.score.weight.detach().clone()
@@ -431,7 +440,8 @@ def cls_fixture(name, family, lm_model, seed):
         logits_base, loss_base = clf(ids, mask, pos, labels)
 
     torch.manual_seed(seed + 13)
-    pm = get_peft_model(clf, lora_config(family, modules_to_save=["score"], task_type=None))
+    pm = get_peft_model(clf, lora_config(family, modules_to_save=["score"], task_type=None,
+                                         targets=targets))
     pm.eval()
     with torch.no_grad():
         logits_init, _ = pm(input_ids=ids, attention_mask=mask, position_ids=pos)
@@ -472,7 +482,7 @@ def cls_fixture(name, family, lm_model, seed):
     for n, p in params:
         t[n + ".after5"] = p.detach().clone()
 
-    meta = common_meta(family, "mean over the batch of CE(score(h_last), labels); h_last = "
+    meta = common_meta(family, targets=targets, loss_desc="mean over the batch of CE(score(h_last), labels); h_last = "
                        "final-norm hidden state at index attention_mask.sum(-1)-1")
     meta.update({
         "model": f"tests/fixtures/models/{name} (body only; its LM head is unused)",

@@ -173,10 +173,10 @@ static lorac_status llama_family_config(const cJSON *o, const char *type, const 
                                   "(Gemma 2 does)", path, caps[i], v->valuedouble);
         }
     }
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, gemma ? "hidden_activation" : "hidden_act");
-    const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
+    const char *field = gemma ? "hidden_activation" : "hidden_act", *want = gemma ? "gelu_pytorch_tanh" : "silu";
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, field);
     if (cJSON_IsString(act) && strcmp(act->valuestring, want))
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported; hint: %s uses %s", path,
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s '%s' is not supported; hint: %s uses %s", path, field,
                           act->valuestring, type, want);
     return LORAC_OK;
 }

@@ -318,8 +318,8 @@ def make_config():
          "GPT-2 with a relu MLP", jdump(dict(GPT2, activation_function="relu")))
     case(d + "hidden_act_gelu.json", "config", "UNSUPPORTED", "hidden_act 'gelu' is not supported",
          "Llama with gelu", jdump(dict(LLAMA, hidden_act="gelu")))
-    case(d + "rope_scaling.json", "config", "UNSUPPORTED", "rope_scaling is not supported yet",
-         "Llama with RoPE scaling", jdump(dict(LLAMA, rope_scaling={"type": "linear", "factor": 2.0})))
+    case(d + "rope_scaling.json", "config", "UNSUPPORTED", "rope_scaling type 'yarn' is not supported",
+         "Llama with a RoPE scaling lorac does not read (yarn)", jdump(dict(LLAMA, rope_scaling={"type": "yarn", "factor": 2.0})))
     case(d + "hidden_1e300.json", "config", "FORMAT", "hidden size missing or out of range",
          "n_embd = 1e300", jdump(dict(GPT2, n_embd=1e300)))
     case(d + "layers_negative.json", "config", "FORMAT", "layer count missing or out of range",

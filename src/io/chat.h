@@ -107,12 +107,16 @@ void lorac_chat_format_init(lorac_chat_format *f, lorac_chat_family family);
  * is written: when the tokenizer adds one (as lorac always did). */
 void lorac_chat_set_tokens(lorac_chat_format *f, const lorac_tokenizer *tok);
 
-/* Render messages m[0..n). add_generation_prompt: end with the header of an
- * assistant turn to be generated. Checks what the family needs and fails
- * with LORAC_ERR_DATA naming the message (messages[i]) and a hint: roles
- * other than system/user/assistant, a system message that is not the first,
- * and for gemma / mistral / llama2 (whose templates raise) roles that do not
+/* Whether m[0..n) can be rendered: LORAC_ERR_DATA naming the message
+ * ("<what>[i]") and a hint for no message, a role other than system / user /
+ * assistant, a system message that is not the first, and, when f is given
+ * and is gemma / mistral / llama2 (whose templates raise), roles that do not
  * alternate user, assistant, user, ... */
+lorac_status lorac_chat_check(const lorac_chat_format *f, const lorac_chat_msg *m, int n, const char *what);
+
+/* Render messages m[0..n) (checked first: lorac_chat_check, what =
+ * "messages"). add_generation_prompt: end with the header of an assistant
+ * turn to be generated. */
 lorac_status lorac_chat_render(const lorac_chat_format *f, const lorac_chat_msg *m, int n, int add_generation_prompt,
                                lorac_chat_text *out);
 void lorac_chat_text_free(lorac_chat_text *t);

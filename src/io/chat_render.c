@@ -73,21 +73,21 @@ static void put_trimmed(sbuf *b, const char *s, int left, int right) {
 
 static int role_is(const lorac_chat_msg *m, const char *r) { return !strcmp(m->role, r); }
 
-static lorac_status check(const lorac_chat_format *f, const lorac_chat_msg *m, int n) {
-    const int alternate = f->family == LORAC_CHAT_GEMMA || f->family == LORAC_CHAT_MISTRAL ||
-                          f->family == LORAC_CHAT_LLAMA2;
+lorac_status lorac_chat_check(const lorac_chat_format *f, const lorac_chat_msg *m, int n, const char *what) {
+    const int alternate = f && (f->family == LORAC_CHAT_GEMMA || f->family == LORAC_CHAT_MISTRAL ||
+                                f->family == LORAC_CHAT_LLAMA2);
     const int first = n > 0 && role_is(&m[0], "system");
-    if (n == 0) return lorac_fail(LORAC_ERR_DATA, "the conversation has no messages");
+    if (n == 0) return lorac_fail(LORAC_ERR_DATA, "%s is empty; hint: a conversation needs messages", what);
     for (int i = 0; i < n; i++) {
         if (!role_is(&m[i], "system") && !role_is(&m[i], "user") && !role_is(&m[i], "assistant"))
-            return lorac_fail(LORAC_ERR_DATA, "messages[%d]: role \"%s\" is not system, user or assistant", i,
-                              m[i].role);
+            return lorac_fail(LORAC_ERR_DATA, "%s[%d]: role \"%s\" is not system, user or assistant; hint: ShareGPT's "
+                              "\"from\" human / gpt / system are read as user / assistant / system", what, i, m[i].role);
         if (role_is(&m[i], "system") && i > 0)
-            return lorac_fail(LORAC_ERR_DATA, "messages[%d]: a system message after the first; hint: one system "
-                              "message, first", i);
+            return lorac_fail(LORAC_ERR_DATA, "%s[%d]: a system message after the first; hint: one system message, "
+                              "first", what, i);
         if (alternate && i >= first && !role_is(&m[i], (i - first) % 2 ? "assistant" : "user"))
-            return lorac_fail(LORAC_ERR_DATA, "messages[%d]: role \"%s\", but the %s format wants user and assistant "
-                              "turns alternating, user first (after one system message)", i, m[i].role,
+            return lorac_fail(LORAC_ERR_DATA, "%s[%d]: role \"%s\", but the %s format wants user and assistant turns "
+                              "alternating, user first (after one system message)", what, i, m[i].role,
                               lorac_chat_family_name(f->family));
     }
     return LORAC_OK;
@@ -276,7 +276,7 @@ lorac_status lorac_chat_render(const lorac_chat_format *f, const lorac_chat_msg 
         [LORAC_CHAT_LLAMA2] = render_llama2,
     };
     memset(out, 0, sizeof *out);
-    LORAC_TRY(check(f, m, n));
+    LORAC_TRY(lorac_chat_check(f, m, n, "messages"));
     /* the system message: the conversation's own, else the template's default */
     const char *sys = role_is(&m[0], "system") ? m[0].content : (f->default_system[0] ? f->default_system : NULL);
     const int skip = role_is(&m[0], "system");

@@ -16,6 +16,7 @@
 #include "io/chat.h"
 #include "io/dataset.h"
 #include "testutil.h"
+#include "train/batch.h"
 
 static lorac_chat_msg *msgs_of(const cJSON *arr, int *n) {
     *n = cJSON_GetArraySize(arr);
@@ -160,7 +161,7 @@ static void test_errors(void) {
     expect_fail(lorac_chat_render(&f, bot, 2, 0, &t), LORAC_ERR_DATA, "messages[1]: role \"bot\"", "unknown role");
     lorac_chat_msg late[] = {{"user", "a"}, {"system", "b"}};
     expect_fail(lorac_chat_render(&f, late, 2, 0, &t), LORAC_ERR_DATA, "messages[1]: a system message after", "late sys");
-    expect_fail(lorac_chat_render(&f, late, 0, 0, &t), LORAC_ERR_DATA, "no messages", "empty");
+    expect_fail(lorac_chat_render(&f, late, 0, 0, &t), LORAC_ERR_DATA, "messages is empty", "empty");
     lorac_chat_format_init(&f, LORAC_CHAT_GEMMA);
     lorac_chat_msg two[] = {{"user", "a"}, {"user", "b"}};
     expect_fail(lorac_chat_render(&f, two, 2, 0, &t), LORAC_ERR_DATA, "alternating", "gemma alternation");
@@ -190,6 +191,83 @@ static void test_sources(void) {
     CHECK(tpl == NULL, "no template");
 }
 
+/* Instruction data end to end: tests/fixtures/data/chat.jsonl (messages,
+ * ShareGPT and an Alpaca record) tokenized for SmolLM2 in its template; the
+ * tokens the loss trains on decode to exactly the assistant messages, each
+ * with its <|im_end|>. With alpaca the Alpaca record keeps lorac's old
+ * layout: BOS? + prompt + response + EOS, the mask from the response on. */
+static void test_dataset_masks(void) {
+    const char *path = test_cache_path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    lorac_gguf *g;
+    if (lorac_gguf_open_metadata(path, &g) != LORAC_OK) {
+        printf("note: %s absent, dataset masks not checked\n", path);
+        return;
+    }
+    lorac_tokenizer *tok;
+    char *tpl, where[600];
+    lorac_chat_format f;
+    CHECK_OK(lorac_tokenizer_from_gguf(g, &tok));
+    CHECK_OK(lorac_chat_template_read(NULL, g, &tpl, where, sizeof where));
+    CHECK_OK(lorac_chat_detect(tpl, where, &f));
+    lorac_chat_set_tokens(&f, tok);
+    free(tpl);
+    lorac_gguf_close(g);
+    int end = lorac_tokenizer_find(tok, "<|im_end|>");
+    CHECK(lorac_chat_end_of_turn(&f, tok) == end, "end of turn");
+    lorac_dataset d;
+    CHECK_OK(lorac_dataset_load_instructions(test_src_path("tests/fixtures/data/chat.jsonl"), &d));
+    CHECK(d.n == 6 && d.ex[2].n_msgs == 4 && !strcmp(d.ex[2].msgs[1].role, "assistant"), "ShareGPT record");
+    CHECK(d.ex[3].n_msgs == 2 && !strcmp(d.ex[3].msgs[0].content, "Rewrite the sentence in passive voice.\n\nThe cat "
+                                         "chased the mouse."), "Alpaca record as a conversation");
+    lorac_tokenized t;
+    CHECK_OK(lorac_tokenize_dataset(tok, &d, LORAC_TASK_INSTRUCT, 256, &f, &t));
+    for (int i = 0; i < d.n && t.n == d.n; i++) {
+        char want[512] = "", *got;
+        size_t len;
+        for (int k = 0; k < d.ex[i].n_msgs; k++)
+            if (!strcmp(d.ex[i].msgs[k].role, "assistant"))
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s<|im_end|>", d.ex[i].msgs[k].content);
+        int ids[256], n = 0;
+        for (int j = 0; j < t.len[i]; j++)
+            if (t.loss_mask[i][j]) ids[n++] = t.ids[i][j];
+        CHECK_OK(lorac_tokenizer_decode(tok, ids, n, 0, &got, &len));
+        CHECK(!strcmp(got, want), "example %d trains on '%s', want '%s'", i, got, want);
+        CHECK(lorac_example_terms(&t, i, LORAC_TASK_INSTRUCT) == n - !!t.loss_mask[i][0], "terms %d", i);
+        free(got);
+    }
+    lorac_tokenized_free(&t);
+    lorac_chat_format alpaca;
+    lorac_chat_format_init(&alpaca, LORAC_CHAT_ALPACA);
+    lorac_chat_set_tokens(&alpaca, tok);
+    CHECK_OK(lorac_tokenize_dataset(tok, &d, LORAC_TASK_INSTRUCT, 256, &alpaca, &t));
+    int *p, np;
+    CHECK_OK(lorac_tokenizer_encode(tok, d.ex[3].prompt, strlen(d.ex[3].prompt), 0, &p, &np));
+    int first = 0;
+    while (first < t.len[3] && !t.loss_mask[3][first]) first++;
+    CHECK(first == np && t.ids[3][t.len[3] - 1] == lorac_tokenizer_eos(tok) && !memcmp(t.ids[3], p, sizeof(int) * np),
+          "alpaca record: prompt of %d tokens, mask from %d", np, first);
+    free(p);
+    lorac_tokenized_free(&t);
+    lorac_dataset_free(&d);
+    lorac_tokenizer_free(tok);
+}
+
+/* Gemma's turns end with <end_of_turn>, which is not its EOS: generation
+ * stops at either. */
+static void test_gemma_end_of_turn(void) {
+    lorac_gguf *g;
+    if (lorac_gguf_open_metadata(test_cache_path("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf"), &g) != LORAC_OK) return;
+    lorac_tokenizer *tok;
+    CHECK_OK(lorac_tokenizer_from_gguf(g, &tok));
+    lorac_gguf_close(g);
+    lorac_chat_format f;
+    lorac_chat_format_init(&f, LORAC_CHAT_GEMMA);
+    int eot = lorac_chat_end_of_turn(&f, tok);
+    CHECK(eot == lorac_tokenizer_find(tok, "<end_of_turn>") && eot >= 0 && eot != lorac_tokenizer_eos(tok),
+          "gemma end of turn %d", eot);
+    lorac_tokenizer_free(tok);
+}
+
 int main(void) {
     check_fixture("smollm2", LORAC_CHAT_CHATML, "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
     check_fixture("qwen25", LORAC_CHAT_CHATML, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
@@ -199,5 +277,7 @@ int main(void) {
     test_named_families();
     test_errors();
     test_sources();
+    test_dataset_masks();
+    test_gemma_end_of_turn();
     return test_summary("test_chat");
 }

@@ -54,7 +54,7 @@ static lorac_status add_conversation(ds_builder *b, const cJSON *obj, const char
     lorac_chat_msg *m = calloc((size_t)(n > 0 ? n : 1), sizeof *m);
     if (!m) return lorac_fail(LORAC_ERR_NOMEM, "%s:%d: out of memory", b->path, line);
     lorac_status st = LORAC_OK;
-    int i = 0, n_assistant = 0;
+    int i = 0, n_assistant = 0; /* i < n: a bad message was met (an error, or skipped with --skip-bad-rows) */
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
         const char *rk = "role", *ck = "content", *role, *content;
@@ -64,10 +64,11 @@ static lorac_status add_conversation(ds_builder *b, const cJSON *obj, const char
                             json_type_name(e), shape);
             break;
         }
-        if (!string_member(e, rk, &role) || !role || !string_member(e, ck, &content) || !content) {
-            const char *bad = !string_member(e, rk, &role) || !role ? rk : ck;
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, bad);
-            st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\"[%d].%s is %s, not a string; hint: %s", key, i, bad,
+        const int role_ok = string_member(e, rk, &role) && role, content_ok = string_member(e, ck, &content) && content;
+        if (!role_ok || !content_ok) {
+            const char *field = role_ok ? ck : rk;
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, field);
+            st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\"[%d].%s is %s, not a string; hint: %s", key, i, field,
                             v ? json_type_name(v) : "missing", shape);
             break;
         }
@@ -80,13 +81,15 @@ static lorac_status add_conversation(ds_builder *b, const cJSON *obj, const char
     }
     char quoted[32], why[480];
     snprintf(quoted, sizeof quoted, "\"%s\"", key);
-    if (st == LORAC_OK && lorac_chat_check(NULL, m, n, quoted) != LORAC_OK) {
+    if (i < n) {
+        /* reported above */
+    } else if (lorac_chat_check(NULL, m, n, quoted) != LORAC_OK) {
         snprintf(why, sizeof why, "%s", lorac_last_error()); /* ds_bad_row replaces the last error */
         st = ds_bad_row(b, LORAC_ERR_DATA, line, "%s", why);
-    } else if (st == LORAC_OK && n_assistant == 0) {
+    } else if (n_assistant == 0) {
         st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\" has no assistant message; hint: the loss trains on the "
                         "assistant turns, so every record needs one", key);
-    } else if (st == LORAC_OK) {
+    } else {
         st = ds_add(b, line, "", NULL, NULL, NULL);
         if (st == LORAC_OK) st = ds_attach_chat(b, line, m, n);
     }

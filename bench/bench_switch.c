@@ -97,7 +97,7 @@ static void load_test(task *t, const lorac_tokenizer *tok, const char *const *la
         lorac_dataset_free(&test);
         test = sub;
     }
-    if (lorac_tokenize_dataset(tok, &test, LORAC_TASK_CLS, t->maxlen, &t->tk) != LORAC_OK) die("tokenize");
+    if (lorac_tokenize_dataset(tok, &test, LORAC_TASK_CLS, t->maxlen, NULL, &t->tk) != LORAC_OK) die("tokenize");
     lorac_dataset_free(&test);
 }
 

@@ -148,7 +148,6 @@ lorac_tokenized test_random_tokenized(int n, int vocab, uint64_t seed) {
     t.ids = calloc(n, sizeof(int *));
     t.len = calloc(n, sizeof(int));
     t.label = calloc(n, sizeof(int));
-    t.n_prompt = calloc(n, sizeof(int));
     lorac_rng r;
     lorac_rng_seed(&r, seed);
     for (int i = 0; i < n; i++) {

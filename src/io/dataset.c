@@ -332,7 +332,7 @@ lorac_status lorac_dataset_load_instructions(const char *path, lorac_dataset *ou
     if (st == LORAC_OK && fmt != DS_JSON && fmt != DS_JSONL)
         st = lorac_fail(LORAC_ERR_FORMAT,
                         "%s: instruction data must be a JSON array or JSONL of {\"instruction\", \"input\", "
-                        "\"output\"} objects; hint: convert the file to .json or .jsonl",
+                        "\"output\"} or {\"messages\": [...]} objects; hint: convert the file to .json or .jsonl",
                         path);
     if (st == LORAC_OK) st = ds_begin(&b, path, 0, out);
     else {

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "io/chat.h"
 
 typedef struct lorac_example {
     char *text;     /* classification / plain-text input; for instruction data
@@ -28,6 +29,8 @@ typedef struct lorac_example {
     int label;      /* class id in [0, n_labels), or -1 when there is none */
     char *prompt;   /* instruction data: the Alpaca prompt, else NULL */
     char *response; /* instruction data: the expected output, else NULL */
+    lorac_chat_msg *msgs; /* instruction data as a conversation (io/chat.h), else NULL: */
+    int n_msgs;           /* a "messages" record's own, or an Alpaca record's user + assistant pair */
     int line;       /* 1-based line of the source file where the row starts */
 } lorac_example;
 
@@ -84,13 +87,24 @@ lorac_status lorac_dataset_load(const char *path, const lorac_data_opts *o, lora
  * JSONL/JSON file gives one document per row from its text column. */
 lorac_status lorac_dataset_load_text(const char *path, lorac_dataset *out);
 
-/* Load instruction data: a JSON array or JSONL of objects
- * {"instruction": s, "input": s (optional), "output": s}. Each example gets
- *   prompt   = lorac_alpaca_prompt(instruction, input)
- *   response = output
- *   text     = prompt + response
- * exactly as LLMs-from-scratch ch. 7 builds its training text, so the caller
- * can mask the loss to the response tokens. label is -1. */
+/* Load instruction data: a JSON array or JSONL of records of two shapes,
+ * which may be mixed:
+ *   Alpaca  {"instruction": s, "input": s (optional), "output": s}: the
+ *           example gets
+ *             prompt   = lorac_alpaca_prompt(instruction, input)
+ *             response = output
+ *             text     = prompt + response
+ *           exactly as LLMs-from-scratch ch. 7 builds its training text, and
+ *           as a conversation msgs = [user: instruction, or instruction +
+ *           "\n\n" + input when there is one; assistant: output];
+ *   chat    {"messages": [{"role": r, "content": s}, ...]} (the usual chat
+ *           dataset shape; r is system, user or assistant, a system message
+ *           only first) or ShareGPT's {"conversations": [{"from": f,
+ *           "value": s}, ...]} (f human, gpt or system; role / content also
+ *           read there): msgs, with prompt = response = NULL and text = "".
+ *           A record needs at least one assistant message.
+ * A bad record is one error naming the file, line and field ("messages"[2].role).
+ * label is -1. */
 lorac_status lorac_dataset_load_instructions(const char *path, lorac_dataset *out);
 
 /* The Alpaca prompt of LLMs-from-scratch ch. 7 (format_input + the response

@@ -50,6 +50,8 @@ lorac_status ds_add(ds_builder *b, int line, const char *text, const char *label
     e->text = dup_or_null(text, &failed);
     e->prompt = dup_or_null(prompt, &failed);
     e->response = dup_or_null(response, &failed);
+    e->msgs = NULL; /* ds_attach_chat gives a conversation */
+    e->n_msgs = 0;
     e->label = -1;
     e->line = line;
     b->raw_label[d->n] = dup_or_null(label, &failed);
@@ -70,10 +72,19 @@ lorac_status ds_bad_row(ds_builder *b, lorac_status st, int line, const char *fm
     return LORAC_OK;
 }
 
+lorac_status ds_attach_chat(ds_builder *b, int line, const lorac_chat_msg *m, int n) {
+    lorac_example *e = &b->d->ex[b->d->n - 1];
+    if (lorac_chat_msgs_copy(m, n, &e->msgs) != LORAC_OK)
+        return lorac_fail(LORAC_ERR_NOMEM, "%s:%d: out of memory adding a conversation", b->path, line);
+    e->n_msgs = n;
+    return LORAC_OK;
+}
+
 void ds_free_example(lorac_example *e) {
     free(e->text);
     free(e->prompt);
     free(e->response);
+    lorac_chat_msgs_free(e->msgs, e->n_msgs);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

@@ -46,6 +46,9 @@ lorac_status ds_begin(ds_builder *b, const char *path, int skip_bad, lorac_datas
 lorac_status ds_add(ds_builder *b, int line, const char *text, const char *label, const char *prompt,
                     const char *response);
 
+/* Give the example ds_add appended last a copy of the conversation m[0..n). */
+lorac_status ds_attach_chat(ds_builder *b, int line, const lorac_chat_msg *m, int n);
+
 /* A bad row at `line`: with skip_bad it is counted and logged and LORAC_OK is
  * returned (the caller moves on); otherwise the formatted message becomes the
  * error, prefixed by "<path>:<line>: ", and `st` is returned. */

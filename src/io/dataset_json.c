@@ -42,29 +42,93 @@ static int string_member(const cJSON *obj, const char *key, const char **out) {
     return 1;
 }
 
+/* A chat record: {"messages": [{"role", "content"}, ...]} or ShareGPT's
+ * {"conversations": [{"from", "value"}, ...]} (human / gpt / system). */
+static lorac_status add_conversation(ds_builder *b, const cJSON *obj, const char *key, int line) {
+    static const char shape[] = "records look like {\"messages\": [{\"role\": \"user\", \"content\": ...}, "
+                                "{\"role\": \"assistant\", \"content\": ...}]}";
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsArray(arr))
+        return ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\" is %s, not a list; hint: %s", key, json_type_name(arr), shape);
+    const int n = cJSON_GetArraySize(arr), sharegpt = !strcmp(key, "conversations");
+    lorac_chat_msg *m = calloc((size_t)(n > 0 ? n : 1), sizeof *m);
+    if (!m) return lorac_fail(LORAC_ERR_NOMEM, "%s:%d: out of memory", b->path, line);
+    lorac_status st = LORAC_OK;
+    int i = 0, n_assistant = 0; /* i < n: a bad message was met (an error, or skipped with --skip-bad-rows) */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        const char *rk = "role", *ck = "content", *role, *content;
+        if (sharegpt && !cJSON_GetObjectItemCaseSensitive(e, "role")) rk = "from", ck = "value";
+        if (!cJSON_IsObject(e)) {
+            st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\"[%d] is %s, not an object; hint: %s", key, i,
+                            json_type_name(e), shape);
+            break;
+        }
+        const int role_ok = string_member(e, rk, &role) && role, content_ok = string_member(e, ck, &content) && content;
+        if (!role_ok || !content_ok) {
+            const char *field = role_ok ? ck : rk;
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, field);
+            st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\"[%d].%s is %s, not a string; hint: %s", key, i, field,
+                            v ? json_type_name(v) : "missing", shape);
+            break;
+        }
+        if (sharegpt && !strcmp(rk, "from")) /* ShareGPT's speakers */
+            role = !strcmp(role, "human") ? "user" : !strcmp(role, "gpt") ? "assistant" : role;
+        m[i].role = (char *)role;
+        m[i].content = (char *)content;
+        n_assistant += !strcmp(role, "assistant");
+        i++;
+    }
+    char quoted[32], why[480];
+    snprintf(quoted, sizeof quoted, "\"%s\"", key);
+    if (i < n) {
+        /* reported above */
+    } else if (lorac_chat_check(NULL, m, n, quoted) != LORAC_OK) {
+        snprintf(why, sizeof why, "%s", lorac_last_error()); /* ds_bad_row replaces the last error */
+        st = ds_bad_row(b, LORAC_ERR_DATA, line, "%s", why);
+    } else if (n_assistant == 0) {
+        st = ds_bad_row(b, LORAC_ERR_DATA, line, "\"%s\" has no assistant message; hint: the loss trains on the "
+                        "assistant turns, so every record needs one", key);
+    } else {
+        st = ds_add(b, line, "", NULL, NULL, NULL);
+        if (st == LORAC_OK) st = ds_attach_chat(b, line, m, n);
+    }
+    free(m); /* the strings belong to cJSON */
+    return st;
+}
+
 static lorac_status add_instruction(ds_builder *b, const cJSON *obj, int line) {
     const char *instruction, *input, *output;
+    if (cJSON_GetObjectItemCaseSensitive(obj, "messages")) return add_conversation(b, obj, "messages", line);
+    if (cJSON_GetObjectItemCaseSensitive(obj, "conversations")) return add_conversation(b, obj, "conversations", line);
     if (!string_member(obj, "instruction", &instruction) || !instruction)
         return ds_bad_row(b, LORAC_ERR_DATA, line,
                           "record has no string \"instruction\"; hint: records look like {\"instruction\": ..., "
-                          "\"input\": ..., \"output\": ...}");
+                          "\"input\": ..., \"output\": ...} or {\"messages\": [...]}");
     if (!string_member(obj, "input", &input))
         return ds_bad_row(b, LORAC_ERR_DATA, line, "\"input\" is not a string; hint: use \"\" for no input");
     if (!string_member(obj, "output", &output) || !output)
         return ds_bad_row(b, LORAC_ERR_DATA, line,
                           "record has no string \"output\"; hint: every record needs the expected response");
     char *prompt = lorac_alpaca_prompt(instruction, input);
-    size_t np = prompt ? strlen(prompt) : 0, no = strlen(output);
-    char *text = prompt ? malloc(np + no + 1) : NULL;
-    if (!text) {
+    size_t np = prompt ? strlen(prompt) : 0, no = strlen(output), ni = strlen(instruction);
+    size_t nu = ni + (input && input[0] ? 2 + strlen(input) : 0);
+    char *text = prompt ? malloc(np + no + 1) : NULL, *user = text ? malloc(nu + 1) : NULL;
+    if (!user) {
         free(prompt);
+        free(text);
         return lorac_fail(LORAC_ERR_NOMEM, "%s:%d: out of memory", b->path, line);
     }
     memcpy(text, prompt, np);
     memcpy(text + np, output, no + 1);
+    /* as a conversation: the instruction (and its input) from the user, the output from the assistant */
+    snprintf(user, nu + 1, "%s%s%s", instruction, nu > ni ? "\n\n" : "", nu > ni ? input : "");
+    const lorac_chat_msg m[2] = {{"user", user}, {"assistant", (char *)output}};
     lorac_status st = ds_add(b, line, text, NULL, prompt, output);
+    if (st == LORAC_OK) st = ds_attach_chat(b, line, m, 2);
     free(prompt);
     free(text);
+    free(user);
     return st;
 }
 
@@ -89,7 +153,7 @@ static lorac_status add_record(ds_builder *b, const cJSON *obj, int line, const 
     static const char *const label_names[] = {"label", "class", "category", "sentiment", "target", NULL};
     if (!cJSON_IsObject(obj))
         return ds_bad_row(b, LORAC_ERR_DATA, line, "expected a JSON object, got %s; hint: each record looks like %s", json_type_name(obj),
-                          instructions ? "{\"instruction\": ..., \"input\": ..., \"output\": ...}"
+                          instructions ? "{\"instruction\": ..., \"input\": ..., \"output\": ...} or {\"messages\": [...]}"
                                        : "{\"text\": ..., \"label\": ...}");
     if (instructions) return add_instruction(b, obj, line);
 

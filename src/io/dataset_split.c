@@ -38,6 +38,8 @@ static lorac_status copy_examples(const lorac_dataset *d, const int *idx, int n,
         e->text = dup_or_null(s->text, &failed);
         e->prompt = dup_or_null(s->prompt, &failed);
         e->response = dup_or_null(s->response, &failed);
+        if (!failed && lorac_chat_msgs_copy(s->msgs, s->n_msgs, &e->msgs) == LORAC_OK) e->n_msgs = s->n_msgs;
+        else failed = 1;
         e->label = s->label;
         e->line = s->line;
     }

@@ -12,7 +12,9 @@ void lorac_tokenized_free(lorac_tokenized *t) {
     free(t->ids);
     free(t->len);
     free(t->label);
-    free(t->n_prompt);
+    if (t->loss_mask)
+        for (int i = 0; i < t->n; i++) free(t->loss_mask[i]);
+    free(t->loss_mask);
     memset(t, 0, sizeof *t);
 }
 
@@ -21,8 +23,39 @@ static void append(int *dst, int *len, int cap, const int *src, int n) {
     for (int i = 0; i < n && *len < cap; i++) dst[(*len)++] = src[i];
 }
 
+/* An instruction example rendered as a conversation (see lorac_tokenize_dataset):
+ * its ids and loss mask, cut to max_len; *full = the length before the cut. */
+static lorac_status chat_example(const lorac_tokenizer *tok, const lorac_dataset *d, const lorac_example *e,
+                                 const lorac_chat_format *chat, int max_len, int *buf, uint8_t *mask, int *len,
+                                 int *full) {
+    lorac_chat_format alpaca;
+    if (!chat) { /* messages records of a model without a template */
+        lorac_chat_format_init(&alpaca, LORAC_CHAT_ALPACA);
+        lorac_chat_set_tokens(&alpaca, tok);
+        chat = &alpaca;
+    }
+    lorac_chat_text t;
+    lorac_status st = lorac_chat_render(chat, e->msgs, e->n_msgs, 0, &t);
+    if (st != LORAC_OK) {
+        lorac_error_prefix("%s:%d", d->path ? d->path : "data", e->line);
+        return st;
+    }
+    int *ids, n;
+    uint8_t *m;
+    st = lorac_chat_encode(tok, &t, &ids, &m, &n);
+    lorac_chat_text_free(&t);
+    if (st != LORAC_OK) return st;
+    *full = n;
+    *len = n < max_len ? n : max_len;
+    memcpy(buf, ids, sizeof(int) * (size_t)*len);
+    memcpy(mask, m, (size_t)*len);
+    free(ids);
+    free(m);
+    return LORAC_OK;
+}
+
 lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_dataset *d, lorac_task task, int max_len,
-                                    lorac_tokenized *out) {
+                                    const lorac_chat_format *chat, lorac_tokenized *out) {
     memset(out, 0, sizeof *out);
     if (max_len < 2) return lorac_fail(LORAC_ERR_ARG, "max length %d is too small", max_len);
     out->n = d->n;
@@ -39,14 +72,21 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
     TRY(lorac_alloc((void **)&out->ids, (size_t)d->n, sizeof(int *), "token ids"));
     TRY(lorac_alloc((void **)&out->len, (size_t)d->n, sizeof(int), "token lengths"));
     TRY(lorac_alloc((void **)&out->label, (size_t)d->n, sizeof(int), "labels"));
-    TRY(lorac_alloc((void **)&out->n_prompt, (size_t)d->n, sizeof(int), "prompt lengths"));
+    if (task == LORAC_TASK_INSTRUCT) TRY(lorac_alloc((void **)&out->loss_mask, (size_t)d->n, sizeof(uint8_t *), "loss masks"));
     for (int i = 0; i < d->n; i++) {
         const lorac_example *e = &d->ex[i];
         int *buf, len = 0, full = 0;
         TRY(lorac_alloc((void **)&buf, (size_t)max_len, sizeof(int), "token ids"));
         out->ids[i] = buf;
         int *a = NULL, na = 0, *r = NULL, nr = 0;
-        if (task == LORAC_TASK_INSTRUCT && e->prompt && e->response) {
+        uint8_t *mask = NULL;
+        if (task == LORAC_TASK_INSTRUCT) {
+            TRY(lorac_alloc((void **)&out->loss_mask[i], (size_t)max_len, 1, "loss mask"));
+            mask = out->loss_mask[i];
+        }
+        if (task == LORAC_TASK_INSTRUCT && e->msgs && (!e->prompt || (chat && chat->family != LORAC_CHAT_ALPACA))) {
+            TRY(chat_example(tok, d, e, chat, max_len, buf, mask, &len, &full));
+        } else if (task == LORAC_TASK_INSTRUCT && e->prompt && e->response) {
             TRY(lorac_tokenizer_encode(tok, e->prompt, strlen(e->prompt), 0, &a, &na));
             st = lorac_tokenizer_encode(tok, e->response, strlen(e->response), 0, &r, &nr);
             if (st != LORAC_OK) {
@@ -55,9 +95,10 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
             }
             if (bos >= 0) append(buf, &len, max_len, &bos, 1);
             append(buf, &len, max_len, a, na);
-            out->n_prompt[i] = len;
+            const int n_prompt = len;
             append(buf, &len, max_len, r, nr);
             if (eos >= 0) append(buf, &len, max_len, &eos, 1);
+            memset(mask + n_prompt, 1, (size_t)(len - n_prompt)); /* the response and EOS */
             full = (bos >= 0) + na + nr + (eos >= 0);
         } else {
             TRY(lorac_tokenizer_encode(tok, e->text, strlen(e->text), 0, &a, &na));
@@ -78,6 +119,7 @@ lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_data
                 append(buf, &len, max_len, a, na);
                 if (eos >= 0) append(buf, &len, max_len, &eos, 1);
                 full = (bos >= 0) + na + (eos >= 0);
+                if (mask) memset(mask, 1, (size_t)len); /* plain text as instruction data: all of it */
             }
         }
         free(a);
@@ -107,10 +149,10 @@ void lorac_batch_free(lorac_batch *b) {
 int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task) {
     if (task == LORAC_TASK_CLS) return 1;
     const int len = t->len[ex];
-    int masked = task == LORAC_TASK_INSTRUCT ? t->n_prompt[ex] - 1 : 0; /* positions j with j + 1 < n_prompt */
-    if (masked < 0) masked = 0;
-    if (masked > len - 1) masked = len - 1;
-    return len - 1 - masked;
+    if (task != LORAC_TASK_INSTRUCT) return len > 1 ? len - 1 : 0;
+    int terms = 0; /* positions j whose next token j + 1 is a target */
+    for (int j = 1; j < len; j++) terms += t->loss_mask[ex][j];
+    return terms;
 }
 
 /* Room for `rows` token rows and `count` examples. */
@@ -128,8 +170,9 @@ static lorac_status batch_reserve(lorac_batch *b, int rows, int count) {
 }
 
 /* Example ex of t into rows ids / targets / mask [0 .. T): its tokens, then
- * padding up to T. Position j predicts token j+1; prompt tokens (instruction
- * data) predict nothing, nor does the last token or any padding. */
+ * padding up to T. Position j predicts token j+1 when that is a target (for
+ * instruction data, its loss mask is 1: not the prompt nor other turns);
+ * the last token and padding predict nothing. */
 static void example_rows(const lorac_tokenized *t, int ex, lorac_task task, int T, int *ids, int *targets,
                          uint8_t *mask) {
     const int len = t->len[ex];
@@ -138,7 +181,7 @@ static void example_rows(const lorac_tokenized *t, int ex, lorac_task task, int 
         ids[j] = j < len ? src[j] : t->pad_id;
         mask[j] = j < len;
         int tgt = j + 1 < len ? src[j + 1] : -1;
-        if (task == LORAC_TASK_INSTRUCT && j + 1 < t->n_prompt[ex]) tgt = -1;
+        if (task == LORAC_TASK_INSTRUCT && tgt >= 0 && !t->loss_mask[ex][j + 1]) tgt = -1;
         targets[j] = tgt;
     }
 }

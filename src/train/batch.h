@@ -3,8 +3,8 @@
  *
  * A tokenized set holds one id sequence per example (truncated to max_len,
  * with the count of truncated examples kept for reporting), its class label
- * (classification) and, for instruction data, the number of prompt tokens
- * whose targets are masked out of the loss. Batches are either right-padded
+ * (classification) and, for instruction data, a mask of the tokens the loss
+ * trains on (the response, or every assistant turn of a conversation). Batches are either right-padded
  * to the longest sequence in the batch (padding never changes a causal
  * model's output for the real tokens) or packed end to end without padding,
  * which computes the same thing for less (see lorac_batch). */
@@ -23,7 +23,8 @@ typedef struct lorac_tokenized {
     int **ids;      /* [n][len[i]] */
     int *len;       /* [n] */
     int *label;     /* [n] class id (CLS) or -1 */
-    int *n_prompt;  /* [n] tokens before the response (INSTRUCT), else 0 */
+    uint8_t **loss_mask; /* [n][len[i]] INSTRUCT: 1 = token j is a target (predicted at j-1);
+                            NULL for other tasks, where every next token is one */
     int n_truncated;/* examples cut to max_len */
     int max_len;
     int pad_id;
@@ -33,11 +34,21 @@ typedef struct lorac_tokenized {
 /* Tokenize every example of d for the task. CLS: encode(text) without special
  * tokens (appendix E) then truncate. LM: [bos] + encode(text) + [eos], with the
  * BOS only when the tokenizer adds one (as add_special_tokens=True would).
- * INSTRUCT: [bos] + encode(prompt) + encode(response) + [eos], n_prompt =
- * tokens up to the end of the prompt. pad_id: the tokenizer's pad, else its
- * eos (GPT-2's <|endoftext|>, as appendix E pads), else 0. */
+ * INSTRUCT, two ways:
+ *   chat (a chat format other than alpaca is given, or the record is a
+ *     "messages" conversation): the example's msgs rendered in that format
+ *     (alpaca when chat is NULL) and tokenized whole (io/chat.h,
+ *     lorac_chat_encode); the mask is 1 on the assistant turns' tokens
+ *     (content + end-of-turn marker). The format writes any BOS; no EOS is
+ *     added (the end-of-turn marker is the stop).
+ *   Alpaca records without a chat format (or with alpaca): as lorac always
+ *     did, [bos] + encode(prompt) + encode(response) + [eos], the mask 1 from
+ *     the response on.
+ * A conversation the format cannot render (e.g. Gemma's alternation) fails
+ * with "<path>:<line>: messages[i]: ...". pad_id: the tokenizer's pad, else
+ * its eos (GPT-2's <|endoftext|>, as appendix E pads), else 0. */
 lorac_status lorac_tokenize_dataset(const lorac_tokenizer *tok, const lorac_dataset *d, lorac_task task, int max_len,
-                                    lorac_tokenized *out);
+                                    const lorac_chat_format *chat, lorac_tokenized *out);
 void lorac_tokenized_free(lorac_tokenized *t);
 
 /* A batch of B examples, in one of two layouts:
@@ -62,7 +73,7 @@ typedef struct lorac_batch {
 
 /* The loss terms example ex of t contributes: 1 for classification, else
  * the tokens whose next token is a target (lorac_batch_make's targets >= 0):
- * len - 1, less the prompt's for instruction data. */
+ * len - 1, or for instruction data the masked tokens after the first. */
 int lorac_example_terms(const lorac_tokenized *t, int ex, lorac_task task);
 
 /* Fill `b` with examples order[start .. start+count) of t. */

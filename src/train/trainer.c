@@ -245,13 +245,26 @@ static uint64_t model_hash(const lorac_model *m, int64_t *values) {
     return h;
 }
 
+/* The loss mask of example i as the hash saw it before masks existed: the
+ * count of leading prompt tokens (0 without a mask), then, only for masks
+ * that are not "prompt, then the rest" (conversations), the mask itself.
+ * So checkpoints of earlier versions still resume. */
+static uint64_t hash_mask(uint64_t h, const lorac_tokenized *d, int i) {
+    int lead = 0, simple = 1;
+    const uint8_t *m = d->loss_mask ? d->loss_mask[i] : NULL;
+    while (m && lead < d->len[i] && !m[lead]) lead++;
+    for (int j = lead; m && j < d->len[i]; j++) simple &= m[j];
+    h = lorac_hash_bytes(h, &lead, sizeof(int));
+    return simple ? h : lorac_hash_bytes(h, m, (size_t)d->len[i]);
+}
+
 static uint64_t data_hash(const lorac_tokenized *d) {
     uint64_t h = LORAC_HASH_INIT;
     for (int i = 0; d && i < d->n; i++) {
         h = lorac_hash_bytes(h, &d->len[i], sizeof(int));
         h = lorac_hash_bytes(h, d->ids[i], sizeof(int) * (size_t)d->len[i]);
         if (d->label) h = lorac_hash_bytes(h, &d->label[i], sizeof(int));
-        if (d->n_prompt) h = lorac_hash_bytes(h, &d->n_prompt[i], sizeof(int));
+        h = hash_mask(h, d, i);
     }
     return h;
 }

@@ -106,12 +106,13 @@ static void make_examples(lorac_tokenized *t, int vocab) {
     t->ids = calloc(5, sizeof *t->ids);
     t->len = calloc(5, sizeof(int));
     t->label = calloc(5, sizeof(int));
-    t->n_prompt = calloc(5, sizeof(int));
+    t->loss_mask = calloc(5, sizeof *t->loss_mask);
     t->max_len = 70;
     t->pad_id = 0;
     for (int i = 0; i < 5; i++) {
         t->len[i] = len[i];
-        t->n_prompt[i] = prompt[i];
+        t->loss_mask[i] = malloc((size_t)len[i]);
+        for (int j = 0; j < len[i]; j++) t->loss_mask[i][j] = j >= prompt[i]; /* the prompt's tokens are no targets */
         t->label[i] = i % 3;
         t->ids[i] = malloc(sizeof(int) * (size_t)len[i]);
         for (int j = 0; j < len[i]; j++) t->ids[i][j] = (int)((i * 131u + j * 37u + 5u) % (unsigned)vocab);

@@ -16,6 +16,16 @@ static lorac_task parse_task(const cli_args *a) {
     cli_die(a->cmd, EXIT_USAGE, "--task '%s': expected classify, lm or instruct", t);
 }
 
+/* --chat-format's family (a usage error for a bad name); NULL name = auto. */
+static const char *chat_format_opt(const cli_args *a, lorac_chat_family *fam) {
+    const char *name = cli_str(a, "chat-format", "auto");
+    *fam = LORAC_CHAT_ALPACA;
+    if (strcmp(name, "auto") && lorac_chat_family_parse(name, fam) != LORAC_OK)
+        cli_die(a->cmd, EXIT_USAGE, "--chat-format '%s': expected auto, chatml, llama3, gemma, phi3, mistral, llama2 or "
+                "alpaca", name);
+    return strcmp(name, "auto") ? name : NULL;
+}
+
 static void load_one(const cli_args *a, lorac_task task, const char *path, const char *const *labels, lorac_dataset *d) {
     if (task == LORAC_TASK_LM) {
         cli_check(a->cmd, lorac_dataset_load_text(path, d));
@@ -37,6 +47,8 @@ static void load_one(const cli_args *a, lorac_task task, const char *path, const
 void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
     memset(s, 0, sizeof *s);
     s->task = parse_task(a);
+    lorac_chat_family fam;
+    (void)chat_format_opt(a, &fam); /* a bad --chat-format is a usage error before any work */
     const char *data = cli_str(a, "data", NULL);
     if (!data) cli_die(a->cmd, EXIT_USAGE, "--data is required");
     static char lab[64][96];
@@ -119,6 +131,36 @@ void cli_splits_free(cli_splits *s) {
     lorac_dataset_free(&s->test);
 }
 
+void cli_chat_format(const cli_args *a, const lorac_model *m, const lorac_tokenizer *tok, lorac_chat_format *f) {
+    const char *tp = cli_str(a, "tokenizer", NULL);
+    lorac_chat_family fam;
+    const char *name = chat_format_opt(a, &fam);
+    char *tpl = NULL, where[1200];
+    lorac_gguf *tg = NULL; /* a --tokenizer that is a GGUF file carries its own template */
+    const size_t tl = tp ? strlen(tp) : 0;
+    if (tl > 5 && !strcmp(tp + tl - 5, ".gguf")) cli_check(a->cmd, lorac_gguf_open_metadata(tp, &tg));
+    cli_check(a->cmd, lorac_chat_template_read(tp ? tp : m->path, tp ? tg : m->gguf, &tpl, where, sizeof where));
+    lorac_gguf_close(tg);
+    lorac_chat_format found;
+    const int have = tpl != NULL;
+    lorac_status st = have ? lorac_chat_detect(tpl, where, &found) : LORAC_ERR_UNSUPPORTED;
+    free(tpl);
+    if (!name) {
+        if (have && st != LORAC_OK) cli_check(a->cmd, st); /* a template of no known family: say so */
+        if (have) *f = found;
+        else lorac_chat_format_init(f, LORAC_CHAT_ALPACA);
+    } else if (st == LORAC_OK && found.family == fam) {
+        *f = found;
+    } else {
+        lorac_chat_format_init(f, fam);
+    }
+    lorac_chat_set_tokens(f, tok);
+    fprintf(stderr, "chat format: %s (%s)%s%s%s\n", lorac_chat_family_name(f->family),
+            f->from_template ? where : !name ? "the model has no chat template" : "--chat-format",
+            f->default_system[0] ? "; default system message \"" : "", f->default_system,
+            f->default_system[0] ? "\"" : "");
+}
+
 void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
                          cli_tokenized *t) {
     memset(t, 0, sizeof *t);
@@ -126,9 +168,12 @@ void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tok
     const lorac_dataset *d[3] = {&s->train, &s->val, &s->test};
     lorac_tokenized *o[3] = {&t->train, &t->val, &t->test};
     static const char *names[3] = {"train", "val", "test"};
+    lorac_chat_format chat;
+    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, m, tok, &chat);
     for (int i = 0; i < 3; i++) {
         if (d[i]->n == 0) continue;
-        cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len, o[i]));
+        cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len,
+                                                 s->task == LORAC_TASK_INSTRUCT ? &chat : NULL, o[i]));
         if (o[i]->n_truncated)
             fprintf(stderr, "%s: %d of %d examples truncated to %d tokens\n", names[i], o[i]->n_truncated, o[i]->n, max_len);
     }

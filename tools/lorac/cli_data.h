@@ -8,6 +8,11 @@
 #include "io/dataset.h"
 #include "train/batch.h"
 
+/* --chat-format: how instruction data and generate --chat are written (io/chat.h). */
+#define CLI_CHAT_OPT                                                                                              \
+    {"chat-format", "F", "instruction / chat text: auto (the model's chat template, else alpaca; default) | chatml"  \
+                         " | llama3 | gemma | phi3 | mistral | llama2 | alpaca"}
+
 #define CLI_DATA_OPTS                                                                                             \
     {"task", "T", "classify | lm | instruct (default classify)"},                                                \
     {"data", "FILE", "training data (or the whole set, split with --split): .tsv .csv .jsonl .json .txt, .gz ok"}, \
@@ -23,6 +28,7 @@
     {"max-examples", "N", "use at most N training examples"},                                                   \
     {"max-eval", "N", "use a random N of the validation and of the test examples"},                             \
     {"max-len", "N", "truncate sequences to N tokens (default 256)"},                                          \
+    CLI_CHAT_OPT,                                                                                                \
     {"eval-splits", "LIST", "the splits scored at the end: any of train,val,test (default all three)"}
 
 typedef struct cli_splits {
@@ -48,6 +54,14 @@ typedef struct cli_results {
     double comm_wait_seconds; /* of which waiting for the slowest rank (barriers) */
     double comm_bytes_per_step; /* bytes each rank contributed to the sums per optimizer step */
 } cli_results;
+
+/* The chat format of --chat-format (see CLI_CHAT_OPT) for model m and its
+ * tokenizer: auto reads the template of --tokenizer's directory when given,
+ * else of the model (GGUF metadata or directory); a template of no known
+ * family is an error (exit 1) with the --chat-format hint. A named format
+ * keeps the template's details (default system message) when the template
+ * is of that family. Prints one "chat format: ..." line to stderr. */
+void cli_chat_format(const cli_args *a, const lorac_model *m, const lorac_tokenizer *tok, lorac_chat_format *f);
 
 /* Load --data (and --val/--test) into train / val / test as the flags say.
  * whole = 1: every row of --data goes to the test set, unsplit. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_data.h"
 #include "lora/adapter_io.h"
 #include "lora/adapter_set.h"
 #include "models/generate.h"
@@ -15,7 +16,10 @@ static const cli_opt gen_opts[] = {
     CLI_QBASE_OPTS,
     CLI_BASE_OPT,
     {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
-    {"chat", NULL, "wrap the prompt in the ChatML template (<|im_start|>user ... assistant)"},
+    {"chat", NULL, "write the prompt as a user message in the model's chat format, then the assistant's header;"
+                   " stop at the end of the assistant's turn"},
+    {"system", "TEXT", "with --chat: a system message first (default: the template's own, if it has one)"},
+    CLI_CHAT_OPT,
     {"max-new", "N", "generate at most N tokens (default 64)"},
     {"temperature", "T", "0 = greedy (default 0)"},
     {"top-k", "K", "sample from the K most likely tokens (default off)"},
@@ -69,18 +73,22 @@ int cmd_generate(int argc, char **argv) {
         o.stop[o.n_stop++] = lorac_tokenizer_eos(tok);
     }
     const char *prompt = cli_str(&a, "prompt", "");
-    char *text = NULL;
+    lorac_chat_text chat = {0};
     if (cli_has(&a, "chat")) {
-        size_t n = strlen(prompt) + 64;
-        text = malloc(n);
-        if (!text) cli_die("generate", 1, "out of memory");
-        snprintf(text, n, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", prompt);
-        int end = lorac_tokenizer_find(tok, "<|im_end|>");
-        if (end >= 0 && o.n_stop < 8) o.stop[o.n_stop++] = end;
-        prompt = text;
+        lorac_chat_format f;
+        cli_chat_format(&a, m, tok, &f);
+        const char *sys = cli_str(&a, "system", NULL);
+        const lorac_chat_msg msgs[2] = {{"system", (char *)sys}, {"user", (char *)prompt}};
+        cli_check("generate", lorac_chat_render(&f, sys ? msgs : msgs + 1, sys ? 2 : 1, 1, &chat));
+        int end = lorac_chat_end_of_turn(&f, tok);
+        if (end >= 0 && end != lorac_tokenizer_eos(tok) && o.n_stop < 8) o.stop[o.n_stop++] = end;
+        prompt = chat.text;
+    } else if (cli_has(&a, "system")) {
+        cli_die("generate", EXIT_USAGE, "--system needs --chat");
     }
     int *ids = NULL, n = 0;
-    cli_check("generate", lorac_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n));
+    /* a chat format writes its own BOS, as apply_chat_template does */
+    cli_check("generate", lorac_tokenizer_encode(tok, prompt, strlen(prompt), !chat.text, &ids, &n));
     if (n == 0) { /* nothing to condition on: start from BOS (or EOS as GPT-2 does) */
         int start = lorac_tokenizer_bos(tok) >= 0 ? lorac_tokenizer_bos(tok) : lorac_tokenizer_eos(tok);
         if (start < 0) cli_die("generate", EXIT_USAGE, "empty prompt and the tokenizer has no BOS token; hint: --prompt");
@@ -95,7 +103,7 @@ int cmd_generate(int argc, char **argv) {
     putchar('\n');
     free(out);
     free(ids);
-    free(text);
+    lorac_chat_text_free(&chat);
     lorac_tokenizer_free(tok);
     lorac_adapters_free(&set);
     lorac_model_free(m);

@@ -159,3 +159,28 @@ lorac_tokenized test_random_tokenized(int n, int vocab, uint64_t seed) {
     t.max_len = 8;
     return t;
 }
+
+/* ---- gradients ---- */
+#include "lora/lora.h"
+
+static void grads_zero_one(lorac_weight *w, void *ctx) {
+    (void)ctx;
+    memset(w->grad, 0, sizeof(float) * w->n);
+}
+
+static void grads_copy_one(lorac_weight *w, void *ctx) {
+    test_grads *g = ctx;
+    if (g->n + w->n > g->cap) {
+        g->cap = (g->n + w->n) * 2;
+        g->buf = realloc(g->buf, sizeof(float) * g->cap);
+    }
+    memcpy(g->buf + g->n, w->grad, sizeof(float) * w->n);
+    g->n += w->n;
+}
+
+void test_zero_grads(lorac_model *m) { lorac_for_each_trainable(m, grads_zero_one, NULL); }
+
+void test_collect_grads(lorac_model *m, test_grads *g) {
+    g->n = 0;
+    lorac_for_each_trainable(m, grads_copy_one, g);
+}

@@ -60,4 +60,15 @@ char *test_unhex(const char *hex, size_t *n);
 #include "train/batch.h"
 lorac_tokenized test_random_tokenized(int n, int vocab, uint64_t seed);
 
+/* ---- gradients of a model (tests comparing two backward passes) ---- */
+struct lorac_model;
+typedef struct test_grads {
+    float *buf; /* every trainable gradient, in lorac_for_each_trainable's order */
+    size_t n, cap;
+} test_grads;
+/* Zero every trainable gradient of m. */
+void test_zero_grads(struct lorac_model *m);
+/* Copy every trainable gradient of m into g (grown as needed; free g->buf). */
+void test_collect_grads(struct lorac_model *m, test_grads *g);
+
 #endif

@@ -23,30 +23,10 @@
 #include "ops/ops.h"
 #include "testutil.h"
 
-typedef struct {
-    float *buf;
-    size_t n, cap;
-} grads;
-
-static void collect(lorac_weight *w, void *ctx) {
-    grads *g = ctx;
-    if (g->n + w->n > g->cap) {
-        g->cap = (g->n + w->n) * 2;
-        g->buf = realloc(g->buf, sizeof(float) * g->cap);
-    }
-    memcpy(g->buf + g->n, w->grad, sizeof(float) * w->n);
-    g->n += w->n;
-}
-
-static void zero(lorac_weight *w, void *ctx) {
-    (void)ctx;
-    memset(w->grad, 0, sizeof(float) * w->n);
-}
-
 /* One forward + loss + backward; the gradients into *g, the loss returned. */
 static float step(lorac_model *m, const int *ids, const uint8_t *mask, int B, int T, lorac_fwd_mode mode,
-                  const lorac_rng *rng0, grads *g) {
-    lorac_for_each_trainable(m, zero, NULL);
+                  const lorac_rng *rng0, test_grads *g) {
+    test_zero_grads(m);
     m->rng = *rng0;
     m->training = 1;
     CHECK_OK(lorac_model_forward(m, ids, mask, B, T, mode));
@@ -64,8 +44,7 @@ static float step(lorac_model *m, const int *ids, const uint8_t *mask, int B, in
         free(tg);
     }
     lorac_model_backward(m, ids, B, T, mode);
-    g->n = 0;
-    lorac_for_each_trainable(m, collect, g);
+    test_collect_grads(m, g);
     return loss;
 }
 
@@ -119,7 +98,7 @@ static void check_model(int llama, lorac_fwd_mode mode) {
     }
     lorac_rng rng0;
     lorac_rng_seed(&rng0, 99);
-    grads g0 = {0}, g1 = {0}, g2 = {0};
+    test_grads g0 = {0}, g1 = {0}, g2 = {0};
 
     CHECK_OK(lorac_model_set_grad_ckpt(m, 0));
     const float l0 = step(m, ids, mask, B, T, mode, &rng0, &g0);

@@ -29,30 +29,10 @@
 #include "testutil.h"
 #include "train/batch.h"
 
-typedef struct {
-    float *buf;
-    size_t n, cap;
-} grads;
-
-static void collect(lorac_weight *w, void *ctx) {
-    grads *g = ctx;
-    if (g->n + w->n > g->cap) {
-        g->cap = (g->n + w->n) * 2;
-        g->buf = realloc(g->buf, sizeof(float) * g->cap);
-    }
-    memcpy(g->buf + g->n, w->grad, sizeof(float) * w->n);
-    g->n += w->n;
-}
-
-static void zero(lorac_weight *w, void *ctx) {
-    (void)ctx;
-    memset(w->grad, 0, sizeof(float) * w->n);
-}
-
 /* Forward + the trainer's loss + backward on batch b; gradients into *g. */
-static double step(lorac_model *m, const lorac_batch *b, lorac_task task, int terms, grads *g) {
+static double step(lorac_model *m, const lorac_batch *b, lorac_task task, int terms, test_grads *g) {
     const lorac_fwd_mode mode = task == LORAC_TASK_CLS ? LORAC_FWD_CLS : LORAC_FWD_LM;
-    lorac_for_each_trainable(m, zero, NULL);
+    test_zero_grads(m);
     m->training = 1;
     if (b->packed)
         CHECK_OK(lorac_model_forward_packed(m, b->ids, b->offs, b->B, mode));
@@ -69,8 +49,7 @@ static double step(lorac_model *m, const lorac_batch *b, lorac_task task, int te
         lorac_model_backward_packed(m, b->ids, mode);
     else
         lorac_model_backward(m, b->ids, b->B, b->T, mode);
-    g->n = 0;
-    lorac_for_each_trainable(m, collect, g);
+    test_collect_grads(m, g);
     return loss / terms;
 }
 
@@ -154,7 +133,7 @@ static void check(const char *what, lorac_config cfg, lorac_task task, int ckpt)
     CHECK(padded.N == 5 * 70 && packed.N == 151 && packed.offs[5] == 151, "%s: %d padded rows, %d packed", what,
           padded.N, packed.N);
 
-    grads g0 = {0}, g1 = {0};
+    test_grads g0 = {0}, g1 = {0};
     const double l0 = step(m, &padded, task, terms, &g0), l1 = step(m, &packed, task, terms, &g1);
     CHECK(fabs(l1 - l0) <= 1e-6 * fabs(l0), "%s: loss %.9g packed, %.9g padded", what, l1, l0);
     CHECK(g0.n == g1.n && g0.n > 0, "%s: %zu gradient values packed, %zu padded", what, g1.n, g0.n);

@@ -59,6 +59,9 @@ if [ -d "$S" ]; then
     evt=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.6f" % r["test_acc"], "train_acc" in r, "val_acc" in r)' "$T/evt.json" 2>/dev/null)
     if [ "$evt" = "$test_acc False False" ]; then ok; else bad "--eval-splits test: '$evt' (want '$test_acc False False')"; cat "$T/evt.err" >&2; fi
     expect 2 "'tset' is not a split" -- "$BIN" eval $common --adapter "$T/run" --eval-splits val,tset
+    # a split that this data does not have (every row is test without --split): an error, not silence
+    expect 2 "no such split has examples" -- "$BIN" eval --model "$S" --task instruct --max-eval 2 \
+        --data "$DATA/instruction_data/instruction-data.json" --eval-splits val
     # instruction data cut before every response trains nothing: an error (after the data summary), exit 1
     "$BIN" train --model "$S" --task instruct --data "$DATA/instruction_data/instruction-data.json" --max-len 8 \
         --max-examples 16 --max-steps 1 >/dev/null 2>"$T/cut.err"

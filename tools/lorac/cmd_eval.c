@@ -50,6 +50,10 @@ int cmd_eval(int argc, char **argv) {
     cli_tokenize_splits(&a, &sp, tok, m, &tk);
     cli_results r;
     cli_evaluate_splits(&a, m, &tk, sp.task, cli_int(&a, "batch", 8, 1, 65536), &r);
+    if (!r.scored[0] && !r.scored[1] && !r.scored[2])
+        cli_die("eval", EXIT_USAGE, "--eval-splits %s: no such split has examples here (train %d, val %d, test %d); "
+                "hint: --split 0.7,0.1 carves train / validation / test out of --data, or drop --eval-splits",
+                cli_str(&a, "eval-splits", "?"), r.n[0], r.n[1], r.n[2]);
     lorac_count_params(m, &r.trainable, &r.all);
     cli_print_results(&a, &r, &sp);
     cli_tokenized_free(&tk);

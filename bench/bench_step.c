@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     const double peak = peak_own > peak_blas ? peak_own : peak_blas;
     lorac_config cfg = shape(name);
     lorac_model *m;
-    if (lorac_model_create_random(&cfg, 1, &m) != LORAC_OK || lorac_model_add_head(m, 2, 1, 1) != LORAC_OK) {
+    if (lorac_model_create_random(&cfg, 1, &m) != LORAC_OK || lorac_model_add_head(m, 2, 0, LORAC_HEAD_INIT_HF, 1) != LORAC_OK) {
         fprintf(stderr, "bench_step: %s\n", lorac_last_error());
         return 1;
     }

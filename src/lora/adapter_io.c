@@ -296,7 +296,7 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
     lorac_status s = LORAC_OK;
     if (n_classes > 0 && !m->head) {
         int bias = m->cfg.arch == LORAC_ARCH_BERT || lorac_st_find(st, PREFIX "score.bias") != NULL;
-        s = lorac_model_add_head(m, n_classes, bias, 0);
+        s = lorac_model_add_head(m, n_classes, bias, LORAC_HEAD_INIT_HF, 0); /* its values are read below */
     }
     if (s == LORAC_OK) s = lorac_lora_apply(m, &c, NULL);
     for (int i = 0; i < m->n_lin && s == LORAC_OK; i++) {

@@ -23,6 +23,7 @@
  *    PEFT's Conv1D LoRA is already [r, in] / [out, r], matching llama.cpp's
  *    [out, in] GPT-2 matrices, so lorac writes it untransposed. */
 #include "lora/export_gguf.h"
+#include "models/model_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,29 +37,13 @@
 
 /* ---- names ------------------------------------------------------------- */
 
-/* HF module suffix -> llama.cpp tensor base ("blk.N.<base>.weight"). The
- * same table as src/models/weights.c uses to read GGUF bases. */
-static const char *const llama_map[][2] = {
-    {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
-    {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},  {"mlp.up_proj", "ffn_up"},
-    {"mlp.down_proj", "ffn_down"}};
-static const char *const gpt2_map[][2] = {
-    {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"}, {"mlp.c_fc", "ffn_up"}, {"mlp.c_proj", "ffn_down"}};
-
 int lorac_gguf_linear_name(const lorac_model *m, const char *module, char *out, size_t n) {
     if (m->cfg.arch == LORAC_ARCH_BERT) return 0;
     if (!strcmp(module, "lm_head")) return snprintf(out, n, "output.weight"), 1;
-    const int gpt2 = m->cfg.arch == LORAC_ARCH_GPT2;
-    int layer, used = 0;
-    char rest[128];
-    if (sscanf(module, gpt2 ? "transformer.h.%d.%127s%n" : "model.layers.%d.%127s%n", &layer, rest, &used) != 2 ||
-        module[used] != 0)
-        return 0;
-    const char *const(*tab)[2] = gpt2 ? gpt2_map : llama_map;
-    const size_t nt = gpt2 ? sizeof gpt2_map / sizeof gpt2_map[0] : sizeof llama_map / sizeof llama_map[0];
-    for (size_t i = 0; i < nt; i++)
-        if (!strcmp(rest, tab[i][0])) return snprintf(out, n, "blk.%d.%s.weight", layer, tab[i][1]), 1;
-    return 0;
+    /* the table src/models/weights.c reads GGUF bases with */
+    char hf[200];
+    snprintf(hf, sizeof hf, "%s.weight", module);
+    return lorac_gguf_tensor_name(&m->cfg, hf, out, n) && strncmp(out, "blk.", 4) == 0;
 }
 
 /* llama.cpp's architecture name for the base, and whether q/k rows are kept
@@ -75,12 +60,16 @@ static lorac_status llama_cpp_arch(const lorac_model *m, const char **arch, int 
             *permute_qk = 1;
             return LORAC_OK;
         }
-        if (!strcmp(mt, "qwen2")) {
-            *arch = "qwen2";
-            return LORAC_OK;
-        }
+        /* converted unpermuted, run with NeoX RoPE (config.json's model_type, or the GGUF base's arch) */
+        static const char *const neox[][2] = {{"qwen2", "qwen2"},   {"qwen3", "qwen3"}, {"gemma3_text", "gemma3"},
+                                              {"gemma3", "gemma3"}, {"gemma2", "gemma2"}, {"phi3", "phi3"}};
+        for (size_t i = 0; i < sizeof neox / sizeof neox[0]; i++)
+            if (!strcmp(mt, neox[i][0])) {
+                *arch = neox[i][1];
+                return LORAC_OK;
+            }
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "model_type '%s' has no known llama.cpp architecture; hint: export "
-                          "supports llama, mistral, qwen2 and gpt2 bases", mt);
+                          "supports llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3 and gpt2 bases", mt);
     case LORAC_ARCH_BERT:
     default:
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s is an encoder (%s): llama.cpp's --lora applies adapters to decoder "

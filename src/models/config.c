@@ -1,6 +1,7 @@
 #include "models/config.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,119 @@ static lorac_status encoder_config(const cJSON *o, const char *type, const char 
     return LORAC_OK;
 }
 
+/* ---- the Llama family: Llama 1-3, Mistral, Qwen2 / Qwen3, Gemma 2 / 3, Phi-3 ---- */
+
+static const char *const llama_family[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", NULL};
+
+static int is_llama_family(const char *type) {
+    for (const char *const *t = llama_family; *t; t++)
+        if (!strcmp(type, *t)) return 1;
+    return 0;
+}
+
+static const cJSON *json_obj(const cJSON *o, const char *name) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, name) : NULL;
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+/* RoPE: rope_theta and rope_scaling (transformers 4), or rope_parameters
+ * (transformers 5: one dict, or one per layer type for Gemma 3). Scaling
+ * types: none / "default", "linear" (positions divided by factor), "llama3"
+ * (Llama 3.1: long wavelengths divided by factor, short ones kept, a smooth
+ * blend between). */
+static lorac_status rope_config(const cJSON *o, const char *path, lorac_config *c) {
+    const cJSON *rp = json_obj(o, "rope_parameters"), *full = rp, *local = NULL;
+    if (json_obj(rp, "full_attention")) {
+        full = json_obj(rp, "full_attention");
+        local = json_obj(rp, "sliding_attention");
+    }
+    c->rope_theta = (float)json_num(o, json_num(full, 10000.0, "rope_theta"), "rope_theta");
+    c->rope_local_theta = (float)json_num(o, json_num(local, 0.0, "rope_theta"), "rope_local_base_freq");
+    const cJSON *rs = json_obj(o, "rope_scaling");
+    if (!rs) rs = full;
+    if (!rs) return LORAC_OK;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(t)) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    const char *type = cJSON_IsString(t) ? t->valuestring : "default";
+    c->rope_factor = (float)json_num(rs, 1.0, "factor");
+    if (!strcmp(type, "default")) return LORAC_OK;
+    if (!strcmp(type, "linear")) {
+        c->rope_scale_type = 1;
+        return LORAC_OK;
+    }
+    if (!strcmp(type, "llama3")) {
+        c->rope_scale_type = 2;
+        c->rope_low_freq = (float)json_num(rs, 1.0, "low_freq_factor");
+        c->rope_high_freq = (float)json_num(rs, 4.0, "high_freq_factor");
+        c->rope_orig_ctx = json_int(rs, 8192, NAMES("original_max_position_embeddings"));
+        return LORAC_OK;
+    }
+    return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported; hint: lorac reads default, "
+                      "linear and llama3 RoPE", path, type);
+}
+
+/* Which layers use the sliding window: layer_types (transformers 5), else
+ * every layer but each sliding_window_pattern-th (Gemma 3's 6), else every
+ * layer (Mistral). */
+static void local_layers(const cJSON *o, lorac_config *c) {
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(o, "layer_types");
+    const int pattern = json_int(o, 0, NAMES("sliding_window_pattern"));
+    for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) {
+        const cJSON *e = cJSON_IsArray(lt) ? cJSON_GetArrayItem(lt, l) : NULL;
+        if (cJSON_IsString(e))
+            c->local_layer[l] = !strcmp(e->valuestring, "sliding_attention");
+        else
+            c->local_layer[l] = c->sliding_window > 0 && (pattern <= 0 || (l + 1) % pattern != 0);
+    }
+}
+
+static lorac_status llama_family_config(const cJSON *o, const char *type, const char *path, lorac_config *c) {
+    c->arch = LORAC_ARCH_LLAMA;
+    c->dim = json_int(o, 0, NAMES("hidden_size"));
+    c->n_layer = json_int(o, 0, NAMES("num_hidden_layers"));
+    c->n_head = json_int(o, 0, NAMES("num_attention_heads"));
+    c->n_kv_head = json_int(o, c->n_head, NAMES("num_key_value_heads"));
+    c->head_dim = json_int(o, 0, NAMES("head_dim"));
+    c->n_ctx = json_int(o, 2048, NAMES("max_position_embeddings"));
+    c->ffn_dim = json_int(o, 0, NAMES("intermediate_size"));
+    c->norm_eps = (float)json_num(o, 1e-6, "rms_norm_eps");
+    const int gemma = !strncmp(type, "gemma", 5);
+    c->tied = json_bool(o, gemma, "tie_word_embeddings");
+    c->attn_bias = json_bool(o, !strcmp(type, "qwen2"), "attention_bias");
+    c->mlp_bias = json_bool(o, 0, "mlp_bias");
+    c->qk_norm = !strcmp(type, "qwen3") || !strcmp(type, "gemma3_text");
+    c->gemma = gemma;
+    c->fused = !strcmp(type, "phi3");
+    LORAC_TRY(rope_config(o, path, c));
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "sliding_window");
+    c->sliding_window = cJSON_IsNumber(sw) ? sw->valueint : 0;
+    if (!strncmp(type, "qwen", 4)) { /* Qwen's window is off unless use_sliding_window */
+        if (json_bool(o, 0, "use_sliding_window"))
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: use_sliding_window is not supported for %s; hint: set it "
+                              "to false (the released Qwen2.5 / Qwen3 models have it off)", path, type);
+        c->sliding_window = 0;
+    }
+    if (c->fused && c->sliding_window >= c->n_ctx) c->sliding_window = 0; /* Phi-3 mini: the window spans the context */
+    if (c->sliding_window < 0) c->sliding_window = 0;
+    local_layers(o, c);
+    if (gemma) {
+        c->attn_scale = (float)(1.0 / sqrt(json_num(o, c->head_dim > 0 ? c->head_dim : 256, "query_pre_attn_scalar")));
+        const char *const caps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        for (int i = 0; i < 2; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, caps[i]);
+            if (cJSON_IsNumber(v))
+                return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s %g is not supported yet; hint: Gemma 3 has none "
+                                  "(Gemma 2 does)", path, caps[i], v->valuedouble);
+        }
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, gemma ? "hidden_activation" : "hidden_act");
+    const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
+    if (cJSON_IsString(act) && strcmp(act->valuestring, want))
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported; hint: %s uses %s", path,
+                          act->valuestring, type, want);
+    return LORAC_OK;
+}
+
 lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
     char *text;
     memset(c, 0, sizeof *c);
@@ -80,6 +194,7 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     const char *type = cJSON_IsString(mt) ? mt->valuestring : "";
     snprintf(c->model_type, sizeof c->model_type, "%s", type);
+    c->init_range = (float)json_num(o, 0.02, "initializer_range");
     if (!strcmp(type, "gpt2")) {
         c->arch = LORAC_ARCH_GPT2;
         c->dim = json_int(o, 0, NAMES("n_embd", "hidden_size"));
@@ -98,29 +213,10 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
             cJSON_Delete(o); /* after the message: act points into o */
             return st;
         }
-    } else if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2")) {
-        c->arch = LORAC_ARCH_LLAMA;
-        c->dim = json_int(o, 0, NAMES("hidden_size"));
-        c->n_layer = json_int(o, 0, NAMES("num_hidden_layers"));
-        c->n_head = json_int(o, 0, NAMES("num_attention_heads"));
-        c->n_kv_head = json_int(o, c->n_head, NAMES("num_key_value_heads"));
-        c->head_dim = json_int(o, 0, NAMES("head_dim"));
-        c->n_ctx = json_int(o, 2048, NAMES("max_position_embeddings"));
-        c->ffn_dim = json_int(o, 0, NAMES("intermediate_size"));
-        c->norm_eps = (float)json_num(o, 1e-6, "rms_norm_eps");
-        c->rope_theta = (float)json_num(o, 10000.0, "rope_theta");
-        c->tied = json_bool(o, 0, "tie_word_embeddings");
-        c->attn_bias = json_bool(o, !strcmp(type, "qwen2"), "attention_bias");
-        c->mlp_bias = json_bool(o, 0, "mlp_bias");
-        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
-        if (rs && !cJSON_IsNull(rs)) {
+    } else if (is_llama_family(type)) {
+        lorac_status st = llama_family_config(o, type, path, c);
+        if (st != LORAC_OK) {
             cJSON_Delete(o);
-            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: rope_scaling is not supported yet; hint: use a model without RoPE scaling", path);
-        }
-        const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
-        if (cJSON_IsString(act) && strcmp(act->valuestring, "silu")) {
-            lorac_status st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; hint: Llama-family models use silu", path, act->valuestring);
-            cJSON_Delete(o); /* after the message: act points into o */
             return st;
         }
     } else if (!strcmp(type, "bert") || !strcmp(type, "distilbert")) {
@@ -164,13 +260,38 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
     GETI(n_kv_head, "attention.head_count_kv", c->n_head);
     GETI(head_dim, "attention.key_length", 0);
 #undef GETI
-    if (!strcmp(arch, "llama")) {
+    if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") || !strcmp(arch, "gemma3") ||
+        !strcmp(arch, "phi3")) {
+        /* llama.cpp's names for the Llama family; Mistral GGUFs are "llama" */
         c->arch = LORAC_ARCH_LLAMA;
         snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
         c->norm_eps = lorac_gguf_get_float(g, key, &f) ? (float)f : 1e-5f;
         snprintf(key, sizeof key, "%s.rope.freq_base", arch);
         c->rope_theta = lorac_gguf_get_float(g, key, &f) ? (float)f : 10000.0f;
         c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
+        c->gguf_rope_interleaved = !strcmp(arch, "llama"); /* its converter permutes q/k rows; the others keep HF's */
+        c->attn_bias = lorac_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+        c->qk_norm = lorac_gguf_find_tensor(g, "blk.0.attn_q_norm.weight") != NULL;
+        c->fused = !strcmp(arch, "phi3");
+        snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+        c->sliding_window = lorac_gguf_get_int(g, key, &v) ? (int)v : 0;
+        if (!strcmp(arch, "gemma3")) {
+            /* as llama.cpp: every 6th layer global, local layers' RoPE base 10000,
+               scores scaled by 1/sqrt(head_dim) */
+            c->gemma = 1;
+            c->rope_local_theta = 10000.0f;
+            for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) c->local_layer[l] = (l + 1) % 6 != 0;
+        } else {
+            for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) c->local_layer[l] = c->sliding_window > 0;
+        }
+        snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+        const char *rs = lorac_gguf_get_str(g, key);
+        if (lorac_gguf_find_tensor(g, "rope_freqs.weight"))
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: rope_freqs.weight (Llama 3.1's scaled RoPE) is not read yet; "
+                              "hint: use the Hugging Face checkpoint, whose rope_scaling lorac reads", path);
+        if (rs && strcmp(rs, "none"))
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s '%s' is not supported; hint: lorac reads GGUF RoPE "
+                              "without scaling (Llama 3.1's is in rope_freqs.weight: use the HF checkpoint)", path, key, rs);
     } else if (!strcmp(arch, "gpt2")) {
         c->arch = LORAC_ARCH_GPT2;
         snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", arch);
@@ -178,7 +299,7 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
         c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = c->mlp_bias = 1;
     } else {
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama and gpt2 GGUF files", path, arch);
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama, qwen2, qwen3, gemma3, phi3 and gpt2 GGUF files", path, arch);
     }
     uint64_t n;
     lorac_gguf_type et;
@@ -192,6 +313,7 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
 }
 
 lorac_status lorac_config_check(lorac_config *c, const char *where) {
+    if (!(c->init_range > 0 && c->init_range < 10)) c->init_range = 0.02f; /* absent (GGUF, random configs) or nonsense */
 #define NEED(cond, what)                                                                                              \
     if (!(cond)) return lorac_fail(LORAC_ERR_FORMAT, "%s: %s; hint: is the config complete?", where, what)
     NEED(c->dim > 0 && c->dim <= 65536, "hidden size missing or out of range");

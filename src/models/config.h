@@ -39,6 +39,27 @@ typedef struct lorac_config {
     int attn_bias;        /* q/k/v/o projections have biases */
     int mlp_bias;
     int bos_id, eos_id, pad_id; /* -1 when absent */
+    float init_range;     /* initializer_range: std of Hugging Face's normal init of new weights (default 0.02) */
+    /* Llama-family variants (LORAC_ARCH_LLAMA); all 0 for plain Llama / SmolLM2:
+     *   Qwen2    q/k/v biases (attn_bias), o_proj without
+     *   Qwen3    qk_norm
+     *   Mistral  sliding_window on every layer
+     *   Llama 3  rope_scaling llama3 (rope_scale_type 2)
+     *   Gemma 3  gemma: (1 + w) RMSNorms, norms before and after attention and MLP, GeGLU,
+     *            embeddings x sqrt(hidden), qk_norm, attn_scale, local (sliding) and global
+     *            layers with their own RoPE bases
+     *   Phi-3    fused qkv_proj and gate_up_proj */
+    int qk_norm;          /* RMSNorm over each head of q and of k before RoPE (q_norm, k_norm) */
+    int gemma;            /* Gemma 2 / 3 blocks, as above */
+    int fused;            /* Phi-3: one qkv_proj (q|k|v rows) and one gate_up_proj (gate|up rows) */
+    float attn_scale;     /* attention score scale; 0 = 1/sqrt(head_dim) */
+    int sliding_window;   /* > 0: a local layer's query sees this many most recent keys (itself included) */
+    unsigned char local_layer[1024]; /* 1: layer l uses the sliding window (and rope_local_theta) */
+    float rope_local_theta; /* RoPE base of local layers (Gemma 3); 0 = rope_theta */
+    int rope_scale_type;  /* 0 none, 1 linear (positions / factor), 2 llama3 */
+    float rope_factor, rope_low_freq, rope_high_freq; /* rope_scaling factor, low/high_freq_factor */
+    int rope_orig_ctx;    /* rope_scaling original_max_position_embeddings (llama3) */
+    int gguf_rope_interleaved; /* GGUF: q/k rows interleaved per head by llama.cpp (its "llama" arch) */
     /* encoders (LORAC_ARCH_BERT) */
     int distil;           /* DistilBERT names and head (pre_classifier + ReLU) */
     int type_vocab;       /* token-type embeddings (BERT: 2; DistilBERT: 0) */

@@ -24,10 +24,12 @@
  * Everything but attention works row by row and does not care; attention
  * (block-diagonal over the packed sequences) and the positions (restarting
  * at each sequence) read the layout the forward recorded in m->acts. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+#include "models/decoder_blocks.h"
 #include "models/model_internal.h"
 #include "ops/ops.h"
 
@@ -35,10 +37,11 @@ static int qkv_width(const lorac_config *c) { return (c->n_head + 2 * c->n_kv_he
 static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 /* The buffers of one layer's activations, in a fixed order. */
-enum { LAYER_BUFS = 14 };
+enum { LAYER_BUFS = 20 };
 static void layer_bufs(const lorac_layer_acts *x, float *out[LAYER_BUFS]) {
-    float *b[LAYER_BUFS] = {x->x_in, x->ln1, x->ln1_mean, x->ln1_rstd, x->qkv, x->lse, x->atty,
-                            x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc, x->up, x->h};
+    float *b[LAYER_BUFS] = {x->x_in, x->ln1,  x->ln1_mean, x->ln1_rstd, x->qkv,    x->lse,         x->atty,
+                            x->x_mid, x->ln2, x->ln2_mean, x->ln2_rstd, x->fc,     x->up,          x->h,
+                            x->qk_raw, x->qk_rstd, x->attn_o, x->attn_o_rstd, x->mlp_o, x->mlp_o_rstd};
     memcpy(out, b, sizeof b);
 }
 
@@ -131,8 +134,18 @@ lorac_status lorac_model_reserve(lorac_model *m, int B, int T) {
         ALLOC(x->x_mid, N * C, "activations");
         ALLOC(x->ln2_mean, N, "activations");
         ALLOC(x->ln2_rstd, N, "activations");
-        ALLOC(x->fc, N * F, "activations");
-        if (c->arch == LORAC_ARCH_LLAMA) ALLOC(x->up, N * F, "activations");
+        ALLOC(x->fc, N * F * (c->fused ? 2 : 1), "activations"); /* Phi-3: gate | up */
+        if (c->arch == LORAC_ARCH_LLAMA && !c->fused) ALLOC(x->up, N * F, "activations");
+        if (c->qk_norm) {
+            ALLOC(x->qk_raw, N * (c->n_head + c->n_kv_head) * c->head_dim, "activations");
+            ALLOC(x->qk_rstd, N * (c->n_head + c->n_kv_head), "activations");
+        }
+        if (c->gemma) {
+            ALLOC(x->attn_o, N * C, "activations");
+            ALLOC(x->attn_o_rstd, N, "activations");
+            ALLOC(x->mlp_o, N * C, "activations");
+            ALLOC(x->mlp_o_rstd, N, "activations");
+        }
     }
     ALLOC(a->x_out, N * C, "activations");
     ALLOC(a->lnf, N * C, "activations");
@@ -179,7 +192,7 @@ static void norm_fwd(const lorac_model *m, const lorac_norm *n, float *y, float 
     if (m->cfg.arch == LORAC_ARCH_GPT2)
         op_layernorm_fwd(y, mean, rstd, x, n->g->data, n->b->data, N, m->cfg.dim, m->cfg.norm_eps);
     else
-        op_rmsnorm_fwd(y, rstd, x, n->g->data, N, m->cfg.dim, m->cfg.norm_eps);
+        lorac_rms_fwd(m, n, y, rstd, x, N, m->cfg.dim);
 }
 
 static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const float *dy, const float *x,
@@ -187,15 +200,25 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
     if (m->cfg.arch == LORAC_ARCH_GPT2)
         op_layernorm_bwd(dx, n->g->grad, n->b->grad, dy, x, mean, rstd, n->g->data, N, m->cfg.dim);
     else
-        op_rmsnorm_bwd(dx, n->g->grad, dy, x, rstd, n->g->data, N, m->cfg.dim);
+        lorac_rms_bwd(n, dx, dy, x, rstd, N, m->cfg.dim);
 }
 
-/* The MLP activation h of layer L from its fc (and up) outputs. */
-static void mlp_act(const lorac_layer *L, lorac_layer_acts *s, size_t n) {
-    if (L->up)
-        op_swiglu_fwd(s->h, s->fc, s->up, n);
-    else
-        op_gelu_tanh_fwd(s->h, s->fc, n);
+/* RoPE on layer l's q and k (inverse = 1: on their gradients, backward). */
+static void rope(const lorac_model *m, int l, qkv_view v, int inverse) {
+    const lorac_config *c = &m->cfg;
+    float inv_freq[512];
+    LORAC_ASSERT(c->head_dim / 2 <= 512);
+    lorac_rope_table(c, c->local_layer[l], inv_freq);
+    const int N = m->acts.n_rows;
+    op_rope_freqs(v.q, m->acts.pos, 1, N, c->n_head, c->head_dim, v.ldq, inv_freq, inverse);
+    op_rope_freqs(v.k, m->acts.pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, inv_freq, inverse);
+}
+
+/* y = x + norm(t) (Gemma's post-norms): t's rstd into rstd; y may be x. */
+static void post_norm_add(const lorac_model *m, const lorac_norm *n, float *y, const float *x, const float *t,
+                          float *rstd, int N) {
+    lorac_rms_fwd(m, n, y, rstd, t, N, m->cfg.dim);
+    op_acc(y, x, (size_t)N * m->cfg.dim);
 }
 
 /* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
@@ -203,7 +226,7 @@ static void mlp_act(const lorac_layer *L, lorac_layer_acts *s, size_t n) {
 static void layer_fwd(lorac_model *m, int l, int replay) {
     const lorac_config *c = &m->cfg;
     lorac_acts *a = &m->acts;
-    const int N = a->n_rows, C = c->dim, F = c->ffn_dim;
+    const int N = a->n_rows, C = c->dim;
     const int tr = m->training ? (replay ? LORAC_TRAIN_REPLAY : 1) : 0;
     lorac_layer *L = &m->layers[l];
     lorac_layer_acts *s = &a->layer[l];
@@ -216,43 +239,62 @@ static void layer_fwd(lorac_model *m, int l, int replay) {
         lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, tr);
         lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, tr);
         lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, tr);
-        op_rope(v.q, a->pos, 1, N, c->n_head, c->head_dim, v.ldq, c->rope_theta, 0);
-        op_rope(v.k, a->pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, c->rope_theta, 0);
     }
-    lorac_layer_attention_fwd(m, s, 1);
-    lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, tr);
-    op_acc(s->x_mid, s->x_in, (size_t)N * C);
+    if (c->qk_norm) lorac_qk_norm_fwd(m, L, v.q, v.k, s->qk_raw, s->qk_rstd, N);
+    if (c->arch == LORAC_ARCH_LLAMA) rope(m, l, v, 0);
+    lorac_layer_attention_fwd(m, l, 1);
+    if (c->gemma) { /* x_mid = x_in + norm(o_proj(attention)) */
+        lorac_linear_fwd(L->o, s->attn_o, s->atty, N, &m->rng, tr);
+        post_norm_add(m, &L->attn_post, s->x_mid, s->x_in, s->attn_o, s->attn_o_rstd, N);
+    } else {
+        lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, tr);
+        op_acc(s->x_mid, s->x_in, (size_t)N * C);
+    }
     norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
     lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, tr);
     if (L->up) lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, tr);
-    mlp_act(L, s, (size_t)N * F);
-    if (replay) return; /* backward reads h and the down projection's own LoRA state, never x_next */
-    lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, tr);
-    op_acc(x_next, s->x_mid, (size_t)N * C);
+    lorac_mlp_act_fwd(m, L, s->h, s->fc, s->up, N);
+    /* backward reads h and the down projection's own LoRA state, never x_next
+       (Gemma: it reads the down projection's output, mlp_o, as well) */
+    if (replay && !c->gemma) return;
+    if (c->gemma) { /* x_next = x_mid + norm(down_proj(h)) */
+        lorac_linear_fwd(L->down, s->mlp_o, s->h, N, &m->rng, tr);
+        post_norm_add(m, &L->mlp_post, x_next, s->x_mid, s->mlp_o, s->mlp_o_rstd, N);
+    } else {
+        lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, tr);
+        op_acc(x_next, s->x_mid, (size_t)N * C);
+    }
 }
 
-void lorac_layer_attention_fwd(lorac_model *m, lorac_layer_acts *s, int causal) {
-    const lorac_config *c = &m->cfg;
+/* The rows of the last forward, layer l's window and scale, as the attention ops take them. */
+static op_att_seq att_seq(const lorac_model *m, int l, int causal) {
     const lorac_acts *a = &m->acts;
-    qkv_view v = qkv_split(c, s->qkv, a->n_rows);
+    const lorac_config *c = &m->cfg;
+    op_att_seq sq = {.B = a->n_seq, .T = a->T, .causal = causal, .scale = c->attn_scale};
     if (a->packed)
-        op_attention_packed_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->offs, a->n_seq, c->n_head,
-                                c->n_kv_head, c->head_dim, causal);
+        sq.offs = a->offs;
     else
-        op_attention_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask, a->n_seq, a->T, c->n_head,
-                         c->n_kv_head, c->head_dim, causal);
+        sq.keymask = a->keymask;
+    if (c->local_layer[l]) sq.window = c->sliding_window;
+    return sq;
 }
 
-void lorac_layer_attention_bwd(lorac_model *m, lorac_layer_acts *s, float *d_qkv, const float *d_atty, int causal) {
+void lorac_layer_attention_fwd(lorac_model *m, int l, int causal) {
     const lorac_config *c = &m->cfg;
-    const lorac_acts *a = &m->acts;
-    qkv_view v = qkv_split(c, s->qkv, a->n_rows), dv = qkv_split(c, d_qkv, a->n_rows);
-    if (a->packed)
-        op_attention_packed_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->offs,
-                                a->n_seq, c->n_head, c->n_kv_head, c->head_dim, causal);
-    else
-        op_attention_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, a->keymask,
-                         a->n_seq, a->T, c->n_head, c->n_kv_head, c->head_dim, causal);
+    lorac_layer_acts *s = &m->acts.layer[l];
+    const qkv_view v = qkv_split(c, s->qkv, m->acts.n_rows);
+    const op_att_seq sq = att_seq(m, l, causal);
+    op_attention_seq_fwd(s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, &sq, c->n_head, c->n_kv_head,
+                         c->head_dim);
+}
+
+void lorac_layer_attention_bwd(lorac_model *m, int l, float *d_qkv, const float *d_atty, int causal) {
+    const lorac_config *c = &m->cfg;
+    lorac_layer_acts *s = &m->acts.layer[l];
+    const qkv_view v = qkv_split(c, s->qkv, m->acts.n_rows), dv = qkv_split(c, d_qkv, m->acts.n_rows);
+    const op_att_seq sq = att_seq(m, l, causal);
+    op_attention_seq_bwd(dv.q, dv.k, dv.v, d_atty, s->atty, s->lse, v.q, v.ldq, v.k, v.ldk, v.v, v.ldv, &sq, c->n_head,
+                         c->n_kv_head, c->head_dim);
 }
 
 /* What every forward checks before it starts: the ids and the head. */
@@ -277,6 +319,7 @@ static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode 
     float *x = a->layer[0].x_in;
     lorac_model_embed_tokens(m, x, ids, N);
     if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
+    if (c->gemma) op_scale(x, sqrtf((float)C), (size_t)N * C); /* Gemma scales its embeddings by sqrt(hidden) */
 
     for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, 0);
     norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
@@ -385,44 +428,55 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
         } else {
             /* ln2 and h are shared by all layers: layer l's again (ln1 below) */
             norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
-            mlp_act(L, s, (size_t)N * F);
+            lorac_mlp_act_fwd(m, L, s->h, s->fc, s->up, N);
         }
-        /* MLP: d_res is dL/dx_next */
+        /* MLP: d_res is dL/dx_next (Gemma: through the post-norm to its input, mlp_o) */
+        const float *d_mlp_out = d_res;
+        if (c->gemma) {
+            memset(d_ln, 0, NC * sizeof(float));
+            lorac_rms_bwd(&L->mlp_post, d_ln, d_res, s->mlp_o, s->mlp_o_rstd, N, C);
+            d_mlp_out = d_ln;
+        }
         memset(d_h, 0, (size_t)N * F * sizeof(float));
-        lorac_linear_bwd(L->down, d_h, d_res, s->h, N);
-        memset(d_fc, 0, (size_t)N * F * sizeof(float));
+        lorac_linear_bwd(L->down, d_h, d_mlp_out, s->h, N);
+        memset(d_fc, 0, (size_t)N * F * (c->fused ? 2 : 1) * sizeof(float));
+        if (L->up) memset(d_up, 0, (size_t)N * F * sizeof(float));
+        lorac_mlp_act_bwd(m, L, d_fc, d_up, d_h, s->fc, s->up, N);
         memset(d_ln, 0, NC * sizeof(float));
-        if (L->up) {
-            memset(d_up, 0, (size_t)N * F * sizeof(float));
-            op_swiglu_bwd(d_fc, d_up, d_h, s->fc, s->up, (size_t)N * F);
-            lorac_linear_bwd(L->up, d_ln, d_up, s->ln2, N);
-        } else {
-            op_gelu_tanh_bwd(d_fc, d_h, s->fc, (size_t)N * F);
-        }
+        if (L->up) lorac_linear_bwd(L->up, d_ln, d_up, s->ln2, N);
         lorac_linear_bwd(L->fc, d_ln, d_fc, s->ln2, N);
         norm_bwd(m, &L->ln2, d_res, d_ln, s->x_mid, s->ln2_mean, s->ln2_rstd, N); /* now dL/dx_mid */
 
-        /* attention */
+        /* attention (Gemma: through the post-norm to its input, attn_o) */
+        const float *d_attn_out = d_res;
+        if (c->gemma) {
+            memset(d_ln, 0, NC * sizeof(float));
+            lorac_rms_bwd(&L->attn_post, d_ln, d_res, s->attn_o, s->attn_o_rstd, N, C);
+            d_attn_out = d_ln;
+        }
         float *d_atty = d_h;
         memset(d_atty, 0, (size_t)N * HqD * sizeof(float));
-        lorac_linear_bwd(L->o, d_atty, d_res, s->atty, N);
+        lorac_linear_bwd(L->o, d_atty, d_attn_out, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * qkv_width(c) * sizeof(float));
-        lorac_layer_attention_bwd(m, s, a->d_qkv, d_atty, 1);
+        lorac_layer_attention_bwd(m, l, a->d_qkv, d_atty, 1);
         qkv_view dv = qkv_split(c, a->d_qkv, N);
+        if (c->arch == LORAC_ARCH_LLAMA) rope(m, l, dv, 1);
+        if (c->qk_norm) lorac_qk_norm_bwd(m, L, dv.q, dv.k, s->qk_raw, s->qk_rstd, d_fc, N);
         memset(d_ln, 0, NC * sizeof(float));
         if (!a->shared) norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
         if (L->qkv) {
             lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);
         } else {
-            op_rope(dv.q, a->pos, 1, N, c->n_head, c->head_dim, dv.ldq, c->rope_theta, 1);
-            op_rope(dv.k, a->pos, 1, N, c->n_kv_head, c->head_dim, dv.ldk, c->rope_theta, 1);
             lorac_linear_bwd(L->q, d_ln, dv.q, s->ln1, N);
             lorac_linear_bwd(L->k, d_ln, dv.k, s->ln1, N);
             lorac_linear_bwd(L->v, d_ln, dv.v, s->ln1, N);
         }
         norm_bwd(m, &L->ln1, d_res, d_ln, s->x_in, s->ln1_mean, s->ln1_rstd, N); /* now dL/dx_in */
     }
-    if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);
+    if (m->wte->grad) {
+        if (c->gemma) op_scale(d_res, sqrtf((float)C), NC);
+        op_embed_bwd(m->wte->grad, d_res, ids, N, C);
+    }
     if (m->wpe && m->wpe->grad) op_embed_bwd(m->wpe->grad, d_res, a->pos, N, C);
 }
 

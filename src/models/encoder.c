@@ -95,7 +95,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mod
         lorac_linear_fwd(L->q, v.q, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->k, v.k, s->x_in, N, &m->rng, m->training);
         lorac_linear_fwd(L->v, v.v, s->x_in, N, &m->rng, m->training);
-        lorac_layer_attention_fwd(m, s, 0);
+        lorac_layer_attention_fwd(m, l, 0);
         lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
         layernorm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_mid, N);
@@ -187,7 +187,7 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
         memset(d_atty, 0, NC * sizeof(float));
         lorac_linear_bwd(L->o, d_atty, d_sum, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * 3 * C * sizeof(float));
-        lorac_layer_attention_bwd(m, s, a->d_qkv, d_atty, 0);
+        lorac_layer_attention_bwd(m, l, a->d_qkv, d_atty, 0);
         qkv_view dv = qkv_split(c, a->d_qkv, N);
         memcpy(d_res, d_sum, NC * sizeof(float));
         lorac_linear_bwd(L->q, d_res, dv.q, s->x_in, N);

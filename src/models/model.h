@@ -67,7 +67,8 @@ typedef struct lorac_linear {
 } lorac_linear;
 
 typedef struct lorac_norm {
-    lorac_weight *g, *b; /* b NULL for RMSNorm */
+    lorac_weight *g, *b; /* b NULL for RMSNorm; g NULL for a norm the architecture does not have */
+    float *g1;           /* Gemma's RMSNorm scales by (1 + g): 1 + g->data, refreshed by every forward (owned) */
 } lorac_norm;
 
 /* One block. Decoders are pre-LN: ln1/ln2 come before attention / MLP.
@@ -76,11 +77,13 @@ typedef struct lorac_norm {
  * (output_layer_norm) after the MLP residual; fc = intermediate.dense /
  * ffn.lin1, down = output.dense / ffn.lin2. */
 typedef struct lorac_layer {
-    lorac_norm ln1, ln2;
-    lorac_linear *qkv;        /* GPT-2 fused c_attn (else NULL) */
+    lorac_norm ln1, ln2;      /* before attention / before the MLP (Gemma: input_ / pre_feedforward_layernorm) */
+    lorac_norm q_norm, k_norm;/* Qwen3, Gemma 3: RMSNorm over each head of q / k */
+    lorac_norm attn_post, mlp_post; /* Gemma: post_attention_ / post_feedforward_layernorm */
+    lorac_linear *qkv;        /* GPT-2 fused c_attn, Phi-3 qkv_proj (else NULL) */
     lorac_linear *q, *k, *v;  /* Llama */
     lorac_linear *o;          /* c_proj / o_proj */
-    lorac_linear *fc, *up;    /* c_fc / gate_proj ; up_proj (Llama only) */
+    lorac_linear *fc, *up;    /* c_fc / gate_proj (Phi-3: gate_up_proj, gate | up rows) ; up_proj (Llama) */
     lorac_linear *down;       /* mlp.c_proj / down_proj */
 } lorac_layer;
 
@@ -100,6 +103,8 @@ typedef struct lorac_layer_acts {
     float *fc;       /* [N, F]   c_fc output (pre-GELU) / gate_proj output */
     float *up;       /* [N, F]   up_proj output (Llama) */
     float *h;        /* [N, F]   GELU(fc) / silu(gate) * up */
+    float *qk_raw, *qk_rstd; /* qk-norm: q | k before their norms [N, (Hq + Hkv) D], rstd [N (Hq + Hkv)] */
+    float *attn_o, *attn_o_rstd, *mlp_o, *mlp_o_rstd; /* Gemma: o_proj / down_proj outputs [N, C] before their post-norms */
 } lorac_layer_acts;
 
 typedef struct lorac_acts {
@@ -234,9 +239,17 @@ void lorac_model_qstats(const lorac_model *m, lorac_qstats *s);
 /* Add a fresh classification head: "score" = Linear(dim, n_classes) for
  * decoders, "classifier" for encoders (DistilBERT also gets a fresh
  * pre_classifier Linear(dim, dim); BERT a fresh pooler.dense when the
- * checkpoint has none), with PyTorch's default nn.Linear init from `seed`.
+ * checkpoint has none), initialised from `seed` as `init` says, with a
+ * bias or not (`bias`; the fresh pre_classifier / pooler always has one).
+ * Hugging Face's XxxForSequenceClassification makes decoders' "score"
+ * without bias and encoders' "classifier" with one, both LORAC_HEAD_INIT_HF;
+ * LLMs-from-scratch appendix E swaps in a torch.nn.Linear(dim, n) with bias.
  * A head read from the checkpoint with the same class count is kept. */
-lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed);
+typedef enum lorac_head_init {
+    LORAC_HEAD_INIT_HF = 0, /* transformers' _init_weights: W ~ N(0, initializer_range), b = 0 */
+    LORAC_HEAD_INIT_TORCH,  /* a plain torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in)) (appendix E) */
+} lorac_head_init;
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac_head_init init, uint64_t seed);
 
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
 lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);

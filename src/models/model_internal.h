@@ -4,18 +4,19 @@
 
 #include "models/model.h"
 
-/* Views of q, k, v inside a layer's qkv buffer. GPT-2: one fused row
- * [q|k|v] of 3C; Llama and BERT: three contiguous blocks [N,HqD] [N,HkD] [N,HkD]. */
+/* Views of q, k, v inside a layer's qkv buffer. GPT-2 and Phi-3: one fused
+ * row [q|k|v] per token; Llama and BERT: three contiguous blocks [N,HqD]
+ * [N,HkD] [N,HkD]. */
 typedef struct { float *q, *k, *v; int ldq, ldk, ldv; } qkv_view;
 
 static inline qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
     qkv_view v;
     const int HqD = c->n_head * c->head_dim, HkD = c->n_kv_head * c->head_dim;
-    if (c->arch == LORAC_ARCH_GPT2) {
+    if (c->arch == LORAC_ARCH_GPT2 || c->fused) {
         v.q = buf;
-        v.k = buf + c->dim;
-        v.v = buf + 2 * c->dim;
-        v.ldq = v.ldk = v.ldv = 3 * c->dim;
+        v.k = buf + HqD;
+        v.v = buf + HqD + HkD;
+        v.ldq = v.ldk = v.ldv = HqD + 2 * HkD;
     } else {
         v.q = buf;
         v.k = buf + (size_t)N * HqD;
@@ -31,12 +32,12 @@ static inline qkv_view qkv_split(const lorac_config *c, float *buf, int N) {
 lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mode mode);
 void lorac_encoder_backward(lorac_model *m, const int *ids);
 
-/* decoder.c: one layer's attention over the rows of the last forward
- * (padded: op_attention_*, masked; packed: op_attention_packed_*), from
- * the q, k, v views of s->qkv into s->atty and s->lse; backward into the
- * views dv of the gradient buffer. */
-void lorac_layer_attention_fwd(lorac_model *m, lorac_layer_acts *s, int causal);
-void lorac_layer_attention_bwd(lorac_model *m, lorac_layer_acts *s, float *d_qkv, const float *d_atty, int causal);
+/* decoder.c: layer l's attention over the rows of the last forward (padded
+ * and masked, or packed), with the layer's sliding window and the model's
+ * score scale, from the q, k, v views of its qkv buffer into its atty and
+ * lse; backward into the same views of d_qkv. */
+void lorac_layer_attention_fwd(lorac_model *m, int l, int causal);
+void lorac_layer_attention_bwd(lorac_model *m, int l, float *d_qkv, const float *d_atty, int causal);
 
 /* weights.c, shared with quantize.c */
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w);            /* bind one weight to the checkpoint */

@@ -147,6 +147,24 @@ static lorac_status build_encoder(lorac_model *m) {
     return LORAC_OK;
 }
 
+/* The norms of a model whose RMSNorms scale by (1 + w), and each one's 1 + w buffer. */
+static lorac_norm *const *gemma_norms(lorac_model *m, int l, lorac_norm *out[6]) {
+    lorac_layer *L = &m->layers[l];
+    lorac_norm *n[6] = {&L->ln1, &L->ln2, &L->attn_post, &L->mlp_post, &L->q_norm, &L->k_norm};
+    memcpy(out, n, sizeof n);
+    return out;
+}
+
+static lorac_status gemma_norm_buffers(lorac_model *m) {
+    lorac_norm *n[6];
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gemma_norms(m, l, n);
+        for (int i = 0; i < 6; i++)
+            if (n[i]->g) LORAC_TRY(lorac_alloc((void **)&n[i]->g1, n[i]->g->n, sizeof(float), n[i]->g->name));
+    }
+    return lorac_alloc((void **)&m->lnf.g1, m->lnf.g->n, sizeof(float), m->lnf.g->name);
+}
+
 /* Create the module tree for cfg (weights unbound: data == NULL). */
 static lorac_status build_modules(lorac_model *m) {
     const lorac_config *c = &m->cfg;
@@ -181,17 +199,36 @@ static lorac_status build_modules(lorac_model *m) {
             lorac_layer *L = &m->layers[l];
 #define NM(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
             L->ln1 = new_norm(m, NM("input_layernorm"), C, 0);
-            L->q = new_linear(m, NM("self_attn.q_proj"), C, Hq, 0, c->attn_bias);
-            L->k = new_linear(m, NM("self_attn.k_proj"), C, Hk, 0, c->attn_bias);
-            L->v = new_linear(m, NM("self_attn.v_proj"), C, Hk, 0, c->attn_bias);
+            if (c->fused) { /* Phi-3: q | k | v rows in one projection */
+                L->qkv = new_linear(m, NM("self_attn.qkv_proj"), C, Hq + 2 * Hk, 0, c->attn_bias);
+            } else {
+                L->q = new_linear(m, NM("self_attn.q_proj"), C, Hq, 0, c->attn_bias);
+                L->k = new_linear(m, NM("self_attn.k_proj"), C, Hk, 0, c->attn_bias);
+                L->v = new_linear(m, NM("self_attn.v_proj"), C, Hk, 0, c->attn_bias);
+            }
+            if (c->qk_norm) {
+                L->q_norm = new_norm(m, NM("self_attn.q_norm"), D, 0);
+                L->k_norm = new_norm(m, NM("self_attn.k_norm"), D, 0);
+            }
             L->o = new_linear(m, NM("self_attn.o_proj"), Hq, C, 0, 0);
-            L->ln2 = new_norm(m, NM("post_attention_layernorm"), C, 0);
-            L->fc = new_linear(m, NM("mlp.gate_proj"), C, F, 0, c->mlp_bias);
-            L->up = new_linear(m, NM("mlp.up_proj"), C, F, 0, c->mlp_bias);
+            if (c->gemma) { /* norms on both sides of attention and of the MLP */
+                L->attn_post = new_norm(m, NM("post_attention_layernorm"), C, 0);
+                L->ln2 = new_norm(m, NM("pre_feedforward_layernorm"), C, 0);
+                L->mlp_post = new_norm(m, NM("post_feedforward_layernorm"), C, 0);
+            } else {
+                L->ln2 = new_norm(m, NM("post_attention_layernorm"), C, 0);
+            }
+            if (c->fused) { /* Phi-3: gate | up rows in one projection */
+                L->fc = new_linear(m, NM("mlp.gate_up_proj"), C, 2 * F, 0, c->mlp_bias);
+            } else {
+                L->fc = new_linear(m, NM("mlp.gate_proj"), C, F, 0, c->mlp_bias);
+                L->up = new_linear(m, NM("mlp.up_proj"), C, F, 0, c->mlp_bias);
+            }
             L->down = new_linear(m, NM("mlp.down_proj"), F, C, 0, c->mlp_bias);
 #undef NM
         }
         m->lnf = new_norm(m, "model.norm", C, 0);
+        if (c->gemma) LORAC_TRY(gemma_norm_buffers(m));
     }
     /* LM head: a Linear named lm_head; tied heads share wte's data. */
     LORAC_ASSERT(m->n_lin < m->cap_lin);
@@ -212,7 +249,13 @@ int lorac_gguf_tensor_name(const lorac_config *c, const char *hf, char *out, siz
     static const char *const llama[][2] = {
         {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
         {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},    {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}};
+        {"mlp.down_proj", "ffn_down"},    {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"},
+        {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+        {"self_attn.qkv_proj", "attn_qkv"}, {"mlp.gate_up_proj", "ffn_up"}};
+    /* Gemma's four norms: llama.cpp's ffn_norm is the one before the MLP */
+    static const char *const gemma[][2] = {{"post_attention_layernorm", "post_attention_norm"},
+                                           {"pre_feedforward_layernorm", "ffn_norm"},
+                                           {"post_feedforward_layernorm", "post_ffw_norm"}};
     static const char *const gpt2[][2] = {{"ln_1", "attn_norm"},        {"attn.c_attn", "attn_qkv"},
                                           {"attn.c_proj", "attn_output"}, {"ln_2", "ffn_norm"},
                                           {"mlp.c_fc", "ffn_up"},         {"mlp.c_proj", "ffn_down"}};
@@ -232,6 +275,9 @@ int lorac_gguf_tensor_name(const lorac_config *c, const char *hf, char *out, siz
     char *dot = strrchr(rest, '.'); /* ".weight" / ".bias" */
     if (!dot) return 0;
     *dot = 0;
+    if (c->gemma)
+        for (size_t i = 0; i < sizeof gemma / sizeof gemma[0]; i++)
+            if (!strcmp(rest, gemma[i][0])) return snprintf(out, n, "blk.%d.%s.%s", layer, gemma[i][1], dot + 1), 1;
     const char *const(*tab)[2] = c->arch == LORAC_ARCH_GPT2 ? gpt2 : llama;
     size_t nt = c->arch == LORAC_ARCH_GPT2 ? sizeof gpt2 / sizeof gpt2[0] : sizeof llama / sizeof llama[0];
     for (size_t i = 0; i < nt; i++)
@@ -264,7 +310,7 @@ lorac_linear *lorac_linear_of_weight(const lorac_model *m, const lorac_weight *w
 }
 
 int lorac_gguf_rope_heads(const lorac_model *m, const char *name) {
-    if (!m->gguf || m->cfg.arch != LORAC_ARCH_LLAMA) return 0;
+    if (!m->gguf || m->cfg.arch != LORAC_ARCH_LLAMA || !m->cfg.gguf_rope_interleaved) return 0;
     if (strstr(name, "q_proj.weight")) return m->cfg.n_head;
     if (strstr(name, "k_proj.weight")) return m->cfg.n_kv_head;
     return 0;
@@ -298,7 +344,9 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
                           file, t->name, (long long)g0, (long long)g1, (long long)e0, (long long)e1);
     /* llama.cpp's q/k rows need reordering (below), so they are never a view */
     const int heads = lorac_gguf_rope_heads(m, w->name), permuted = heads > 0;
-    if (t->dtype == LORAC_F32 && !transposed && !permuted && (uintptr_t)t->data % sizeof(float) == 0) {
+    /* llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w; lorac keeps Hugging Face's w */
+    const int plus1 = m->gguf && m->cfg.gemma && w->ndim == 1 && strstr(w->name, "norm.weight");
+    if (t->dtype == LORAC_F32 && !transposed && !permuted && !plus1 && (uintptr_t)t->data % sizeof(float) == 0) {
         w->data = (float *)t->data; /* zero-copy view into the mapping */
         w->owned = 0;
         return lorac_check_finite(w->data, w->n, file, t->name, BAD_WEIGHTS_HINT);
@@ -320,6 +368,7 @@ lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w) {
         buf = tr;
     }
     if (heads) lorac_unpermute_rope_rows(buf, heads, m->cfg.head_dim, (int)w->shape[1]);
+    for (size_t i = 0; plus1 && i < w->n; i++) buf[i] -= 1.0f;
     w->data = buf;
     w->owned = 1;
     return lorac_check_finite(w->data, w->n, file, t->name, BAD_WEIGHTS_HINT);
@@ -477,22 +526,29 @@ lorac_status lorac_model_create_random(const lorac_config *cfg, uint64_t seed, l
     return LORAC_OK;
 }
 
-/* A new Linear with nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b. */
-static lorac_status fresh_linear(lorac_model *m, const char *name, int in, int out, int bias, lorac_rng *r, lorac_linear **L) {
+/* A new Linear, initialised as `init` says:
+ *   TORCH: nn.Linear's default, U(-1/sqrt(in), 1/sqrt(in)) for W and b;
+ *   HF:    transformers' _init_weights for a Linear, N(0, initializer_range)
+ *          for W and zeros for b. */
+static lorac_status fresh_linear(lorac_model *m, const char *name, int in, int out, int bias, lorac_head_init init,
+                                 lorac_rng *r, lorac_linear **L) {
     if (m->n_lin >= m->cap_lin || m->n_w + 2 > m->cap_w) return lorac_fail(LORAC_ERR_NOMEM, "module table full");
     lorac_linear *H = *L = new_linear(m, name, in, out, 0, bias);
-    const float bound = 1.0f / sqrtf((float)in);
+    const float bound = 1.0f / sqrtf((float)in), std = m->cfg.init_range;
     lorac_weight *ws[2] = {H->W, H->b};
     for (int k = 0; k < 2; k++) {
         if (!ws[k]) continue;
         LORAC_TRY(lorac_alloc((void **)&ws[k]->data, ws[k]->n, sizeof(float), ws[k]->name));
         ws[k]->owned = 1;
-        for (size_t j = 0; j < ws[k]->n; j++) ws[k]->data[j] = (2 * lorac_rng_uniform(r) - 1) * bound;
+        for (size_t j = 0; j < ws[k]->n; j++)
+            ws[k]->data[j] = init == LORAC_HEAD_INIT_TORCH ? (2 * lorac_rng_uniform(r) - 1) * bound
+                             : k == 0                      ? std * lorac_rng_normal(r)
+                                                           : 0.0f;
     }
     return LORAC_OK;
 }
 
-lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint64_t seed) {
+lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac_head_init init, uint64_t seed) {
     if (n_classes < 2 || n_classes > 100000)
         return lorac_fail(LORAC_ERR_ARG, "classification head: %d classes; hint: need at least 2", n_classes);
     if (m->head) {
@@ -504,10 +560,11 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, uint6
     lorac_rng_seed(&r, seed);
     const int C = m->cfg.dim;
     if (m->cfg.arch == LORAC_ARCH_BERT && m->cfg.pool == LORAC_POOL_CLS && !m->pre_head) {
-        LORAC_TRY(fresh_linear(m, m->cfg.distil ? "pre_classifier" : "bert.pooler.dense", C, C, 1, &r, &m->pre_head));
+        LORAC_TRY(fresh_linear(m, m->cfg.distil ? "pre_classifier" : "bert.pooler.dense", C, C, 1, init, &r, &m->pre_head));
         m->pre_head_fresh = 1;
     }
-    LORAC_TRY(fresh_linear(m, m->cfg.arch == LORAC_ARCH_BERT ? "classifier" : "score", C, n_classes, bias, &r, &m->head));
+    LORAC_TRY(fresh_linear(m, m->cfg.arch == LORAC_ARCH_BERT ? "classifier" : "score", C, n_classes, bias, init, &r,
+                           &m->head));
     m->head_fresh = 1;
     m->n_classes = n_classes;
     return LORAC_OK;
@@ -544,6 +601,12 @@ void lorac_model_free(lorac_model *m) {
     lorac_qweight_free(m->wte_q);
     free(m->wte_q);
     lorac_acts_free(&m->acts, m->cfg.n_layer);
+    for (int l = 0; m->layers && m->cfg.gemma && l < m->cfg.n_layer; l++) {
+        lorac_norm *n[6];
+        gemma_norms(m, l, n);
+        for (int i = 0; i < 6; i++) free(n[i]->g1);
+    }
+    free(m->lnf.g1);
     free(m->w);
     free(m->lin);
     free(m->layers);

@@ -84,6 +84,7 @@ typedef struct {
     const uint8_t *keymask;
     const int *offs; /* packed sequences: sequence b is rows offs[b] .. offs[b+1]-1; NULL: B x T padded */
     int T, Hq, D, group, causal;
+    int window;      /* > 0: sliding window, query i sees keys i - window < j only */
     float scale;
 } att_args;
 
@@ -223,11 +224,12 @@ const char *op_attention_isa_name(void) { return att_flavour(g_att_isa)->name; }
 
 /* ---- entry points (ops.h) ------------------------------------------------ */
 
-static att_args att_make(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                         const uint8_t *keymask, const int *offs, int T, int Hq, int Hkv, int D, int causal) {
-    LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0);
-    att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, keymask, offs, T, Hq, D, Hq / Hkv,
-                  causal, (float)(1.0 / sqrt((double)D))};
+/* T: the longest sequence (padded: every sequence's length). */
+static att_args att_make(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv, const op_att_seq *sq,
+                         int T, int Hq, int Hkv, int D) {
+    LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0 && sq->window >= 0);
+    att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, sq->keymask, sq->offs, T, Hq, D,
+                  Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D))};
     return a;
 }
 
@@ -257,20 +259,6 @@ static void att_bwd_run(const att_args *a, const att_grads *g, int B, int Hkv) {
     for (long t = 0; t < (long)B * Hkv; t++) K->bwd(a, g, (int)(t / Hkv), (int)(t % Hkv));
 }
 
-void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
-                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, NULL, T, Hq, Hkv, D, causal);
-    att_fwd_run(&a, out, lse, B);
-}
-
-void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                      const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                      const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, keymask, NULL, T, Hq, Hkv, D, causal);
-    const att_grads g = {dq, dk, dv, dout, out, lse};
-    att_bwd_run(&a, &g, B, Hkv);
-}
-
 /* The longest of B packed sequences. */
 static int packed_max_len(const int *offs, int B) {
     int T = 0;
@@ -281,16 +269,44 @@ static int packed_max_len(const int *offs, int B) {
     return T;
 }
 
+static int seq_max_len(const op_att_seq *sq) { return sq->offs ? packed_max_len(sq->offs, sq->B) : sq->T; }
+
+void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, const op_att_seq *sq, int Hq, int Hkv, int D) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, sq, seq_max_len(sq), Hq, Hkv, D);
+    att_fwd_run(&a, out, lse, sq->B);
+}
+
+void op_attention_seq_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                          const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                          const op_att_seq *sq, int Hq, int Hkv, int D) {
+    const att_args a = att_make(q, ldq, k, ldk, v, ldv, sq, seq_max_len(sq), Hq, Hkv, D);
+    const att_grads g = {dq, dk, dv, dout, out, lse};
+    att_bwd_run(&a, &g, sq->B, Hkv);
+}
+
+void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                      int ldv, const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
+    const op_att_seq sq = {.B = B, .T = T, .keymask = keymask, .causal = causal};
+    op_attention_seq_fwd(out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
+}
+
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                      const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                      const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal) {
+    const op_att_seq sq = {.B = B, .T = T, .keymask = keymask, .causal = causal};
+    op_attention_seq_bwd(dq, dk, dv, dout, out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
+}
+
 void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                              int ldv, const int *offs, int B, int Hq, int Hkv, int D, int causal) {
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, NULL, offs, packed_max_len(offs, B), Hq, Hkv, D, causal);
-    att_fwd_run(&a, out, lse, B);
+    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal};
+    op_attention_seq_fwd(out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
 }
 
 void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                              const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                              const int *offs, int B, int Hq, int Hkv, int D, int causal) {
-    const att_args a = att_make(q, ldq, k, ldk, v, ldv, NULL, offs, packed_max_len(offs, B), Hq, Hkv, D, causal);
-    const att_grads g = {dq, dk, dv, dout, out, lse};
-    att_bwd_run(&a, &g, B, Hkv);
+    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal};
+    op_attention_seq_bwd(dq, dk, dv, dout, out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
 }

@@ -127,6 +127,24 @@ void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, co
 void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                              const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                              const int *offs, int B, int Hq, int Hkv, int D, int causal);
+/* The general form of both: the sequences and the mask described by one
+ * struct. Padded (offs NULL): B sequences of T rows, keymask as above;
+ * packed: offs as above (keymask unused, T ignored). window > 0 is a sliding
+ * window (Mistral, Gemma's local layers): query i sees keys j > i - window
+ * only. scale multiplies the scores (0: 1/sqrt(D); Gemma uses
+ * query_pre_attn_scalar^-1/2). */
+typedef struct op_att_seq {
+    int B, T;
+    const uint8_t *keymask;
+    const int *offs;
+    int causal, window;
+    float scale;
+} op_att_seq;
+void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, const op_att_seq *sq, int Hq, int Hkv, int D);
+void op_attention_seq_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                          const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                          const op_att_seq *sq, int Hq, int Hkv, int D);
 /* The SIMD flavour of the attention kernels: AUTO (the default) is the best
  * this CPU runs, at most the level LORAC_ISA allows (ops/isa.h). Forcing one
  * is for tests; returns 0, changing nothing, when this build or CPU cannot

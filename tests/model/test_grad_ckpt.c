@@ -94,7 +94,7 @@ static void check_model(int llama, lorac_fwd_mode mode) {
     lorac_config cfg = tiny(llama);
     lorac_model *m;
     CHECK_OK(lorac_model_create_random(&cfg, 7, &m));
-    if (mode == LORAC_FWD_CLS) CHECK_OK(lorac_model_add_head(m, 3, 1, 11));
+    if (mode == LORAC_FWD_CLS) CHECK_OK(lorac_model_add_head(m, 3, 1, LORAC_HEAD_INIT_TORCH, 11));
     lorac_lora_config lc;
     lorac_lora_config_default(&lc);
     lc.r = 4;

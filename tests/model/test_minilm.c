@@ -66,7 +66,7 @@ int main(void) {
     printf("MiniLM last hidden state, %d sentences x %d tokens x %d: max |lorac - transformers| = %.2e\n", B, T, C, md);
     free(want);
     /* the pooled vector the classifier sees: a 2-class head on mean pooling */
-    CHECK_OK(lorac_model_add_head(m, 2, 1, 7));
+    CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_TORCH, 7));
     CHECK(m->pre_head == NULL, "mean pooling should use no pooler");
     CHECK_OK(lorac_model_forward(m, ids, mask, B, T, LORAC_FWD_CLS));
     want = test_st_f32(st, "mean_pooled", NULL);

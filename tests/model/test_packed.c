@@ -128,7 +128,7 @@ static double max_abs(const float *a, size_t n) {
 static void check(const char *what, lorac_config cfg, lorac_task task, int ckpt) {
     lorac_model *m;
     CHECK_OK(lorac_model_create_random(&cfg, 7, &m));
-    if (task == LORAC_TASK_CLS) CHECK_OK(lorac_model_add_head(m, 3, 1, 11));
+    if (task == LORAC_TASK_CLS) CHECK_OK(lorac_model_add_head(m, 3, 1, LORAC_HEAD_INIT_TORCH, 11));
     lorac_lora_config lc;
     lorac_lora_config_default(&lc);
     lc.r = 4;

@@ -121,7 +121,7 @@ static void run_fixture(const char *model_dir, const char *fixture, int cls) {
         free(h);
     } else if (cls) {
         labels = test_st_ints(st, "labels");
-        CHECK_OK(lorac_model_add_head(m, 2, 1, 0));
+        CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_TORCH, 0));
         load_named(st, m->head->W, "", "", m->head->W->data);
         load_named(st, m->head->b, "", "", m->head->b->data);
     } else {

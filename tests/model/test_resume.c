@@ -27,7 +27,7 @@
 static lorac_model *fresh(int full) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_model_load(test_src_path("tests/fixtures/models/tiny_llama"), &m));
-    CHECK_OK(lorac_model_add_head(m, 2, 1, 3));
+    CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_TORCH, 3));
     if (full) {
         CHECK_OK(lorac_make_full_trainable(m));
         return m;

@@ -16,7 +16,7 @@
 static lorac_model *fresh(void) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_model_load(test_src_path("tests/fixtures/models/tiny_llama"), &m));
-    CHECK_OK(lorac_model_add_head(m, 2, 1, 3));
+    CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_TORCH, 3));
     lorac_lora_config c;
     lorac_lora_config_default(&c);
     c.r = 4;

@@ -513,7 +513,7 @@ static void test_heads(void) {
     }
     m = load(LLAMA);
     if (m) { /* a classification head (LoRA on the blocks only) */
-        CHECK_OK(lorac_model_add_head(m, 3, 0, 1));
+        CHECK_OK(lorac_model_add_head(m, 3, 0, LORAC_HEAD_INIT_HF, 1));
         CHECK_OK(apply(m, "q_proj", 2, 2.0f, 0, LORAC_BIAS_NONE));
         lorac_status st = lorac_export_gguf_model(m, tmp_file("cls.gguf"), LORAC_F32, NULL);
         CHECK(st == LORAC_ERR_UNSUPPORTED && strstr(lorac_last_error(), "'score'"), "score head: %s", lorac_last_error());

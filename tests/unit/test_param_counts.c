@@ -40,7 +40,7 @@ static lorac_model *distilbert_base(void) {
     lorac_model *m = NULL;
     CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/configs/distilbert-base-uncased.json"), &c));
     CHECK_OK(lorac_model_create_random(&c, 1, &m));
-    if (m) CHECK_OK(lorac_model_add_head(m, 2, 1, 1));
+    if (m) CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_HF, 1));
     return m;
 }
 
@@ -99,7 +99,7 @@ int main(void) {
     {
         lorac_model *m;
         CHECK_OK(lorac_model_create_random(&c, 1, &m));
-        CHECK_OK(lorac_model_add_head(m, 2, 1, 1));
+        CHECK_OK(lorac_model_add_head(m, 2, 1, LORAC_HEAD_INIT_TORCH, 1));
         lorac_lora_config lc;
         lorac_lora_config_default(&lc);
         lc.r = 16;
@@ -157,6 +157,24 @@ int main(void) {
         hits = 0;
         for (int i = 0; i < m->n_lin; i++) hits += lorac_lora_targets(&q, m, &m->lin[i]);
         CHECK(hits == 4, "all-linear in layer 3 matched %d modules", hits);
+        lorac_model_free(m);
+    }
+    /* GPT2ForSequenceClassification under PEFT's SEQ_CLS default: c_attn r=8,
+     * and the new score head (transformers': no bias) saved in full */
+    {
+        lorac_model *m;
+        CHECK_OK(lorac_model_create_random(&c, 1, &m));
+        CHECK_OK(lorac_model_add_head(m, 2, 0, LORAC_HEAD_INIT_HF, 1));
+        lorac_lora_config lc;
+        lorac_lora_config_default(&lc);
+        strcpy(lc.targets[lc.n_targets++], "c_attn");
+        strcpy(lc.modules_to_save[lc.n_modules_to_save++], "score");
+        CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+        int64_t t, all;
+        lorac_count_params(m, &t, &all);
+        printf("PEFT SEQ_CLS default: trainable params: %lld || all params: %lld\n", (long long)t, (long long)all);
+        CHECK(t == L * 8 * (C + 3 * C) + 2 * C, "SEQ_CLS trainable %lld", (long long)t);
+        CHECK(m->head->b == NULL && all == base + t, "the HF score head has no bias (all %lld)", (long long)all);
         lorac_model_free(m);
     }
     distilbert_counts();

@@ -115,9 +115,15 @@ int cli_qbase_is_qlora(const cli_args *a);
     {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
     {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \
+    {"head-init", "H", "a new classification head as hf (transformers: N(0, initializer_range), decoders' score"   \
+                       " without bias; default) or torch (nn.Linear with bias; appendix-e's)"},                    \
     CLI_QUANT_OPTS,                                                                                               \
     CLI_BASE_OPT
 
+/* Add a fresh classification head of n_classes to m as --head-init (and
+ * --preset) say: "hf" (default) as transformers' XxxForSequenceClassification,
+ * "torch" as appendix E's nn.Linear. Exits on a bad value. */
+void cli_add_head(const cli_args *a, lorac_model *m, int n_classes, uint64_t seed);
 /* Build the LoRA config from the flags (after --preset). */
 void cli_lora_config(const cli_args *a, lorac_lora_config *c);
 /* The training methods of --method (and of compare's --methods). */

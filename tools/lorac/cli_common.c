@@ -267,6 +267,17 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
         cli_check(a->cmd, lorac_tokenizer_load(path, tok));
 }
 
+void cli_add_head(const cli_args *a, lorac_model *m, int n_classes, uint64_t seed) {
+    const char *preset = cli_str(a, "preset", NULL);
+    const char *h = cli_str(a, "head-init", preset && !strcmp(preset, "appendix-e") ? "torch" : "hf");
+    lorac_head_init init = LORAC_HEAD_INIT_HF;
+    if (!strcmp(h, "torch")) init = LORAC_HEAD_INIT_TORCH;
+    else if (strcmp(h, "hf")) cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", h);
+    /* transformers' decoder score heads have no bias; its encoder classifiers and nn.Linear do */
+    const int bias = init == LORAC_HEAD_INIT_TORCH || m->cfg.arch == LORAC_ARCH_BERT;
+    cli_check(a->cmd, lorac_model_add_head(m, n_classes, bias, init, seed));
+}
+
 void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
     lorac_lora_config_default(c);
     const char *preset = cli_str(a, "preset", NULL);

@@ -27,7 +27,7 @@ static lorac_model *load(const cli_args *a) {
         cli_load_model(a, &m, NULL);
     }
     int nc = cli_int(a, "num-classes", 0, 0, 100000);
-    if (nc) cli_check(a->cmd, lorac_model_add_head(m, nc, 1, 1));
+    if (nc) cli_add_head(a, m, nc, 1);
     return m;
 }
 

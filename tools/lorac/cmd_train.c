@@ -202,7 +202,7 @@ int cmd_train(int argc, char **argv) {
     cli_lora_config(&a, &lc);
     cli_splits sp;
     cli_load_splits(&a, &sp, 0);
-    if (sp.task == LORAC_TASK_CLS) cli_check("train", lorac_model_add_head(m, sp.train.n_labels, 1, lc.seed));
+    if (sp.task == LORAC_TASK_CLS) cli_add_head(&a, m, sp.train.n_labels, lc.seed);
     cli_apply_method(&a, m, &lc, 1);
     cli_print_trainable(m, stderr);
     if (cli_has(&a, "gradient-checkpointing")) cli_check("train", lorac_model_set_grad_ckpt(m, 1));

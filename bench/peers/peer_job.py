@@ -22,10 +22,12 @@ What a PEFT user writes, with a plain training loop (closest to lorac's):
                      (sentence-transformers' all-MiniLM-L6-v2 has no task
                      head) with get_peft_model(LoraConfig(target_modules=
                      "all-linear")), mean pooling over the real tokens (what
-                     its modules.json says and what lorac does for it), then a
-                     fresh nn.Linear(dim, C) (PyTorch's default init, as
-                     lorac's fresh head) trained in full. Inputs [CLS] text
-                     [SEP], truncated so [SEP] stays.
+                     its modules.json says and what lorac does for it; its
+                     Normalize module is not applied, as lorac does not), then
+                     a fresh nn.Linear(dim, C) initialised as transformers'
+                     _init_weights does (N(0, initializer_range), bias 0: what
+                     lorac's default --head-init hf gives) and trained in
+                     full. Inputs [CLS] text [SEP], truncated so [SEP] stays.
   instruct           AutoModelForCausalLM.from_pretrained(DIR, gguf_file=FILE),
                      LoraConfig(task_type="CAUSAL_LM", target_modules=
                      "all-linear"). Each record becomes
@@ -133,10 +135,14 @@ def read_jsonl(path):
 class MeanPoolClassifier(nn.Module):
     """sentence-transformers' mean pooling over the real tokens, then a fresh Linear head."""
 
-    def __init__(self, encoder, dim, n_class):
+    def __init__(self, encoder, dim, n_class, init_range):
         super().__init__()
         self.encoder = encoder
         self.classifier = nn.Linear(dim, n_class)
+        # transformers' _init_weights for a Linear (what BertForSequenceClassification's
+        # classifier gets, and lorac's default --head-init hf): N(0, initializer_range), bias 0
+        nn.init.normal_(self.classifier.weight, std=init_range)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward(self, input_ids, attention_mask):
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -165,7 +171,7 @@ def load(a, n_class):
         from transformers import AutoModel
         enc = AutoModel.from_pretrained(a.model, add_pooling_layer=False, dtype=torch.float32)
         enc = get_peft_model(enc, LoraConfig(**common))
-        model = MeanPoolClassifier(enc, enc.config.hidden_size, n_class)
+        model = MeanPoolClassifier(enc, enc.config.hidden_size, n_class, getattr(enc.config, "initializer_range", 0.02))
     return tok, model
 
 

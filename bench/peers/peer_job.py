@@ -37,6 +37,12 @@ What a PEFT user writes, with a plain training loop (closest to lorac's):
                      lorac's src/train/batch.c and the Alpaca prompt of
                      src/io/dataset.c, character for character.
 
+Dropout: lora_dropout 0 on both sides. The model's own dropout is left as its
+config says (--model-dropout config): SmolLM2 has none; all-MiniLM-L6-v2's
+BERT config has hidden and attention dropout 0.1, which transformers applies in
+train mode and lorac does not implement; --model-dropout 0 turns it off for
+the same math as lorac.
+
 Training: AdamW (torch.optim.AdamW, lr, weight decay; PyTorch's betas and eps,
 as lorac) over the trainable parameters, constant learning rate, lora_dropout 0,
 batch --batch padded to its longest example (dynamic padding, as
@@ -86,6 +92,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="save the adapter (and the encoder's head) here")
+    p.add_argument("--model-dropout", choices=["config", "0"], default="config",
+                   help="the model's own dropout (BERT's hidden / attention dropout, 0.1 in all-MiniLM-L6-v2): "
+                        "as its config.json says, what a user gets in train mode (default), or 0, the math lorac "
+                        "does (lorac has lora_dropout only)")
     a = p.parse_args(argv)
     if min(a.r, a.batch, a.max_len, a.epochs, a.threads) < 1 or a.max_steps < 0:
         p.error("r, batch, max-len, epochs, threads must be >= 1, max-steps >= 0")
@@ -156,6 +166,8 @@ def load(a, n_class):
     from transformers import AutoTokenizer
     kw = {"gguf_file": a.gguf_file} if a.gguf_file else {}
     tok = AutoTokenizer.from_pretrained(a.model, **kw)
+    if a.model_dropout == "0":  # every dropout probability the config names, to 0 (config overrides)
+        kw = dict(kw, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attention_dropout=0.0)
     common = dict(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules="all-linear", bias="none")
     if a.task == "instruct":
         from transformers import AutoModelForCausalLM
@@ -169,7 +181,7 @@ def load(a, n_class):
         model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", **common))
     else:
         from transformers import AutoModel
-        enc = AutoModel.from_pretrained(a.model, add_pooling_layer=False, dtype=torch.float32)
+        enc = AutoModel.from_pretrained(a.model, add_pooling_layer=False, dtype=torch.float32, **kw)
         enc = get_peft_model(enc, LoraConfig(**common))
         model = MeanPoolClassifier(enc, enc.config.hidden_size, n_class, getattr(enc.config, "initializer_range", 0.02))
     return tok, model
@@ -318,7 +330,7 @@ def main():
                last_loss=last_loss, trainable=n_trainable, all_params=n_all,
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
                torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
-               threads=torch.get_num_threads(), **res)
+               threads=torch.get_num_threads(), model_dropout=a.model_dropout, **res)
     print(json.dumps(out), flush=True)
 
 

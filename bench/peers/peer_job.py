@@ -166,8 +166,16 @@ def load(a, n_class):
     from transformers import AutoTokenizer
     kw = {"gguf_file": a.gguf_file} if a.gguf_file else {}
     tok = AutoTokenizer.from_pretrained(a.model, **kw)
-    if a.model_dropout == "0":  # every dropout probability the config names, to 0 (config overrides)
-        kw = dict(kw, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attention_dropout=0.0)
+    if a.model_dropout == "0":  # every dropout probability the config has, to 0
+        from transformers import AutoConfig
+        cfg = AutoConfig.from_pretrained(a.model, **kw)
+        for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "classifier_dropout",
+                  "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if getattr(cfg, k, None):
+                setattr(cfg, k, 0.0)
+        if a.task == "classify":
+            cfg.num_labels = n_class
+        kw = dict(kw, config=cfg)
     common = dict(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules="all-linear", bias="none")
     if a.task == "instruct":
         from transformers import AutoModelForCausalLM

@@ -148,11 +148,10 @@ static lorac_status build_encoder(lorac_model *m) {
 }
 
 /* The norms of a model whose RMSNorms scale by (1 + w), and each one's 1 + w buffer. */
-static lorac_norm *const *gemma_norms(lorac_model *m, int l, lorac_norm *out[6]) {
+static void gemma_norms(lorac_model *m, int l, lorac_norm *out[6]) {
     lorac_layer *L = &m->layers[l];
     lorac_norm *n[6] = {&L->ln1, &L->ln2, &L->attn_post, &L->mlp_post, &L->q_norm, &L->k_norm};
     memcpy(out, n, sizeof n);
-    return out;
 }
 
 static lorac_status gemma_norm_buffers(lorac_model *m) {

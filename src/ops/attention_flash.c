@@ -297,16 +297,3 @@ void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
     const op_att_seq sq = {.B = B, .T = T, .keymask = keymask, .causal = causal};
     op_attention_seq_bwd(dq, dk, dv, dout, out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
 }
-
-void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
-                             int ldv, const int *offs, int B, int Hq, int Hkv, int D, int causal) {
-    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal};
-    op_attention_seq_fwd(out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
-}
-
-void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                             const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                             const int *offs, int B, int Hq, int Hkv, int D, int causal) {
-    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal};
-    op_attention_seq_bwd(dq, dk, dv, dout, out, lse, q, ldq, k, ldk, v, ldv, &sq, Hq, Hkv, D);
-}

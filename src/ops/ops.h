@@ -116,23 +116,16 @@ void op_attention_fwd(float *out, float *lse, const float *q, int ldq, const flo
 void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                       const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                       const uint8_t *keymask, int B, int T, int Hq, int Hkv, int D, int causal);
-/* The same over B packed sequences, laid end to end with no padding: the
- * rows of sequence b are offs[b] .. offs[b+1]-1 of q, k, v and out (so the
- * attention is block-diagonal: a query sees only keys of its own sequence,
- * and under causal only those at or before it). lse is [Hq, len_b] per
- * sequence, at lse + Hq * offs[b]: Hq * offs[B] floats in all. Each result
- * equals op_attention_fwd / _bwd on that sequence alone. */
-void op_attention_packed_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
-                             int ldv, const int *offs, int B, int Hq, int Hkv, int D, int causal);
-void op_attention_packed_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                             const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                             const int *offs, int B, int Hq, int Hkv, int D, int causal);
 /* The general form of both: the sequences and the mask described by one
- * struct. Padded (offs NULL): B sequences of T rows, keymask as above;
- * packed: offs as above (keymask unused, T ignored). window > 0 is a sliding
- * window (Mistral, Gemma's local layers): query i sees keys j > i - window
- * only. scale multiplies the scores (0: 1/sqrt(D); Gemma uses
- * query_pre_attn_scalar^-1/2). */
+ * struct. Padded (offs NULL): B sequences of T rows, keymask as above.
+ * Packed: B sequences laid end to end with no padding, the rows of sequence
+ * b being offs[b] .. offs[b+1]-1 of q, k, v and out (keymask unused, T
+ * ignored); the attention is then block-diagonal (a query sees only keys of
+ * its own sequence), lse is [Hq, len_b] per sequence at lse + Hq * offs[b],
+ * and each result equals the padded op on that sequence alone.
+ * window > 0 is a sliding window (Mistral, Gemma's local layers): query i
+ * sees keys j > i - window only. scale multiplies the scores (0: 1/sqrt(D);
+ * Gemma uses query_pre_attn_scalar^-1/2). */
 typedef struct op_att_seq {
     int B, T;
     const uint8_t *keymask;

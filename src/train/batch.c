@@ -202,9 +202,7 @@ lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const in
         const int ex = order[start + i];
         example_rows(t, ex, task, T, b->ids + (size_t)i * T, b->targets + (size_t)i * T, b->mask + (size_t)i * T);
         b->labels[i] = t->label[ex];
-        b->offs[i] = i * T;
     }
-    b->offs[count] = count * T;
     return LORAC_OK;
 }
 
@@ -230,4 +228,16 @@ lorac_status lorac_batch_make_packed(lorac_batch *b, const lorac_tokenized *t, c
         b->offs[i + 1] = r + l;
     }
     return LORAC_OK;
+}
+
+lorac_status lorac_batch_forward(lorac_model *m, const lorac_batch *b, lorac_fwd_mode mode) {
+    if (b->packed) return lorac_model_forward_packed(m, b->ids, b->offs, b->B, mode);
+    return lorac_model_forward(m, b->ids, b->mask, b->B, b->T, mode);
+}
+
+void lorac_batch_backward(lorac_model *m, const lorac_batch *b, lorac_fwd_mode mode) {
+    if (b->packed)
+        lorac_model_backward_packed(m, b->ids, mode);
+    else
+        lorac_model_backward(m, b->ids, b->B, b->T, mode);
 }

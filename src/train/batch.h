@@ -15,6 +15,7 @@
 
 #include "io/dataset.h"
 #include "io/tokenizer.h"
+#include "models/model.h"
 
 typedef enum { LORAC_TASK_CLS = 0, LORAC_TASK_LM = 1, LORAC_TASK_INSTRUCT = 2 } lorac_task;
 
@@ -86,5 +87,10 @@ lorac_status lorac_batch_make(lorac_batch *b, const lorac_tokenized *t, const in
 lorac_status lorac_batch_make_packed(lorac_batch *b, const lorac_tokenized *t, const int *order, int start, int count,
                                      lorac_task task);
 void lorac_batch_free(lorac_batch *b);
+
+/* The model's forward over b, padded or packed as b is (lorac_model_forward
+ * / lorac_model_forward_packed), and the backward of that forward. */
+lorac_status lorac_batch_forward(lorac_model *m, const lorac_batch *b, lorac_fwd_mode mode);
+void lorac_batch_backward(lorac_model *m, const lorac_batch *b, lorac_fwd_mode mode);
 
 #endif

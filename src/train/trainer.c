@@ -42,10 +42,7 @@ static lorac_fwd_mode mode_of(lorac_task t) { return t == LORAC_TASK_CLS ? LORAC
  * buffer for backward. correct (CLS) counts right predictions. */
 static lorac_status batch_loss(lorac_model *m, const lorac_batch *b, lorac_task task, float grad_scale_per_term,
                                int want_grad, double *sum, int *count, int *correct, int *pred) {
-    if (b->packed)
-        LORAC_TRY(lorac_model_forward_packed(m, b->ids, b->offs, b->B, mode_of(task)));
-    else
-        LORAC_TRY(lorac_model_forward(m, b->ids, b->mask, b->B, b->T, mode_of(task)));
+    LORAC_TRY(lorac_batch_forward(m, b, mode_of(task)));
     if (task == LORAC_TASK_CLS) {
         const int nc = m->n_classes;
         int ok = 0;
@@ -486,10 +483,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                 step_loss = 0;
                 continue;
             }
-            if (b.packed)
-                lorac_model_backward_packed(m, b.ids, mode_of(o->task));
-            else
-                lorac_model_backward(m, b.ids, b.B, b.T, mode_of(o->task));
+            lorac_batch_backward(m, &b, mode_of(o->task));
             res->tokens += real;
             res->padded_tokens += padded;
             step_loss += loss / o->grad_accum;

@@ -34,10 +34,7 @@ static double step(lorac_model *m, const lorac_batch *b, lorac_task task, int te
     const lorac_fwd_mode mode = task == LORAC_TASK_CLS ? LORAC_FWD_CLS : LORAC_FWD_LM;
     test_zero_grads(m);
     m->training = 1;
-    if (b->packed)
-        CHECK_OK(lorac_model_forward_packed(m, b->ids, b->offs, b->B, mode));
-    else
-        CHECK_OK(lorac_model_forward(m, b->ids, b->mask, b->B, b->T, mode));
+    CHECK_OK(lorac_batch_forward(m, b, mode));
     int cnt = 0;
     double loss;
     if (task == LORAC_TASK_CLS)
@@ -45,10 +42,7 @@ static double step(lorac_model *m, const lorac_batch *b, lorac_task task, int te
     else
         loss = op_xent(m->acts.logits, m->acts.logits, b->targets, b->N, m->cfg.vocab, 1.0f / terms, &cnt);
     CHECK(cnt == terms, "%d loss terms counted, the examples hold %d", cnt, terms);
-    if (b->packed)
-        lorac_model_backward_packed(m, b->ids, mode);
-    else
-        lorac_model_backward(m, b->ids, b->B, b->T, mode);
+    lorac_batch_backward(m, b, mode);
     test_collect_grads(m, g);
     return loss / terms;
 }

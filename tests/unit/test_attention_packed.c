@@ -1,5 +1,5 @@
 /* test_attention_packed.c - attention over packed sequences
- * (op_attention_packed_fwd / _bwd) against the same op on each sequence
+ * (op_attention_seq_fwd / _bwd with op_att_seq.offs) against the same op on each sequence
  * alone (op_attention_fwd / _bwd with B = 1, T = its length, no mask), which
  * test_attention_flash.c checks against the double reference.
  *
@@ -51,9 +51,9 @@ static void check_case(const char *flavour, const int *len, int B, int Hq, int H
     float *out = malloc(nout * sizeof *out), *lse = malloc(nlse * sizeof *lse);
     float *d = malloc(nqkv * sizeof *d);
     memcpy(d, init, nqkv * sizeof *d);
-    op_attention_packed_fwd(out, lse, q, ld, k, ld, v, ld, offs, B, Hq, Hkv, D, causal);
-    op_attention_packed_bwd(d, d + HqD, d + HqD + Hkv * D, dout, out, lse, q, ld, k, ld, v, ld, offs, B, Hq, Hkv, D,
-                            causal);
+    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal};
+    op_attention_seq_fwd(out, lse, q, ld, k, ld, v, ld, &sq, Hq, Hkv, D);
+    op_attention_seq_bwd(d, d + HqD, d + HqD + Hkv * D, dout, out, lse, q, ld, k, ld, v, ld, &sq, Hq, Hkv, D);
 
     /* each sequence alone, into the same places */
     float *out1 = malloc(nout * sizeof *out1), *lse1 = malloc(nlse * sizeof *lse1);

@@ -40,7 +40,7 @@
 int lorac_gguf_linear_name(const lorac_model *m, const char *module, char *out, size_t n) {
     if (m->cfg.arch == LORAC_ARCH_BERT) return 0;
     if (!strcmp(module, "lm_head")) return snprintf(out, n, "output.weight"), 1;
-    /* the table src/models/weights.c reads GGUF bases with */
+    /* the table GGUF bases are read with (src/models/gguf_names.c) */
     char hf[200];
     snprintf(hf, sizeof hf, "%s.weight", module);
     return lorac_gguf_tensor_name(&m->cfg, hf, out, n) && strncmp(out, "blk.", 4) == 0;
@@ -82,7 +82,7 @@ static lorac_status llama_cpp_arch(const lorac_model *m, const char **arch, int 
 
 /* HF rotate-half row order -> llama.cpp's interleaved order, for a matrix of
  * heads*D rows of `cols` floats: llama.cpp row h*D + 2j + s holds HF row
- * h*D + s*D/2 + j (LlamaModel.permute; the inverse of weights.c's
+ * h*D + s*D/2 + j (LlamaModel.permute; the inverse of gguf_names.c's
  * unpermute_rope_rows). */
 static void permute_rope_rows(float *dst, const float *src, int heads, int D, int cols) {
     for (int h = 0; h < heads; h++)

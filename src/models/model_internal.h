@@ -41,8 +41,10 @@ void lorac_layer_attention_bwd(lorac_model *m, int l, float *d_qkv, const float 
 
 /* weights.c, shared with quantize.c */
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w);            /* bind one weight to the checkpoint */
+/* gguf_names.c: llama.cpp's names and row order */
 int lorac_gguf_tensor_name(const lorac_config *c, const char *hf, char *out, size_t n); /* HF name -> GGUF name */
 void lorac_unpermute_rope_rows(float *w, int heads, int D, int in);         /* llama.cpp q/k rows -> HF order */
+/* weights.c */
 int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L);     /* not lm_head / head / pre_head */
 /* quantize.c: the block Linears of a model being loaded, quantized (how: NF4 or keep GGUF blocks) */
 lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how);
@@ -53,7 +55,7 @@ lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how);
 lorac_status lorac_bnb_nf4_bind(lorac_model *m, lorac_linear *L, int keep_nf4, int *bound);
 /* weights.c: the Linear whose weight is w (NULL if none). */
 lorac_linear *lorac_linear_of_weight(const lorac_model *m, const lorac_weight *w);
-/* weights.c: a GGUF Llama's q/k weight `name` has its rows interleaved per head
+/* gguf_names.c: a GGUF Llama's q/k weight `name` has its rows interleaved per head
  * by llama.cpp: the number of heads (n_head / n_kv_head), else 0. */
 int lorac_gguf_rope_heads(const lorac_model *m, const char *name);
 

@@ -86,6 +86,7 @@ typedef struct {
     int T, Hq, D, group, causal;
     int window;      /* > 0: sliding window, query i sees keys i - window < j only */
     float scale;
+    float softcap;   /* > 0: scores z become softcap tanh(z / softcap) (Gemma 2) */
 } att_args;
 
 typedef struct {
@@ -229,7 +230,8 @@ static att_args att_make(const float *q, int ldq, const float *k, int ldk, const
                          int T, int Hq, int Hkv, int D) {
     LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0 && sq->window >= 0);
     att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, sq->keymask, sq->offs, T, Hq, D,
-                  Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D))};
+                  Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D)),
+                  sq->softcap > 0 ? sq->softcap : 0.0f};
     return a;
 }
 

@@ -210,11 +210,182 @@ void op_gemm_release(void) {}
 
 #endif
 
+/* ---- small-M products (GEMV, see gemm.h) ----------------------------------
+ * The dot kernels: M rows of A against one chunk w of a W row. Each row m
+ * keeps its own fp32 vector accumulator (two for M <= 2, so that the FMA
+ * latency is hidden when there are few rows); the lanes are added in double.
+ * The scalar one keeps 8 lane sums the same way, so every level has the
+ * same accuracy (the order of additions differs between levels). */
+
+static void dot_rows_scalar(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m++) {
+        const float *am = a + m * lda;
+        float s[8] = {0};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+            for (int l = 0; l < 8; l++) s[l] += w[k + l] * am[k + l];
+        for (int l = 0; k < K; k++, l++) s[l] += w[k] * am[k];
+        double t = 0;
+        for (int l = 0; l < 8; l++) t += s[l];
+        acc[m] += t;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define T_AVX2 __attribute__((target("avx2,fma")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define INLINE_ALWAYS inline __attribute__((always_inline))
+
+T_AVX512 static INLINE_ALWAYS double hsum512(__m512 v) {
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
+/* R rows (a compile-time constant after inlining) of the AVX-512 kernel */
+T_AVX512 static INLINE_ALWAYS void dot_r512(int64_t K, const float *w, const float *a, int64_t lda, const int R,
+                                            double *acc) {
+    __m512 s[4], t[4];
+    for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    if (R <= 2)
+        for (; k + 32 <= K; k += 32) {
+            const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+            for (int r = 0; r < R; r++) {
+                s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+                t[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + r * lda + k + 16), t[r]);
+            }
+        }
+    for (; k + 16 <= K; k += 16) {
+        const __m512 w0 = _mm512_loadu_ps(w + k);
+        for (int r = 0; r < R; r++) s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+    }
+    if (k < K) {
+        const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        const __m512 w0 = _mm512_maskz_loadu_ps(mk, w + k);
+        for (int r = 0; r < R; r++) t[r] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, a + r * lda + k), t[r]);
+    }
+    for (int r = 0; r < R; r++) acc[r] += hsum512(_mm512_add_ps(s[r], t[r]));
+}
+
+T_AVX512 static void dot_rows_avx512(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m += 4, a += 4 * lda, acc += 4) {
+        switch (M - m) {
+        case 1: dot_r512(K, w, a, lda, 1, acc); break;
+        case 2: dot_r512(K, w, a, lda, 2, acc); break;
+        case 3: dot_r512(K, w, a, lda, 3, acc); break;
+        default: dot_r512(K, w, a, lda, 4, acc); break;
+        }
+    }
+}
+
+T_AVX2 static INLINE_ALWAYS double hsum256(__m256 v) {
+    const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e)));
+}
+
+T_AVX2 static INLINE_ALWAYS void dot_r256(int64_t K, const float *w, const float *a, int64_t lda, const int R,
+                                          double *acc) {
+    __m256 s[4], t[4];
+    for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();
+    int64_t k = 0;
+    if (R <= 2)
+        for (; k + 16 <= K; k += 16) {
+            const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+            for (int r = 0; r < R; r++) {
+                s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+                t[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + r * lda + k + 8), t[r]);
+            }
+        }
+    for (; k + 8 <= K; k += 8) {
+        const __m256 w0 = _mm256_loadu_ps(w + k);
+        for (int r = 0; r < R; r++) s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+    }
+    for (int r = 0; r < R; r++) {
+        float tail = 0;
+        for (int64_t j = k; j < K; j++) tail += w[j] * a[r * lda + j];
+        acc[r] += hsum256(_mm256_add_ps(s[r], t[r])) + tail;
+    }
+}
+
+T_AVX2 static void dot_rows_avx2(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m += 4, a += 4 * lda, acc += 4) {
+        switch (M - m) {
+        case 1: dot_r256(K, w, a, lda, 1, acc); break;
+        case 2: dot_r256(K, w, a, lda, 2, acc); break;
+        case 3: dot_r256(K, w, a, lda, 3, acc); break;
+        default: dot_r256(K, w, a, lda, 4, acc); break;
+        }
+    }
+}
+#endif
+
+op_dot_rows_fn op_dot_rows_for(lorac_isa isa) {
+    if (isa > lorac_isa_best()) isa = lorac_isa_best();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == LORAC_ISA_AVX512) return dot_rows_avx512;
+    if (isa == LORAC_ISA_AVX2) return dot_rows_avx2;
+#endif
+    return dot_rows_scalar;
+}
+
+/* W rows per task, and the least multiply-adds per call worth a parallel region. */
+#define GEMV_BAND 16
+#define GEMV_PAR_MACS (1 << 16)
+
+void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, int64_t lda, op_gemv_row_fn row,
+                  const void *ctx, const float *bias, float beta, float *C, int64_t ldc) {
+    LORAC_ASSERT(M >= 0 && M <= OP_GEMV_MAX_M);
+    if (M == 0 || rows <= 0) return;
+    const int64_t nbands = (rows + GEMV_BAND - 1) / GEMV_BAND;
+#pragma omp parallel for schedule(static) if (nbands > 1 && (double)M * rows * K >= GEMV_PAR_MACS && !omp_in_parallel())
+    for (int64_t t = 0; t < nbands; t++) {
+        const int64_t r1 = (t + 1) * GEMV_BAND < rows ? (t + 1) * GEMV_BAND : rows;
+        for (int64_t r = t * GEMV_BAND; r < r1; r++) {
+            double acc[OP_GEMV_MAX_M] = {0};
+            row(ctx, r, A, lda, M, acc);
+            for (int m = 0; m < M; m++) {
+                float *c = C + m * ldc + r;
+                double v = (double)alpha * acc[m];
+                if (bias) v += bias[r];
+                if (beta != 0.0f) v += (double)beta * *c;
+                *c = (float)v;
+            }
+        }
+    }
+}
+
+typedef struct gemv_f32_ctx {
+    const float *B;
+    int64_t ldb, K;
+    op_dot_rows_fn dot;
+} gemv_f32_ctx;
+
+static void gemv_f32_row(const void *ctx, int64_t r, const float *A, int64_t lda, int M, double *acc) {
+    const gemv_f32_ctx *c = ctx;
+    const float *w = c->B + r * c->ldb;
+    for (int64_t k0 = 0; k0 < c->K; k0 += OP_GEMV_KC)
+        c->dot(c->K - k0 < OP_GEMV_KC ? c->K - k0 : OP_GEMV_KC, w + k0, A + k0, lda, M, acc);
+}
+
+void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                int ldc) {
+    const gemv_f32_ctx c = {B, ldb, K, op_dot_rows_for(lorac_isa_active())};
+    op_gemv_rows(M, N, K, alpha, A, lda, gemv_f32_row, &c, NULL, beta, C, ldc);
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
+    if (M <= OP_GEMV_MAX_M && !ta && tb && K > 0) {
+        op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (K > 0 && (double)M * N * K >= GEMM_DNNL_MIN_MACS) {
         const gemm_key key = {0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
         if (onednn_gemm(&key, A, B, C)) return;

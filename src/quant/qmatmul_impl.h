@@ -3,6 +3,7 @@
 #ifndef LORAC_QUANT_QMATMUL_IMPL_H
 #define LORAC_QUANT_QMATMUL_IMPL_H
 
+#include "ops/isa.h"
 #include "quant/qmatmul.h"
 
 #define QMM_MR 6   /* rows of x / dy per micro-kernel call */
@@ -32,6 +33,17 @@ const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r);
 size_t qmm_block_bytes(lorac_qformat f);
 
 extern const lorac_qkern qmm_kern_generic;
+
+/* The small-N forward road (qgemv.c): for N <= QMM_GEMV_MAX_N rows, each W
+ * row dequantized chunk by chunk into L1 and dotted with the N rows of x by
+ * the dot kernel of SIMD level `level`. */
+#define QMM_GEMV_MAX_N 8
+lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_isa level, float *y, const float *x, const lorac_qweight *W,
+                          const float *b, int64_t N, float beta);
+/* The tiled forward road at any N (what lorac_qlinear_fwd_isa ran for small
+ * N before the GEMV road: bench_qmatmul's "old path"). */
+lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                               int64_t N, float beta);
 /* NULL when not compiled in (non-x86 builds). */
 const lorac_qkern *qmm_kern_avx2(void);
 const lorac_qkern *qmm_kern_avx512(void);

@@ -90,6 +90,10 @@ void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, i
 void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                 int ldc);
 
+/* op_gemm without the small-M road: always the backend (bench_qmatmul's "old path"). */
+void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc);
+
 /* Release the cached oneDNN primitives (at exit; the cache refills on use). */
 void op_gemm_release(void);
 

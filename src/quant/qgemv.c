@@ -24,11 +24,16 @@ typedef struct qgemv_ctx {
     const lorac_qkern *K;
     const lorac_qweight *W;
     op_dot_rows_fn dot;
+    qmm_rowdot_fn fused; /* NULL: dequantize + dot */
 } qgemv_ctx;
 
 static void qgemv_row(const void *ctx, int64_t r, const float *x, int64_t ldx, int N, double *acc) {
     const qgemv_ctx *c = ctx;
     const lorac_qweight *W = c->W;
+    if (c->fused) {
+        c->fused(qmm_row_blocks(W, r), W->cols / 32, x, ldx, N, acc);
+        return;
+    }
     const int64_t in = W->cols;
     float buf[OP_GEMV_KC] __attribute__((aligned(64)));
     for (int64_t k0 = 0; k0 < in; k0 += OP_GEMV_KC) {
@@ -49,7 +54,7 @@ static void qgemv_row(const void *ctx, int64_t r, const float *x, int64_t ldx, i
 
 lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_isa level, float *y, const float *x, const lorac_qweight *W,
                           const float *b, int64_t N, float beta) {
-    const qgemv_ctx c = {K, W, op_dot_rows_for(level)};
+    const qgemv_ctx c = {K, W, op_dot_rows_for(level), K->rowdot ? K->rowdot(W->fmt) : NULL};
     op_gemv_rows((int)N, W->rows, W->cols, 1.0f, x, W->cols, qgemv_row, &c, b, beta, y, W->rows);
     return LORAC_OK;
 }

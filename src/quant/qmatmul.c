@@ -253,7 +253,7 @@ static void transpose16_generic(const float *src, int64_t lds, float *dst, int64
         for (int i = 0; i < 16; i++) dst[k * ldd + i] = src[i * lds + k];
 }
 
-const lorac_qkern qmm_kern_generic = {qmm_dequant_scalar, kernel_generic, transpose16_generic};
+const lorac_qkern qmm_kern_generic = {qmm_dequant_scalar, kernel_generic, transpose16_generic, NULL};
 
 /* ---- ISA selection -------------------------------------------------------- */
 

@@ -31,7 +31,7 @@ static void qgemv_row(const void *ctx, int64_t r, const float *x, int64_t ldx, i
     const qgemv_ctx *c = ctx;
     const lorac_qweight *W = c->W;
     if (c->fused) {
-        c->fused(qmm_row_blocks(W, r), W->cols / 32, x, ldx, N, acc);
+        c->fused(qmm_row_blocks(W, r), W->cols / lorac_qformat_row_block(W->fmt), x, ldx, N, acc);
         return;
     }
     const int64_t in = W->cols;

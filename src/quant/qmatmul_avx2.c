@@ -401,8 +401,101 @@ ROWDOT(rowdot_q5_0, 22, DEQ_Q5_0)
 ROWDOT(rowdot_q5_1, 24, DEQ_Q5_1)
 ROWDOT(rowdot_iq4_nl, 18, DEQ_IQ4_NL)
 
+/* The K-quants, one 256-element super-block per step; BODY(p, FMA) calls
+ * FMA(w, off, acc) for each 8 dequantized weights at element offset off. */
+#define KROWDOT(NAME, BB, BODY)                                                                                        \
+    T256 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        for (int64_t i = 0; i < nb; i++) {                                                                         \
+            __m256 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();                                         \
+            const uint8_t *p = b + i * (BB);                                                                       \
+            const float *xk = x + i * 256;                                                                         \
+            BODY(p, KFMA);                                                                                         \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm256_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T256 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                            \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                            \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                            \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                            \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                            \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                            \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                            \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                           \
+        }                                                                                                          \
+    }
+#define KFMA(w, off, a)                                                                                                \
+    do {                                                                                                               \
+        const __m256 w_ = (w);                                                                                         \
+        for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(w_, _mm256_loadu_ps(xk + r * ldx + (off)), a[r]);          \
+    } while (0)
+
+/* Q4_K (as dequant_q4_k): d*sc*q - dmin*mn, sub-blocks 2c / 2c+1 on the low / high nibbles */
+#define BODY_Q4_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const float d = h16(p), dmin = h16((p) + 2);                                                                   \
+        for (int c = 0; c < 4; c++) {                                                                                  \
+            uint8_t sc, mn;                                                                                            \
+            ggml_k4_scale_min(2 * c, (p) + 4, &sc, &mn);                                                               \
+            const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(dmin * mn);                                  \
+            ggml_k4_scale_min(2 * c + 1, (p) + 4, &sc, &mn);                                                           \
+            const __m256 d2 = _mm256_set1_ps(d * sc), m2 = _mm256_set1_ps(dmin * mn);                                  \
+            for (int h = 0; h < 2; h++) {                                                                              \
+                const __m128i v = _mm_loadu_si128((const __m128i *)((p) + 16 + 32 * c + 16 * h));                      \
+                const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);                 \
+                const int o = 64 * c + 16 * h;                                                                         \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d1, lo8_ps(lo)), m1), o, s);                                           \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d1, hi8_ps(lo)), m1), o + 8, t);                                       \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d2, lo8_ps(hi)), m2), o + 32, s);                                      \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d2, hi8_ps(hi)), m2), o + 40, t);                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+/* 8 six-bit values (bytes 0..7 or 8..15 of q) minus 32, times sc (as q6_16) */
+T256 static INL __m256 q6_8(__m128i q, int hi, float sc) {
+    const __m256i v = _mm256_cvtepu8_epi32(hi ? _mm_srli_si128(q, 8) : q);
+    return _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(32))));
+}
+
+/* Q6_K (as dequant_q6_k): (d * sc) * (q - 32) */
+#define BODY_Q6_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const __m128i m3 = _mm_set1_epi8(0x03), mc = _mm_set1_epi8(0x0C), m30 = _mm_set1_epi8(0x30);                   \
+        const float d = h16((p) + 208);                                                                                \
+        for (int half = 0; half < 2; half++) {                                                                         \
+            const uint8_t *ql = (p) + 64 * half, *qh = (p) + 128 + 32 * half;                                          \
+            const int8_t *sc = (const int8_t *)((p) + 192 + 8 * half);                                                 \
+            for (int g = 0; g < 2; g++) {                                                                              \
+                const __m128i a = _mm_loadu_si128((const __m128i *)(ql + 16 * g));                                     \
+                const __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + 16 * g));                                \
+                const __m128i h = _mm_loadu_si128((const __m128i *)(qh + 16 * g));                                     \
+                const __m128i q[4] = {                                                                                 \
+                    _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(h, m3), 4)),                       \
+                    _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(h, mc), 2)),                       \
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(h, m30)),                      \
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4), _mm_and_si128(_mm_srli_epi16(h, 2), m30))};  \
+                for (int j = 0; j < 4; j++) {                                                                          \
+                    const float sj = d * (float)sc[g + 2 * j];                                                         \
+                    const int o = 128 * half + 32 * j + 16 * g;                                                        \
+                    FMA(q6_8(q[j], 0, sj), o, s);                                                                      \
+                    FMA(q6_8(q[j], 1, sj), o + 8, t);                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+KROWDOT(rowdot_q4_k, 144, BODY_Q4_K)
+KROWDOT(rowdot_q6_k, 210, BODY_Q6_K)
+
 static qmm_rowdot_fn rowdot(lorac_qformat f) {
     switch (f) {
+    case LORAC_QF_Q4_K: return rowdot_q4_k;
+    case LORAC_QF_Q6_K: return rowdot_q6_k;
     case LORAC_QF_Q4_0: return rowdot_q4_0;
     case LORAC_QF_Q4_1: return rowdot_q4_1;
     case LORAC_QF_Q8_0: return rowdot_q8_0;

@@ -372,8 +372,94 @@ ROWDOT(rowdot_q5_0, 22, DEQ_Q5_0)
 ROWDOT(rowdot_q5_1, 24, DEQ_Q5_1)
 ROWDOT(rowdot_iq4_nl, 18, DEQ_IQ4_NL)
 
+/* The K-quants: one 256-element super-block per step (= one chunk of lane
+ * sums). BODY(p, FMA) dequantizes the block at p sixteen weights at a time
+ * and calls FMA(w, off, acc) for the weights at element offset off, acc
+ * being s or t (two accumulator sets for two FMA chains). */
+#define KROWDOT(NAME, BB, BODY)                                                                                        \
+    T512 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        (void)m4;                                                                                                  \
+        for (int64_t i = 0; i < nb; i++) {                                                                         \
+            __m512 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();                                         \
+            const uint8_t *p = b + i * (BB);                                                                       \
+            const float *xk = x + i * 256;                                                                         \
+            BODY(p, KFMA);                                                                                         \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm512_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T512 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                        \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                        \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                        \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                        \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                        \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                        \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                        \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                       \
+        }                                                                                                          \
+    }
+#define KFMA(w, off, a)                                                                                                \
+    do {                                                                                                               \
+        const __m512 w_ = (w);                                                                                         \
+        for (int r = 0; r < R; r++) a[r] = _mm512_fmadd_ps(w_, _mm512_loadu_ps(xk + r * ldx + (off)), a[r]);          \
+    } while (0)
+
+/* Q4_K (as dequant_q4_k): per 64 elements c, sub-blocks 2c / 2c+1 scale the low / high nibbles: d*sc*q - dmin*mn */
+#define BODY_Q4_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const float d = h16(p), dmin = h16((p) + 2);                                                                   \
+        for (int c = 0; c < 4; c++) {                                                                                  \
+            uint8_t sc, mn;                                                                                            \
+            ggml_k4_scale_min(2 * c, (p) + 4, &sc, &mn);                                                               \
+            const __m512 d1 = _mm512_set1_ps(d * sc), m1 = _mm512_set1_ps(dmin * mn);                                  \
+            ggml_k4_scale_min(2 * c + 1, (p) + 4, &sc, &mn);                                                           \
+            const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * mn);                                  \
+            for (int h = 0; h < 2; h++) {                                                                              \
+                const __m128i v = _mm_loadu_si128((const __m128i *)((p) + 16 + 32 * c + 16 * h));                      \
+                FMA(_mm512_sub_ps(_mm512_mul_ps(d1, u8_ps(_mm_and_si128(v, m4))), m1), 64 * c + 16 * h, s);            \
+                FMA(_mm512_sub_ps(_mm512_mul_ps(d2, u8_ps(_mm_and_si128(_mm_srli_epi16(v, 4), m4))), m2),              \
+                    64 * c + 32 + 16 * h, t);                                                                          \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+/* Q6_K (as dequant_q6_k): (d * sc) * (q - 32) */
+#define BODY_Q6_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const __m128i m3 = _mm_set1_epi8(0x03), mc = _mm_set1_epi8(0x0C), m30 = _mm_set1_epi8(0x30);                   \
+        const float d = h16((p) + 208);                                                                                \
+        for (int half = 0; half < 2; half++) {                                                                         \
+            const uint8_t *ql = (p) + 64 * half, *qh = (p) + 128 + 32 * half;                                          \
+            const int8_t *sc = (const int8_t *)((p) + 192 + 8 * half);                                                 \
+            for (int g = 0; g < 2; g++) {                                                                              \
+                const __m128i a = _mm_loadu_si128((const __m128i *)(ql + 16 * g));                                     \
+                const __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + 16 * g));                                \
+                const __m128i h = _mm_loadu_si128((const __m128i *)(qh + 16 * g));                                     \
+                const __m128i q1 = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(h, m3), 4));        \
+                const __m128i q2 = _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(h, mc), 2));        \
+                const __m128i q3 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(h, m30));       \
+                const __m128i q4 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4),                               \
+                                                _mm_and_si128(_mm_srli_epi16(h, 2), m30));                             \
+                const int o = 128 * half + 16 * g;                                                                     \
+                FMA(q6_ps(q1, d * (float)sc[g]), o, s);                                                                \
+                FMA(q6_ps(q2, d * (float)sc[g + 2]), o + 32, t);                                                       \
+                FMA(q6_ps(q3, d * (float)sc[g + 4]), o + 64, s);                                                       \
+                FMA(q6_ps(q4, d * (float)sc[g + 6]), o + 96, t);                                                       \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+KROWDOT(rowdot_q4_k, 144, BODY_Q4_K)
+KROWDOT(rowdot_q6_k, 210, BODY_Q6_K)
+
 static qmm_rowdot_fn rowdot(lorac_qformat f) {
     switch (f) {
+    case LORAC_QF_Q4_K: return rowdot_q4_k;
+    case LORAC_QF_Q6_K: return rowdot_q6_k;
     case LORAC_QF_Q4_0: return rowdot_q4_0;
     case LORAC_QF_Q4_1: return rowdot_q4_1;
     case LORAC_QF_Q8_0: return rowdot_q8_0;

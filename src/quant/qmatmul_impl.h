@@ -11,12 +11,13 @@
 #define QMM_KC 256 /* forward: `in` elements per panel (a multiple of every block) */
 #define QMM_KCB 64 /* backward: W rows per panel */
 
-/* A fused GEMV row kernel of one 32-element block format: acc[n] += sum_k
+/* A fused GEMV row kernel of one GGML block format: acc[n] += sum_k
  * x[n * ldx + k] W[r, k] for n < N <= QMM_GEMV_MAX_N over the nb blocks of
- * row r at `blocks`. Each 16 weights are dequantized in a register (the
- * scalar dequantizer's operations, so its values bit for bit, given finite
- * f16 scales) and multiplied into N fp32 lane accumulators, whose totals
- * are added in double every 256 weights (the accuracy of op_dot_rows_fn). */
+ * row r at `blocks`. Each 16 (AVX2: 8) weights are dequantized in a
+ * register (the scalar dequantizer's operations, so its values bit for bit,
+ * given finite f16 scales) and multiplied into N fp32 lane accumulators,
+ * whose totals are added in double every 256 weights (the accuracy of
+ * op_dot_rows_fn). */
 typedef void (*qmm_rowdot_fn)(const uint8_t *blocks, int64_t nb, const float *x, int64_t ldx, int N, double *acc);
 
 /* The per-ISA pieces the tiled driver in qmatmul.c calls. */

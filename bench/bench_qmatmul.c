@@ -28,8 +28,9 @@
  * SmolLM2-135M and Qwen2.5-0.5B (their LM heads included), old road
  * against new: for the quantized formats the tiled kernel (qmm_fwd_tiles_isa)
  * against the GEMV road (lorac_qlinear_fwd_isa, qgemv.c); for F32 the
- * backend sgemm (op_gemm_backend_only: oneDNN / OpenBLAS) and OpenBLAS's
- * cblas_sgemv (N calls) against op_gemm's GEMV road. Each row: the weight's
+ * backend sgemm (op_gemm_backend_only: oneDNN / OpenBLAS) against op_gemm
+ * (its choice at small N), beside OpenBLAS's cblas_sgemv (N calls) and the
+ * hand kernel op_gemv_nt, which op_gemm chooses between. Each row: the weight's
  * bytes, microseconds per call (median), and the GB/s of weight bytes that
  * makes, next to this machine's memory bandwidth measured first by a read
  * loop and a copy loop over 512 MiB with the same threads. */
@@ -196,7 +197,7 @@ static void memory_bandwidth(int runs) {
 
 typedef struct {
     ctx_t c;
-    int road; /* 0: tiles / backend sgemm, 1: new road, 2: cblas_sgemv */
+    int road; /* 0: tiles / backend sgemm, 1: new road (F32: op_gemm), 2: cblas_sgemv, 3: op_gemv_nt */
 } dctx_t;
 
 static void run_decode(void *p) {
@@ -205,6 +206,10 @@ static void run_decode(void *p) {
     lorac_status st = LORAC_OK;
     if (c->qw->fmt == LORAC_QF_F32 && d->road == 0)
         op_gemm_backend_only(0, 1, c->N, c->out, c->in, 1.0f, c->x, c->in, c->W, c->in, 0.0f, c->y, c->out);
+    else if (c->qw->fmt == LORAC_QF_F32 && d->road == 1)
+        op_gemm(0, 1, c->N, c->out, c->in, 1.0f, c->x, c->in, c->W, c->in, 0.0f, c->y, c->out);
+    else if (c->qw->fmt == LORAC_QF_F32 && d->road == 3)
+        op_gemv_nt(c->N, c->out, c->in, 1.0f, c->x, c->in, c->W, c->in, 0.0f, c->y, c->out);
     else if (c->qw->fmt == LORAC_QF_F32 && d->road == 2)
         for (int n = 0; n < c->N; n++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, c->out, c->in, 1.0f, c->W, c->in, c->x + (size_t)n * c->in, 1,
@@ -232,10 +237,11 @@ static int decode_main(int N, int runs, lorac_qisa isa, const char *fmts) {
            omp_get_max_threads(), lorac_qisa_name(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa),
            g_cpu_clock ? "CPU" : "wall");
     memory_bandwidth(runs);
-    printf("old: tiled kernel (quantized) / backend sgemm %s (F32); new: GEMV road; GB/s = weight bytes / time\n\n",
+    printf("old: tiled kernel (quantized) / backend sgemm %s (F32); new: GEMV road (F32: op_gemm, which picks sgemv "
+           "or op_gemv_nt at N = 1);\nGB/s = weight bytes / time; F32 only: cblas_sgemv (N calls) and op_gemv_nt\n\n",
            op_gemm_backend());
-    printf("| model   | in -> out      | fmt    | MB     | old us   | new us   | new GB/s | old/new | sgemv us |\n");
-    printf("|---------|----------------|--------|-------:|---------:|---------:|---------:|--------:|---------:|\n");
+    printf("| model   | in -> out      | fmt    | MB     | old us   | new us   | new GB/s | old/new | sgemv us | gemv_nt us |\n");
+    printf("|---------|----------------|--------|-------:|---------:|---------:|---------:|--------:|---------:|---------:|\n");
     const int nshapes = (int)(sizeof g_decode_shapes / sizeof g_decode_shapes[0]);
     for (int s = 0; s < nshapes; s++) {
         const shape *sh = &g_decode_shapes[s];
@@ -281,9 +287,11 @@ static int decode_main(int N, int runs, lorac_qisa isa, const char *fmts) {
                    t_old / t_new);
             if (f == LORAC_QF_F32) {
                 d.road = 2;
-                printf(" %8.1f |\n", median_s(run_decode, &d, runs) * 1e6);
+                const double t_sgemv = median_s(run_decode, &d, runs);
+                d.road = 3;
+                printf(" %8.1f | %8.1f |\n", t_sgemv * 1e6, median_s(run_decode, &d, runs) * 1e6);
             } else {
-                printf("        - |\n");
+                printf("        - |        - |\n");
             }
             fflush(stdout);
             lorac_qweight_free(&qw);

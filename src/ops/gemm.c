@@ -211,23 +211,27 @@ void op_gemm_release(void) {}
 #endif
 
 /* ---- small-M products (GEMV, see gemm.h) ----------------------------------
- * The dot kernels: M rows of A against one chunk w of a W row. Each row m
- * keeps its own fp32 vector accumulator (two for M <= 2, so that the FMA
- * latency is hidden when there are few rows); the lanes are added in double.
- * The scalar one keeps 8 lane sums the same way, so every level has the
- * same accuracy (the order of additions differs between levels). */
+ * The dot kernels: M rows of A against a W row. Each row m keeps its own
+ * fp32 vector accumulator (two for M <= 2, so that the FMA latency is
+ * hidden when there are few rows), widened into double lanes every
+ * OP_GEMV_KC elements; the lanes are added at the end. The scalar one keeps
+ * 8 lane sums the same way, so every level has the same accuracy (the
+ * order of additions differs between levels). */
 
 static void dot_rows_scalar(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
     for (int m = 0; m < M; m++) {
         const float *am = a + m * lda;
-        float s[8] = {0};
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8)
-            for (int l = 0; l < 8; l++) s[l] += w[k + l] * am[k + l];
-        for (int l = 0; k < K; k++, l++) s[l] += w[k] * am[k];
-        double t = 0;
-        for (int l = 0; l < 8; l++) t += s[l];
-        acc[m] += t;
+        for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+            const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+            float s[8] = {0};
+            int64_t k = k0;
+            for (; k + 8 <= k1; k += 8)
+                for (int l = 0; l < 8; l++) s[l] += w[k + l] * am[k + l];
+            for (int l = 0; k < k1; k++, l++) s[l] += w[k] * am[k];
+            double t = 0;
+            for (int l = 0; l < 8; l++) t += s[l];
+            acc[m] += t;
+        }
     }
 }
 
@@ -238,36 +242,42 @@ static void dot_rows_scalar(int64_t K, const float *w, const float *a, int64_t l
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #define INLINE_ALWAYS inline __attribute__((always_inline))
 
-T_AVX512 static INLINE_ALWAYS double hsum512(__m512 v) {
-    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
-}
-
-/* R rows (a compile-time constant after inlining) of the AVX-512 kernel */
+/* R rows (a compile-time constant after inlining) of the AVX-512 kernel:
+ * per chunk of OP_GEMV_KC elements fp32 lane sums, widened into double
+ * lanes; the lanes added at the end. */
 T_AVX512 static INLINE_ALWAYS void dot_r512(int64_t K, const float *w, const float *a, int64_t lda, const int R,
                                             double *acc) {
-    __m512 s[4], t[4];
-    for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();
-    int64_t k = 0;
-    if (R <= 2)
-        for (; k + 32 <= K; k += 32) {
-            const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
-            for (int r = 0; r < R; r++) {
-                s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
-                t[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + r * lda + k + 16), t[r]);
+    __m512d dd[4];
+    for (int r = 0; r < R; r++) dd[r] = _mm512_setzero_pd();
+    for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+        const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+        __m512 s[4], t[4];
+        for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();
+        int64_t k = k0;
+        if (R <= 2)
+            for (; k + 32 <= k1; k += 32) {
+                const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+                for (int r = 0; r < R; r++) {
+                    s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+                    t[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + r * lda + k + 16), t[r]);
+                }
             }
+        for (; k + 16 <= k1; k += 16) {
+            const __m512 w0 = _mm512_loadu_ps(w + k);
+            for (int r = 0; r < R; r++) s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
         }
-    for (; k + 16 <= K; k += 16) {
-        const __m512 w0 = _mm512_loadu_ps(w + k);
-        for (int r = 0; r < R; r++) s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+        if (k < k1) {
+            const __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);
+            const __m512 w0 = _mm512_maskz_loadu_ps(mk, w + k);
+            for (int r = 0; r < R; r++) t[r] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, a + r * lda + k), t[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            const __m512 v = _mm512_add_ps(s[r], t[r]);
+            dd[r] = _mm512_add_pd(dd[r], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            dd[r] = _mm512_add_pd(dd[r], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        }
     }
-    if (k < K) {
-        const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
-        const __m512 w0 = _mm512_maskz_loadu_ps(mk, w + k);
-        for (int r = 0; r < R; r++) t[r] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, a + r * lda + k), t[r]);
-    }
-    for (int r = 0; r < R; r++) acc[r] += hsum512(_mm512_add_ps(s[r], t[r]));
+    for (int r = 0; r < R; r++) acc[r] += _mm512_reduce_add_pd(dd[r]);
 }
 
 T_AVX512 static void dot_rows_avx512(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
@@ -281,33 +291,40 @@ T_AVX512 static void dot_rows_avx512(int64_t K, const float *w, const float *a, 
     }
 }
 
-T_AVX2 static INLINE_ALWAYS double hsum256(__m256 v) {
-    const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-    const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e)));
-}
-
 T_AVX2 static INLINE_ALWAYS void dot_r256(int64_t K, const float *w, const float *a, int64_t lda, const int R,
                                           double *acc) {
-    __m256 s[4], t[4];
-    for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();
-    int64_t k = 0;
-    if (R <= 2)
-        for (; k + 16 <= K; k += 16) {
-            const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-            for (int r = 0; r < R; r++) {
-                s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
-                t[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + r * lda + k + 8), t[r]);
+    __m256d dd[4];
+    for (int r = 0; r < R; r++) dd[r] = _mm256_setzero_pd();
+    double tail[4] = {0};
+    for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+        const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+        __m256 s[4], t[4];
+        for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();
+        int64_t k = k0;
+        if (R <= 2)
+            for (; k + 16 <= k1; k += 16) {
+                const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+                for (int r = 0; r < R; r++) {
+                    s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+                    t[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + r * lda + k + 8), t[r]);
+                }
             }
+        for (; k + 8 <= k1; k += 8) {
+            const __m256 w0 = _mm256_loadu_ps(w + k);
+            for (int r = 0; r < R; r++) s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
         }
-    for (; k + 8 <= K; k += 8) {
-        const __m256 w0 = _mm256_loadu_ps(w + k);
-        for (int r = 0; r < R; r++) s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+        for (int r = 0; r < R; r++) {
+            float tl = 0;
+            for (int64_t j = k; j < k1; j++) tl += w[j] * a[r * lda + j];
+            tail[r] += tl;
+            const __m256 v = _mm256_add_ps(s[r], t[r]);
+            dd[r] = _mm256_add_pd(dd[r], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            dd[r] = _mm256_add_pd(dd[r], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
     }
     for (int r = 0; r < R; r++) {
-        float tail = 0;
-        for (int64_t j = k; j < K; j++) tail += w[j] * a[r * lda + j];
-        acc[r] += hsum256(_mm256_add_ps(s[r], t[r])) + tail;
+        const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(dd[r]), _mm256_extractf128_pd(dd[r], 1));
+        acc[r] += _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e))) + tail[r];
     }
 }
 
@@ -366,9 +383,7 @@ typedef struct gemv_f32_ctx {
 
 static void gemv_f32_row(const void *ctx, int64_t r, const float *A, int64_t lda, int M, double *acc) {
     const gemv_f32_ctx *c = ctx;
-    const float *w = c->B + r * c->ldb;
-    for (int64_t k0 = 0; k0 < c->K; k0 += OP_GEMV_KC)
-        c->dot(c->K - k0 < OP_GEMV_KC ? c->K - k0 : OP_GEMV_KC, w + k0, A + k0, lda, M, acc);
+    c->dot(c->K, c->B + r * c->ldb, A, lda, M, acc);
 }
 
 void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
@@ -377,13 +392,28 @@ void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const
     op_gemv_rows(M, N, K, alpha, A, lda, gemv_f32_row, &c, NULL, beta, C, ldc);
 }
 
-/* ---- entry points ------------------------------------------------------- */
+/* ---- entry points -------------------------------------------------------
+ * One row against a transposed B (a decoding step's y = x W^T, M = 1):
+ * bench_qmatmul decode measured oneDNN's / OpenBLAS's sgemm, OpenBLAS's
+ * cblas_sgemv and op_gemv_nt on the Linears of SmolLM2-135M and
+ * Qwen2.5-0.5B (1 thread, Zen 4): cblas_sgemv is the fastest up to the
+ * blocks' largest matrices (17 MB, 4864 x 896), op_gemv_nt on the
+ * vocabulary-sized LM heads (113 MB: 7.9 ms against 10.7 for sgemv and
+ * 11.6 for oneDNN; 545 MB: 32 against 44 and 54), whose rows stream from
+ * memory once. For M >= 2 the backends' register blocking beat
+ * op_gemv_nt's per-row dot products (at M = 8 by 1.2-1.9x), so they keep
+ * those. */
+#define GEMV_HAND_MIN_BYTES (32.0 * 1024 * 1024)
+
 
 void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (M <= OP_GEMV_MAX_M && !ta && tb && K > 0) {
-        op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (M == 1 && !ta && tb && K > 0) { /* y = x W^T for one row x: see GEMV_HAND_MIN_BYTES */
+        if ((double)N * K * sizeof(float) >= GEMV_HAND_MIN_BYTES)
+            op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
         return;
     }
     op_gemm_backend_only(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

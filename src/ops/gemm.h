@@ -21,10 +21,10 @@
  * to fp32 (exact) and calls op_gemm, so the result is the same up to
  * summation order.
  *
- * Small products (M <= OP_GEMV_MAX_M rows of A against a transposed B,
- * y = x W^T: a decode step's Linears) take neither backend: op_gemv_rows
- * (below) runs them, every output element a dot product of one A row with
- * one W row, W streamed once from memory (bench_qmatmul measures both).
+ * One row of A against a transposed B (y = x W^T for one token: a decoding
+ * step's Linears) takes neither: cblas_sgemv, or for a B of 32 MiB and more
+ * (an LM head) op_gemv_nt below, which streams B once over all threads
+ * (gemm.c gives the measurements behind the choice).
  *
  * bf16 numbers: the top 16 bits of an IEEE fp32 (8 exponent bits, 7 mantissa
  * bits); op_f32_to_bf16 rounds to nearest even, as torch and oneDNN do. */
@@ -68,8 +68,8 @@ void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n);
 #define OP_GEMV_MAX_M 8
 #define OP_GEMV_KC 256
 
-/* acc[m] += sum_{k<K} w[k] * a[m * lda + k] for m < M <= OP_GEMV_MAX_M, K <= OP_GEMV_KC
- * (fp32 lanes, then double). */
+/* acc[m] += sum_{k<K} w[k] * a[m * lda + k] for m < M <= OP_GEMV_MAX_M (fp32
+ * lanes over chunks of OP_GEMV_KC, then double). */
 typedef void (*op_dot_rows_fn)(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc);
 /* The kernel of SIMD level isa (ops/isa.h: scalar, avx2, avx512), lowered to
  * what this CPU runs. */
@@ -84,9 +84,9 @@ typedef void (*op_gemv_row_fn)(const void *ctx, int64_t r, const float *A, int64
 void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, int64_t lda, op_gemv_row_fn row,
                   const void *ctx, const float *bias, float beta, float *C, int64_t ldc);
 
-/* C[M, N] = alpha A[M, K] B[N, K]^T + beta C by op_gemv_rows on fp32 B with
- * the dot kernel of the active SIMD level (what op_gemm runs for M <=
- * OP_GEMV_MAX_M, ta = 0, tb = 1). */
+/* C[M, N] = alpha A[M, K] B[N, K]^T + beta C (M <= OP_GEMV_MAX_M) by
+ * op_gemv_rows on fp32 B with the dot kernel of the active SIMD level
+ * (what op_gemm runs for M = 1 and a large B, see above). */
 void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                 int ldc);
 

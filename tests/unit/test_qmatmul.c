@@ -26,10 +26,10 @@
  *     hold to TOL_FAST for N = 1..8 at every ISA: its dequantized values
  *     are bit for bit the scalar dequantizer's (x rows that are unit
  *     vectors pick single weights out exactly, fused kernels included), the
- *     old tiled road agrees with it, and op_gemm's fp32 small-M road
- *     (ops/gemm.h, op_gemv_nt) is within TOL_FAST of a double-precision
- *     product at every SIMD level, over K with vector tails, padded strides,
- *     alpha and beta. */
+ *     old tiled road agrees with it, and op_gemm at M = 1..8 and its fp32
+ *     GEMV kernel (ops/gemm.h, op_gemv_nt) are within TOL_FAST of a
+ *     double-precision product at every SIMD level, over K with vector
+ *     tails, padded strides, alpha and beta. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,7 +396,8 @@ static void test_gemv_vs_tiles(void) {
     }
 }
 
-/* 7c. op_gemm's fp32 small-M road at every SIMD level. */
+/* 7c. op_gemm at small M and its GEMV kernel op_gemv_nt (which op_gemm runs
+ * for one row against a large B) at every SIMD level. */
 static void test_gemv_f32(void) {
     static const int Ks[] = {1, 7, 16, 33, 300, 577};
     const lorac_isa was = lorac_isa_active();
@@ -411,7 +412,12 @@ static void test_gemv_f32(void) {
                 float *got = malloc(sizeof(float) * (size_t)M * ldc), *wantf = malloc(sizeof(float) * (size_t)M * ldc);
                 memcpy(C0, C, sizeof(float) * (size_t)M * ldc);
                 const float alpha = 0.5f, beta = M % 2 ? 0.25f : 0.0f;
-                op_gemm(0, 1, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                for (int road = 0; road < 2; road++) {
+                memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+                if (road)
+                    op_gemm(0, 1, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                else
+                    op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
                 size_t n = 0;
                 for (int m = 0; m < M; m++)
                     for (int j = 0; j < N; j++, n++) {
@@ -425,12 +431,14 @@ static void test_gemv_f32(void) {
                         sc[n] = alpha * a + fabs(beta * (double)C0[m * ldc + j]);
                     }
                 char what[96];
-                snprintf(what, sizeof what, "op_gemm %s M=%d N=%d K=%d", lorac_isa_name((lorac_isa)lv), M, N, K);
+                snprintf(what, sizeof what, "%s %s M=%d N=%d K=%d", road ? "op_gemm" : "op_gemv_nt",
+                         lorac_isa_name((lorac_isa)lv), M, N, K);
                 CHECK(close_scaled(what, got, wantf, sc, n, TOL_FAST, &g_worst_fast), "%s", what);
                 /* the padding of C is left alone */
                 for (int m = 0; m < M; m++)
                     CHECK(C[m * ldc + N] == C0[m * ldc + N] && C[m * ldc + N + 1] == C0[m * ldc + N + 1],
                           "%s: wrote past the row", what);
+                }
                 free(A), free(B), free(C), free(C0), free(want), free(sc), free(got), free(wantf);
             }
     }

@@ -45,6 +45,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 #include "ops/gemm.h"
+#include "ops/ops.h"
 #include "quant/qmatmul.h"
 #include "quant/qmatmul_impl.h"
 

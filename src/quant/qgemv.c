@@ -52,8 +52,11 @@ static void qgemv_row(const void *ctx, int64_t r, const float *x, int64_t ldx, i
     }
 }
 
-lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_isa level, float *y, const float *x, const lorac_qweight *W,
+lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
                           const float *b, int64_t N, float beta) {
+    const lorac_isa level = isa == LORAC_QISA_AVX512 ? LORAC_ISA_AVX512
+                            : isa == LORAC_QISA_AVX2 ? LORAC_ISA_AVX2
+                                                     : LORAC_ISA_SCALAR;
     const qgemv_ctx c = {K, W, op_dot_rows_for(level), K->rowdot ? K->rowdot(W->fmt) : NULL};
     op_gemv_rows((int)N, W->rows, W->cols, 1.0f, x, W->cols, qgemv_row, &c, b, beta, y, W->rows);
     return LORAC_OK;

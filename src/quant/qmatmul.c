@@ -581,10 +581,7 @@ lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, con
     const lorac_qkern *K = kern_of(use);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));
-    if (N <= QMM_GEMV_MAX_N)
-        return qmm_gemv_fwd(K, use == LORAC_QISA_AVX512 ? LORAC_ISA_AVX512 : use == LORAC_QISA_AVX2 ? LORAC_ISA_AVX2
-                                                                                                  : LORAC_ISA_SCALAR,
-                            y, x, W, b, N, beta);
+    if (N <= QMM_GEMV_MAX_N) return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
     return fwd_tiled(K, y, x, W, b, N, beta);
 }
 

@@ -3,7 +3,6 @@
 #ifndef LORAC_QUANT_QMATMUL_IMPL_H
 #define LORAC_QUANT_QMATMUL_IMPL_H
 
-#include "ops/isa.h"
 #include "quant/qmatmul.h"
 
 #define QMM_MR 6   /* rows of x / dy per micro-kernel call */
@@ -47,10 +46,11 @@ size_t qmm_block_bytes(lorac_qformat f);
 extern const lorac_qkern qmm_kern_generic;
 
 /* The small-N forward road (qgemv.c): for N <= QMM_GEMV_MAX_N rows, each W
- * row dequantized chunk by chunk into L1 and dotted with the N rows of x by
- * the dot kernel of SIMD level `level`. */
+ * row through K's fused kernel for its format, or dequantized chunk by
+ * chunk into L1 and dotted with the N rows of x by the dot kernel of the
+ * SIMD level of isa (K's: GENERIC, AVX2 or AVX512). */
 #define QMM_GEMV_MAX_N 8
-lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_isa level, float *y, const float *x, const lorac_qweight *W,
+lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
                           const float *b, int64_t N, float beta);
 /* The tiled forward road at any N (what lorac_qlinear_fwd_isa ran for small
  * N before the GEMV road: bench_qmatmul's "old path"). */

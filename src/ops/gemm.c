@@ -210,10 +210,217 @@ void op_gemm_release(void) {}
 
 #endif
 
-/* ---- entry points ------------------------------------------------------- */
+/* ---- small-M products (GEMV, see gemm.h) ----------------------------------
+ * The dot kernels: M rows of A against a W row. Each row m keeps its own
+ * fp32 vector accumulator (two for M <= 2, so that the FMA latency is
+ * hidden when there are few rows), widened into double lanes every
+ * OP_GEMV_KC elements; the lanes are added at the end. The scalar one keeps
+ * 8 lane sums the same way, so every level has the same accuracy (the
+ * order of additions differs between levels). */
+
+static void dot_rows_scalar(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m++) {
+        const float *am = a + m * lda;
+        for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+            const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+            float s[8] = {0};
+            int64_t k = k0;
+            for (; k + 8 <= k1; k += 8)
+                for (int l = 0; l < 8; l++) s[l] += w[k + l] * am[k + l];
+            for (int l = 0; k < k1; k++, l++) s[l] += w[k] * am[k];
+            double t = 0;
+            for (int l = 0; l < 8; l++) t += s[l];
+            acc[m] += t;
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define T_AVX2 __attribute__((target("avx2,fma")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define INLINE_ALWAYS inline __attribute__((always_inline))
+
+/* R rows (a compile-time constant after inlining) of the AVX-512 kernel:
+ * per chunk of OP_GEMV_KC elements fp32 lane sums, widened into double
+ * lanes; the lanes added at the end. */
+T_AVX512 static INLINE_ALWAYS void dot_r512(int64_t K, const float *w, const float *a, int64_t lda, const int R,
+                                            double *acc) {
+    __m512d dd[4];
+    for (int r = 0; r < R; r++) dd[r] = _mm512_setzero_pd();
+    for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+        const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+        __m512 s[4], t[4];
+        for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();
+        int64_t k = k0;
+        if (R <= 2)
+            for (; k + 32 <= k1; k += 32) {
+                const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+                for (int r = 0; r < R; r++) {
+                    s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+                    t[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + r * lda + k + 16), t[r]);
+                }
+            }
+        for (; k + 16 <= k1; k += 16) {
+            const __m512 w0 = _mm512_loadu_ps(w + k);
+            for (int r = 0; r < R; r++) s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + r * lda + k), s[r]);
+        }
+        if (k < k1) {
+            const __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);
+            const __m512 w0 = _mm512_maskz_loadu_ps(mk, w + k);
+            for (int r = 0; r < R; r++) t[r] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, a + r * lda + k), t[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            const __m512 v = _mm512_add_ps(s[r], t[r]);
+            dd[r] = _mm512_add_pd(dd[r], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            dd[r] = _mm512_add_pd(dd[r], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        }
+    }
+    for (int r = 0; r < R; r++) acc[r] += _mm512_reduce_add_pd(dd[r]);
+}
+
+T_AVX512 static void dot_rows_avx512(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m += 4, a += 4 * lda, acc += 4) {
+        switch (M - m) {
+        case 1: dot_r512(K, w, a, lda, 1, acc); break;
+        case 2: dot_r512(K, w, a, lda, 2, acc); break;
+        case 3: dot_r512(K, w, a, lda, 3, acc); break;
+        default: dot_r512(K, w, a, lda, 4, acc); break;
+        }
+    }
+}
+
+T_AVX2 static INLINE_ALWAYS void dot_r256(int64_t K, const float *w, const float *a, int64_t lda, const int R,
+                                          double *acc) {
+    __m256d dd[4];
+    for (int r = 0; r < R; r++) dd[r] = _mm256_setzero_pd();
+    double tail[4] = {0};
+    for (int64_t k0 = 0; k0 < K; k0 += OP_GEMV_KC) {
+        const int64_t k1 = k0 + OP_GEMV_KC < K ? k0 + OP_GEMV_KC : K;
+        __m256 s[4], t[4];
+        for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();
+        int64_t k = k0;
+        if (R <= 2)
+            for (; k + 16 <= k1; k += 16) {
+                const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+                for (int r = 0; r < R; r++) {
+                    s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+                    t[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + r * lda + k + 8), t[r]);
+                }
+            }
+        for (; k + 8 <= k1; k += 8) {
+            const __m256 w0 = _mm256_loadu_ps(w + k);
+            for (int r = 0; r < R; r++) s[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + r * lda + k), s[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            float tl = 0;
+            for (int64_t j = k; j < k1; j++) tl += w[j] * a[r * lda + j];
+            tail[r] += tl;
+            const __m256 v = _mm256_add_ps(s[r], t[r]);
+            dd[r] = _mm256_add_pd(dd[r], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            dd[r] = _mm256_add_pd(dd[r], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(dd[r]), _mm256_extractf128_pd(dd[r], 1));
+        acc[r] += _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e))) + tail[r];
+    }
+}
+
+T_AVX2 static void dot_rows_avx2(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc) {
+    for (int m = 0; m < M; m += 4, a += 4 * lda, acc += 4) {
+        switch (M - m) {
+        case 1: dot_r256(K, w, a, lda, 1, acc); break;
+        case 2: dot_r256(K, w, a, lda, 2, acc); break;
+        case 3: dot_r256(K, w, a, lda, 3, acc); break;
+        default: dot_r256(K, w, a, lda, 4, acc); break;
+        }
+    }
+}
+#endif
+
+op_dot_rows_fn op_dot_rows_for(lorac_isa isa) {
+    if (isa > lorac_isa_best()) isa = lorac_isa_best();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == LORAC_ISA_AVX512) return dot_rows_avx512;
+    if (isa == LORAC_ISA_AVX2) return dot_rows_avx2;
+#endif
+    return dot_rows_scalar;
+}
+
+/* W rows per task, and the least multiply-adds per call worth a parallel region. */
+#define GEMV_BAND 16
+#define GEMV_PAR_MACS (1 << 16)
+
+void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, int64_t lda, op_gemv_row_fn row,
+                  const void *ctx, const float *bias, float beta, float *C, int64_t ldc) {
+    LORAC_ASSERT(M >= 0 && M <= OP_GEMV_MAX_M);
+    if (M == 0 || rows <= 0) return;
+    const int64_t nbands = (rows + GEMV_BAND - 1) / GEMV_BAND;
+#pragma omp parallel for schedule(static) if (nbands > 1 && (double)M * rows * K >= GEMV_PAR_MACS && !omp_in_parallel())
+    for (int64_t t = 0; t < nbands; t++) {
+        const int64_t r1 = (t + 1) * GEMV_BAND < rows ? (t + 1) * GEMV_BAND : rows;
+        for (int64_t r = t * GEMV_BAND; r < r1; r++) {
+            double acc[OP_GEMV_MAX_M] = {0};
+            row(ctx, r, A, lda, M, acc);
+            for (int m = 0; m < M; m++) {
+                float *c = C + m * ldc + r;
+                double v = (double)alpha * acc[m];
+                if (bias) v += bias[r];
+                if (beta != 0.0f) v += (double)beta * *c;
+                *c = (float)v;
+            }
+        }
+    }
+}
+
+typedef struct gemv_f32_ctx {
+    const float *B;
+    int64_t ldb, K;
+    op_dot_rows_fn dot;
+} gemv_f32_ctx;
+
+static void gemv_f32_row(const void *ctx, int64_t r, const float *A, int64_t lda, int M, double *acc) {
+    const gemv_f32_ctx *c = ctx;
+    c->dot(c->K, c->B + r * c->ldb, A, lda, M, acc);
+}
+
+void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                int ldc) {
+    const gemv_f32_ctx c = {B, ldb, K, op_dot_rows_for(lorac_isa_active())};
+    op_gemv_rows(M, N, K, alpha, A, lda, gemv_f32_row, &c, NULL, beta, C, ldc);
+}
+
+/* ---- entry points -------------------------------------------------------
+ * One row against a transposed B (a decoding step's y = x W^T, M = 1):
+ * bench_qmatmul decode measured oneDNN's / OpenBLAS's sgemm, OpenBLAS's
+ * cblas_sgemv and op_gemv_nt on the Linears of SmolLM2-135M and
+ * Qwen2.5-0.5B (1 thread, Zen 4): cblas_sgemv is the fastest up to the
+ * blocks' largest matrices (17 MB, 4864 x 896), op_gemv_nt on the
+ * vocabulary-sized LM heads (113 MB: 7.9 ms against 10.7 for sgemv and
+ * 11.6 for oneDNN; 545 MB: 32 against 44 and 54), whose rows stream from
+ * memory once. For M >= 2 the backends' register blocking beat
+ * op_gemv_nt's per-row dot products (at M = 8 by 1.2-1.9x), so they keep
+ * those. */
+#define GEMV_HAND_MIN_BYTES (32.0 * 1024 * 1024)
+
 
 void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (M == 1 && !ta && tb && K > 0) { /* y = x W^T for one row x: see GEMV_HAND_MIN_BYTES */
+        if ((double)N * K * sizeof(float) >= GEMV_HAND_MIN_BYTES)
+            op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+        return;
+    }
+    op_gemm_backend_only(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K > 0 && (double)M * N * K >= GEMM_DNNL_MIN_MACS) {
         const gemm_key key = {0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};

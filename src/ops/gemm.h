@@ -21,6 +21,11 @@
  * to fp32 (exact) and calls op_gemm, so the result is the same up to
  * summation order.
  *
+ * One row of A against a transposed B (y = x W^T for one token: a decoding
+ * step's Linears) takes neither: cblas_sgemv, or for a B of 32 MiB and more
+ * (an LM head) op_gemv_nt below, which streams B once over all threads
+ * (gemm.c gives the measurements behind the choice).
+ *
  * bf16 numbers: the top 16 bits of an IEEE fp32 (8 exponent bits, 7 mantissa
  * bits); op_f32_to_bf16 rounds to nearest even, as torch and oneDNN do. */
 #ifndef LORAC_OPS_GEMM_H
@@ -28,6 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ops/isa.h"
 
 typedef uint16_t lorac_bf16;
 
@@ -45,6 +52,47 @@ void op_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const lorac_
 /* dst[i] = bf16(src[i]) rounded to nearest even (NaN stays NaN); and back. */
 void op_f32_to_bf16(lorac_bf16 *dst, const float *src, size_t n);
 void op_bf16_to_f32(float *dst, const lorac_bf16 *src, size_t n);
+
+/* ---- small-M products (GEMV) ----------------------------------------------
+ *
+ * C[m, r] = alpha * sum_k A[m, k] W[r, k] + bias[r] + beta * C[m, r]  for m < M <= OP_GEMV_MAX_M
+ * and every row r of a weight W [rows, K] (beta == 0 ignores the old C).
+ * OpenMP threads take bands of W rows; each C element is computed by one
+ * thread in a fixed order, so the result does not depend on the thread
+ * count. W's rows come from a callback, so the same driver serves fp32 W
+ * (op_gemm) and quantized W (quant/qmatmul.h), dequantized chunk by chunk.
+ *
+ * Numerics: products and sums in fp32 vector lanes over chunks of at most
+ * OP_GEMV_KC elements (16 per lane), the lanes' totals added in double, the
+ * result rounded to fp32 once: |C - exact| <= about 1e-7 * sum_k |A W|. */
+#define OP_GEMV_MAX_M 8
+#define OP_GEMV_KC 256
+
+/* acc[m] += sum_{k<K} w[k] * a[m * lda + k] for m < M <= OP_GEMV_MAX_M (fp32
+ * lanes over chunks of OP_GEMV_KC, then double). */
+typedef void (*op_dot_rows_fn)(int64_t K, const float *w, const float *a, int64_t lda, int M, double *acc);
+/* The kernel of SIMD level isa (ops/isa.h: scalar, avx2, avx512), lowered to
+ * what this CPU runs. */
+op_dot_rows_fn op_dot_rows_for(lorac_isa isa);
+
+/* acc[m] = sum_k A[m, k] W[r, k] for m < M over the whole of row r (acc
+ * starts at zero; ctx is the caller's). */
+typedef void (*op_gemv_row_fn)(const void *ctx, int64_t r, const float *A, int64_t lda, int M, double *acc);
+
+/* The driver (see above): rows of W, K its row length (for the threading
+ * decision only). bias may be NULL. */
+void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, int64_t lda, op_gemv_row_fn row,
+                  const void *ctx, const float *bias, float beta, float *C, int64_t ldc);
+
+/* C[M, N] = alpha A[M, K] B[N, K]^T + beta C (M <= OP_GEMV_MAX_M) by
+ * op_gemv_rows on fp32 B with the dot kernel of the active SIMD level
+ * (what op_gemm runs for M = 1 and a large B, see above). */
+void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                int ldc);
+
+/* op_gemm without the small-M road: always the backend (bench_qmatmul's "old path"). */
+void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                          int ldb, float beta, float *C, int ldc);
 
 /* Release the cached oneDNN primitives (at exit; the cache refills on use). */
 void op_gemm_release(void);

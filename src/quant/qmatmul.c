@@ -253,7 +253,7 @@ static void transpose16_generic(const float *src, int64_t lds, float *dst, int64
         for (int i = 0; i < 16; i++) dst[k * ldd + i] = src[i * lds + k];
 }
 
-const lorac_qkern qmm_kern_generic = {qmm_dequant_scalar, kernel_generic, transpose16_generic};
+const lorac_qkern qmm_kern_generic = {qmm_dequant_scalar, kernel_generic, transpose16_generic, NULL};
 
 /* ---- ISA selection -------------------------------------------------------- */
 
@@ -577,10 +577,20 @@ lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, con
         if (b) op_add_bias(y, b, N, W->rows);
         return LORAC_OK;
     }
-    const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
+    const lorac_qisa use = isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa;
+    const lorac_qkern *K = kern_of(use);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));
+    if (N <= QMM_GEMV_MAX_N) return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
     return fwd_tiled(K, y, x, W, b, N, beta);
+}
+
+lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                               int64_t N, float beta) {
+    LORAC_TRY(check_args("lorac_qlinear_fwd", y, x, W, N));
+    const lorac_qkern *K = kern_of(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa);
+    if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available", lorac_qisa_name(isa));
+    return N ? fwd_tiled(K, y, x, W, b, N, beta) : LORAC_OK;
 }
 
 lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N) {

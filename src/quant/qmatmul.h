@@ -30,6 +30,24 @@
  * 2.7e-7), and the result does not depend on the thread count (bit for
  * bit). No AVX512-BF16 path: bf16 products would not meet that bound.
  *
+ * The GEMV road (qgemv.c): forward with N <= QMM_GEMV_MAX_N (8) rows, a
+ * decoding step. The tiles above would dequantize a whole 64-row panel and
+ * run a 6-row kernel for one row of x; instead each OpenMP thread takes a
+ * band of W rows and forms the N dot products of each row straight from its
+ * blocks, so W is read once and nothing is written but y. Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K and Q6_K have fused AVX-512 / AVX2 kernels
+ * (16 / 8 weights dequantized in a register, then one FMA per row of x);
+ * the other formats, and every format on GENERIC, dequantize 256 weights at
+ * a time into an L1 buffer with the dequantizers above and dot that with
+ * the rows (F32 rows are read in place, BF16 widened exactly). Products are
+ * summed in fp32 lanes over at most 256 weights, then in double: the same
+ * bound as the tiles (worst seen about 4e-7), the dequantized values the
+ * same bit for bit (the fused kernels convert f16 scales with F16C, equal
+ * to lorac_f16_to_f32 for every finite half), and every y element is one
+ * thread's, so the result does not depend on the thread count. Each ISA
+ * (REF aside) has its own GEMV road; backward keeps the tiles at every N.
+ * bench_qmatmul decode compares the roads.
+ *
  * LORAC_QISA_AUTO on the oneDNN GEMM backend (ops/gemm.h) takes a faster
  * road for N >= 16 rows: W is expanded into a scratch matrix for this call
  * only (one Linear's worth, reused across calls; never the whole model) and

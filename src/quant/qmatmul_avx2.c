@@ -262,7 +262,251 @@ T256 static void kernel(int64_t kc, const float *const *a, const float *b, int64
     }
 }
 
-static const lorac_qkern g_kern = {dequant, kernel, transpose16};
+/* ---- the GEMV road's fused row kernels (qmatmul_impl.h, qmm_rowdot_fn) ----
+ * As in qmatmul_avx512.c, 8 lanes wide: DEQ(p, w) sets w[0..3] to the
+ * block at p's elements 0..7, 8..15, 16..23, 24..31 with the scalar
+ * dequantizer's operations; ROWDOT instantiates the row loop per format
+ * for N = 1..8 rows of x. */
+
+#define INL inline __attribute__((always_inline))
+
+T256 static INL float h16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+T256 static INL double hsum_pd(__m256 v) {
+    const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    const __m128d e = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(e, _mm_unpackhi_pd(e, e)));
+}
+
+/* bytes 0..7 / 8..15 of v as int32 */
+T256 static INL __m256i lo8_i32(__m128i v) { return _mm256_cvtepu8_epi32(v); }
+T256 static INL __m256i hi8_i32(__m128i v) { return _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)); }
+
+#define ROWDOT(NAME, BB, DEQ)                                                                                          \
+    T256 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        (void)m4;                                                                                                  \
+        for (int64_t i0 = 0; i0 < nb; i0 += 8) {                                                                   \
+            __m256 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();                                         \
+            const int64_t i1 = i0 + 8 < nb ? i0 + 8 : nb;                                                          \
+            for (int64_t i = i0; i < i1; i++) {                                                                    \
+                const uint8_t *p = b + i * (BB);                                                                   \
+                __m256 w[4];                                                                                       \
+                DEQ(p, w);                                                                                         \
+                const float *xk = x + i * 32;                                                                      \
+                for (int r = 0; r < R; r++) {                                                                      \
+                    const float *xr = xk + r * ldx;                                                                \
+                    s[r] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xr), s[r]);                                       \
+                    t[r] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xr + 8), t[r]);                                   \
+                    s[r] = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xr + 16), s[r]);                                  \
+                    t[r] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xr + 24), t[r]);                                  \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm256_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T256 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                            \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                            \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                            \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                            \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                            \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                            \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                            \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                           \
+        }                                                                                                          \
+    }
+
+/* the 32 levels of a nibble block as int32, in element order (lo nibbles, then hi) */
+#define NIB4(q, v)                                                                                                     \
+    const __m128i lo_ = _mm_and_si128(q, m4), hi_ = _mm_and_si128(_mm_srli_epi16(q, 4), m4);                           \
+    const __m256i v[4] = {lo8_i32(lo_), hi8_i32(lo_), lo8_i32(hi_), hi8_i32(hi_)}
+
+/* Q4_0: (nibble - 8) * d */
+#define DEQ_Q4_0(p, w)                                                                                                 \
+    do {                                                                                                               \
+        const __m256 d = _mm256_set1_ps(h16(p));                                                                       \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 2));                                                 \
+        NIB4(q, v);                                                                                                    \
+        for (int j = 0; j < 4; j++)                                                                                    \
+            w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v[j], _mm256_set1_epi32(8))), d);                 \
+    } while (0)
+/* Q4_1: nibble * d + m */
+#define DEQ_Q4_1(p, w)                                                                                                 \
+    do {                                                                                                               \
+        const __m256 d = _mm256_set1_ps(h16(p)), m = _mm256_set1_ps(h16((p) + 2));                                     \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 4));                                                 \
+        NIB4(q, v);                                                                                                    \
+        for (int j = 0; j < 4; j++) w[j] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v[j]), d), m);              \
+    } while (0)
+/* Q8_0: q * d */
+#define DEQ_Q8_0(p, w)                                                                                                 \
+    do {                                                                                                               \
+        const __m256 d = _mm256_set1_ps(h16(p));                                                                       \
+        for (int j = 0; j < 4; j++)                                                                                    \
+            w[j] = _mm256_mul_ps(                                                                                      \
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((p) + 2 + 8 * j)))), d);     \
+    } while (0)
+/* Q5_0 / Q5_1: + 16 where bit e of the u32 qh is set (e = 8j + lane) */
+#define Q5_ADD_BITS(p, qoff, v)                                                                                        \
+    uint32_t qh_;                                                                                                      \
+    memcpy(&qh_, (p) + (qoff) - 4, 4);                                                                                 \
+    for (int j = 0; j < 4; j++) {                                                                                      \
+        const __m256i bit = _mm256_srlv_epi32(_mm256_set1_epi32((int)(qh_ >> (8 * j))),                                \
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));                              \
+        v[j] = _mm256_add_epi32(v[j], _mm256_slli_epi32(_mm256_and_si256(bit, _mm256_set1_epi32(1)), 4));             \
+    }
+#define DEQ_Q5_0(p, w)                                                                                                 \
+    do {                                                                                                               \
+        const __m256 d = _mm256_set1_ps(h16(p));                                                                       \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 6));                                                 \
+        NIB4(q, v0);                                                                                                   \
+        __m256i v[4] = {v0[0], v0[1], v0[2], v0[3]};                                                                   \
+        Q5_ADD_BITS(p, 6, v);                                                                                          \
+        for (int j = 0; j < 4; j++)                                                                                    \
+            w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v[j], _mm256_set1_epi32(16))), d);                \
+    } while (0)
+#define DEQ_Q5_1(p, w)                                                                                                 \
+    do {                                                                                                               \
+        const __m256 d = _mm256_set1_ps(h16(p)), m = _mm256_set1_ps(h16((p) + 2));                                     \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 8));                                                 \
+        NIB4(q, v0);                                                                                                   \
+        __m256i v[4] = {v0[0], v0[1], v0[2], v0[3]};                                                                   \
+        Q5_ADD_BITS(p, 8, v);                                                                                          \
+        for (int j = 0; j < 4; j++) w[j] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v[j]), d), m);              \
+    } while (0)
+/* IQ4_NL: kvalues[nibble] * d (two 8-entry permutes and a blend, as NF4) */
+#define DEQ_IQ4_NL(p, w)                                                                                               \
+    do {                                                                                                               \
+        const __m256 tlo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)ggml_iq4_levels))); \
+        const __m256 thi =                                                                                             \
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(ggml_iq4_levels + 8))));         \
+        const __m256 d = _mm256_set1_ps(h16(p));                                                                       \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 2));                                                 \
+        NIB4(q, v);                                                                                                    \
+        for (int j = 0; j < 4; j++) w[j] = _mm256_mul_ps(nf4_lookup(v[j], tlo, thi), d);                              \
+    } while (0)
+
+ROWDOT(rowdot_q4_0, 18, DEQ_Q4_0)
+ROWDOT(rowdot_q4_1, 20, DEQ_Q4_1)
+ROWDOT(rowdot_q8_0, 34, DEQ_Q8_0)
+ROWDOT(rowdot_q5_0, 22, DEQ_Q5_0)
+ROWDOT(rowdot_q5_1, 24, DEQ_Q5_1)
+ROWDOT(rowdot_iq4_nl, 18, DEQ_IQ4_NL)
+
+/* The K-quants, one 256-element super-block per step; BODY(p, FMA) calls
+ * FMA(w, off, acc) for each 8 dequantized weights at element offset off. */
+#define KROWDOT(NAME, BB, BODY)                                                                                        \
+    T256 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        for (int64_t i = 0; i < nb; i++) {                                                                         \
+            __m256 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm256_setzero_ps();                                         \
+            const uint8_t *p = b + i * (BB);                                                                       \
+            const float *xk = x + i * 256;                                                                         \
+            BODY(p, KFMA);                                                                                         \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm256_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T256 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                            \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                            \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                            \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                            \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                            \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                            \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                            \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                           \
+        }                                                                                                          \
+    }
+#define KFMA(w, off, a)                                                                                                \
+    do {                                                                                                               \
+        const __m256 w_ = (w);                                                                                         \
+        for (int r = 0; r < R; r++) a[r] = _mm256_fmadd_ps(w_, _mm256_loadu_ps(xk + r * ldx + (off)), a[r]);          \
+    } while (0)
+
+/* Q4_K (as dequant_q4_k): d*sc*q - dmin*mn, sub-blocks 2c / 2c+1 on the low / high nibbles */
+#define BODY_Q4_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const float d = h16(p), dmin = h16((p) + 2);                                                                   \
+        for (int c = 0; c < 4; c++) {                                                                                  \
+            uint8_t sc, mn;                                                                                            \
+            ggml_k4_scale_min(2 * c, (p) + 4, &sc, &mn);                                                               \
+            const __m256 d1 = _mm256_set1_ps(d * sc), m1 = _mm256_set1_ps(dmin * mn);                                  \
+            ggml_k4_scale_min(2 * c + 1, (p) + 4, &sc, &mn);                                                           \
+            const __m256 d2 = _mm256_set1_ps(d * sc), m2 = _mm256_set1_ps(dmin * mn);                                  \
+            for (int h = 0; h < 2; h++) {                                                                              \
+                const __m128i v = _mm_loadu_si128((const __m128i *)((p) + 16 + 32 * c + 16 * h));                      \
+                const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);                 \
+                const int o = 64 * c + 16 * h;                                                                         \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d1, lo8_ps(lo)), m1), o, s);                                           \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d1, hi8_ps(lo)), m1), o + 8, t);                                       \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d2, lo8_ps(hi)), m2), o + 32, s);                                      \
+                FMA(_mm256_sub_ps(_mm256_mul_ps(d2, hi8_ps(hi)), m2), o + 40, t);                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+/* 8 six-bit values (bytes 0..7 or 8..15 of q) minus 32, times sc (as q6_16) */
+T256 static INL __m256 q6_8(__m128i q, int hi, float sc) {
+    const __m256i v = _mm256_cvtepu8_epi32(hi ? _mm_srli_si128(q, 8) : q);
+    return _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(32))));
+}
+
+/* Q6_K (as dequant_q6_k): (d * sc) * (q - 32) */
+#define BODY_Q6_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const __m128i m3 = _mm_set1_epi8(0x03), mc = _mm_set1_epi8(0x0C), m30 = _mm_set1_epi8(0x30);                   \
+        const float d = h16((p) + 208);                                                                                \
+        for (int half = 0; half < 2; half++) {                                                                         \
+            const uint8_t *ql = (p) + 64 * half, *qh = (p) + 128 + 32 * half;                                          \
+            const int8_t *sc = (const int8_t *)((p) + 192 + 8 * half);                                                 \
+            for (int g = 0; g < 2; g++) {                                                                              \
+                const __m128i a = _mm_loadu_si128((const __m128i *)(ql + 16 * g));                                     \
+                const __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + 16 * g));                                \
+                const __m128i h = _mm_loadu_si128((const __m128i *)(qh + 16 * g));                                     \
+                const __m128i q[4] = {                                                                                 \
+                    _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(h, m3), 4)),                       \
+                    _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(h, mc), 2)),                       \
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(h, m30)),                      \
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4), _mm_and_si128(_mm_srli_epi16(h, 2), m30))};  \
+                for (int j = 0; j < 4; j++) {                                                                          \
+                    const float sj = d * (float)sc[g + 2 * j];                                                         \
+                    const int o = 128 * half + 32 * j + 16 * g;                                                        \
+                    FMA(q6_8(q[j], 0, sj), o, s);                                                                      \
+                    FMA(q6_8(q[j], 1, sj), o + 8, t);                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+KROWDOT(rowdot_q4_k, 144, BODY_Q4_K)
+KROWDOT(rowdot_q6_k, 210, BODY_Q6_K)
+
+static qmm_rowdot_fn rowdot(lorac_qformat f) {
+    switch (f) {
+    case LORAC_QF_Q4_K: return rowdot_q4_k;
+    case LORAC_QF_Q6_K: return rowdot_q6_k;
+    case LORAC_QF_Q4_0: return rowdot_q4_0;
+    case LORAC_QF_Q4_1: return rowdot_q4_1;
+    case LORAC_QF_Q8_0: return rowdot_q8_0;
+    case LORAC_QF_Q5_0: return rowdot_q5_0;
+    case LORAC_QF_Q5_1: return rowdot_q5_1;
+    case LORAC_QF_IQ4_NL: return rowdot_iq4_nl;
+    default: return NULL;
+    }
+}
+
+static const lorac_qkern g_kern = {dequant, kernel, transpose16, rowdot};
 
 const lorac_qkern *qmm_kern_avx2(void) {
     __builtin_cpu_init(); /* idempotent and cheap */

@@ -249,7 +249,228 @@ T512 static void kernel(int64_t kc, const float *const *a, const float *b, int64
 #undef STORE
 }
 
-static const lorac_qkern g_kern = {dequant, kernel, transpose16};
+/* ---- the GEMV road's fused row kernels (qmatmul_impl.h, qmm_rowdot_fn) ----
+ * One macro per format: DEQ(p, w0, w1) sets w0 / w1 to the block at p's
+ * elements 0..15 / 16..31 with the scalar dequantizer's operations. The
+ * row loop is written once (ROWDOT) and instantiated per format for
+ * N = 1..8 rows of x (constants after inlining: 2N accumulators). */
+
+#define INL inline __attribute__((always_inline))
+
+T512 static INL float h16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+T512 static INL double hsum_pd(__m512 v) {
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
+#define ROWDOT(NAME, BB, DEQ)                                                                                          \
+    T512 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        (void)m4;                                                                                                  \
+        for (int64_t i0 = 0; i0 < nb; i0 += 8) {                                                                   \
+            __m512 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();                                         \
+            const int64_t i1 = i0 + 8 < nb ? i0 + 8 : nb;                                                          \
+            for (int64_t i = i0; i < i1; i++) {                                                                    \
+                const uint8_t *p = b + i * (BB);                                                                   \
+                __m512 w0, w1;                                                                                     \
+                DEQ(p, w0, w1);                                                                                    \
+                const float *xk = x + i * 32;                                                                      \
+                for (int r = 0; r < R; r++) {                                                                      \
+                    s[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xk + r * ldx), s[r]);                               \
+                    t[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xk + r * ldx + 16), t[r]);                          \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm512_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T512 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                            \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                            \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                            \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                            \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                            \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                            \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                            \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                           \
+        }                                                                                                          \
+    }
+
+/* 16 low / high nibbles of q as int32 */
+#define LO4(q) _mm512_cvtepu8_epi32(_mm_and_si128(q, m4))
+#define HI4(q) _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), m4))
+
+/* Q4_0: (nibble - 8) * d */
+#define DEQ_Q4_0(p, w0, w1)                                                                                            \
+    do {                                                                                                               \
+        const __m512 d = _mm512_set1_ps(h16(p));                                                                       \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 2));                                                 \
+        const __m512i e = _mm512_set1_epi32(8);                                                                        \
+        w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(LO4(q), e)), d);                                        \
+        w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(HI4(q), e)), d);                                        \
+    } while (0)
+/* Q4_1: nibble * d + m */
+#define DEQ_Q4_1(p, w0, w1)                                                                                            \
+    do {                                                                                                               \
+        const __m512 d = _mm512_set1_ps(h16(p)), m = _mm512_set1_ps(h16((p) + 2));                                     \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 4));                                                 \
+        w0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(LO4(q)), d), m);                                           \
+        w1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(HI4(q)), d), m);                                           \
+    } while (0)
+/* Q8_0: q * d */
+#define DEQ_Q8_0(p, w0, w1)                                                                                            \
+    do {                                                                                                               \
+        const __m512 d = _mm512_set1_ps(h16(p));                                                                       \
+        w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 2)))), d);  \
+        w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((p) + 18)))), d); \
+    } while (0)
+/* Q5_0 / Q5_1: the nibble plus 16 where bit e of the u32 qh is set;
+ * Q5_0: (q - 16) * d (ggml_blocks_impl.h: a * v - 0 is a * v), Q5_1: q * d + m */
+#define Q5_LEVELS(p, qoff, v0, v1)                                                                                     \
+    uint32_t qh_;                                                                                                      \
+    memcpy(&qh_, (p) + (qoff) - 4, 4);                                                                                 \
+    const __m128i q = _mm_loadu_si128((const __m128i *)((p) + (qoff)));                                                \
+    const __m512i sixteen = _mm512_set1_epi32(16);                                                                     \
+    const __m512i v0 = _mm512_mask_add_epi32(LO4(q), (__mmask16)(qh_ & 0xFFFF), LO4(q), sixteen);                      \
+    const __m512i v1 = _mm512_mask_add_epi32(HI4(q), (__mmask16)(qh_ >> 16), HI4(q), sixteen)
+#define DEQ_Q5_0(p, w0, w1)                                                                                            \
+    do {                                                                                                               \
+        const __m512 d = _mm512_set1_ps(h16(p));                                                                       \
+        Q5_LEVELS(p, 6, v0, v1);                                                                                       \
+        w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v0, sixteen)), d);                                      \
+        w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v1, sixteen)), d);                                      \
+    } while (0)
+#define DEQ_Q5_1(p, w0, w1)                                                                                            \
+    do {                                                                                                               \
+        const __m512 d = _mm512_set1_ps(h16(p)), m = _mm512_set1_ps(h16((p) + 2));                                     \
+        Q5_LEVELS(p, 8, v0, v1);                                                                                       \
+        w0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v0), d), m);                                               \
+        w1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v1), d), m);                                               \
+    } while (0)
+/* IQ4_NL: kvalues[nibble] * d, the 16 levels as floats in one register */
+#define DEQ_IQ4_NL(p, w0, w1)                                                                                          \
+    do {                                                                                                               \
+        const __m512 lv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)ggml_iq4_levels))); \
+        const __m512 d = _mm512_set1_ps(h16(p));                                                                       \
+        const __m128i q = _mm_loadu_si128((const __m128i *)((p) + 2));                                                 \
+        w0 = _mm512_mul_ps(_mm512_permutexvar_ps(LO4(q), lv), d);                                                      \
+        w1 = _mm512_mul_ps(_mm512_permutexvar_ps(HI4(q), lv), d);                                                      \
+    } while (0)
+
+ROWDOT(rowdot_q4_0, 18, DEQ_Q4_0)
+ROWDOT(rowdot_q4_1, 20, DEQ_Q4_1)
+ROWDOT(rowdot_q8_0, 34, DEQ_Q8_0)
+ROWDOT(rowdot_q5_0, 22, DEQ_Q5_0)
+ROWDOT(rowdot_q5_1, 24, DEQ_Q5_1)
+ROWDOT(rowdot_iq4_nl, 18, DEQ_IQ4_NL)
+
+/* The K-quants: one 256-element super-block per step (= one chunk of lane
+ * sums). BODY(p, FMA) dequantizes the block at p sixteen weights at a time
+ * and calls FMA(w, off, acc) for the weights at element offset off, acc
+ * being s or t (two accumulator sets for two FMA chains). */
+#define KROWDOT(NAME, BB, BODY)                                                                                        \
+    T512 static INL void NAME##_n(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, const int R,         \
+                                  double *acc) {                                                                   \
+        const __m128i m4 = _mm_set1_epi8(0x0F);                                                                    \
+        (void)m4;                                                                                                  \
+        for (int64_t i = 0; i < nb; i++) {                                                                         \
+            __m512 s[QMM_GEMV_MAX_N], t[QMM_GEMV_MAX_N];                                                           \
+            for (int r = 0; r < R; r++) s[r] = t[r] = _mm512_setzero_ps();                                         \
+            const uint8_t *p = b + i * (BB);                                                                       \
+            const float *xk = x + i * 256;                                                                         \
+            BODY(p, KFMA);                                                                                         \
+            for (int r = 0; r < R; r++) acc[r] += hsum_pd(_mm512_add_ps(s[r], t[r]));                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    T512 static void NAME(const uint8_t *b, int64_t nb, const float *x, int64_t ldx, int N, double *acc) {        \
+        switch (N) {                                                                                               \
+        case 1: NAME##_n(b, nb, x, ldx, 1, acc); break;                                                        \
+        case 2: NAME##_n(b, nb, x, ldx, 2, acc); break;                                                        \
+        case 3: NAME##_n(b, nb, x, ldx, 3, acc); break;                                                        \
+        case 4: NAME##_n(b, nb, x, ldx, 4, acc); break;                                                        \
+        case 5: NAME##_n(b, nb, x, ldx, 5, acc); break;                                                        \
+        case 6: NAME##_n(b, nb, x, ldx, 6, acc); break;                                                        \
+        case 7: NAME##_n(b, nb, x, ldx, 7, acc); break;                                                        \
+        default: NAME##_n(b, nb, x, ldx, 8, acc); break;                                                       \
+        }                                                                                                          \
+    }
+#define KFMA(w, off, a)                                                                                                \
+    do {                                                                                                               \
+        const __m512 w_ = (w);                                                                                         \
+        for (int r = 0; r < R; r++) a[r] = _mm512_fmadd_ps(w_, _mm512_loadu_ps(xk + r * ldx + (off)), a[r]);          \
+    } while (0)
+
+/* Q4_K (as dequant_q4_k): per 64 elements c, sub-blocks 2c / 2c+1 scale the low / high nibbles: d*sc*q - dmin*mn */
+#define BODY_Q4_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const float d = h16(p), dmin = h16((p) + 2);                                                                   \
+        for (int c = 0; c < 4; c++) {                                                                                  \
+            uint8_t sc, mn;                                                                                            \
+            ggml_k4_scale_min(2 * c, (p) + 4, &sc, &mn);                                                               \
+            const __m512 d1 = _mm512_set1_ps(d * sc), m1 = _mm512_set1_ps(dmin * mn);                                  \
+            ggml_k4_scale_min(2 * c + 1, (p) + 4, &sc, &mn);                                                           \
+            const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * mn);                                  \
+            for (int h = 0; h < 2; h++) {                                                                              \
+                const __m128i v = _mm_loadu_si128((const __m128i *)((p) + 16 + 32 * c + 16 * h));                      \
+                FMA(_mm512_sub_ps(_mm512_mul_ps(d1, u8_ps(_mm_and_si128(v, m4))), m1), 64 * c + 16 * h, s);            \
+                FMA(_mm512_sub_ps(_mm512_mul_ps(d2, u8_ps(_mm_and_si128(_mm_srli_epi16(v, 4), m4))), m2),              \
+                    64 * c + 32 + 16 * h, t);                                                                          \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+/* Q6_K (as dequant_q6_k): (d * sc) * (q - 32) */
+#define BODY_Q6_K(p, FMA)                                                                                              \
+    do {                                                                                                               \
+        const __m128i m3 = _mm_set1_epi8(0x03), mc = _mm_set1_epi8(0x0C), m30 = _mm_set1_epi8(0x30);                   \
+        const float d = h16((p) + 208);                                                                                \
+        for (int half = 0; half < 2; half++) {                                                                         \
+            const uint8_t *ql = (p) + 64 * half, *qh = (p) + 128 + 32 * half;                                          \
+            const int8_t *sc = (const int8_t *)((p) + 192 + 8 * half);                                                 \
+            for (int g = 0; g < 2; g++) {                                                                              \
+                const __m128i a = _mm_loadu_si128((const __m128i *)(ql + 16 * g));                                     \
+                const __m128i c = _mm_loadu_si128((const __m128i *)(ql + 32 + 16 * g));                                \
+                const __m128i h = _mm_loadu_si128((const __m128i *)(qh + 16 * g));                                     \
+                const __m128i q1 = _mm_or_si128(_mm_and_si128(a, m4), _mm_slli_epi16(_mm_and_si128(h, m3), 4));        \
+                const __m128i q2 = _mm_or_si128(_mm_and_si128(c, m4), _mm_slli_epi16(_mm_and_si128(h, mc), 2));        \
+                const __m128i q3 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(h, m30));       \
+                const __m128i q4 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), m4),                               \
+                                                _mm_and_si128(_mm_srli_epi16(h, 2), m30));                             \
+                const int o = 128 * half + 16 * g;                                                                     \
+                FMA(q6_ps(q1, d * (float)sc[g]), o, s);                                                                \
+                FMA(q6_ps(q2, d * (float)sc[g + 2]), o + 32, t);                                                       \
+                FMA(q6_ps(q3, d * (float)sc[g + 4]), o + 64, s);                                                       \
+                FMA(q6_ps(q4, d * (float)sc[g + 6]), o + 96, t);                                                       \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+KROWDOT(rowdot_q4_k, 144, BODY_Q4_K)
+KROWDOT(rowdot_q6_k, 210, BODY_Q6_K)
+
+static qmm_rowdot_fn rowdot(lorac_qformat f) {
+    switch (f) {
+    case LORAC_QF_Q4_K: return rowdot_q4_k;
+    case LORAC_QF_Q6_K: return rowdot_q6_k;
+    case LORAC_QF_Q4_0: return rowdot_q4_0;
+    case LORAC_QF_Q4_1: return rowdot_q4_1;
+    case LORAC_QF_Q8_0: return rowdot_q8_0;
+    case LORAC_QF_Q5_0: return rowdot_q5_0;
+    case LORAC_QF_Q5_1: return rowdot_q5_1;
+    case LORAC_QF_IQ4_NL: return rowdot_iq4_nl;
+    default: return NULL;
+    }
+}
+
+static const lorac_qkern g_kern = {dequant, kernel, transpose16, rowdot};
 
 const lorac_qkern *qmm_kern_avx512(void) {
     __builtin_cpu_init(); /* idempotent and cheap */

@@ -10,6 +10,15 @@
 #define QMM_KC 256 /* forward: `in` elements per panel (a multiple of every block) */
 #define QMM_KCB 64 /* backward: W rows per panel */
 
+/* A fused GEMV row kernel of one GGML block format: acc[n] += sum_k
+ * x[n * ldx + k] W[r, k] for n < N <= QMM_GEMV_MAX_N over the nb blocks of
+ * row r at `blocks`. Each 16 (AVX2: 8) weights are dequantized in a
+ * register (the scalar dequantizer's operations, so its values bit for bit,
+ * given finite f16 scales) and multiplied into N fp32 lane accumulators,
+ * whose totals are added in double every 256 weights (the accuracy of
+ * op_dot_rows_fn). */
+typedef void (*qmm_rowdot_fn)(const uint8_t *blocks, int64_t nb, const float *x, int64_t ldx, int N, double *acc);
+
 /* The per-ISA pieces the tiled driver in qmatmul.c calls. */
 typedef struct lorac_qkern {
     /* dst[0 .. c1-c0) = W[r, c0 .. c1). For the GGML formats c0 and c1 are
@@ -21,6 +30,9 @@ typedef struct lorac_qkern {
     void (*kernel)(int64_t kc, const float *const *a, const float *b, int64_t ldb, float *c);
     /* dst[k*ldd + i] = src[i*lds + k] for i < 16, k < kc (a 16-row transpose). */
     void (*transpose16)(const float *src, int64_t lds, float *dst, int64_t ldd, int64_t kc);
+    /* The GEMV road's fused kernel for format f, or NULL (then each chunk
+     * is dequantized into L1 and dotted, qgemv.c). NULL itself: none. */
+    qmm_rowdot_fn (*rowdot)(lorac_qformat f);
 } lorac_qkern;
 
 /* Scalar pieces (qmatmul.c), also the fallbacks of the SIMD files. */
@@ -32,6 +44,18 @@ const uint8_t *qmm_row_blocks(const lorac_qweight *w, int64_t r);
 size_t qmm_block_bytes(lorac_qformat f);
 
 extern const lorac_qkern qmm_kern_generic;
+
+/* The small-N forward road (qgemv.c): for N <= QMM_GEMV_MAX_N rows, each W
+ * row through K's fused kernel for its format, or dequantized chunk by
+ * chunk into L1 and dotted with the N rows of x by the dot kernel of the
+ * SIMD level of isa (K's: GENERIC, AVX2 or AVX512). */
+#define QMM_GEMV_MAX_N 8
+lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
+                          const float *b, int64_t N, float beta);
+/* The tiled forward road at any N (what lorac_qlinear_fwd_isa ran for small
+ * N before the GEMV road: bench_qmatmul's "old path"). */
+lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                               int64_t N, float beta);
 /* NULL when not compiled in (non-x86 builds). */
 const lorac_qkern *qmm_kern_avx2(void);
 const lorac_qkern *qmm_kern_avx512(void);

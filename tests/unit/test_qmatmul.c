@@ -6,7 +6,8 @@
  *     1e-5 * sum_k |x_k w_k| per element (+ the bias / beta / dx terms);
  *  3. each tiled path (generic C, AVX2, AVX-512 where this CPU has them)
  *     equals the reference within TOL_FAST * the same scale, forward and
- *     backward-to-inputs, over odd shapes: N in {1, 3, 17, 64}, out and in
+ *     backward-to-inputs, over odd shapes: N in {1, 3, 17, 64} (and 2,
+ *     4..8 on the smaller shapes: the GEMV road's every row count), out and in
  *     not multiples of 16 where the format allows it (Q4/Q5/Q8/IQ4_NL:
  *     in % 32 == 0, K-quants and IQ4_XS: in % 256 == 0, NF4 and F32: any),
  *     every GGML format lorac reads; the worst ratio seen is
@@ -20,7 +21,15 @@
  *     by gguf.quants in types_ref.safetensors) through the qweight API;
  *  6. bad input: byte / block counts that disagree with the shape, rows
  *     that are not whole blocks, bad N or pointers: an error with a
- *     message, never a read past the end. */
+ *     message, never a read past the end;
+ *  7. the small-N (GEMV) road, N <= QMM_GEMV_MAX_N, which 3 and 4 already
+ *     hold to TOL_FAST for N = 1..8 at every ISA: its dequantized values
+ *     are bit for bit the scalar dequantizer's (x rows that are unit
+ *     vectors pick single weights out exactly, fused kernels included), the
+ *     old tiled road agrees with it, and op_gemm at M = 1..8 and its fp32
+ *     GEMV kernel (ops/gemm.h, op_gemv_nt) are within TOL_FAST of a
+ *     double-precision product at every SIMD level, over K with vector
+ *     tails, padded strides, alpha and beta. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +38,7 @@
 #include "core/util.h"
 #include "io/gguf.h"
 #include "ops/gemm.h"
+#include "ops/isa.h"
 #include "ops/ops.h"
 #include "quant/ggml_blocks.h"
 #include "quant/qmatmul.h"
@@ -239,7 +249,7 @@ static void test_formats(void) {
         {LORAC_QF_IQ4_XS, {{3, 256}, {67, 256}, {130, 512}, {5, 768}}},
         {LORAC_QF_BF16, {{5, 7}, {67, 100}, {130, 333}, {17, 64}}},
     };
-    static const int64_t Ns[] = {1, 3, 17, 64};
+    static const int64_t Ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 17, 64};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int s = 0; s < 4; s++) {
             lorac_qweight w;
@@ -249,7 +259,8 @@ static void test_formats(void) {
             char tag[64];
             snprintf(tag, sizeof tag, "%s [%lld,%lld]", lorac_qformat_name(cases[c].f), (long long)out, (long long)in);
             check_dequant(&w, tag);
-            for (int n = 0; n < 4; n++) check_linear(&w, Ns[n], tag);
+            for (size_t n = 0; n < sizeof Ns / sizeof Ns[0]; n++) /* N = 2, 4..8 on the two smaller shapes */
+                if (s < 2 || Ns[n] == 1 || Ns[n] == 3 || Ns[n] > QMM_GEMV_MAX_N) check_linear(&w, Ns[n], tag);
             lorac_qweight_free(&w);
             free(store);
         }
@@ -263,11 +274,12 @@ static void test_threads(void) {
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
         lorac_qweight w;
         void *store;
-        const int64_t out = 200, in = lorac_qformat_row_block(fs[i]) == 256 ? 768 : 640, N = 203;
+        const int64_t out = 200, in = lorac_qformat_row_block(fs[i]) == 256 ? 768 : 640;
         make_weight(&w, fs[i], out, in, &store);
         char tag[64];
         snprintf(tag, sizeof tag, "%s [%lld,%lld] threads", lorac_qformat_name(fs[i]), (long long)out, (long long)in);
-        check_linear(&w, N, tag);
+        check_linear(&w, 203, tag);
+        for (int64_t N = 1; N <= 203; N += N == 1 ? 4 : 197) { /* the GEMV road (1, 5) and the tiles (203) */
         float *x = randn((size_t)(N * in), 1.0f), *dy = randn((size_t)(N * out), 1.0f);
         float *y1 = malloc(sizeof(float) * (size_t)(N * out)), *y2 = malloc(sizeof(float) * (size_t)(N * out));
         float *d1 = calloc((size_t)(N * in), sizeof(float)), *d2 = calloc((size_t)(N * in), sizeof(float));
@@ -279,9 +291,11 @@ static void test_threads(void) {
         CHECK_OK(lorac_qlinear_fwd(y2, x, &w, NULL, N, 0.0f));
         CHECK_OK(lorac_qlinear_bwd_x(d2, dy, &w, N));
         omp_set_num_threads(nth);
-        CHECK(memcmp(y1, y2, sizeof(float) * (size_t)(N * out)) == 0, "%s: fwd depends on the thread count", tag);
+        CHECK(memcmp(y1, y2, sizeof(float) * (size_t)(N * out)) == 0, "%s N=%lld: fwd depends on the thread count", tag,
+              (long long)N);
         CHECK(memcmp(d1, d2, sizeof(float) * (size_t)(N * in)) == 0, "%s: bwd depends on the thread count", tag);
         free(x), free(dy), free(y1), free(y2), free(d1), free(d2);
+        }
         lorac_qweight_free(&w);
         free(store);
     }
@@ -315,6 +329,120 @@ static void test_gguf_fixture(void) {
     }
     lorac_st_close(ref);
     lorac_gguf_close(g);
+}
+
+/* 7a. Unit-vector rows of x pick weights out: y[n, o] = W[o, k_n] exactly
+ * (one nonzero product, every other term +0), at every ISA, so the GEMV
+ * road's dequantization (fused or through L1) is the scalar one bit for bit
+ * (but for the sign of a zero weight: -0 + 0 is +0). */
+static void test_gemv_exact(void) {
+    for (int f = LORAC_QF_F32; f < LORAC_QF_COUNT; f++) {
+        const int64_t out = 37, in = lorac_qformat_row_block((lorac_qformat)f) == 256 ? 512 : 96;
+        const int64_t N = QMM_GEMV_MAX_N;
+        lorac_qweight w;
+        void *store;
+        make_weight(&w, (lorac_qformat)f, out, in, &store);
+        float *Wd = malloc(sizeof(float) * (size_t)(out * in)), *x = calloc((size_t)(N * in), sizeof(float));
+        float *y = malloc(sizeof(float) * (size_t)(N * out));
+        CHECK_OK(lorac_qweight_dequantize(&w, Wd));
+        int64_t ks[QMM_GEMV_MAX_N];
+        for (int64_t n = 0; n < N; n++) {
+            ks[n] = n == 0 ? 0 : n == 1 ? in - 1 : (int64_t)(lorac_rng_u64(&g_rng) % (uint64_t)in);
+            x[n * in + ks[n]] = 1.0f;
+        }
+        for (size_t i = 0; i < sizeof g_fast / sizeof g_fast[0]; i++) {
+            if (!lorac_qisa_supported(g_fast[i])) continue;
+            for (int64_t nn = 1; nn <= N; nn += 3) { /* 1, 4, 7 rows */
+                CHECK_OK(lorac_qlinear_fwd_isa(g_fast[i], y, x, &w, NULL, nn, 0.0f));
+                int bad = 0;
+                for (int64_t n = 0; n < nn; n++)
+                    for (int64_t o = 0; o < out; o++) bad += y[n * out + o] != Wd[o * in + ks[n]];
+                CHECK(!bad, "%s %s N=%lld: %d weights picked out by unit vectors differ from the scalar dequantizer",
+                      lorac_qformat_name((lorac_qformat)f), lorac_qisa_name(g_fast[i]), (long long)nn, bad);
+            }
+        }
+        free(Wd), free(x), free(y);
+        lorac_qweight_free(&w);
+        free(store);
+    }
+}
+
+/* 7b. The tiled road (the old small-N one) and the GEMV road agree. */
+static void test_gemv_vs_tiles(void) {
+    static const lorac_qformat fs[] = {LORAC_QF_Q4_1, LORAC_QF_Q5_0, LORAC_QF_Q6_K, LORAC_QF_NF4};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+        const int64_t out = 150, in = lorac_qformat_row_block(fs[i]) == 256 ? 768 : 608, N = 6;
+        lorac_qweight w;
+        void *store;
+        make_weight(&w, fs[i], out, in, &store);
+        float *Wd = malloc(sizeof(float) * (size_t)(out * in)), *x = randn((size_t)(N * in), 1.0f);
+        float *y1 = malloc(sizeof(float) * (size_t)(N * out)), *y2 = malloc(sizeof(float) * (size_t)(N * out));
+        double *sc = malloc(sizeof(double) * (size_t)(N * out));
+        CHECK_OK(lorac_qweight_dequantize(&w, Wd));
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < out; o++) {
+                double t = 0;
+                for (int64_t k = 0; k < in; k++) t += fabs((double)x[n * in + k] * Wd[o * in + k]);
+                sc[n * out + o] = 2 * t; /* each side within TOL_FAST of the exact sum */
+            }
+        CHECK_OK(qmm_fwd_tiles_isa(LORAC_QISA_AUTO, y1, x, &w, NULL, N, 0.0f));
+        CHECK_OK(lorac_qlinear_fwd(y2, x, &w, NULL, N, 0.0f));
+        char what[64];
+        snprintf(what, sizeof what, "%s tiles vs GEMV", lorac_qformat_name(fs[i]));
+        CHECK(close_scaled(what, y2, y1, sc, (size_t)(N * out), TOL_FAST, &g_worst_fast), "%s", what);
+        free(Wd), free(x), free(y1), free(y2), free(sc);
+        lorac_qweight_free(&w);
+        free(store);
+    }
+}
+
+/* 7c. op_gemm at small M and its GEMV kernel op_gemv_nt (which op_gemm runs
+ * for one row against a large B) at every SIMD level. */
+static void test_gemv_f32(void) {
+    static const int Ks[] = {1, 7, 16, 33, 300, 577};
+    const lorac_isa was = lorac_isa_active();
+    for (int lv = LORAC_ISA_SCALAR; lv <= (int)lorac_isa_best(); lv++) {
+        lorac_isa_force((lorac_isa)lv);
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (int M = 1; M <= OP_GEMV_MAX_M; M++) {
+                const int K = Ks[ki], N = 45 + 300 * (M == 2), lda = K + 3, ldb = K + 1, ldc = N + 2;
+                float *A = randn((size_t)M * lda, 1.0f), *B = randn((size_t)N * ldb, 1.0f);
+                float *C = randn((size_t)M * ldc, 1.0f), *C0 = malloc(sizeof(float) * (size_t)M * ldc);
+                double *want = malloc(sizeof(double) * (size_t)M * ldc), *sc = malloc(sizeof(double) * (size_t)M * ldc);
+                float *got = malloc(sizeof(float) * (size_t)M * ldc), *wantf = malloc(sizeof(float) * (size_t)M * ldc);
+                memcpy(C0, C, sizeof(float) * (size_t)M * ldc);
+                const float alpha = 0.5f, beta = M % 2 ? 0.25f : 0.0f;
+                for (int road = 0; road < 2; road++) {
+                memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+                if (road)
+                    op_gemm(0, 1, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                else
+                    op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                size_t n = 0;
+                for (int m = 0; m < M; m++)
+                    for (int j = 0; j < N; j++, n++) {
+                        double t = 0, a = 0;
+                        for (int k = 0; k < K; k++) {
+                            t += (double)A[m * lda + k] * B[j * ldb + k];
+                            a += fabs((double)A[m * lda + k] * B[j * ldb + k]);
+                        }
+                        wantf[n] = (float)(alpha * t + (beta != 0.0f ? beta * (double)C0[m * ldc + j] : 0.0));
+                        got[n] = C[m * ldc + j];
+                        sc[n] = alpha * a + fabs(beta * (double)C0[m * ldc + j]);
+                    }
+                char what[96];
+                snprintf(what, sizeof what, "%s %s M=%d N=%d K=%d", road ? "op_gemm" : "op_gemv_nt",
+                         lorac_isa_name((lorac_isa)lv), M, N, K);
+                CHECK(close_scaled(what, got, wantf, sc, n, TOL_FAST, &g_worst_fast), "%s", what);
+                /* the padding of C is left alone */
+                for (int m = 0; m < M; m++)
+                    CHECK(C[m * ldc + N] == C0[m * ldc + N] && C[m * ldc + N + 1] == C0[m * ldc + N + 1],
+                          "%s: wrote past the row", what);
+                }
+                free(A), free(B), free(C), free(C0), free(want), free(sc), free(got), free(wantf);
+            }
+    }
+    lorac_isa_force(was);
 }
 
 /* 6. Bad input. */
@@ -388,6 +516,9 @@ int main(void) {
            lorac_qisa_supported(LORAC_QISA_AVX2), lorac_qisa_supported(LORAC_QISA_AVX512), omp_get_max_threads());
     test_formats();
     test_threads();
+    test_gemv_exact();
+    test_gemv_vs_tiles();
+    test_gemv_f32();
     test_gguf_fixture();
     test_errors();
     printf("worst |fast - ref| / sum|x w| = %.3g (tolerance %.0e); worst |ref - BLAS| / sum|x w| = %.3g (%.0e); "

@@ -120,11 +120,11 @@ static lorac_status rope_config(const cJSON *o, const char *path, lorac_config *
 }
 
 /* Which layers use the sliding window: layer_types (transformers 5), else
- * every layer but each sliding_window_pattern-th (Gemma 3's 6), else every
- * layer (Mistral). */
-static void local_layers(const cJSON *o, lorac_config *c) {
+ * every layer but each sliding_window_pattern-th (Gemma 3's 6; Gemma 2,
+ * whose configs may name none, 2), else every layer (Mistral). */
+static void local_layers(const cJSON *o, lorac_config *c, int def_pattern) {
     const cJSON *lt = cJSON_GetObjectItemCaseSensitive(o, "layer_types");
-    const int pattern = json_int(o, 0, NAMES("sliding_window_pattern"));
+    const int pattern = json_int(o, def_pattern, NAMES("sliding_window_pattern"));
     for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) {
         const cJSON *e = cJSON_IsArray(lt) ? cJSON_GetArrayItem(lt, l) : NULL;
         if (cJSON_IsString(e))
@@ -162,16 +162,15 @@ static lorac_status llama_family_config(const cJSON *o, const char *type, const 
     }
     if (c->fused && c->sliding_window >= c->n_ctx) c->sliding_window = 0; /* Phi-3 mini: the window spans the context */
     if (c->sliding_window < 0) c->sliding_window = 0;
-    local_layers(o, c);
+    local_layers(o, c, !strcmp(type, "gemma2") ? 2 : 0); /* Gemma 2 configs without layer_types: even layers local */
     if (gemma) {
         c->attn_scale = (float)(1.0 / sqrt(json_num(o, c->head_dim > 0 ? c->head_dim : 256, "query_pre_attn_scalar")));
-        const char *const caps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
-        for (int i = 0; i < 2; i++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, caps[i]);
-            if (cJSON_IsNumber(v))
-                return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s %g is not supported yet; hint: Gemma 3 has none "
-                                  "(Gemma 2 does)", path, caps[i], v->valuedouble);
-        }
+        /* Gemma 2's soft caps (null or absent in Gemma 3's configs) */
+        c->attn_softcap = (float)json_num(o, 0, "attn_logit_softcapping");
+        c->final_softcap = (float)json_num(o, 0, "final_logit_softcapping");
+        if (c->attn_softcap < 0 || c->final_softcap < 0)
+            return lorac_fail(LORAC_ERR_FORMAT, "%s: attn_logit_softcapping / final_logit_softcapping must be positive "
+                              "(got %g / %g); hint: null turns a cap off", path, c->attn_softcap, c->final_softcap);
     }
     const char *field = gemma ? "hidden_activation" : "hidden_act", *want = gemma ? "gelu_pytorch_tanh" : "silu";
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, field);
@@ -260,8 +259,8 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
     GETI(n_kv_head, "attention.head_count_kv", c->n_head);
     GETI(head_dim, "attention.key_length", 0);
 #undef GETI
-    if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") || !strcmp(arch, "gemma3") ||
-        !strcmp(arch, "phi3")) {
+    if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3") || !strcmp(arch, "gemma2") ||
+        !strcmp(arch, "gemma3") || !strcmp(arch, "phi3")) {
         /* llama.cpp's names for the Llama family; Mistral GGUFs are "llama" */
         c->arch = LORAC_ARCH_LLAMA;
         snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
@@ -281,6 +280,14 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
             c->gemma = 1;
             c->rope_local_theta = 10000.0f;
             for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) c->local_layer[l] = (l + 1) % 6 != 0;
+        } else if (!strcmp(arch, "gemma2")) {
+            /* as llama.cpp: even layers local, one RoPE base, soft caps from the metadata; scores scaled by
+               1/sqrt(head_dim), but by 1/sqrt(dim / heads) in the 46-layer 27B (its query_pre_attn_scalar) */
+            c->gemma = 1;
+            for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) c->local_layer[l] = l % 2 == 0;
+            c->attn_softcap = lorac_gguf_get_float(g, "gemma2.attn_logit_softcapping", &f) ? (float)f : 0.0f;
+            c->final_softcap = lorac_gguf_get_float(g, "gemma2.final_logit_softcapping", &f) ? (float)f : 0.0f;
+            if (c->n_layer == 46 && c->n_head > 0) c->attn_scale = (float)(1.0 / sqrt((double)c->dim / c->n_head));
         } else {
             for (int l = 0; l < c->n_layer && l < (int)sizeof c->local_layer; l++) c->local_layer[l] = c->sliding_window > 0;
         }
@@ -299,7 +306,7 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
         c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = c->mlp_bias = 1;
     } else {
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama, qwen2, qwen3, gemma3, phi3 and gpt2 GGUF files", path, arch);
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama, qwen2, qwen3, gemma2, gemma3, phi3 and gpt2 GGUF files", path, arch);
     }
     uint64_t n;
     lorac_gguf_type et;

@@ -53,6 +53,8 @@ typedef struct lorac_config {
     int gemma;            /* Gemma 2 / 3 blocks, as above */
     int fused;            /* Phi-3: one qkv_proj (q|k|v rows) and one gate_up_proj (gate|up rows) */
     float attn_scale;     /* attention score scale; 0 = 1/sqrt(head_dim) */
+    float attn_softcap;   /* Gemma 2 attn_logit_softcapping: scores z -> c tanh(z / c); 0 = none */
+    float final_softcap;  /* Gemma 2 final_logit_softcapping: LM logits y -> c tanh(y / c); 0 = none */
     int sliding_window;   /* > 0: a local layer's query sees this many most recent keys (itself included) */
     unsigned char local_layer[1024]; /* 1: layer l uses the sliding window (and rope_local_theta) */
     float rope_local_theta; /* RoPE base of local layers (Gemma 3); 0 = rope_theta */

@@ -56,7 +56,7 @@ void lorac_acts_free(lorac_acts *a, int n_layer) {
                 if (l == 0 || bufs[i] != own[i]) free(bufs[i]);
         }
     }
-    float *bufs[] = {a->x_out, a->lnf, a->lnf_mean, a->lnf_rstd, a->logits, a->pooled, a->cls_logits,
+    float *bufs[] = {a->x_out, a->lnf, a->lnf_mean, a->lnf_rstd, a->logits, a->logit_slope, a->pooled, a->cls_logits,
                      a->d_res, a->d_tmp, a->d_big, a->d_qkv, a->d_h2, a->d_pooled,
                      a->emb, a->emb_mean, a->emb_rstd, a->pre, a->pre_act, a->d_pre};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -185,6 +185,7 @@ static lorac_status reserve_logits(lorac_model *m, size_t N) {
     size_t want = (size_t)a->cap_B * a->cap_T;
     if (N > want) want = N;
     if (!a->logits) ALLOC(a->logits, want * (size_t)m->cfg.vocab, "logits");
+    if (m->cfg.final_softcap > 0 && !a->logit_slope) ALLOC(a->logit_slope, want * (size_t)m->cfg.vocab, "logit soft-cap slopes");
     return LORAC_OK;
 }
 
@@ -290,6 +291,7 @@ static op_att_seq att_seq(const lorac_model *m, int l, int causal) {
     else
         sq.keymask = a->keymask;
     if (c->local_layer[l]) sq.window = c->sliding_window;
+    sq.softcap = c->attn_softcap;
     return sq;
 }
 
@@ -340,6 +342,7 @@ static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode 
     if (mode == LORAC_FWD_LM) {
         LORAC_TRY(reserve_logits(m, (size_t)N));
         lorac_linear_fwd(m->lm_head, a->logits, a->lnf, N, &m->rng, m->training);
+        lorac_logit_softcap(c, a->logits, a->logit_slope, (size_t)N * c->vocab);
     } else if (mode == LORAC_FWD_CLS || mode == LORAC_FWD_LM_LAST) {
         for (int b = 0; b < B; b++)
             memcpy(a->pooled + (size_t)b * C, a->lnf + (size_t)a->last[b] * C, sizeof(float) * C);
@@ -348,6 +351,7 @@ static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode 
         } else {
             LORAC_TRY(reserve_logits(m, (size_t)B));
             lorac_linear_fwd(m->lm_head, a->logits, a->pooled, B, &m->rng, m->training);
+            lorac_logit_softcap(c, a->logits, NULL, (size_t)B * c->vocab);
         }
     }
     return LORAC_OK;
@@ -423,6 +427,7 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
     /* head -> d(lnf) */
     memset(d_ln, 0, NC * sizeof(float));
     if (mode == LORAC_FWD_LM) {
+        lorac_logit_softcap_bwd(c, a->logits, a->logit_slope, (size_t)N * c->vocab); /* logits hold their gradient */
         lorac_linear_bwd(m->lm_head, d_ln, a->logits, a->lnf, N);
     } else if (mode == LORAC_FWD_CLS) {
         memset(a->d_pooled, 0, (size_t)B * C * sizeof(float));

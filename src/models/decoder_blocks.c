@@ -12,7 +12,9 @@
  *              values, one weight vector per projection) before RoPE;
  *   RoPE       one table of inverse frequencies per layer: Gemma 3's local
  *              layers have their own base, Llama 3.1 rescales long wavelengths
- *              (rope_scaling "llama3"), others divide positions ("linear").
+ *              (rope_scaling "llama3"), others divide positions ("linear");
+ *   soft caps  Gemma 2 bends its final logits into c tanh(logits / c) (its
+ *              attention scores too: op_att_seq.softcap).
  */
 #include <math.h>
 #include <string.h>
@@ -116,6 +118,23 @@ void lorac_qk_norm_bwd(const lorac_model *m, const lorac_layer *L, float *dq, fl
 }
 
 /* ---- RoPE --------------------------------------------------------------------- */
+
+void lorac_logit_softcap(const lorac_config *c, float *logits, float *slope, size_t n) {
+    const float cap = c->final_softcap;
+    if (cap <= 0) return;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float t = tanhf(logits[i] / cap);
+        logits[i] = cap * t;
+        if (slope) slope[i] = 1.0f - t * t;
+    }
+}
+
+void lorac_logit_softcap_bwd(const lorac_config *c, float *dlogits, const float *slope, size_t n) {
+    if (c->final_softcap <= 0) return;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dlogits[i] *= slope[i];
+}
 
 void lorac_rope_table(const lorac_config *c, int local, float *inv_freq) {
     const int D = c->head_dim, half = D / 2;

@@ -26,6 +26,13 @@ void lorac_qk_norm_fwd(const lorac_model *m, const lorac_layer *L, float *q, flo
 void lorac_qk_norm_bwd(const lorac_model *m, const lorac_layer *L, float *dq, float *dk, const float *raw,
                        const float *rstd, float *scratch, int N);
 
+/* Gemma 2's final_logit_softcapping (cfg.final_softcap > 0): logits[n]
+ * become c tanh(logits / c), in place; slope (may be NULL) receives
+ * 1 - tanh^2, by which backward multiplies the logits' gradient
+ * (lorac_logit_softcap_bwd). Nothing happens when the model has no cap. */
+void lorac_logit_softcap(const lorac_config *c, float *logits, float *slope, size_t n);
+void lorac_logit_softcap_bwd(const lorac_config *c, float *dlogits, const float *slope, size_t n);
+
 /* RoPE's inverse frequencies [head_dim / 2] for a global (local = 0) or local layer. */
 void lorac_rope_table(const lorac_config *c, int local, float *inv_freq);
 

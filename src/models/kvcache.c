@@ -20,7 +20,8 @@
  *              with its keys apart from its queries (op_att_seq krow / klen).
  *
  * The last row of each sequence then goes through the final norm and the LM
- * head (with the sequence's adapter on it, if any) into its logits. The
+ * head (with the sequence's adapter on it, if any) into its logits (Gemma 2:
+ * soft-capped, as are its attention scores). The
  * cache lengths grow only once the whole call has been checked. */
 #include "models/kvcache.h"
 
@@ -232,7 +233,7 @@ static void cache_attention(lorac_layer_pass *p, int l) {
             memcpy(kv->v[l] + at, v.v + (size_t)r * v.ldv, hkd * sizeof(float));
         }
     }
-    const op_att_seq sq = {.B = b->n, .offs = b->row0, .causal = 1, .scale = c->attn_scale,
+    const op_att_seq sq = {.B = b->n, .offs = b->row0, .causal = 1, .scale = c->attn_scale, .softcap = c->attn_softcap,
                            .window = c->local_layer[l] ? c->sliding_window : 0, .krow = kv->krow, .klen = kv->klen};
     op_attention_seq_fwd(p->s->atty, kv->lse, v.q, v.ldq, kv->k[l], (int)hkd, kv->v[l], (int)hkd, &sq, c->n_head,
                          c->n_kv_head, c->head_dim);
@@ -353,5 +354,6 @@ lorac_status lorac_model_decode(lorac_model *m, lorac_kv *kv, int n, const int *
     const decode_batch hb = {kv, adapters, n, kv->iota, kv->iota, slot}; /* sequence i at place i, on row i */
     lorac_layer_pass hp = {.m = m, .N = n, .ctx = (void *)&hb};
     batch_linear(&hp, m->lm_head, logits, kv->s.ln1);
+    lorac_logit_softcap(c, logits, NULL, (size_t)n * c->vocab); /* Gemma 2; nothing for the others */
     return LORAC_OK;
 }

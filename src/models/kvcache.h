@@ -7,7 +7,7 @@
  * (Punica's BGMV / S-LoRA: sequences with the same adapter are grouped).
  *
  * For every decoder lorac_model_forward runs (GPT-2, Llama / SmolLM2, Qwen2,
- * Qwen3, Mistral, Gemma 3, Phi-3), fp32 or quantized base (bf16, NF4, GGML
+ * Qwen3, Mistral, Gemma 2 and 3, Phi-3), fp32 or quantized base (bf16, NF4, GGML
  * blocks), adapters merged or not. The logits equal those of
  * lorac_model_forward over the whole sequence up to float rounding (the same
  * layer code, decoder.c's lorac_decoder_layer_fwd, runs both). Encoders

@@ -115,6 +115,7 @@ typedef struct lorac_acts {
     float *lnf;      /* [N, C] final norm output */
     float *lnf_mean, *lnf_rstd;
     float *logits;   /* [N, V] (LM) */
+    float *logit_slope; /* [N, V] d(capped logit)/d(logit) (Gemma 2's final soft cap only) */
     float *pooled;   /* [B, C] hidden of the last real token (classification) */
     float *cls_logits; /* [B, n_classes] */
     int cap_classes;   /* cls_logits holds cap_B x cap_classes */

@@ -86,6 +86,7 @@ typedef struct {
     int T, Hq, D, group, causal;
     int window;      /* > 0: sliding window, query i sees keys i - window < j only */
     float scale;
+    float softcap;   /* > 0: scores z become softcap tanh(z / softcap) (Gemma 2) */
     const int *krow, *klen; /* keys apart from the queries (a KV cache, op_att_seq), else NULL */
 } att_args;
 
@@ -244,7 +245,7 @@ static att_args att_make(const float *q, int ldq, const float *k, int ldk, const
     LORAC_ASSERT(!sq->krow == !sq->klen && (!sq->krow || (sq->offs && !sq->keymask)));
     att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, sq->keymask, sq->offs, T, Hq, D,
                   Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D)),
-                  sq->krow, sq->klen};
+                  sq->softcap > 0 ? sq->softcap : 0.0f, sq->krow, sq->klen};
     return a;
 }
 

@@ -125,13 +125,16 @@ void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
  * and each result equals the padded op on that sequence alone.
  * window > 0 is a sliding window (Mistral, Gemma's local layers): query i
  * sees keys j > i - window only. scale multiplies the scores (0: 1/sqrt(D);
- * Gemma uses query_pre_attn_scalar^-1/2). */
+ * Gemma uses query_pre_attn_scalar^-1/2). softcap > 0 (Gemma 2's
+ * attn_logit_softcapping) bends each scaled score z into c tanh(z / c)
+ * before the softmax, and backward multiplies dz by 1 - tanh(z / c)^2. */
 typedef struct op_att_seq {
     int B, T;
     const uint8_t *keymask;
     const int *offs;
     int causal, window;
     float scale;
+    float softcap;
     /* Keys held apart from the queries (a KV cache; forward only, packed
      * queries, no keymask): krow, klen non-NULL put the keys and values of
      * sequence b at rows krow[b] .. krow[b] + klen[b] - 1 of k and v, and its

@@ -320,6 +320,9 @@ def make_config():
          "Llama with gelu", jdump(dict(LLAMA, hidden_act="gelu")))
     case(d + "rope_scaling.json", "config", "UNSUPPORTED", "rope_scaling type 'yarn' is not supported",
          "Llama with a RoPE scaling lorac does not read (yarn)", jdump(dict(LLAMA, rope_scaling={"type": "yarn", "factor": 2.0})))
+    case(d + "softcap_negative.json", "config", "FORMAT", "must be positive",
+         "Gemma 2 with a negative attention soft cap",
+         jdump(dict(LLAMA, model_type="gemma2", hidden_activation="gelu_pytorch_tanh", attn_logit_softcapping=-50.0)))
     case(d + "hidden_1e300.json", "config", "FORMAT", "hidden size missing or out of range",
          "n_embd = 1e300", jdump(dict(GPT2, n_embd=1e300)))
     case(d + "layers_negative.json", "config", "FORMAT", "layer count missing or out of range",

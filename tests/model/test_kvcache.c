@@ -4,8 +4,8 @@
  *
  * For every decoder fixture in tests/fixtures/models (GPT-2, Llama, Llama 3
  * rope scaling, tied Llama, Qwen2, Qwen3 qk-norm, Mistral sliding window,
- * Gemma 3 local/global layers, Phi-3 fused projections), with an fp32, a
- * bf16 and an NF4 base:
+ * Gemma 2 soft-capping, Gemma 3 local/global layers, Phi-3 fused
+ * projections), with an fp32, a bf16 and an NF4 base:
  *  a. a prompt prefilled, then 3 tokens appended in one call, then single
  *     steps: each call's logits equal the full forward's row for that
  *     position to 1e-4 (relative to the largest logit); the same with an
@@ -422,7 +422,7 @@ static void check_smollm2(void) {
 int main(void) {
     lorac_rng_seed(&rng, 5);
     static const char *fixtures[] = {"tiny_gpt2", "tiny_llama", "tiny_llama3", "tiny_llama_tied", "tiny_qwen2",
-                                     "tiny_qwen3", "tiny_mistral", "tiny_gemma3", "tiny_phi3"};
+                                     "tiny_qwen3", "tiny_mistral", "tiny_gemma2", "tiny_gemma3", "tiny_phi3"};
     double t = lorac_now();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) check_fixture(fixtures[i]);
     printf("fixtures: %.1f s\n", lorac_now() - t);

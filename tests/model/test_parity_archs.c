@@ -1,7 +1,7 @@
 /* test_parity_archs - the newer decoder architectures against transformers +
  * PEFT (issue 14): tiny random Qwen2, Qwen3, Llama 3 (llama3 RoPE scaling),
- * Mistral (sliding window), Gemma 3 (text), Gemma 2 (soft-capping: refused
- * for now, see gemma2_refused) and Phi-3
+ * Mistral (sliding window), Gemma 3 (text), Gemma 2 (attention and final
+ * logit soft-capping, alternating sliding / full layers) and Phi-3
  * (fused qkv_proj / gate_up_proj) written by tests/ref/make_arch_fixtures.py
  * (tests/ref/README.md says what each one exercises), checked exactly like
  * test_parity's fixtures (tests/parity_common.c: base logits, LoRA logits and
@@ -104,18 +104,6 @@ static void gguf_logits(const char *what, const char *cache_rel, const char *fix
     lorac_model_free(m);
 }
 
-/* Gemma 2's soft-capping is not implemented: loading its fixture model must
- * stop with one clear error naming the config field, not compute something
- * else (the fixture stays for when it is built). */
-static void gemma2_refused(void) {
-    if (!enabled("gemma2")) return;
-    lorac_model *m = NULL;
-    const lorac_status st = lorac_model_load(test_src_path("tests/fixtures/models/tiny_gemma2"), &m);
-    CHECK(st == LORAC_ERR_UNSUPPORTED && strstr(lorac_last_error(), "attn_logit_softcapping"),
-          "tiny_gemma2: want a refusal naming attn_logit_softcapping, got status %d: %s", (int)st, lorac_last_error());
-    lorac_model_free(m);
-}
-
 int main(void) {
     arch("qwen2", 1);   /* q/k/v bias, GQA, tied embeddings */
     arch("qwen3", 0);   /* q_norm / k_norm per head, head_dim 8 != 24 / 4 */
@@ -123,7 +111,7 @@ int main(void) {
     arch("mistral", 0); /* sliding_window 4 < T = 10 */
     arch("gemma3", 1);  /* sqrt(dim) embedding scale, (1 + w) norms, q/k norms, query_pre_attn_scalar,
                            sliding + full layers with their own RoPE theta, gelu_tanh, tied */
-    gemma2_refused();   /* attention / final logit soft-capping: not built yet, refused with a hint */
+    arch("gemma2", 0);  /* attention scores and final logits soft-capped (50, 30), even layers sliding */
     arch("phi3", 0);    /* fused qkv_proj and gate_up_proj, LoRA on the fused modules */
     gguf_logits("Qwen2.5-Coder-0.5B-Instruct Q4_K_M", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
                 "tests/fixtures/parity/qwen25_gguf_logits.safetensors");

@@ -12,8 +12,8 @@
  * differently. Cases: one query after a long cache (a decode step), several
  * queries straddling 64-row blocks (a prefill after a cached part), a
  * sequence with nothing cached (a plain prefill), sliding windows shorter
- * and longer than a block, grouped-query heads, a custom scale; every SIMD
- * flavour this CPU runs. */
+ * and longer than a block, grouped-query heads, a custom scale, soft-capped
+ * scores (Gemma 2); every SIMD flavour this CPU runs. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ static void fill_randn(float *a, size_t n) {
 }
 
 static void check_case(const char *flavour, const int *klen, const int *nnew, int B, int Hq, int Hkv, int D,
-                       int window, float scale) {
+                       int window, float scale, float softcap) {
     const int HqD = Hq * D, HkD = Hkv * D, slot_rows = 200;
     int offs[9], koffs[9], krow[8];
     offs[0] = koffs[0] = 0;
@@ -45,7 +45,7 @@ static void check_case(const char *flavour, const int *klen, const int *nnew, in
     fill_randn(k, (size_t)NK * HkD);
     fill_randn(v, (size_t)NK * HkD);
     float *out = malloc(sizeof(float) * NK * HqD), *lse = malloc(sizeof(float) * NK * Hq);
-    const op_att_seq full = {.B = B, .offs = koffs, .causal = 1, .window = window, .scale = scale};
+    const op_att_seq full = {.B = B, .offs = koffs, .causal = 1, .window = window, .scale = scale, .softcap = softcap};
     op_attention_seq_fwd(out, lse, q, HqD, k, HkD, v, HkD, &full, Hq, Hkv, D);
 
     /* the cache: every key and value of sequence b at rows krow[b] .., NaN elsewhere */
@@ -60,8 +60,8 @@ static void check_case(const char *flavour, const int *klen, const int *nnew, in
     float *qn = malloc(sizeof(float) * NQ * HqD), *on = malloc(sizeof(float) * NQ * HqD), *ln = malloc(sizeof(float) * NQ * Hq);
     for (int b = 0; b < B; b++)
         memcpy(qn + (size_t)offs[b] * HqD, q + (size_t)(koffs[b + 1] - nnew[b]) * HqD, sizeof(float) * nnew[b] * HqD);
-    const op_att_seq cached = {.B = B, .offs = offs, .causal = 1, .window = window, .scale = scale, .krow = krow,
-                               .klen = klen};
+    const op_att_seq cached = {.B = B, .offs = offs, .causal = 1, .window = window, .scale = scale,
+                               .softcap = softcap, .krow = krow, .klen = klen};
     op_attention_seq_fwd(on, ln, qn, HqD, kc, HkD, vc, HkD, &cached, Hq, Hkv, D);
 
     double eo = 0, mo = 0, el = 0, ml = 0;
@@ -80,8 +80,8 @@ static void check_case(const char *flavour, const int *klen, const int *nnew, in
             }
         }
     CHECK(eo <= 1e-5 * mo && el <= 1e-5 * ml,
-          "%s B=%d Hq=%d Hkv=%d D=%d window=%d: cached queries differ from the full attention: out %.3g (max %.3g), "
-          "lse %.3g (max %.3g)", flavour, B, Hq, Hkv, D, window, eo, mo, el, ml);
+          "%s B=%d Hq=%d Hkv=%d D=%d window=%d softcap=%g: cached queries differ from the full attention: out %.3g (max %.3g), "
+          "lse %.3g (max %.3g)", flavour, B, Hq, Hkv, D, window, softcap, eo, mo, el, ml);
     free(q), free(k), free(v), free(out), free(lse), free(kc), free(vc), free(qn), free(on), free(ln);
 }
 
@@ -97,11 +97,12 @@ int main(void) {
             printf("flavour %s: not run by this CPU or build\n", fl[f].name);
             continue;
         }
-        check_case(fl[f].name, klen, nnew, B, 4, 2, 8, 0, 0);
-        check_case(fl[f].name, klen, nnew, B, 3, 1, 64, 0, 0);
-        check_case(fl[f].name, klen, nnew, B, 2, 2, 16, 5, 0.3f);
-        check_case(fl[f].name, klen, nnew, B, 4, 1, 16, 100, 0.2f);
-        check_case(fl[f].name, klen, nnew, 1, 2, 1, 32, 0, 0); /* one sequence, one step */
+        check_case(fl[f].name, klen, nnew, B, 4, 2, 8, 0, 0, 0);
+        check_case(fl[f].name, klen, nnew, B, 3, 1, 64, 0, 0, 0);
+        check_case(fl[f].name, klen, nnew, B, 2, 2, 16, 5, 0.3f, 0);
+        check_case(fl[f].name, klen, nnew, B, 4, 1, 16, 100, 0.2f, 0);
+        check_case(fl[f].name, klen, nnew, B, 4, 2, 16, 5, 0.3f, 2.0f); /* Gemma 2: soft-capped scores, a window */
+        check_case(fl[f].name, klen, nnew, 1, 2, 1, 32, 0, 0, 0); /* one sequence, one step */
         printf("flavour %s: cached keys == full attention\n", fl[f].name);
     }
     op_attention_set_isa(OP_ATT_ISA_AUTO);

@@ -13,11 +13,12 @@
  * Causal and bidirectional, grouped-query heads, every SIMD flavour this CPU
  * runs.
  *
- * Sliding windows (op_att_seq.window, Mistral / Gemma's local layers) and a
- * custom score scale: out, dq, dk, dv of packed sequences against the
- * materialised attention computed here in double (P from the visible keys
- * i - window < j <= i, then dV = P^T dO, dS = P (dP - rowsum(P dP)),
- * dQ = s dS K, dK = s dS^T Q), to 1e-5 of the largest value. */
+ * Sliding windows (op_att_seq.window, Mistral / Gemma's local layers), a
+ * custom score scale and Gemma 2's soft-capping: out, dq, dk, dv of packed
+ * sequences against the materialised attention computed here in double (P
+ * from the visible keys i - window < j <= i of z = c tanh(s q.k / c), then
+ * dV = P^T dO, dS = P (dP - rowsum(P dP)) (1 - tanh^2), dQ = s dS K,
+ * dK = s dS^T Q), to 1e-5 of the largest value. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,11 @@ static void check_case(const char *flavour, const int *len, int B, int Hq, int H
     free(offs), free(qkv), free(dout), free(init), free(out), free(lse), free(d), free(out1), free(lse1), free(d1);
 }
 
-/* Sliding-window causal attention with scale s, against double. One kv
- * head per query head pair (Hq 2, Hkv 1); q, k, v, dout random. */
-static void check_window(const char *flavour, const int *len, int B, int window, float s) {
+/* Sliding-window causal attention with scale s and soft cap c (0: none),
+ * against double. One kv head per query head pair (Hq 2, Hkv 1); q, k, v,
+ * dout N(0, 1): scaled scores have a spread near 1, so caps of 1 and 1.5
+ * bend them well into tanh's curve. */
+static void check_window(const char *flavour, const int *len, int B, int window, float s, float c) {
     const int Hq = 2, Hkv = 1, D = 16, ld = (Hq + 2 * Hkv) * D, HqD = Hq * D;
     int *offs = malloc((size_t)(B + 1) * sizeof *offs);
     offs[0] = 0;
@@ -89,7 +92,7 @@ static void check_window(const char *flavour, const int *len, int B, int window,
     float *qkv = frandn((size_t)N * ld), *dout = frandn((size_t)N * HqD);
     float *out = malloc(sizeof(float) * N * HqD), *lse = malloc(sizeof(float) * N * Hq);
     float *d = calloc((size_t)N * ld, sizeof *d);
-    const op_att_seq sq = {.B = B, .offs = offs, .causal = 1, .window = window, .scale = s};
+    const op_att_seq sq = {.B = B, .offs = offs, .causal = 1, .window = window, .scale = s, .softcap = c};
     op_attention_seq_fwd(out, lse, qkv, ld, qkv + HqD, ld, qkv + HqD + D, ld, &sq, Hq, Hkv, D);
     op_attention_seq_bwd(d, d + HqD, d + HqD + D, dout, out, lse, qkv, ld, qkv + HqD, ld, qkv + HqD + D, ld, &sq, Hq,
                          Hkv, D);
@@ -98,6 +101,7 @@ static void check_window(const char *flavour, const int *len, int B, int window,
         for (int h = 0; h < Hq; h++) {
             const int T = len[b], r0 = offs[b];
             double *P = calloc((size_t)T * T, sizeof *P), *dP = calloc((size_t)T * T, sizeof *dP);
+            double *G = calloc((size_t)T * T, sizeof *G); /* dz'/dz of the soft cap */
 #define Q(i, c) qkv[(size_t)(r0 + (i)) * ld + h * D + (c)]
 #define K(j, c) qkv[(size_t)(r0 + (j)) * ld + HqD + (c)]
 #define V(j, c) qkv[(size_t)(r0 + (j)) * ld + HqD + D + (c)]
@@ -107,26 +111,33 @@ static void check_window(const char *flavour, const int *len, int B, int window,
                 double mx = -INFINITY, sum = 0;
                 for (int j = j0; j <= i; j++) {
                     double z = 0;
-                    for (int c = 0; c < D; c++) z += (double)Q(i, c) * K(j, c);
-                    P[i * T + j] = s * z;
-                    mx = fmax(mx, s * z);
+                    for (int e = 0; e < D; e++) z += (double)Q(i, e) * K(j, e);
+                    z *= s;
+                    G[i * T + j] = 1;
+                    if (c > 0) {
+                        const double t = tanh(z / c);
+                        z = c * t;
+                        G[i * T + j] = 1 - t * t;
+                    }
+                    P[i * T + j] = z;
+                    mx = fmax(mx, z);
                 }
                 for (int j = j0; j <= i; j++) sum += (P[i * T + j] = exp(P[i * T + j] - mx));
                 double rowdot = 0;
                 for (int j = j0; j <= i; j++) {
                     P[i * T + j] /= sum;
-                    for (int c = 0; c < D; c++) {
-                        ro[(size_t)(r0 + i) * HqD + h * D + c] += P[i * T + j] * V(j, c);
-                        dP[i * T + j] += (double)DO(i, c) * V(j, c);
-                        rd[(size_t)(r0 + j) * ld + HqD + D + c] += P[i * T + j] * DO(i, c); /* dV */
+                    for (int e = 0; e < D; e++) {
+                        ro[(size_t)(r0 + i) * HqD + h * D + e] += P[i * T + j] * V(j, e);
+                        dP[i * T + j] += (double)DO(i, e) * V(j, e);
+                        rd[(size_t)(r0 + j) * ld + HqD + D + e] += P[i * T + j] * DO(i, e); /* dV */
                     }
                     rowdot += P[i * T + j] * dP[i * T + j];
                 }
                 for (int j = j0; j <= i; j++) {
-                    const double dS = P[i * T + j] * (dP[i * T + j] - rowdot);
-                    for (int c = 0; c < D; c++) {
-                        rd[(size_t)(r0 + i) * ld + h * D + c] += s * dS * K(j, c);   /* dQ */
-                        rd[(size_t)(r0 + j) * ld + HqD + c] += s * dS * Q(i, c);     /* dK */
+                    const double dS = P[i * T + j] * (dP[i * T + j] - rowdot) * G[i * T + j];
+                    for (int e = 0; e < D; e++) {
+                        rd[(size_t)(r0 + i) * ld + h * D + e] += s * dS * K(j, e);   /* dQ */
+                        rd[(size_t)(r0 + j) * ld + HqD + e] += s * dS * Q(i, e);     /* dK */
                     }
                 }
             }
@@ -134,13 +145,14 @@ static void check_window(const char *flavour, const int *len, int B, int window,
 #undef K
 #undef V
 #undef DO
-            free(P), free(dP);
+            free(P), free(dP), free(G);
         }
     double eo = 0, mo = 0, ed = 0, md = 0;
     for (size_t i = 0; i < (size_t)N * HqD; i++) eo = fmax(eo, fabs(out[i] - ro[i])), mo = fmax(mo, fabs(ro[i]));
     for (size_t i = 0; i < (size_t)N * ld; i++) ed = fmax(ed, fabs(d[i] - rd[i])), md = fmax(md, fabs(rd[i]));
-    CHECK(eo <= 1e-5 * mo && ed <= 1e-5 * md, "%s window %d scale %g: |out err| %.3g (max %.3g), |grad err| %.3g (max %.3g)",
-          flavour, window, s, eo, mo, ed, md);
+    CHECK(eo <= 1e-5 * mo && ed <= 1e-5 * md,
+          "%s window %d scale %g cap %g: |out err| %.3g (max %.3g), |grad err| %.3g (max %.3g)", flavour, window, s, c,
+          eo, mo, ed, md);
     free(offs), free(qkv), free(dout), free(out), free(lse), free(d), free(ro), free(rd);
 }
 
@@ -161,10 +173,13 @@ int main(void) {
             check_case(fl[f].name, len + 1, 1, 2, 2, 16, causal); /* one sequence of one token */
         }
         static const int wlen[] = {130, 3, 70};
-        check_window(fl[f].name, wlen, 3, 5, 0.3f);
-        check_window(fl[f].name, wlen, 3, 64, 0.25f);
-        check_window(fl[f].name, wlen, 3, 100, 0.2f);
-        printf("flavour %s: packed == one sequence at a time, bit for bit; sliding windows match double\n", fl[f].name);
+        check_window(fl[f].name, wlen, 3, 5, 0.3f, 0);
+        check_window(fl[f].name, wlen, 3, 64, 0.25f, 0);
+        check_window(fl[f].name, wlen, 3, 100, 0.2f, 0);
+        check_window(fl[f].name, wlen, 3, 64, 0.25f, 1.0f); /* Gemma 2: soft-capped scores */
+        check_window(fl[f].name, wlen, 3, 100, 0.2f, 1.5f);
+        printf("flavour %s: packed == one sequence at a time, bit for bit; sliding windows and soft caps match double\n",
+               fl[f].name);
     }
     op_attention_set_isa(OP_ATT_ISA_AUTO);
     return test_summary("attention_packed");

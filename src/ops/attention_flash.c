@@ -10,6 +10,10 @@
  *   L_i  = log sum_j exp S_ij (the saved "lse"; +inf when i sees no key)
  *   P_ij = exp(S_ij - L_i)
  *   O_i  = sum_j P_ij v_j     (0 when i sees no key)
+ * Decoding over a KV cache (op_att_seq krow / klen, forward only) keeps
+ * the keys apart from the queries: sequence b's queries are the last n_b of
+ * its klen[b] positions, so query i sits at position klen[b] - n_b + i for
+ * the causal and window tests above.
  * The [T, T] matrices S and P are never stored: work goes in blocks of
  * 64 queries x 64 keys, small enough to stay in cache, and only L (one float
  * per query row) is kept from forward for backward.

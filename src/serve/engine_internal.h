@@ -29,6 +29,9 @@ struct lorac_engine {
     lorac_adapter_set set;         /* engine thread only (the names are mirrored below for HTTP threads) */
     void *kv;                      /* the KV cache (engine_step.c), engine thread only */
     float *logits;                 /* [max_seqs, vocab] step output, engine thread only */
+    int *step_ids;                 /* a step's new tokens, [step_cap] */
+    size_t step_cap;
+    unsigned char slot_used[ENGINE_MAX_SEQS]; /* cache slots held by running sequences */
     long created;
     pthread_t thread;
     int thread_started;

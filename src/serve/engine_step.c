@@ -13,10 +13,12 @@
  * start of a stop string; once the sequence is done, everything (a stop
  * string found is cut off with what follows it, as OpenAI does).
  *
- * The step: every sequence's logits for its next token, with its own
- * adapter (lorac_adapters_activate per sequence, a full forward over the
- * sequence so far; no cache), then sampling, then the text appended under
- * the engine's lock. */
+ * The step: one lorac_model_decode (models/kvcache.h) over every running
+ * sequence, each in its own cache slot with its own adapter's table: a
+ * sequence that just joined feeds its whole prompt (prefill), the others
+ * their last token; the base weights run once over all those rows and each
+ * sequence adds its adapter's low-rank term on its rows. Then each samples
+ * its next token, and under the engine's lock the text is appended. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 
 #include "core/util.h"
 #include "models/generate.h"
+#include "models/kvcache.h"
 #include "serve/engine_internal.h"
 #include "train/batch.h"
 
@@ -34,21 +37,32 @@ typedef struct seq {
     lorac_gen_opts gen;
     lorac_rng rng;
     int prev;           /* the last token (decode_piece joins pieces after it) */
+    int slot;           /* its KV-cache slot */
+    int fed;            /* ids[0..fed) are in the cache */
 } seq;
 
 lorac_status engine_step_init(lorac_engine *e) {
-    return lorac_alloc((void **)&e->logits, (size_t)e->o.max_seqs * (size_t)e->m->cfg.vocab, sizeof(float), "step logits");
+    LORAC_TRY(lorac_alloc((void **)&e->logits, (size_t)e->o.max_seqs * (size_t)e->m->cfg.vocab, sizeof(float), "step logits"));
+    lorac_kv *kv;
+    LORAC_TRY(lorac_kv_create(e->m, e->o.max_seqs, e->ctx_limit, &kv));
+    e->kv = kv;
+    return LORAC_OK;
 }
 
 void engine_step_free(lorac_engine *e) {
+    lorac_kv_free(e->kv);
+    e->kv = NULL;
     free(e->logits);
     e->logits = NULL;
+    free(e->step_ids);
+    e->step_ids = NULL;
 }
 
 void engine_seq_free(lorac_engine *e, lorac_job *j) {
-    (void)e;
     seq *s = j->seq;
     if (!s) return;
+    lorac_kv_reset(e->kv, s->slot);
+    e->slot_used[s->slot] = 0;
     free(s->ids);
     free(s);
     j->seq = NULL;
@@ -117,6 +131,9 @@ int engine_seq_admit(lorac_engine *e, lorac_job *j, lorac_req_error *err) {
     if (eos >= 0) s->gen.stop[s->gen.n_stop++] = eos;
     if (r->kind == LORAC_REQ_CHAT && e->end_of_turn >= 0 && e->end_of_turn != eos) s->gen.stop[s->gen.n_stop++] = e->end_of_turn;
     lorac_rng_seed(&s->rng, s->gen.seed);
+    s->slot = 0;
+    while (e->slot_used[s->slot]) s->slot++; /* the caller admits only while a slot is free */
+    e->slot_used[s->slot] = 1;
     j->seq = s;
     j->n_prompt = n;
     return 0;
@@ -200,27 +217,39 @@ static void take_token(lorac_engine *e, lorac_job *j, int id) {
     j->ready = j->len - (sh > hold ? sh : hold);
 }
 
-/* logits[i*V ..] for each running sequence: its adapter made active, a
- * forward over its tokens so far (no cache). */
-static lorac_status forward_all(lorac_engine *e, lorac_job **run, int n) {
-    const int V = e->m->cfg.vocab;
-    lorac_status st = LORAC_OK;
-    for (int i = 0; i < n && st == LORAC_OK; i++) {
+/* logits[i*V ..] for each running sequence: one batched decode, each
+ * sequence feeding the tokens its cache slot lacks, with its own adapter. */
+static lorac_status forward_all(lorac_engine *e, lorac_job **run, int n, int *prefill) {
+    int slot[ENGINE_MAX_SEQS], offs[ENGINE_MAX_SEQS + 1];
+    lorac_lora *const *tables[ENGINE_MAX_SEQS];
+    offs[0] = 0;
+    for (int i = 0; i < n; i++) {
         const seq *s = run[i]->seq;
-        const char *model = run[i]->req.model;
-        st = lorac_adapters_activate(&e->set, strcmp(model, "base") ? model : NULL);
-        if (st == LORAC_OK) st = lorac_model_forward(e->m, s->ids, NULL, 1, s->n, LORAC_FWD_LM_LAST);
-        if (st == LORAC_OK) memcpy(e->logits + (size_t)i * V, e->m->acts.logits, sizeof(float) * (size_t)V);
+        slot[i] = s->slot;
+        offs[i + 1] = offs[i] + s->n - s->fed;
+        const int k = strcmp(run[i]->req.model, "base") ? lorac_adapters_find(&e->set, run[i]->req.model) : -1;
+        tables[i] = k >= 0 ? e->set.slot[k].lora : NULL;
     }
-    lorac_adapters_activate(&e->set, NULL);
-    return st;
+    if ((size_t)offs[n] > e->step_cap) {
+        int *p = realloc(e->step_ids, sizeof(int) * (size_t)offs[n]);
+        if (!p) return lorac_fail(LORAC_ERR_NOMEM, "out of memory for a step's %d tokens", offs[n]);
+        e->step_ids = p;
+        e->step_cap = (size_t)offs[n];
+    }
+    for (int i = 0; i < n; i++) {
+        const seq *s = run[i]->seq;
+        memcpy(e->step_ids + offs[i], s->ids + s->fed, sizeof(int) * (size_t)(s->n - s->fed));
+        if (s->n - s->fed > 1) *prefill += s->n - s->fed;
+    }
+    LORAC_TRY(lorac_model_decode(e->m, e->kv, n, slot, e->step_ids, offs, tables, e->logits));
+    for (int i = 0; i < n; i++) ((seq *)run[i]->seq)->fed = ((seq *)run[i]->seq)->n;
+    return LORAC_OK;
 }
 
 lorac_status engine_step(lorac_engine *e, lorac_job **run, int n) {
     const int V = e->m->cfg.vocab;
     int ids[ENGINE_MAX_SEQS], prefill = 0;
-    for (int i = 0; i < n; i++) prefill += ((seq *)run[i]->seq)->n == ((seq *)run[i]->seq)->n_prompt ? ((seq *)run[i]->seq)->n : 0;
-    LORAC_TRY(forward_all(e, run, n));
+    LORAC_TRY(forward_all(e, run, n, &prefill));
     for (int i = 0; i < n; i++) {
         seq *s = run[i]->seq;
         ids[i] = lorac_sample(e->logits + (size_t)i * V, V, &s->gen, &s->rng);

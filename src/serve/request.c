@@ -253,7 +253,7 @@ static int parse_chat(const cJSON *o, lorac_req *r, lorac_req_error *err) {
         if (e) return e;
     }
     if (strcmp(r->msgs[n - 1].role, "user"))
-        return lorac_req_fail(err, 400, "messages", "invalid_value", "the last message is '%s'; hint: end with a user message "
+        return lorac_req_fail(err, 400, "messages", "invalid_value", "'messages': the last message is '%s'; hint: end with a user message "
                               "for the assistant to answer", r->msgs[n - 1].role);
     if (lorac_chat_check(NULL, r->msgs, r->n_msgs, "messages") != LORAC_OK)
         return lorac_req_fail(err, 400, "messages", "invalid_value", "%s", lorac_last_error());
@@ -297,6 +297,17 @@ static int parse_adapter_load(const cJSON *o, lorac_req *r, lorac_req_error *err
     return (r->path = dup_str(path)) ? 0 : no_memory(err);
 }
 
+/* 1 when the JSON text holds the escape \u0000 (C strings would end there). */
+static int has_nul_escape(const char *b, size_t n) {
+    for (size_t i = 0; i + 6 <= n; i++) {
+        if (b[i] != '\\' || b[i + 1] != 'u' || memcmp(b + i + 2, "0000", 4)) continue;
+        size_t k = 0; /* backslashes before: an odd count escapes this one */
+        while (k < i && b[i - 1 - k] == '\\') k++;
+        if (k % 2 == 0) return 1;
+    }
+    return 0;
+}
+
 int lorac_req_parse(lorac_req_kind kind, const char *body, size_t len, const lorac_req_limits *lim, lorac_req *out,
                     lorac_req_error *err) {
     memset(out, 0, sizeof *out);
@@ -307,6 +318,9 @@ int lorac_req_parse(lorac_req_kind kind, const char *body, size_t len, const lor
                               "(lorac serve --max-body)", len, lim->max_body);
     if (!tok_utf8_valid(body, len))
         return lorac_req_fail(err, 400, NULL, "invalid_utf8", "the request body is not valid UTF-8");
+    if (has_nul_escape(body, len))
+        return lorac_req_fail(err, 400, NULL, "invalid_value", "the request body holds a NUL character (\\u0000), which "
+                              "text here cannot carry");
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!o) {

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -34,6 +35,7 @@ struct lorac_http {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int in_flight;              /* requests begun and not completed */
+    MHD_socket quiesced;        /* the listening socket once quiesced (closed at stop), else MHD_INVALID_SOCKET */
     unsigned long next_id;
 };
 
@@ -364,6 +366,7 @@ lorac_status lorac_http_start(lorac_engine *e, const lorac_serve_opts *o, lorac_
     if (!h) return lorac_fail(LORAC_ERR_NOMEM, "out of memory for the HTTP server");
     h->e = e;
     h->max_body = o->max_body;
+    h->quiesced = MHD_INVALID_SOCKET;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     const unsigned limit = (unsigned)(o->max_seqs + o->max_queue + 32);
@@ -383,7 +386,7 @@ lorac_status lorac_http_start(lorac_engine *e, const lorac_serve_opts *o, lorac_
 }
 
 void lorac_http_quiesce(lorac_http *h) {
-    if (h && h->d) MHD_quiesce_daemon(h->d);
+    if (h && h->d && h->quiesced == MHD_INVALID_SOCKET) h->quiesced = MHD_quiesce_daemon(h->d);
 }
 
 void lorac_http_stop(lorac_http *h, double wait_s) {
@@ -396,6 +399,7 @@ void lorac_http_stop(lorac_http *h, double wait_s) {
         if (pthread_cond_timedwait(&h->cv, &h->mu, &ts)) break;
     pthread_mutex_unlock(&h->mu);
     if (h->d) MHD_stop_daemon(h->d);
+    if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     free(h);

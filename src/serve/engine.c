@@ -378,6 +378,7 @@ static void *engine_main(void *arg) {
             if (j->kind == LORAC_JOB_GENERATE) {
                 admit(e, j);
             } else if (j->cancelled) {
+                if (j->kind == LORAC_JOB_UNLOAD && !strcmp(e->unloading, j->req.name)) e->unloading[0] = 0;
                 job_finish(j, NULL);
                 job_unref(j);
             } else {

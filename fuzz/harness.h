@@ -34,7 +34,8 @@
     X(spm_model)                \
     X(adapter_config)           \
     X(dataset)                  \
-    X(cli_args)
+    X(cli_args)                 \
+    X(serve_request)
 
 #define LORAC_FUZZ_DECLARE(name) int lorac_fuzz_##name(const uint8_t *data, size_t size);
 LORAC_FUZZ_HARNESSES(LORAC_FUZZ_DECLARE)

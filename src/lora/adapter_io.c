@@ -307,7 +307,9 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
     }
     for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
         lorac_weight *w = &m->w[i];
-        if (w->grad || is_head_weight(m, w)) s = load_into(st, path, m, w);
+        /* a head is read only for an adapter that has one (an LM adapter over a
+         * model whose head another adapter made carries none) */
+        if (w->grad || (n_classes > 0 && is_head_weight(m, w))) s = load_into(st, path, m, w);
     }
     lorac_st_close(st);
     if (s == LORAC_OK && c_out) *c_out = c;

@@ -18,6 +18,7 @@ void lorac_adapters_init(lorac_adapter_set *s, lorac_model *m) {
     memset(s, 0, sizeof *s);
     s->m = m;
     s->active = -1;
+    s->n_lin = m->n_lin;
 }
 
 int lorac_adapters_find(const lorac_adapter_set *s, const char *name) {
@@ -92,9 +93,24 @@ static void slot_free(lorac_adapter_slot *a, int n_lin) {
     memset(a, 0, sizeof *a);
 }
 
+/* The model gained Linears (a classification head) since the slots' tables
+ * were made: lengthen them, the new entries NULL. */
+static lorac_status widen_tables(lorac_adapter_set *s) {
+    const int n = s->m->n_lin;
+    for (int k = 0; k < s->n && n > s->n_lin; k++) {
+        lorac_lora **t = realloc(s->slot[k].lora, sizeof *t * (size_t)n);
+        if (!t) return lorac_fail(LORAC_ERR_NOMEM, "adapter table: out of memory");
+        for (int i = s->n_lin; i < n; i++) t[i] = NULL;
+        s->slot[k].lora = t;
+    }
+    if (n > s->n_lin) s->n_lin = n;
+    return LORAC_OK;
+}
+
 /* Move what is attached to the model into a new slot. */
 static lorac_status detach_into(lorac_adapter_set *s, const char *name, const lorac_lora_config *c, int n_classes) {
     lorac_model *m = s->m;
+    LORAC_TRY(widen_tables(s));
     LORAC_TRY(grow(s));
     lorac_adapter_slot *a = &s->slot[s->n];
     memset(a, 0, sizeof *a);
@@ -280,6 +296,18 @@ lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, cons
     }
     if (prev >= 0) return lorac_adapters_activate(s, s->slot[prev].name);
     return LORAC_OK;
+}
+
+lorac_status lorac_adapters_unload(lorac_adapter_set *s, const char *name) {
+    int k = lorac_adapters_find(s, name);
+    if (k < 0) return lorac_fail(LORAC_ERR_ARG, "no adapter named '%s' is loaded", name);
+    char active[64] = "";
+    if (s->active >= 0 && s->active != k) snprintf(active, sizeof active, "%s", s->slot[s->active].name);
+    detach_all(s);
+    slot_free(&s->slot[k], s->m->n_lin);
+    memmove(&s->slot[k], &s->slot[k + 1], sizeof *s->slot * (size_t)(s->n - k - 1));
+    s->n--;
+    return active[0] ? lorac_adapters_activate(s, active) : LORAC_OK;
 }
 
 size_t lorac_adapters_bytes(const lorac_adapter_set *s) {

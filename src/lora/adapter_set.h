@@ -33,6 +33,8 @@ typedef struct lorac_adapter_set {
     lorac_adapter_slot *slot;
     int n, cap;
     int active;                 /* index, or -1 = all adapters disabled */
+    int n_lin;                  /* the length of every slot's lora table (the model's n_lin, which grows when
+                                   an adapter with a classification head adds the head Linear) */
 } lorac_adapter_set;
 
 void lorac_adapters_init(lorac_adapter_set *s, lorac_model *m);
@@ -49,6 +51,10 @@ lorac_status lorac_adapters_activate(lorac_adapter_set *s, const char *name);
  * The new adapter has lora_alpha = r (scale 1 unless rsLoRA), like PEFT's. */
 lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, const char *const *names, const float *weights,
                                     int n, const char *type);
+/* Free the adapter `name` and drop it from the set (the others keep their
+ * order; the active one stays active, or none when it was `name`).
+ * LORAC_ERR_ARG when no adapter has that name. */
+lorac_status lorac_adapters_unload(lorac_adapter_set *s, const char *name);
 /* Bytes held by the adapters' tensors (LoRA A/B and heads). */
 size_t lorac_adapters_bytes(const lorac_adapter_set *s);
 int lorac_adapters_find(const lorac_adapter_set *s, const char *name);

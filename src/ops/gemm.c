@@ -59,17 +59,18 @@ static void blas_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 /* ---- oneDNN --------------------------------------------------------------- */
 
-/* Everything that defines a product (and so a cached oneDNN primitive). */
+/* Everything that defines a product (and so a cached oneDNN primitive);
+ * op_gemm builds one with or without oneDNN. */
+typedef struct gemm_key {
+    int bf16, ta, tb, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+} gemm_key;
 
 #ifdef LORAC_HAVE_DNNL
 
 /* One cached primitive: the problem it was made for, and memory objects whose
  * data pointers are set before each run. prim == NULL marks a problem oneDNN
  * declined (it then goes to the fallback without asking again). */
-typedef struct gemm_key {
-    int bf16, ta, tb, M, N, K, lda, ldb, ldc;
-    float alpha, beta;
-} gemm_key;
 
 typedef struct gemm_entry {
     gemm_key key;

@@ -10,6 +10,10 @@
  *    of one adapter combined with "cat" at weights 0.5/0.5, or with
  *    "linear" at 0.25/0.25, reproduce that adapter (same delta W = s B A);
  *    "cat" at 1/1 doubles the delta, checked against the merged weights;
+ *  - a classifier adapter (with its own head) loaded after LM adapters, and
+ *    an LM adapter loaded after it, leave every adapter's logits as they
+ *    were (the head Linear the classifier adds lengthens the tables);
+ *    unloading one adapter leaves the others;
  *  - the limits are errors: an unknown name, a name used twice, "linear"
  *    over different ranks. */
 #include <math.h>
@@ -98,6 +102,50 @@ int main(void) {
     test_close("cat 1/1 = 2 x delta", got, twice, n, 1e-4, 1e-5);
     free(twice);
     free(got);
+
+    /* a classifier after LM adapters, an LM adapter after it, then unloading */
+    lorac_model *cm = NULL;
+    CHECK_OK(lorac_model_load(test_src_path(MODEL), &cm));
+    if (cm) {
+        lorac_lora_config cc;
+        lorac_lora_config_default(&cc);
+        snprintf(cc.modules_to_save[0], sizeof cc.modules_to_save[0], "score");
+        cc.n_modules_to_save = 1;
+        CHECK_OK(lorac_model_add_head(cm, 3, 0, LORAC_HEAD_INIT_HF, 7));
+        CHECK_OK(lorac_lora_apply(cm, &cc, NULL));
+        CHECK_OK(lorac_weight_make_trainable(cm->head->W));
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s/cls", test_tmpdir());
+        const lorac_adapter_meta meta = {"tiny_llama", "SEQ_CLS", 3, NULL};
+        CHECK_OK(lorac_adapter_save(cm, &cc, &meta, dir));
+        const int n_lin = m->n_lin;
+        CHECK_OK(lorac_adapters_load(&s, "cls", dir));
+        CHECK(m->n_lin == n_lin + 1 && s.n_lin == m->n_lin, "the classifier's head Linear: n_lin %d -> %d, tables %d", n_lin,
+              m->n_lin, s.n_lin);
+        CHECK_OK(lorac_adapters_load(&s, "c", test_src_path(ADAPTER)));
+        const char *lm[] = {"a", "c", "b"};
+        for (int k = 0; k < 3; k++) {
+            CHECK_OK(lorac_adapters_activate(&s, lm[k]));
+            got = logits(m);
+            CHECK(same(got, want, n), "'%s' after a classifier was loaded: logits changed", lm[k]);
+            free(got);
+        }
+        CHECK_OK(lorac_adapters_activate(&s, "cls"));
+        CHECK_OK(lorac_model_forward(m, ids, NULL, B, T, LORAC_FWD_CLS));
+        CHECK(m->n_classes == 3, "the classifier's head has %d classes", m->n_classes);
+        CHECK_OK(lorac_adapters_activate(&s, "a"));
+        const int before = s.n;
+        CHECK_OK(lorac_adapters_unload(&s, "b"));
+        CHECK(s.n == before - 1 && lorac_adapters_find(&s, "b") < 0 && s.active == lorac_adapters_find(&s, "a"),
+              "unload b: %d adapters, active %d", s.n, s.active);
+        got = logits(m);
+        CHECK(same(got, want, n), "the active adapter changed when another was unloaded");
+        free(got);
+        CHECK(lorac_adapters_unload(&s, "b") == LORAC_ERR_ARG, "unloading an unknown adapter accepted");
+        CHECK_OK(lorac_adapters_unload(&s, "cls"));
+        CHECK_OK(lorac_adapters_unload(&s, "c"));
+        lorac_model_free(cm);
+    }
 
     /* errors */
     CHECK(lorac_adapters_activate(&s, "nope") == LORAC_ERR_ARG, "unknown adapter accepted");

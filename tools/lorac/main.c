@@ -13,6 +13,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -27,6 +28,7 @@ static const struct {
     {"merge", cmd_merge, "merge an adapter into its base model and write a checkpoint"},
     {"export", cmd_export, "write an adapter as a llama.cpp LoRA GGUF (--format gguf)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (or the text of ids) with a model's tokenizer"},
+    {"serve", cmd_serve, "serve the model and its adapters over HTTP (OpenAI-compatible API)"},
     {"compare", cmd_compare, "train several methods (LoRA variants, last layers, head, full) on the same data; one table"},
 };
 

@@ -1,0 +1,170 @@
+#!/bin/bash
+# End-to-end checks of lorac serve on stories260K (a real Llama tokenizer and
+# model small enough for seconds) with three adapters trained here for a few
+# steps (an instruction one, a plain-text one, a classifier):
+#  - every greedy answer (completion, chat, stream, several at once over
+#    different adapters, an adapter loaded at run time) equals
+#    `lorac generate` with that adapter alone;
+#  - hostile requests (malformed JSON, huge body, unknown adapter, negative /
+#    huge max_tokens, wrong types, invalid UTF-8, empty messages, a client
+#    leaving mid-stream) get a 4xx JSON error in OpenAI's shape and the server
+#    keeps serving;
+#  - SIGTERM while a request runs: the request completes, the server exits 0.
+source "$(dirname "$0")/lib/common.bash"
+S=$DATA/stories260K/hf
+CHAT=$SRC/tests/fixtures/data/chat.jsonl
+command -v curl >/dev/null || { echo "serve: curl not found (apt-get install curl)"; exit 1; }
+
+# ---- three small adapters
+for i in $(seq 1 12); do echo "The little dog ran to the park and played with a red ball all day."; done >"$T/dog.txt"
+tiny_sms_fixture
+TR="--max-steps 2 --batch 2 --max-len 128 --eval-splits val --threads 2"
+"$BIN" train --model "$S" --task instruct --data "$CHAT" --val "$CHAT" --lr 5e-3 $TR --out "$T/inst" >"$T/t1" 2>&1 &&
+"$BIN" train --model "$S" --task lm --data "$T/dog.txt" --val "$T/dog.txt" --lr 3e-2 $TR --out "$T/dog" >"$T/t2" 2>&1 &&
+"$BIN" train --model "$S" --data "$T/sms.tsv" --labels ham,spam $TR --out "$T/cls" >"$T/t3" 2>&1
+if [ $? -ne 0 ]; then bad "training the adapters"; tail -n 3 "$T"/t? >&2; summary serve; exit; fi
+
+# ---- start on a free port
+"$BIN" serve --model "$S" --adapter inst="$T/inst" --adapter dog="$T/dog" --adapter cls="$T/cls" --port 0 --threads 2 \
+    --max-body 4096 --max-tokens 64 --max-seqs 4 >"$T/srv.out" 2>"$T/srv.err" &
+PID=$!
+for _ in $(seq 1 300); do grep -q "listening on" "$T/srv.err" && break; sleep 0.1; done
+PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/srv.err")
+if [ -z "$PORT" ]; then bad "the server did not start"; cat "$T/srv.err" >&2; kill "$PID"; summary serve; exit; fi
+U=http://127.0.0.1:$PORT
+
+# post PATH BODY: the status in $T/code, the body in $T/body
+post() { curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$2" "$U$1" >"$T/code"; }
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"d": d}), end="")' "$T/body" "$1"; }
+# ref OUT [generate args]: lorac generate's text (its trailing newline dropped)
+ref() { local out=$1; shift; "$BIN" generate --model "$S" --threads 2 "$@" 2>/dev/null | head -c -1 >"$out"; }
+same() { # WHAT FILE TEXT
+    if [ "$(cat "$2")" == "$3" ] && [ -s "$2" ]; then ok; else bad "$1: served '$3' but lorac generate '$(cat "$2")'"; fi
+}
+
+P="Once upon a time"
+ref "$T/r_base" --prompt "$P" --max-new 24
+ref "$T/r_dog" --adapter "$T/dog" --prompt "$P" --max-new 24
+ref "$T/r_inst" --adapter "$T/inst" --prompt "$P" --max-new 24
+ref "$T/r_chat" --adapter "$T/inst" --chat --prompt "Tell me a story." --max-new 24
+
+comp() { echo "{\"model\": \"$1\", \"prompt\": \"$P\", \"max_tokens\": 24, \"temperature\": 0${2:-}}"; }
+for m in base dog inst; do
+    post /v1/completions "$(comp $m)"
+    if [ "$(cat "$T/code")" = 200 ]; then same "completion $m" "$T/r_$m" "$(jget 'd["choices"][0]["text"]')"; else
+        bad "completion $m: HTTP $(cat "$T/code") $(cat "$T/body")"; fi
+done
+post /v1/chat/completions '{"model": "inst", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 24, "temperature": 0}'
+same "chat inst" "$T/r_chat" "$(jget 'd["choices"][0]["message"]["content"]')"
+[ "$(jget 'd["object"]')" = chat.completion ] && ok || bad "chat object: $(cat "$T/body")"
+
+# streaming: the deltas joined equal lorac generate; the stream ends with [DONE]
+curl -sN -H 'Content-Type: application/json' -d "$(comp dog ', "stream": true')" "$U/v1/completions" >"$T/sse"
+txt=$(python3 -c '
+import json, sys
+lines = [l for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+assert lines[-1] == "data: [DONE]", lines[-1]
+chunks = [json.loads(l[6:]) for l in lines[:-1]]
+assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+print("".join(c["choices"][0]["text"] for c in chunks), end="")' "$T/sse")
+same "stream dog" "$T/r_dog" "$txt"
+curl -sN -H 'Content-Type: application/json' "$U/v1/chat/completions" \
+    -d '{"model": "inst", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 24, "temperature": 0, "stream": true}' >"$T/sse2"
+txt=$(python3 -c '
+import json, sys
+lines = [l for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+assert lines[-1] == "data: [DONE]"
+chunks = [json.loads(l[6:]) for l in lines[:-1]]
+assert chunks[0]["choices"][0]["delta"]["role"] == "assistant" and chunks[0]["object"] == "chat.completion.chunk"
+print("".join(c["choices"][0]["delta"].get("content", "") for c in chunks), end="")' "$T/sse2")
+same "chat stream inst" "$T/r_chat" "$txt"
+
+# several at once over different adapters: batched together, each equal to its reference
+pids=()
+for k in 1 2 3; do for m in base dog inst; do
+    curl -s -H 'Content-Type: application/json' -d "$(comp $m)" "$U/v1/completions" >"$T/par_${m}_$k" &
+    pids+=($!)
+done; done
+wait "${pids[@]}"
+for k in 1 2 3; do for m in base dog inst; do
+    cp "$T/par_${m}_$k" "$T/body"
+    same "concurrent $m #$k" "$T/r_$m" "$(jget 'd["choices"][0]["text"]' 2>/dev/null)"
+done; done
+
+# classification
+post /v1/classify '{"model": "cls", "input": ["win a prize now", "see you at five"]}'
+if [ "$(cat "$T/code")" = 200 ] && [ "$(jget 'len(d["data"])')" = 2 ] &&
+    [ "$(jget 'sorted(d["data"][0]["probabilities"])')" = "['ham', 'spam']" ] &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert all(abs(sum(x["probabilities"].values())-1) < 1e-6 for x in d["data"])' "$T/body"
+then ok; else bad "classify: $(cat "$T/code") $(cat "$T/body")"; fi
+
+# hostile requests: status, OpenAI's error shape, the field named
+bad_req() { # NAME PATH BODY STATUS [PARAM]
+    post "$2" "$3"
+    local code; code=$(cat "$T/code")
+    if [ "$code" = "$4" ] && [ -n "$(jget 'd["error"]["message"]')" ] && [ -n "$(jget 'd["error"]["type"]')" ] &&
+        { [ -z "${5:-}" ] || [ "$(jget 'd["error"]["param"]')" = "$5" ]; }; then ok; else
+        bad "$1: HTTP $code (want $4) $(cat "$T/body")"; fi
+}
+bad_req malformed /v1/completions '{"model": "base", "prompt": ' 400
+bad_req not_object /v1/completions '[1, 2]' 400
+bad_req unknown_adapter /v1/completions '{"model": "nope", "prompt": "x"}' 404 model
+bad_req negative_max /v1/completions '{"model": "base", "prompt": "x", "max_tokens": -5}' 400 max_tokens
+bad_req huge_max /v1/completions '{"model": "base", "prompt": "x", "max_tokens": 1000000}' 400 max_tokens
+bad_req wrong_type /v1/completions '{"model": "base", "prompt": 12}' 400 prompt
+bad_req wrong_temp /v1/completions '{"model": "base", "prompt": "x", "temperature": "hot"}' 400 temperature
+bad_req empty_messages /v1/chat/completions '{"model": "base", "messages": []}' 400 messages
+bad_req bad_role /v1/chat/completions '{"model": "base", "messages": [{"role": "bot", "content": "x"}]}' 400 messages
+bad_req no_head /v1/classify '{"model": "dog", "input": "x"}' 400 model
+bad_req n_two /v1/completions '{"model": "base", "prompt": "x", "n": 2}' 400 n
+bad_req long_prompt /v1/completions "{\"model\": \"base\", \"prompt\": \"$(printf 'a b %.0s' $(seq 1 600))\", \"max_tokens\": 64}" 400
+bad_req bad_adapter_dir /v1/adapters '{"name": "x", "path": "/nonexistent"}' 400 path
+bad_req wrong_method /v1/models '' 405
+bad_req no_endpoint /v2/nothing '{}' 404
+printf '{"model": "base", "prompt": "\xff\xfe"}' >"$T/badutf8"
+post /v1/completions "@$T/badutf8"
+[ "$(cat "$T/code")" = 400 ] && [ "$(jget 'd["error"]["code"]')" = invalid_utf8 ] && ok || bad "invalid UTF-8: $(cat "$T/body")"
+head -c 8000 /dev/zero | tr '\0' 'a' | sed 's/^/{"model": "base", "prompt": "/; s/$/"}/' >"$T/huge"
+post /v1/completions "@$T/huge"
+[ "$(cat "$T/code")" = 413 ] && [ "$(jget 'd["error"]["code"]')" = body_too_large ] && ok || bad "huge body: $(cat "$T/code")"
+
+# a client leaving mid-stream frees its slot; the server goes on
+curl -sN -H 'Content-Type: application/json' "$U/v1/completions" \
+    -d '{"model": "dog", "prompt": "x", "max_tokens": 64, "temperature": 1, "stream": true}' | head -c 200 >/dev/null
+sleep 1
+curl -s "$U/metrics" >"$T/metrics"
+if grep -q '^lorac_client_disconnects_total [1-9]' "$T/metrics" && grep -q '^lorac_running_sequences 0$' "$T/metrics"; then
+    ok; else bad "disconnect not seen: $(grep -E 'disconnects|running' "$T/metrics")"; fi
+
+# adapters loaded and unloaded at run time
+post /v1/adapters "{\"name\": \"dog2\", \"path\": \"$T/dog\"}"
+[ "$(cat "$T/code")" = 200 ] && ok || bad "load: $(cat "$T/body")"
+post /v1/adapters "{\"name\": \"dog2\", \"path\": \"$T/dog\"}"
+[ "$(cat "$T/code")" = 409 ] && ok || bad "load twice: $(cat "$T/code")"
+curl -s "$U/v1/models" >"$T/body"
+[ "$(jget '[m["id"] for m in d["data"]]')" = "['base', 'inst', 'dog', 'cls', 'dog2']" ] && ok || bad "models: $(cat "$T/body")"
+post /v1/completions "$(comp dog2)"
+same "completion dog2 (loaded at run time)" "$T/r_dog" "$(jget 'd["choices"][0]["text"]')"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -X DELETE "$U/v1/adapters/dog2")
+[ "$code" = 200 ] && ok || bad "unload: $code $(cat "$T/body")"
+bad_req unloaded /v1/completions "$(comp dog2)" 404 model
+code=$(curl -s -o "$T/body" -w '%{http_code}' -X DELETE "$U/v1/adapters/dog2")
+[ "$code" = 404 ] && ok || bad "unload twice: $code"
+
+# still serving, and the answers unchanged
+[ "$(curl -s "$U/health")" = '{"status":"ok"}' ] && ok || bad "health"
+post /v1/completions "$(comp inst)"
+same "completion inst after the hostile requests" "$T/r_inst" "$(jget 'd["choices"][0]["text"]')"
+
+# SIGTERM with a request in flight: it completes, then exit 0
+curl -s -H 'Content-Type: application/json' -d '{"model": "base", "prompt": "x", "max_tokens": 64, "temperature": 1}' \
+    -o "$T/last" -w '%{http_code}' "$U/v1/completions" >"$T/last_code" &
+CURL=$!
+sleep 0.3
+kill -TERM "$PID"
+wait "$CURL"
+wait "$PID"
+rc=$?
+if [ "$rc" = 0 ]; then ok; else bad "exit $rc after SIGTERM"; tail -n 2 "$T/srv.err" >&2; fi
+[ "$(cat "$T/last_code")" = 200 ] && ok || bad "the request in flight at SIGTERM: HTTP $(cat "$T/last_code")"
+summary serve

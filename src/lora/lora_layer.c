@@ -47,17 +47,30 @@ lorac_status lorac_lora_reserve(lorac_lora *l, int in, int N) {
     return LORAC_OK;
 }
 
-void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
+void lorac_linear_base_fwd(const lorac_linear *L, float *y, const float *x, int N) {
     if (L->q) {
         lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
         LORAC_ASSERT(st == LORAC_OK); /* shapes were checked when the weight was quantized */
     } else {
         op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
     }
+}
+
+void lorac_lora_term_fwd(const lorac_linear *L, const lorac_lora *l, float *y, const float *x, int N, float *xa) {
+    const int R = l->parts * l->r, ob = L->out / l->parts;
+    /* xa[N, R] = x[N, in] A[R, in]^T */
+    op_gemm(0, 1, N, R, L->in, 1.0f, x, L->in, l->A.data, L->in, 0.0f, xa, R);
+    /* y[:, block p] += s * xa[:, p] B_p^T */
+    for (int p = 0; p < l->parts; p++)
+        op_gemm(0, 1, N, ob, l->r, l->scale, xa + p * l->r, R, l->B.data + (size_t)p * ob * l->r, l->r, 1.0f,
+                y + p * ob, L->out);
+}
+
+void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
+    lorac_linear_base_fwd(L, y, x, N);
     lorac_lora *l = L->lora;
     if (!l || l->merged) return;
     LORAC_ASSERT(N <= l->cap);
-    const int R = l->parts * l->r, ob = L->out / l->parts;
     const float *xd = x;
     if (l->dropout > 0 && training == LORAC_TRAIN_REPLAY) {
         op_dropout_apply(l->xd, l->mask, x, (size_t)N * L->in, l->dropout); /* the masks of the first forward */
@@ -69,12 +82,7 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
         memcpy(l->xd, x, sizeof(float) * (size_t)N * L->in);
         memset(l->mask, 1, (size_t)N * L->in);
     }
-    /* xa[N, R] = xd[N, in] A[R, in]^T */
-    op_gemm(0, 1, N, R, L->in, 1.0f, xd, L->in, l->A.data, L->in, 0.0f, l->xa, R);
-    /* y[:, block p] += s * xa[:, p] B_p^T */
-    for (int p = 0; p < l->parts; p++)
-        op_gemm(0, 1, N, ob, l->r, l->scale, l->xa + p * l->r, R, l->B.data + (size_t)p * ob * l->r, l->r, 1.0f,
-                y + p * ob, L->out);
+    lorac_lora_term_fwd(L, l, y, xd, N, l->xa); /* xa is kept for backward */
 }
 
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N) {

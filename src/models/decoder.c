@@ -188,7 +188,7 @@ static lorac_status reserve_logits(lorac_model *m, size_t N) {
     return LORAC_OK;
 }
 
-static void norm_fwd(const lorac_model *m, const lorac_norm *n, float *y, float *mean, float *rstd, const float *x, int N) {
+void lorac_norm_fwd(const lorac_model *m, const lorac_norm *n, float *y, float *mean, float *rstd, const float *x, int N) {
     if (m->cfg.arch == LORAC_ARCH_GPT2)
         op_layernorm_fwd(y, mean, rstd, x, n->g->data, n->b->data, N, m->cfg.dim, m->cfg.norm_eps);
     else
@@ -203,15 +203,14 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
         lorac_rms_bwd(n, dx, dy, x, rstd, N, m->cfg.dim);
 }
 
-/* RoPE on layer l's q and k (inverse = 1: on their gradients, backward). */
-static void rope(const lorac_model *m, int l, qkv_view v, int inverse) {
-    const lorac_config *c = &m->cfg;
+/* RoPE on layer l's q and k of N rows at positions pos (inverse = 1: on
+ * their gradients, backward). */
+static void rope(const lorac_config *c, int l, qkv_view v, const int *pos, int N, int inverse) {
     float inv_freq[512];
     LORAC_ASSERT(c->head_dim / 2 <= 512);
     lorac_rope_table(c, c->local_layer[l], inv_freq);
-    const int N = m->acts.n_rows;
-    op_rope_freqs(v.q, m->acts.pos, 1, N, c->n_head, c->head_dim, v.ldq, inv_freq, inverse);
-    op_rope_freqs(v.k, m->acts.pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, inv_freq, inverse);
+    op_rope_freqs(v.q, pos, 1, N, c->n_head, c->head_dim, v.ldq, inv_freq, inverse);
+    op_rope_freqs(v.k, pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, inv_freq, inverse);
 }
 
 /* y = x + norm(t) (Gemma's post-norms): t's rstd into rstd; y may be x. */
@@ -221,49 +220,64 @@ static void post_norm_add(const lorac_model *m, const lorac_norm *n, float *y, c
     op_acc(y, x, (size_t)N * m->cfg.dim);
 }
 
-/* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
- * x_out). replay = 1 re-runs it for gradient checkpointing (see the top). */
-static void layer_fwd(lorac_model *m, int l, int replay) {
+void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay) {
+    lorac_model *m = p->m;
     const lorac_config *c = &m->cfg;
-    lorac_acts *a = &m->acts;
-    const int N = a->n_rows, C = c->dim;
-    const int tr = m->training ? (replay ? LORAC_TRAIN_REPLAY : 1) : 0;
+    const int N = p->N, C = c->dim;
     lorac_layer *L = &m->layers[l];
-    lorac_layer_acts *s = &a->layer[l];
-    float *x_next = l + 1 < c->n_layer ? a->layer[l + 1].x_in : a->x_out;
-    norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
+    lorac_layer_acts *s = p->s;
+    float *x_next = p->x_next;
+    lorac_norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
     qkv_view v = qkv_split(c, s->qkv, N);
     if (L->qkv) {
-        lorac_linear_fwd(L->qkv, s->qkv, s->ln1, N, &m->rng, tr);
+        p->linear(p, L->qkv, s->qkv, s->ln1);
     } else {
-        lorac_linear_fwd(L->q, v.q, s->ln1, N, &m->rng, tr);
-        lorac_linear_fwd(L->k, v.k, s->ln1, N, &m->rng, tr);
-        lorac_linear_fwd(L->v, v.v, s->ln1, N, &m->rng, tr);
+        p->linear(p, L->q, v.q, s->ln1);
+        p->linear(p, L->k, v.k, s->ln1);
+        p->linear(p, L->v, v.v, s->ln1);
     }
     if (c->qk_norm) lorac_qk_norm_fwd(m, L, v.q, v.k, s->qk_raw, s->qk_rstd, N);
-    if (c->arch == LORAC_ARCH_LLAMA) rope(m, l, v, 0);
-    lorac_layer_attention_fwd(m, l, 1);
+    if (c->arch == LORAC_ARCH_LLAMA) rope(c, l, v, p->pos, N, 0);
+    p->attention(p, l);
     if (c->gemma) { /* x_mid = x_in + norm(o_proj(attention)) */
-        lorac_linear_fwd(L->o, s->attn_o, s->atty, N, &m->rng, tr);
+        p->linear(p, L->o, s->attn_o, s->atty);
         post_norm_add(m, &L->attn_post, s->x_mid, s->x_in, s->attn_o, s->attn_o_rstd, N);
     } else {
-        lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, tr);
+        p->linear(p, L->o, s->x_mid, s->atty);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
     }
-    norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
-    lorac_linear_fwd(L->fc, s->fc, s->ln2, N, &m->rng, tr);
-    if (L->up) lorac_linear_fwd(L->up, s->up, s->ln2, N, &m->rng, tr);
+    lorac_norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
+    p->linear(p, L->fc, s->fc, s->ln2);
+    if (L->up) p->linear(p, L->up, s->up, s->ln2);
     lorac_mlp_act_fwd(m, L, s->h, s->fc, s->up, N);
     /* backward reads h and the down projection's own LoRA state, never x_next
        (Gemma: it reads the down projection's output, mlp_o, as well) */
     if (replay && !c->gemma) return;
     if (c->gemma) { /* x_next = x_mid + norm(down_proj(h)) */
-        lorac_linear_fwd(L->down, s->mlp_o, s->h, N, &m->rng, tr);
+        p->linear(p, L->down, s->mlp_o, s->h);
         post_norm_add(m, &L->mlp_post, x_next, s->x_mid, s->mlp_o, s->mlp_o_rstd, N);
     } else {
-        lorac_linear_fwd(L->down, x_next, s->h, N, &m->rng, tr);
+        p->linear(p, L->down, x_next, s->h);
         op_acc(x_next, s->x_mid, (size_t)N * C);
     }
+}
+
+/* A forward over whole sequences: each Linear with its own adapter (LoRA
+ * dropout when training), attention over the rows recorded in m->acts. */
+static void acts_linear(lorac_layer_pass *p, lorac_linear *L, float *y, const float *x) {
+    lorac_linear_fwd(L, y, x, p->N, &p->m->rng, p->training);
+}
+static void acts_attention(lorac_layer_pass *p, int l) { lorac_layer_attention_fwd(p->m, l, 1); }
+
+/* Layer l's forward from a->layer[l].x_in into the next layer's x_in (or
+ * x_out). replay = 1 re-runs it for gradient checkpointing (see the top). */
+static void layer_fwd(lorac_model *m, int l, int replay) {
+    lorac_acts *a = &m->acts;
+    lorac_layer_pass p = {.m = m, .N = a->n_rows, .pos = a->pos, .s = &a->layer[l],
+                          .x_next = l + 1 < m->cfg.n_layer ? a->layer[l + 1].x_in : a->x_out,
+                          .linear = acts_linear, .attention = acts_attention,
+                          .training = m->training ? (replay ? LORAC_TRAIN_REPLAY : 1) : 0};
+    lorac_decoder_layer_fwd(&p, l, replay);
 }
 
 /* The rows of the last forward, layer l's window and scale, as the attention ops take them. */
@@ -322,7 +336,7 @@ static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode 
     if (c->gemma) op_scale(x, sqrtf((float)C), (size_t)N * C); /* Gemma scales its embeddings by sqrt(hidden) */
 
     for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, 0);
-    norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
+    lorac_norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
     if (mode == LORAC_FWD_LM) {
         LORAC_TRY(reserve_logits(m, (size_t)N));
         lorac_linear_fwd(m->lm_head, a->logits, a->lnf, N, &m->rng, m->training);
@@ -427,7 +441,7 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
             if (l + 1 < c->n_layer) layer_fwd(m, l, 1);
         } else {
             /* ln2 and h are shared by all layers: layer l's again (ln1 below) */
-            norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
+            lorac_norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
             lorac_mlp_act_fwd(m, L, s->h, s->fc, s->up, N);
         }
         /* MLP: d_res is dL/dx_next (Gemma: through the post-norm to its input, mlp_o) */
@@ -460,10 +474,10 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
         memset(a->d_qkv, 0, (size_t)N * qkv_width(c) * sizeof(float));
         lorac_layer_attention_bwd(m, l, a->d_qkv, d_atty, 1);
         qkv_view dv = qkv_split(c, a->d_qkv, N);
-        if (c->arch == LORAC_ARCH_LLAMA) rope(m, l, dv, 1);
+        if (c->arch == LORAC_ARCH_LLAMA) rope(c, l, dv, a->pos, N, 1);
         if (c->qk_norm) lorac_qk_norm_bwd(m, L, dv.q, dv.k, s->qk_raw, s->qk_rstd, d_fc, N);
         memset(d_ln, 0, NC * sizeof(float));
-        if (!a->shared) norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
+        if (!a->shared) lorac_norm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_in, N);
         if (L->qkv) {
             lorac_linear_bwd(L->qkv, d_ln, a->d_qkv, s->ln1, N);
         } else {

@@ -295,6 +295,13 @@ void lorac_model_backward_packed(lorac_model *m, const int *ids, lorac_fwd_mode 
  * checkpointing (dropout reuses the masks drawn last time). */
 #define LORAC_TRAIN_REPLAY 2
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training);
+/* Its two halves at inference (no dropout), for callers that give different
+ * rows different adapters (models/kvcache.h): the base y = x W^T + b over
+ * all N rows (fp32 or quantized W; L->lora not read), and one adapter's term
+ * y += s (x A^T) B^T over some rows, with l any LoRA pair of L's shape and
+ * xa [N, l->parts * l->r] scratch. */
+void lorac_linear_base_fwd(const lorac_linear *L, float *y, const float *x, int N);
+void lorac_lora_term_fwd(const lorac_linear *L, const lorac_lora *l, float *y, const float *x, int N, float *xa);
 /* Gradient checkpointing on (1) or off (0) for the next forward: decoders
  * (GPT-2, Llama) only; LORAC_ERR_UNSUPPORTED for encoders. */
 lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on);

@@ -39,6 +39,30 @@ void lorac_encoder_backward(lorac_model *m, const int *ids);
 void lorac_layer_attention_fwd(lorac_model *m, int l, int causal);
 void lorac_layer_attention_bwd(lorac_model *m, int l, float *d_qkv, const float *d_atty, int causal);
 
+/* decoder.c: one decoder layer's forward over N token rows, as a forward
+ * over whole sequences (m->acts) and decoding over a KV cache (decode.c)
+ * both run it: the norms, MLP and residuals are the same; the Linears (one
+ * adapter for all rows, or one per sequence) and the attention (over the
+ * rows themselves, or over cached keys) are the caller's. */
+typedef struct lorac_layer_pass lorac_layer_pass;
+struct lorac_layer_pass {
+    lorac_model *m;
+    int N;                  /* token rows */
+    const int *pos;         /* [N] position of each row in its sequence (RoPE) */
+    lorac_layer_acts *s;    /* the layer's buffers: x_in (its input) .. */
+    float *x_next;          /* its output, [N, C] */
+    /* y [N, L->out] = L(x) for the N rows, adapters included */
+    void (*linear)(lorac_layer_pass *p, lorac_linear *L, float *y, const float *x);
+    /* s->atty from the q, k, v in s->qkv (normed and rotated) */
+    void (*attention)(lorac_layer_pass *p, int l);
+    int training;           /* lorac_linear_fwd's training argument (acts_linear) */
+    void *ctx;              /* the caller's (decode.c: its batch) */
+};
+/* replay = 1: gradient checkpointing's re-run (decoder.c's top comment). */
+void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay);
+/* decoder.c: LayerNorm (GPT-2; mean and rstd saved) or RMSNorm (the rest; rstd saved) of N rows of dim. */
+void lorac_norm_fwd(const lorac_model *m, const lorac_norm *n, float *y, float *mean, float *rstd, const float *x, int N);
+
 /* weights.c, shared with quantize.c */
 lorac_status lorac_bind_weight(lorac_model *m, lorac_weight *w);            /* bind one weight to the checkpoint */
 /* gguf_names.c: llama.cpp's names and row order */

@@ -86,6 +86,7 @@ typedef struct {
     int T, Hq, D, group, causal;
     int window;      /* > 0: sliding window, query i sees keys i - window < j only */
     float scale;
+    const int *krow, *klen; /* keys apart from the queries (a KV cache, op_att_seq), else NULL */
 } att_args;
 
 typedef struct {
@@ -102,6 +103,18 @@ static inline int att_len(const att_args *a, int b) { return a->offs ? a->offs[b
 /* Offset of head h of token t of sequence b in a [rows, H, D] tensor of row stride ld. */
 static inline size_t att_at(const att_args *a, size_t ld, int b, int t, int h) {
     return (att_row0(a, b) + t) * ld + (size_t)h * a->D;
+}
+
+/* The keys of sequence b: where they start in k / v and how many there are
+ * (the query rows themselves unless they are held apart, a KV cache), and
+ * the position of its first query among them. */
+static inline size_t att_krow0(const att_args *a, int b) { return a->krow ? (size_t)a->krow[b] : att_row0(a, b); }
+static inline int att_klen(const att_args *a, int b) { return a->klen ? a->klen[b] : att_len(a, b); }
+static inline int att_qpos0(const att_args *a, int b) { return a->klen ? a->klen[b] - att_len(a, b) : 0; }
+
+/* Offset of head h of key t of sequence b in k or v (row stride ld). */
+static inline size_t att_kat(const att_args *a, size_t ld, int b, int t, int h) {
+    return (att_krow0(a, b) + t) * ld + (size_t)h * a->D;
 }
 
 /* The saved log-sum-exps of query head h of sequence b: [Hq, len] per
@@ -228,14 +241,16 @@ const char *op_attention_isa_name(void) { return att_flavour(g_att_isa)->name; }
 static att_args att_make(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv, const op_att_seq *sq,
                          int T, int Hq, int Hkv, int D) {
     LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0 && sq->window >= 0);
+    LORAC_ASSERT(!sq->krow == !sq->klen && (!sq->krow || (sq->offs && !sq->keymask)));
     att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, sq->keymask, sq->offs, T, Hq, D,
-                  Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D))};
+                  Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D)),
+                  sq->krow, sq->klen};
     return a;
 }
 
-/* Forward over B sequences of at most T rows (a padded batch, or packed
- * ones through a.offs). */
-static void att_fwd_run(const att_args *a, float *out, float *lse, int B) {
+/* Forward over B sequences of at most T query rows (a padded batch, or
+ * packed ones through a.offs) and at most TK keys each. */
+static void att_fwd_run(const att_args *a, float *out, float *lse, int B, int TK) {
     const int T = a->T, Hq = a->Hq;
     const att_kernels *K = att_flavour(g_att_isa);
     const int nqb = (T + BLK - 1) / BLK;
@@ -244,7 +259,7 @@ static void att_fwd_run(const att_args *a, float *out, float *lse, int B) {
        the most keys); each writes its own rows of out and lse. A packed
        sequence shorter than T has no task for its missing blocks (fwd
        returns at once). */
-#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * T * a->D >= ATT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic) if ((double)B * Hq * T * TK * a->D >= ATT_PAR_MIN)
     for (long t = 0; t < ntask; t++) {
         const long bh = t % ((long)B * Hq);
         const int qb = nqb - 1 - (int)(t / ((long)B * Hq));
@@ -271,15 +286,27 @@ static int packed_max_len(const int *offs, int B) {
 
 static int seq_max_len(const op_att_seq *sq) { return sq->offs ? packed_max_len(sq->offs, sq->B) : sq->T; }
 
+/* The most keys of one sequence: the query rows, or those held apart. */
+static int seq_max_keys(const op_att_seq *sq) {
+    if (!sq->klen) return seq_max_len(sq);
+    int TK = 0;
+    for (int b = 0; b < sq->B; b++) {
+        LORAC_ASSERT(sq->klen[b] >= sq->offs[b + 1] - sq->offs[b]); /* the queries are among the keys */
+        TK = sq->klen[b] > TK ? sq->klen[b] : TK;
+    }
+    return TK;
+}
+
 void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const op_att_seq *sq, int Hq, int Hkv, int D) {
     const att_args a = att_make(q, ldq, k, ldk, v, ldv, sq, seq_max_len(sq), Hq, Hkv, D);
-    att_fwd_run(&a, out, lse, sq->B);
+    att_fwd_run(&a, out, lse, sq->B, seq_max_keys(sq));
 }
 
 void op_attention_seq_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                           const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                           const op_att_seq *sq, int Hq, int Hkv, int D) {
+    LORAC_ASSERT(!sq->krow); /* keys apart from the queries: forward only (decoding) */
     const att_args a = att_make(q, ldq, k, ldk, v, ldv, sq, seq_max_len(sq), Hq, Hkv, D);
     const att_grads g = {dq, dk, dv, dout, out, lse};
     att_bwd_run(&a, &g, sq->B, Hkv);

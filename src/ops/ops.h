@@ -132,6 +132,13 @@ typedef struct op_att_seq {
     const int *offs;
     int causal, window;
     float scale;
+    /* Keys held apart from the queries (a KV cache; forward only, packed
+     * queries, no keymask): krow, klen non-NULL put the keys and values of
+     * sequence b at rows krow[b] .. krow[b] + klen[b] - 1 of k and v, and its
+     * queries (rows offs[b] .. offs[b+1]-1 of q and out) are the last of those
+     * positions: query i of sequence b sits at position klen[b] - len_b + i,
+     * which is what causal and window refer to. lse as for packed sequences. */
+    const int *krow, *klen;
 } op_att_seq;
 void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const op_att_seq *sq, int Hq, int Hkv, int D);

@@ -27,6 +27,7 @@ static const cli_opt gen_opts[] = {
     {"seed", "N", "sampling seed (default 42)"},
     {"stop", "TEXT", "stop at this token (default: the end-of-sequence token)"},
     {"ids", NULL, "print token ids instead of text"},
+    {"no-kv-cache", NULL, "recompute the whole sequence for every token (the reference; slow)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {NULL, NULL, NULL}};
 
@@ -98,10 +99,15 @@ int cmd_generate(int argc, char **argv) {
         n = 1;
     }
     stream_ctx sc = {tok, ids[n - 1], cli_has(&a, "ids")};
-    int *out = NULL, n_out = 0;
-    cli_check("generate", lorac_generate(m, ids, n, &o, on_token, &sc, &out, &n_out));
+    lorac_gen_seq q = {.prompt = ids, .n = n, .opts = &o, .fn = on_token, .ctx = &sc};
+    cli_check("generate", cli_has(&a, "no-kv-cache") ? lorac_generate_recompute(m, &q) : lorac_generate_batch(m, &q, 1, NULL));
     putchar('\n');
-    free(out);
+    fflush(stdout);
+    /* one line for scripts: prompt = the prompt's forward, generated = the steps after it */
+    fprintf(stderr, "generate: prompt %d tokens %.3f s %.1f tok/s; generated %d tokens %.3f s %.1f tok/s\n", q.n_prompt,
+            q.prompt_s, q.prompt_s > 0 ? q.n_prompt / q.prompt_s : 0.0, q.n_out, q.gen_s,
+            q.gen_s > 0 ? q.n_out / q.gen_s : 0.0);
+    free(q.out);
     free(ids);
     lorac_chat_text_free(&chat);
     lorac_tokenizer_free(tok);

@@ -3,7 +3,7 @@
 
 Run by hand in the llama-cpp-python venv (bench/peers/setup-llamacpp), from anywhere:
 
-    .venv-llamacpp/bin/python tests/ref/check_llamacpp_adapter.py [--steps 40] [--max-new 24]
+    .venv-llamacpp/bin/python tests/ref/check_llamacpp_adapter.py [--steps 20] [--max-new 24]
 
 What it does (work files under out/llamacpp, git-ignored):
  1. trains a short LoRA with `lorac train` on SmolLM2-135M-Instruct (the Q4_1 GGUF
@@ -135,7 +135,7 @@ def main():
     ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
     ap.add_argument("--work", default=os.path.join(ROOT, "out", "llamacpp"), help="work directory")
     ap.add_argument("--adapter", help="reuse this lorac adapter directory instead of training one")
-    ap.add_argument("--steps", type=int, default=40, help="optimizer steps of the training run (default 40)")
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps of the training run (default 20)")
     ap.add_argument("--max-new", type=int, default=24, help="tokens to generate per prompt (default 24)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tol", type=float, default=1.0,

@@ -194,21 +194,23 @@ def main():
                 print(f"  {name:8s}: equal ({len(ll)} tokens) {peer.text(ll)!r}")
             else:
                 where = f"first difference at token {d}"
-                if d < len(rows) and d < len(lo):
-                    r = rows[d]
+                if d < len(rows):  # a token that is past the end of either list is that side's EOS
+                    r, lt = rows[d], lo[d] if d < len(lo) else peer.eos
                     top2 = np.argsort(r)[-2:][::-1]
-                    where += (f"; llama.cpp there: its token {ll[d] if d < len(ll) else 'EOS'} by "
-                              f"{margin(r, top2[0], lo[d]):.3f} over lorac's {lo[d]} (top-1 margin "
-                              f"{margin(r, top2[0], top2[1]):.3f})")
+                    where += (f"; llama.cpp there: its token {ll[d] if d < len(ll) else peer.eos} by "
+                              f"{margin(r, top2[0], lt):.3f} over lorac's {lt} (top-1 margin "
+                              f"{margin(r, top2[0], top2[1]):.3f}; EOS is {peer.eos})")
                 print(f"  {name:8s}: {where}\n    llama.cpp: {peer.text(ll)!r}\n    lorac:     {peer.text(lo)!r}")
             # teacher-forced: llama.cpp's argmax after each of lorac's prefixes
             L = peer.forced(ids, lo)
             agree = sum(int(np.argmax(L[i]) == lo[i]) for i in range(len(lo)))
-            worst = max([margin(L[i], int(np.argmax(L[i])), lo[i]) for i in range(len(lo))], default=0.0)
+            # lorac's choices, with its EOS after the last token when it stopped there
+            chosen = lo + ([peer.eos] if len(lo) < args.max_new else [])
+            worst = max(margin(L[i], int(np.argmax(L[i])), chosen[i]) for i in range(len(chosen))) if chosen else 0.0
             ends = "" if len(lo) == args.max_new else f"; after lorac's last token llama.cpp's argmax " \
                    f"{'is' if int(np.argmax(L[len(lo)])) == peer.eos else 'is NOT'} EOS"
             print(f"    teacher-forced on lorac's tokens: llama.cpp agrees at {agree}/{len(lo)}, largest margin "
-                  f"against lorac's token {worst:.3f}{ends}")
+                  f"against lorac's choice (its EOS included) {worst:.3f}{ends}")
             if worst > args.tol:
                 bad.append(f"prompt {k} {name}: llama.cpp prefers another token by {worst:.3f} > --tol {args.tol}")
         if res["adapter"] != res["base"]:

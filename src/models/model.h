@@ -41,6 +41,19 @@ typedef struct lorac_lora {
     float alpha, scale, dropout;
     lorac_weight A, B;
     int merged;     /* folded into the base W (lora/merge.h): fwd/bwd skip it */
+    /* DoRA (use_dora, lora/dora.c): y = b + (M / ||W + s B A||_row) (x W^T + s x A^T B^T),
+     * the row norm a constant in backward. NULL / 0 for plain LoRA. */
+    int dora;
+    lorac_weight M;     /* lora_magnitude_vector [out] (trainable) */
+    float *wnorm;       /* [out] ||W + s B A|| of each output row, for the A, B hashed in wnorm_key */
+    uint64_t wnorm_key; /* 0 = not computed */
+    float *mnorm;       /* [out] the norm a merge used (unmerge divides by M / mnorm) */
+    float *z;           /* [N, out]  saved: xd W^T + s xd A^T B^T (the output before M / norm) */
+    float *bd;          /* [N, out]  scratch: xd W^T (dropout on) / backward: dL/dy scaled */
+    /* PiSSA / OLoRA (lora/lora_init.c) move s B0 A0 out of the base W: the
+     * initial pair is kept so a saved adapter can be converted into a plain
+     * LoRA on the original base, as PEFT's path_initial_model_for_weight_conversion. */
+    float *A0, *B0;     /* [parts*r, in], [out, r]; NULL for inits that leave W alone */
     /* saved by forward for backward (capacity cap rows): */
     float *xa;      /* [N, parts*r]  dropout(x) A^T */
     float *xd;      /* [N, in]       dropout(x) (only when dropout > 0) */
@@ -254,6 +267,9 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
 lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);
 
+/* Copy a read-only view into malloc'd memory so it may be changed (no
+ * gradient buffer; nothing to do when it is owned already). */
+lorac_status lorac_weight_make_owned(lorac_weight *w);
 /* Make a weight trainable: copies a view into owned memory, allocates grad.
  * LORAC_ERR_UNSUPPORTED for a quantized weight (QLoRA keeps it frozen). */
 lorac_status lorac_weight_make_trainable(lorac_weight *w);
@@ -295,6 +311,14 @@ void lorac_model_backward_packed(lorac_model *m, const int *ids, lorac_fwd_mode 
  * checkpointing (dropout reuses the masks drawn last time). */
 #define LORAC_TRAIN_REPLAY 2
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training);
+/* The adapter term alone, for callers that run the base themselves (a
+ * KV-cache decode applying each sequence's adapter to its rows): y [N, out]
+ * holds x W^T + b of L's base; adds s (xd A^T) B^T, or for a DoRA adapter
+ * turns y into its DoRA output (lora/dora.c). l need not be L->lora but must
+ * be shaped for L and reserved (lorac_lora_reserve) for N rows; its xa (and
+ * DoRA's z) are overwritten. drop_on: xd is a dropout of the base's input
+ * (training); 0 when xd is x itself. */
+void lorac_lora_add(const lorac_linear *L, lorac_lora *l, float *y, const float *xd, int N, int drop_on);
 /* Gradient checkpointing on (1) or off (0) for the next forward: decoders
  * (GPT-2, Llama) only; LORAC_ERR_UNSUPPORTED for encoders. */
 lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on);

@@ -15,8 +15,8 @@
  *   y = x W^T + b + (g - 1) xd W^T + g s xd A^T B^T
  * which is the formula above when xd = x.
  *
- * This file holds the norm (computed in double from W, dequantized row by
- * row for a quantized base, and cached while A, B and s are unchanged: a
+ * This file holds the norm (s B A by GEMM in chunks of rows, W + s B A
+ * squared and summed in double, W dequantized row by row for a quantized base, and cached while A, B and s are unchanged: a
  * hash of their bits keys it) and the DoRA terms of forward / backward that
  * lora_layer.c calls right beside the plain LoRA math. */
 #include <math.h>
@@ -55,23 +55,30 @@ static void base_row(const lorac_linear *L, int o, float *row) {
 }
 
 lorac_status lorac_dora_row_norms(const lorac_linear *L, const lorac_lora *l, float *norm) {
-    float *row;
+    enum { CHUNK = 64 };
+    float *row, *d;
     LORAC_TRY(lorac_alloc((void **)&row, (size_t)L->in, sizeof(float), "DoRA weight row"));
+    lorac_status st = lorac_alloc((void **)&d, (size_t)CHUNK * L->in, sizeof(float), "DoRA delta rows");
     const int r = l->r, ob = L->out / l->parts;
-    for (int o = 0; o < L->out; o++) {
-        base_row(L, o, row);
-        const float *Bo = l->B.data + (size_t)o * r, *Ap = l->A.data + (size_t)(o / ob) * r * L->in;
-        double ss = 0;
-        for (int i = 0; i < L->in; i++) {
-            double d = 0;
-            for (int k = 0; k < r; k++) d += (double)Bo[k] * Ap[(size_t)k * L->in + i];
-            const double w = (double)row[i] + (double)l->scale * d;
-            ss += w * w;
+    for (int p = 0; st == LORAC_OK && p < l->parts; p++)
+        for (int o0 = p * ob; o0 < (p + 1) * ob; o0 += CHUNK) {
+            const int n = (p + 1) * ob - o0 < CHUNK ? (p + 1) * ob - o0 : CHUNK;
+            /* d[n, in] = s * B[o0 .. o0+n, :] A_p: rows of s B A, one GEMM per chunk */
+            op_gemm(0, 0, n, L->in, r, l->scale, l->B.data + (size_t)o0 * r, r, l->A.data + (size_t)p * r * L->in,
+                    L->in, 0.0f, d, L->in);
+            for (int k = 0; k < n; k++) {
+                base_row(L, o0 + k, row);
+                double ss = 0;
+                for (int i = 0; i < L->in; i++) {
+                    const double w = (double)row[i] + d[(size_t)k * L->in + i];
+                    ss += w * w;
+                }
+                norm[o0 + k] = (float)sqrt(ss);
+            }
         }
-        norm[o] = (float)sqrt(ss);
-    }
     free(row);
-    return LORAC_OK;
+    free(d);
+    return st;
 }
 
 lorac_status lorac_dora_refresh(const lorac_linear *L, lorac_lora *l) {

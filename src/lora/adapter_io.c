@@ -153,6 +153,10 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
         }
         if (a->dora) add_entry(&l, &a->M);
     }
+    if (m->wte_lora) { /* lora_embedding_A [r, vocab], lora_embedding_B [dim, r] */
+        add_entry(&l, &m->wte_lora->A);
+        add_entry(&l, &m->wte_lora->B);
+    }
     for (int i = 0; i < m->n_w; i++) {
         const lorac_weight *w = &m->w[i];
         if (w->grad || is_head_weight(m, w)) {
@@ -402,6 +406,8 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
         if (s == LORAC_OK) s = load_into(st, path, m, &a->B);
         if (s == LORAC_OK && a->dora) s = load_into(st, path, m, &a->M);
     }
+    if (s == LORAC_OK && m->wte_lora) s = load_into(st, path, m, &m->wte_lora->A);
+    if (s == LORAC_OK && m->wte_lora) s = load_into(st, path, m, &m->wte_lora->B);
     for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
         lorac_weight *w = &m->w[i];
         if (w->grad || is_head_weight(m, w)) s = load_into(st, path, m, w);

@@ -104,6 +104,10 @@ static void block_diag(float *dst, const float *B, int out, int r, int parts, fl
 /* ---- checks -------------------------------------------------------------- */
 
 static lorac_status check_exportable(const lorac_model *m) {
+    if (m->wte_lora)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "the adapter has LoRA on the embedding '%s' (lora_embedding_A/B): lorac "
+                          "writes llama.cpp LoRA GGUFs of Linear pairs only; hint: lorac merge it, or train without the "
+                          "embedding in --target", m->wte->name);
     if (m->head)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "the adapter has a classification head '%s' (%d classes): llama.cpp "
                           "cannot hold a classifier; hint: export adapters trained with --task lm, or use lorac merge "

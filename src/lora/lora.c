@@ -218,6 +218,11 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
         if (c->bias == LORAC_BIAS_LORA_ONLY && L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
         n++;
     }
+    if (lorac_lora_embed_targeted(c, m)) {
+        if (m->wte_lora) return lorac_fail(LORAC_ERR_ARG, "the embedding '%s' already has an adapter", m->wte->name);
+        LORAC_TRY(lorac_lora_embed_apply(m, c, &rng));
+        n++;
+    }
     if (n == 0 && (c->n_targets > 0 || c->target_regex[0]))
         return lorac_fail(LORAC_ERR_ARG, "no module matches target_modules %s%s; hint: `lorac modules MODEL` lists the names",
                           c->target_regex[0] ? c->target_regex : c->targets[0], c->n_targets > 1 ? ",..." : "");
@@ -255,6 +260,10 @@ void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all) 
         a += k;
         t += k;
     }
+    if (m->wte_lora) {
+        a += (int64_t)(m->wte_lora->A.n + m->wte_lora->B.n);
+        t += (int64_t)(m->wte_lora->A.n + m->wte_lora->B.n);
+    }
     *trainable = t;
     *all = a;
 }
@@ -262,6 +271,10 @@ void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all) 
 void lorac_for_each_trainable(lorac_model *m, lorac_param_fn fn, void *ctx) {
     for (int i = 0; i < m->n_w; i++)
         if (m->w[i].grad) fn(&m->w[i], ctx);
+    if (m->wte_lora) {
+        fn(&m->wte_lora->A, ctx);
+        fn(&m->wte_lora->B, ctx);
+    }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora *l = m->lin[i].lora;
         if (!l) continue;

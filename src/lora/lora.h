@@ -79,6 +79,14 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
 lorac_status lorac_lora_new(const lorac_linear *L, int r, int parts, float alpha, float scale, float dropout, int grads,
                             lorac_lora **out);
 
+/* LoRA on the token embedding (lora/lora_embed.c): does c target it (by its
+ * module name, "model.embed_tokens"; all-linear does not), and give it a
+ * pair (m->wte_lora: lora_embedding_A [r, vocab] = 0, lora_embedding_B
+ * [dim, r] ~ N(0, 1), as PEFT). */
+int lorac_lora_embed_targeted(const lorac_lora_config *c, const lorac_model *m);
+lorac_status lorac_lora_embed_apply(lorac_model *m, const lorac_lora_config *c, lorac_rng *rng);
+lorac_status lorac_lora_embed_new(lorac_model *m, int r, float alpha, float scale, int grads, lorac_lora **out);
+
 /* Other training methods (the seeds' comparison): make everything trainable
  * (full), or only the last n modules/layers (last-layers:N), or only the head. */
 lorac_status lorac_make_full_trainable(lorac_model *m);

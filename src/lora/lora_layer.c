@@ -129,15 +129,17 @@ void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *
     const int drop = active && l->dropout > 0;
     LORAC_ASSERT(!active || N <= l->cap);
     if (active && l->dora) lorac_dora_bwd_m(L, l, dy, N);
-    /* the base's dx: dy W, or for DoRA without dropout (g dy) W, since y = b + g (x W^T + ...) */
-    if (dx) base_bwd_x(L, dx, active && l->dora && !drop ? lorac_dora_scale_dy(L, l, dy, N, 0.0f) : dy, N);
+    /* DoRA without dropout: y = b + g (x W^T + s x A^T B^T), so both terms see g dy */
+    const float *dyl = active && l->dora && !drop ? lorac_dora_scale_dy(L, l, dy, N, 0.0f) : dy;
+    if (dx) base_bwd_x(L, dx, dyl, N); /* dx += dy W (DoRA: g dy W) */
     if (!active) return;
     const float *xd = drop ? l->xd : x;
     float *dxd = drop ? l->dxd : dx;
     if (drop && dx) memset(dxd, 0, sizeof(float) * (size_t)N * L->in);
-    /* DoRA with dropout: xd also feeds (g - 1) xd W^T */
-    if (l->dora && drop && dx) base_bwd_x(L, dxd, lorac_dora_scale_dy(L, l, dy, N, 1.0f), N);
-    const float *dyl = l->dora ? lorac_dora_scale_dy(L, l, dy, N, 0.0f) : dy;
+    if (l->dora && drop) { /* with dropout xd feeds (g - 1) xd W^T and g s xd A^T B^T; x feeds x W^T */
+        if (dx) base_bwd_x(L, dxd, lorac_dora_scale_dy(L, l, dy, N, 1.0f), N);
+        dyl = lorac_dora_scale_dy(L, l, dy, N, 0.0f);
+    }
     lora_bwd(L, l, dyl, xd, dx ? dxd : NULL, N);
     if (drop && dx) op_dropout_bwd(dx, dxd, l->mask, (size_t)N * L->in, l->dropout);
 }

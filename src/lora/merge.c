@@ -54,7 +54,28 @@ static void add_delta(lorac_linear *L, double sign) {
     }
 }
 
+/* The embedding's pair: E[t, c] += sign * s * sum_k B[c, k] A[k, t]. */
+static void embed_delta(lorac_model *m, double sign) {
+    const lorac_lora *l = m->wte_lora;
+    const int V = m->cfg.vocab, C = m->cfg.dim;
+    for (int t = 0; t < V; t++)
+        for (int c = 0; c < C; c++) {
+            double d = 0;
+            for (int k = 0; k < l->r; k++) d += (double)l->B.data[(size_t)c * l->r + k] * l->A.data[(size_t)k * V + t];
+            float *e = &m->wte->data[(size_t)t * C + c];
+            *e = (float)((double)*e + sign * l->scale * d);
+        }
+}
+
 lorac_status lorac_lora_merge(lorac_model *m) {
+    if (m->wte_lora && !m->wte_lora->merged) {
+        if (m->cfg.tied)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "cannot merge the LoRA on the embedding '%s': it is tied to lm_head, "
+                              "which would change too (the unmerged head uses the plain embedding); hint: keep the "
+                              "adapter separate", m->wte->name);
+        LORAC_TRY(lorac_model_dequantize_embedding(m));
+        LORAC_TRY(lorac_weight_make_owned(m->wte));
+    }
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
         if (L->lora && !L->lora->merged && L == m->lm_head && m->cfg.tied)
@@ -74,10 +95,18 @@ lorac_status lorac_lora_merge(lorac_model *m) {
         add_delta(L, +1.0);
         L->lora->merged = 1;
     }
+    if (m->wte_lora && !m->wte_lora->merged) {
+        embed_delta(m, +1.0);
+        m->wte_lora->merged = 1;
+    }
     return LORAC_OK;
 }
 
 void lorac_lora_unmerge(lorac_model *m) {
+    if (m->wte_lora && m->wte_lora->merged) {
+        embed_delta(m, -1.0);
+        m->wte_lora->merged = 0;
+    }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!L->lora || !L->lora->merged) continue;

@@ -154,6 +154,7 @@ typedef struct lorac_model {
     lorac_linear *lin; int n_lin, cap_lin;
     lorac_layer *layers;
     lorac_weight *wte, *wpe;           /* wpe: GPT-2 only */
+    lorac_lora *wte_lora;              /* LoRA on the token embedding (lora/lora_embed.c), or NULL */
     lorac_qweight *wte_q;              /* QLoRA: the token embedding quantized (owned; wte->data is then NULL);
                                           a tied lm_head computes through it too (q_shared) */
     lorac_norm lnf;
@@ -232,7 +233,8 @@ lorac_status lorac_linear_dequantize(lorac_linear *L);
 lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt);
 /* Back to fp32 (wte owned again; a tied lm_head follows). */
 lorac_status lorac_model_dequantize_embedding(lorac_model *m);
-/* x[n, :] = wte[ids[n], :] for n < N, from fp32 or quantized rows. */
+/* x[n, :] = wte[ids[n], :] for n < N, from fp32 or quantized rows, plus the
+ * embedding's LoRA term when it has one (m->wte_lora). */
 void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, int N);
 
 /* What a quantized base holds. */
@@ -325,6 +327,10 @@ lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on);
 /* dx += dy W (+ LoRA path); grads of trainable W/b and of LoRA A/B accumulate.
  * dx may be NULL. */
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N);
+/* The embedding's LoRA term (lora/lora_embed.c; nothing without one):
+ * x[n, :] += s B A[:, ids[n]], and its backward from dL/dx into dA, dB. */
+void lorac_lora_embed_fwd(const lorac_model *m, float *x, const int *ids, int N);
+void lorac_lora_embed_bwd(lorac_model *m, const float *dx, const int *ids, int N);
 /* Free one LoRA pair and its buffers (NULL is fine). */
 void lorac_lora_free(lorac_lora *l);
 /* Make sure L->lora buffers hold N rows. */

@@ -547,6 +547,7 @@ void lorac_model_free(lorac_model *m) {
         if (m->w[i].owned) free(m->w[i].data);
         free(m->w[i].grad);
     }
+    lorac_lora_free(m->wte_lora);
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora_free(m->lin[i].lora);
         if (m->lin[i].q_shared) continue;

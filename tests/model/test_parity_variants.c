@@ -7,6 +7,7 @@
  *     PiSSA / OLoRA: lorac's s B0 A0 and residual base weights equal PEFT's;
  *  2. the adapter PEFT saved (save_pretrained) loads in lorac with PEFT's
  *     logits (1e-4); merged, the logits stay (1e-4); unmerged, too;
+ *     (merging is refused for LoRA on a tied embedding: the head would change);
  *  3. lorac's save of that adapter, loaded onto a fresh base, gives the
  *     same logits (PiSSA / OLoRA: saved converted to a plain LoRA on the
  *     original base, as PEFT's path_initial_model_for_weight_conversion). */
@@ -73,12 +74,20 @@ static void peft_dir(const char *model_dir, const char *adapter_dir, int cls) {
         lorac_model_free(r);
     }
     /* 2. merge, unmerge */
+    if (m->wte_lora && m->cfg.tied) {
+        CHECK(lorac_lora_merge(m) == LORAC_ERR_UNSUPPORTED && strstr(lorac_last_error(), "tied"),
+              "merging LoRA on a tied embedding: %s", lorac_last_error());
+        lorac_clear_error();
+        CHECK(!m->wte_lora->merged, "a refused merge changed the model");
+        goto done;
+    }
     CHECK_OK(lorac_lora_merge(m));
     snprintf(what, sizeof what, "%s: merged logits", base);
     same(what, m, &b, cls, want);
     lorac_lora_unmerge(m);
     snprintf(what, sizeof what, "%s: unmerged logits", base);
     same(what, m, &b, cls, want);
+done:
     free(want);
     free(am);
     free(b.ids);
@@ -88,11 +97,12 @@ static void peft_dir(const char *model_dir, const char *adapter_dir, int cls) {
 }
 
 int main(void) {
-    static const char *const models[3] = {"tiny_gpt2", "tiny_llama", "tiny_bert"};
-    static const char *const features[5] = {"dora", "pattern", "pissa", "olora", "loraplus"};
-    for (int i = 0; i < 3; i++)
-        for (int k = 0; k < 5; k++) {
+    static const char *const models[4] = {"tiny_gpt2", "tiny_llama", "tiny_bert", "tiny_llama_tied"};
+    static const char *const features[6] = {"dora", "pattern", "pissa", "olora", "loraplus", "embed"};
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 6; k++) {
             if (i == 0 && k == 3) continue; /* no OLoRA on GPT-2's Conv1D (PEFT's gives wrong shapes) */
+            if (i == 3 && k != 5) continue; /* the tied Llama: LoRA on its embedding, the head keeps the plain one */
             char md[256], fx[256], ad[256];
             snprintf(md, sizeof md, "tests/fixtures/models/%s", models[i]);
             snprintf(fx, sizeof fx, "tests/fixtures/parity/variants/%s_%s.safetensors", models[i], features[k]);

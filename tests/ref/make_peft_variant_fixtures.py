@@ -54,9 +54,13 @@ FEATURES = {
     "pissa": lambda name: dict(init_lora_weights="pissa"),
     "olora": lambda name: dict(init_lora_weights="olora"),
     "loraplus": lambda name: {},
+    "embed": lambda name: {},   # the token embedding targeted too (EMBED_TARGET): lora_embedding_A / _B
 }
+EMBED_TARGET = {"tiny_gpt2": "wte", "tiny_llama": "embed_tokens", "tiny_llama_tied": "embed_tokens",
+                "tiny_bert": "word_embeddings"}
 CASES = [(m, f) for m in ("tiny_gpt2", "tiny_llama", "tiny_bert") for f in FEATURES
          if not (m == "tiny_gpt2" and f == "olora")]   # PEFT's OLoRA factors Conv1D's [in, out] W: wrong shapes
+CASES.append(("tiny_llama_tied", "embed"))   # a tied head keeps the plain embedding (no ensure_weight_tying)
 
 
 def saved_name(n):
@@ -81,6 +85,8 @@ def lora_kwargs(name, feature):
     else:
         kw["modules_to_save"] = mef.MODELS[name]["head"]
     kw.update(FEATURES[feature](name))
+    if feature == "embed" or (feature == "loraplus" and name == "tiny_llama"):  # LoRA+'s embedding group too
+        kw["target_modules"] = list(kw["target_modules"]) + [EMBED_TARGET[name]]
     return kw
 
 
@@ -133,7 +139,7 @@ def fixture(name, feature, seed):
         for n, p in sorted(named.items()):
             if not p.requires_grad or "modules_to_save" in n:
                 continue
-            if mutated or "lora_magnitude_vector" in n:
+            if mutated or "lora_magnitude_vector" in n or "lora_embedding_A" in n:  # (PEFT's embedding A starts at 0)
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
             elif "lora_B" in n:
                 p.copy_(mmf.LORA_B_STD * torch.randn(p.shape, generator=g))
@@ -248,6 +254,7 @@ def counts():
                         alpha_pattern={"c_attn": 32}),
         "pissa": dict(target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights="pissa_niter_2"),
         "gaussian": dict(target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights="gaussian"),
+        "embed": dict(target_modules=["c_attn", "wte"], fan_in_fan_out=True),
     }
     out = {}
     torch.manual_seed(0)

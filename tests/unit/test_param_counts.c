@@ -6,7 +6,7 @@
  * DistilBERT-base figures of "Code LoRA from scratch" (147,456 / 516,096 /
  * 592,130 / 66,955,010), from distilbert-base-uncased's own config.json.
  * The rest of PEFT's LoRA family (DoRA, rank_pattern / alpha_pattern,
- * PiSSA, Gaussian init) is checked against the figures PEFT 0.21's
+ * PiSSA, Gaussian init, LoRA on the embedding) is checked against the figures PEFT 0.21's
  * print_trainable_parameters() printed for GPT-2 124M
  * (tests/fixtures/parity/variants/gpt2_124m_counts.json, written by
  * tests/ref/make_peft_variant_fixtures.py). */
@@ -135,6 +135,8 @@ static void peft_family_counts(const lorac_config *c) {
             lorac_lora_free(m->lin[i].lora);
             m->lin[i].lora = NULL;
         }
+        lorac_lora_free(m->wte_lora);
+        m->wte_lora = NULL;
     }
     lorac_model_free(m);
     cJSON_Delete(j);

@@ -238,7 +238,9 @@ int cmd_train(int argc, char **argv) {
                              "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
                              "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", "qformat", cli_str(&a, "qformat", ""),
                              "qembed", cli_str(&a, "qembed", "on"),
-                             "base", cli_str(&a, "base", "fp32"), NULL};
+                             "base", cli_str(&a, "base", "fp32"), "dora", lc.use_dora ? "1" : "0",
+                             "init", cli_str(&a, "init", "true"), "rank-pattern", cli_str(&a, "rank-pattern", ""),
+                             "alpha-pattern", cli_str(&a, "alpha-pattern", ""), NULL};
     if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
     o.run_config = run_cfg;
     lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",

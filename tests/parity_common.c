@@ -200,11 +200,13 @@ static void check_mutated_init(lorac_model *m, const lorac_st *st) {
 static void set_w(lorac_weight *w, const wctx *c) { load_named(c->st, w, c->prefix, "", w->data); }
 static void cmp_grad(lorac_weight *w, const wctx *c) { compare_named(c->st, w, c->prefix, ".grad", w->grad, 1e-3, 1e-6); }
 /* The weights after 5 AdamW steps, 1e-3 relative + atol. atol is 1e-6, and
- * 2e-4 (0.4% of the 5e-2 five steps of lr 1e-2 can move a weight) for DoRA
- * and LoRA+ (B at 4x the lr, an embedding pair in the loss): there a few
- * elements whose gradient is near AdamW's eps end up a few 1e-6..1e-5 apart
- * (the DoRA run with its norm summed in float instead of double moves them by
- * 1e-5), while every gradient, loss and the other elements agree. */
+ * 2e-4 (0.4% of the 5e-2 five steps of lr 1e-2 can move a weight) for the
+ * fixtures of make_peft_variant_fixtures.py (DoRA, PiSSA / OLoRA, LoRA+,
+ * ...): there a few elements whose gradient is near AdamW's eps end up
+ * 1e-6..1e-4 apart, depending on the build's float rounding (the DoRA run
+ * with its norm summed in float instead of double moves them by 1e-5; an
+ * -O1 ASan build moves one OLoRA element by 4e-6), while every gradient,
+ * every loss and all other elements agree. */
 static double g_after_atol = 1e-6;
 static void cmp_after(lorac_weight *w, const wctx *c) {
     compare_named(c->st, w, c->prefix, ".after5", w->data, 1e-3, g_after_atol);
@@ -300,7 +302,7 @@ void parity_run_fixture(const char *model_dir, const char *fixture, int cls) {
     cJSON_Delete(ml);
     const char *dora = lorac_st_metadata(st, "use_dora"), *init = lorac_st_metadata(st, "init_lora_weights");
     lc.use_dora = dora && !strcmp(dora, "true");
-    g_after_atol = lc.use_dora || lorac_st_metadata(st, "loraplus_lr_ratio") ? 2e-4 : 1e-6;
+    g_after_atol = lorac_st_metadata(st, "feature") ? 2e-4 : 1e-6;
     read_patterns(st, "rank_pattern", lc.rank_pattern, &lc.n_rank_pattern);
     read_patterns(st, "alpha_pattern", lc.alpha_pattern, &lc.n_alpha_pattern);
     if (init) CHECK_OK(lorac_lora_init_parse(init, &lc));

@@ -285,12 +285,10 @@ lorac_status lorac_adapter_read_config(const char *dir, lorac_lora_config *c, in
         }
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "init_lora_weights");
-    if (cJSON_IsString(v)) {
-        st = lorac_lora_init_parse(v->valuestring, c);
-        if (st != LORAC_OK) {
-            lorac_error_prefix("%s", path);
-            goto done;
-        }
+    if (cJSON_IsString(v) && lorac_lora_init_parse(v->valuestring, c) != LORAC_OK) {
+        lorac_clear_error();
+        FAIL("%s: init_lora_weights '%.64s' is not supported; hint: true, false, gaussian, pissa, pissa_niter_K or "
+             "olora", path, v->valuestring);
     } else if (cJSON_IsFalse(v)) {
         c->init = LORAC_INIT_FALSE;
     }

@@ -33,7 +33,7 @@ lorac_status lorac_lora_embed_new(lorac_model *m, int r, float alpha, float scal
     lorac_lora *l;
     *out = NULL;
     LORAC_TRY(lorac_alloc((void **)&l, 1, sizeof *l, "embedding LoRA"));
-    char mod[160];
+    char mod[112];
     embed_module(m, mod, sizeof mod);
     l->r = r;
     l->parts = 1;
@@ -62,7 +62,7 @@ lorac_status lorac_lora_embed_new(lorac_model *m, int r, float alpha, float scal
 }
 
 int lorac_lora_embed_targeted(const lorac_lora_config *c, const lorac_model *m) {
-    char mod[160];
+    char mod[112];
     embed_module(m, mod, sizeof mod);
     lorac_linear probe; /* the matching rules of lorac_lora_targets, on the embedding's name */
     memset(&probe, 0, sizeof probe);
@@ -79,7 +79,7 @@ int lorac_lora_embed_targeted(const lorac_lora_config *c, const lorac_model *m) 
 }
 
 lorac_status lorac_lora_embed_apply(lorac_model *m, const lorac_lora_config *c, lorac_rng *rng) {
-    char mod[160];
+    char mod[112];
     int r;
     float alpha;
     lorac_lora_module_r_alpha(c, embed_module(m, mod, sizeof mod), &r, &alpha);

@@ -22,8 +22,10 @@
 
 /* The embedding's module name ("model.embed_tokens") into buf. */
 static const char *embed_module(const lorac_model *m, char *buf, size_t n) {
-    snprintf(buf, n, "%s", m->wte->name);
-    const size_t len = strlen(buf);
+    size_t len = strlen(m->wte->name);
+    if (len >= n) len = n - 1;
+    memcpy(buf, m->wte->name, len);
+    buf[len] = 0;
     if (len > 7 && !strcmp(buf + len - 7, ".weight")) buf[len - 7] = 0;
     return buf;
 }

@@ -82,6 +82,12 @@ int cmd_info(int argc, char **argv) {
             printf("  %-52s [%lld, %lld]%s\n", w->name, (long long)w->shape[0], (long long)w->shape[1], w->grad ? "  trainable" : "");
         else
             printf("  %-52s [%lld]%s\n", w->name, (long long)w->shape[0], w->grad ? "  trainable" : "");
+        if (w == m->wte && m->wte_lora) {
+            const lorac_lora *l = m->wte_lora;
+            printf("  %-52s [%lld, %lld]  trainable (embedding LoRA r=%d, alpha %g, scale %.4g)\n", l->A.name,
+                   (long long)l->A.shape[0], (long long)l->A.shape[1], l->r, (double)l->alpha, l->scale);
+            printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
+        }
         for (int j = 0; j < m->n_lin; j++) {
             const lorac_linear *L = &m->lin[j];
             if (L->W != w || !L->lora || L == m->lm_head) continue;
@@ -126,6 +132,12 @@ int cmd_modules(int argc, char **argv) {
         printf("%-48s in %-6d out %-6d%s%s\n", L->name, L->in, L->out,
                L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "",
                what);
+    }
+    { /* the token embedding: targeted by its name, LoRA as lora_embedding_A / _B */
+        char mod[112];
+        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(m->wte->name) > 7 ? strlen(m->wte->name) - 7 : 0), m->wte->name);
+        printf("%-48s vocab %-6d dim %-6d  (embedding; not in all-linear)%s\n", mod, m->cfg.vocab, m->cfg.dim,
+               show && lorac_lora_embed_targeted(&lc, m) ? "  -> LoRA (lora_embedding_A/B)" : "");
     }
     printf("short names:");
     char seen[32][128];

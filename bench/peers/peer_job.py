@@ -92,6 +92,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="save the adapter (and the encoder's head) here")
+    p.add_argument("--dora", action="store_true", help="DoRA (LoraConfig use_dora=True)")
     p.add_argument("--model-dropout", choices=["config", "0"], default="config",
                    help="the model's own dropout (BERT's hidden / attention dropout, 0.1 in all-MiniLM-L6-v2): "
                         "as its config.json says, what a user gets in train mode (default), or 0, the math lorac "
@@ -176,7 +177,7 @@ def load(a, n_class):
         if a.task == "classify":
             cfg.num_labels = n_class
         kw = dict(kw, config=cfg)
-    common = dict(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules="all-linear", bias="none")
+    common = dict(r=a.r, lora_alpha=a.alpha, lora_dropout=0.0, target_modules="all-linear", bias="none", use_dora=a.dora)
     if a.task == "instruct":
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, **kw)

@@ -8,6 +8,7 @@
 
 #include "core/util.h"
 #include "io/safetensors.h"
+#include "lora/lora_init.h"
 
 /* Sanity bounds on numbers read from adapter_config.json, checked before
  * anything is allocated from them (the CLI caps --r at 4096). */
@@ -18,7 +19,7 @@
 
 /* ---- save ---------------------------------------------------------------- */
 
-typedef struct { lorac_st_entry *e; char (*names)[192]; int n, cap; } entry_list;
+typedef struct { lorac_st_entry *e; char (*names)[192]; float **owned; int n, cap; } entry_list;
 
 /* The classification head, and a pre_head that training created fresh
  * (DistilBERT's pre_classifier), travel with the adapter even when frozen:
@@ -55,6 +56,46 @@ static void add_entry(entry_list *l, const lorac_weight *w) {
     l->n++;
 }
 
+/* A PiSSA / OLoRA pair converted to a plain LoRA on the original base
+ * (PEFT's subtract_mutated_init): the trained W_res + s B A equals
+ * W + s' [B | -B0] [A ; A0] with the rank doubled and s' = s (alpha doubled,
+ * or times sqrt 2 with rsLoRA). */
+static void add_converted(entry_list *l, const lorac_linear *L, const lorac_lora *a) {
+    if (l->n + 2 > l->cap) return;
+    const int r = a->r, in = L->in, out = L->out;
+    float *A2 = malloc(sizeof(float) * 2 * (size_t)r * in), *B2 = malloc(sizeof(float) * (size_t)out * 2 * r);
+    l->owned[l->n] = A2;
+    l->owned[l->n + 1] = B2;
+    if (!A2 || !B2) return; /* lorac_st_write refuses the NULL data below */
+    memcpy(A2, a->A.data, sizeof(float) * (size_t)r * in);
+    memcpy(A2 + (size_t)r * in, a->A0, sizeof(float) * (size_t)r * in);
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < r; k++) {
+            B2[(size_t)o * 2 * r + k] = a->B.data[(size_t)o * r + k];
+            B2[(size_t)o * 2 * r + r + k] = -a->B0[(size_t)o * r + k];
+        }
+    const lorac_weight *w[2] = {&a->A, &a->B};
+    float *d[2] = {A2, B2};
+    for (int k = 0; k < 2; k++) {
+        add_entry(l, w[k]);
+        l->e[l->n - 1].data = d[k];
+        l->e[l->n - 1].shape[k] *= 2; /* A [2r, in], B [out, 2r] */
+    }
+}
+
+static cJSON *pattern_object(const lorac_pattern *p, int n, double mul) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < n; i++) cJSON_AddNumberToObject(o, p[i].key, mul * p[i].value);
+    return o;
+}
+
+/* Has any adapter of m been initialised by PiSSA / OLoRA (saved converted)? */
+static int mutated_init(const lorac_model *m) {
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].lora && m->lin[i].lora->A0) return 1;
+    return 0;
+}
+
 static cJSON *str_array(char (*items)[96], int n) {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(items[i]));
@@ -86,18 +127,35 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
                                 const char *dir) {
     LORAC_TRY(lorac_mkdirs(dir));
     entry_list l = {0};
-    l.cap = 2 * m->n_lin + m->n_w + 4;
+    l.cap = 3 * m->n_lin + m->n_w + 4;
     LORAC_TRY(lorac_alloc((void **)&l.e, (size_t)l.cap, sizeof *l.e, "adapter entries"));
     lorac_status st = lorac_alloc((void **)&l.names, (size_t)l.cap, sizeof *l.names, "adapter names");
+    if (st == LORAC_OK) st = lorac_alloc((void **)&l.owned, (size_t)l.cap, sizeof *l.owned, "adapter buffers");
     if (st != LORAC_OK) {
         free(l.e);
+        free(l.names);
         return st;
     }
+    const int convert = mutated_init(m);
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_lora *a = m->lin[i].lora;
         if (!a) continue;
-        add_entry(&l, &a->A);
-        add_entry(&l, &a->B);
+        if (convert && !a->A0) {
+            st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: '%s' has no PiSSA/OLoRA initial pair while others do; hint: "
+                            "one init for every module", dir, m->lin[i].name);
+            break;
+        }
+        if (convert) {
+            add_converted(&l, &m->lin[i], a);
+        } else {
+            add_entry(&l, &a->A);
+            add_entry(&l, &a->B);
+        }
+        if (a->dora) add_entry(&l, &a->M);
+    }
+    if (m->wte_lora) { /* lora_embedding_A [r, vocab], lora_embedding_B [dim, r] */
+        add_entry(&l, &m->wte_lora->A);
+        add_entry(&l, &m->wte_lora->B);
     }
     for (int i = 0; i < m->n_w; i++) {
         const lorac_weight *w = &m->w[i];
@@ -108,17 +166,25 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
     }
     char path[1200];
     const char *md[] = {"format", "pt", "created_by", "lorac " LORAC_VERSION, NULL};
-    st = lorac_st_write(lorac_path_join(path, sizeof path, dir, "adapter_model.safetensors"), l.e, l.n, md);
+    for (int i = 0; i < l.n && st == LORAC_OK; i++)
+        if (!l.e[i].data) st = lorac_fail(LORAC_ERR_NOMEM, "out of memory converting the PiSSA/OLoRA adapter");
+    if (st == LORAC_OK) st = lorac_st_write(lorac_path_join(path, sizeof path, dir, "adapter_model.safetensors"), l.e, l.n, md);
+    for (int i = 0; i < l.cap; i++) free(l.owned[i]);
+    free(l.owned);
     free(l.e);
     free(l.names);
     LORAC_TRY(st);
+    const double rmul = convert ? 2 : 1, amul = convert ? (c->use_rslora ? sqrt(2.0) : 2.0) : 1;
 
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "peft_type", "LORA");
     cJSON_AddStringToObject(j, "task_type", meta && meta->task_type ? meta->task_type : "CAUSAL_LM");
     cJSON_AddStringToObject(j, "base_model_name_or_path", meta && meta->base_model ? meta->base_model : m->path);
-    cJSON_AddNumberToObject(j, "r", c->r);
-    cJSON_AddNumberToObject(j, "lora_alpha", c->alpha);
+    cJSON_AddNumberToObject(j, "r", rmul * c->r);
+    cJSON_AddNumberToObject(j, "lora_alpha", amul * c->alpha);
+    cJSON_AddItemToObject(j, "rank_pattern", pattern_object(c->rank_pattern, c->n_rank_pattern, rmul));
+    cJSON_AddItemToObject(j, "alpha_pattern", pattern_object(c->alpha_pattern, c->n_alpha_pattern, rmul));
+    cJSON_AddBoolToObject(j, "use_dora", c->use_dora);
     cJSON_AddNumberToObject(j, "lora_dropout", c->dropout);
     if (c->target_regex[0])
         cJSON_AddStringToObject(j, "target_modules", c->target_regex);
@@ -140,7 +206,12 @@ lorac_status lorac_adapter_save(const lorac_model *m, const lorac_lora_config *c
         cJSON_AddNullToObject(j, "layers_to_transform");
     }
     cJSON_AddBoolToObject(j, "inference_mode", 1);
-    cJSON_AddBoolToObject(j, "init_lora_weights", 1);
+    if (convert || c->init == LORAC_INIT_DEFAULT || c->init == LORAC_INIT_FALSE) {
+        cJSON_AddBoolToObject(j, "init_lora_weights", !(c->init == LORAC_INIT_FALSE && !convert));
+    } else {
+        char ib[32];
+        cJSON_AddStringToObject(j, "init_lora_weights", lorac_lora_init_name(c, ib, sizeof ib));
+    }
     /* lorac's own fields (PEFT ignores unknown keys only in newer releases;
      * issue 4 turns split adapters into plain PEFT ones on export) */
     cJSON *x = cJSON_CreateObject();
@@ -194,6 +265,33 @@ lorac_status lorac_adapter_read_config(const char *dir, lorac_lora_config *c, in
     if (cJSON_IsNumber(v)) c->dropout = (float)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
     c->use_rslora = cJSON_IsTrue(v);
+    c->use_dora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_dora"));
+    static const char *const pat_names[2] = {"rank_pattern", "alpha_pattern"};
+    for (int k = 0; k < 2; k++) {
+        lorac_pattern *pl = k ? c->alpha_pattern : c->rank_pattern;
+        int *pn = k ? &c->n_alpha_pattern : &c->n_rank_pattern;
+        v = cJSON_GetObjectItemCaseSensitive(j, pat_names[k]);
+        if (v && !cJSON_IsObject(v) && !cJSON_IsNull(v)) FAIL("%s: %s is not an object", path, pat_names[k]);
+        const cJSON *e, *obj = cJSON_IsObject(v) ? v : NULL;
+        cJSON_ArrayForEach(e, obj) {
+            if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || e->valuedouble > (k ? 1e6 : LORAC_ADAPTER_MAX_R) ||
+                (!k && e->valuedouble != (double)(int)e->valuedouble))
+                FAIL("%s: %s['%s'] must be a positive %s", path, pat_names[k], e->string, k ? "number" : "integer");
+            if (*pn >= LORAC_MAX_PATTERNS || strlen(e->string) >= sizeof pl->key)
+                FAIL("%s: %s has more than %d entries or a key longer than %zu", path, pat_names[k], LORAC_MAX_PATTERNS,
+                     sizeof pl->key - 1);
+            strcpy(pl[*pn].key, e->string);
+            pl[(*pn)++].value = (float)e->valuedouble;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "init_lora_weights");
+    if (cJSON_IsString(v) && lorac_lora_init_parse(v->valuestring, c) != LORAC_OK) {
+        lorac_clear_error();
+        FAIL("%s: init_lora_weights '%.64s' is not supported; hint: true, false, gaussian, pissa, pissa_niter_K or "
+             "olora", path, v->valuestring);
+    } else if (cJSON_IsFalse(v)) {
+        c->init = LORAC_INIT_FALSE;
+    }
     v = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
     if (cJSON_IsString(v)) {
         snprintf(c->target_regex, sizeof c->target_regex, "%s", v->valuestring);
@@ -304,7 +402,10 @@ lorac_status lorac_adapter_load(lorac_model *m, const char *dir, lorac_lora_conf
         if (!a) continue;
         s = load_into(st, path, m, &a->A);
         if (s == LORAC_OK) s = load_into(st, path, m, &a->B);
+        if (s == LORAC_OK && a->dora) s = load_into(st, path, m, &a->M);
     }
+    if (s == LORAC_OK && m->wte_lora) s = load_into(st, path, m, &m->wte_lora->A);
+    if (s == LORAC_OK && m->wte_lora) s = load_into(st, path, m, &m->wte_lora->B);
     for (int i = 0; i < m->n_w && s == LORAC_OK; i++) {
         lorac_weight *w = &m->w[i];
         /* a head is read only for an adapter that has one (an LM adapter over a

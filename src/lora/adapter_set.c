@@ -58,6 +58,10 @@ static void shape_head(lorac_model *m, int n) {
 }
 
 static lorac_status check_shareable(const lorac_lora_config *c, const char *dir, const lorac_model *m) {
+    if (c->init == LORAC_INIT_PISSA || c->init == LORAC_INIT_OLORA)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: init_lora_weights=%s turns the base into a residual, which adapters "
+                          "over one base cannot share; hint: load it alone, or save it with lorac (converted to a plain "
+                          "LoRA on the original base) and load that", dir, c->init == LORAC_INIT_PISSA ? "pissa" : "olora");
     if (c->bias != LORAC_BIAS_NONE)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: bias='%s' trains base biases, which adapters over one base cannot share; "
                           "hint: load this adapter alone, or merge it", dir, c->bias == LORAC_BIAS_ALL ? "all" : "lora_only");
@@ -239,6 +243,10 @@ lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, cons
         if (a->n_classes > 0)
             return lorac_fail(LORAC_ERR_UNSUPPORTED, "combination '%s': adapter '%s' carries a classification head, which cannot "
                               "be combined (PEFT refuses modules_to_save too)", name, names[j]);
+        if (a->cfg.use_dora || a->cfg.n_rank_pattern || a->cfg.n_alpha_pattern)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "combination '%s': adapter '%s' is %s, which combinations do not "
+                              "handle; hint: merge it instead", name, names[j],
+                              a->cfg.use_dora ? "a DoRA adapter" : "ranked per module (rank_pattern / alpha_pattern)");
         if (!cat && a->cfg.r != s->slot[idx[0]].cfg.r)
             return lorac_fail(LORAC_ERR_ARG, "combination '%s': 'linear' needs the same r in every adapter ('%s' r=%d, '%s' r=%d); "
                               "hint: use 'cat'", name, names[0], s->slot[idx[0]].cfg.r, names[j], a->cfg.r);

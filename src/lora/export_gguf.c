@@ -104,6 +104,10 @@ static void block_diag(float *dst, const float *B, int out, int r, int parts, fl
 /* ---- checks -------------------------------------------------------------- */
 
 static lorac_status check_exportable(const lorac_model *m) {
+    if (m->wte_lora)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "the adapter has LoRA on the embedding '%s' (lora_embedding_A/B): lorac "
+                          "writes llama.cpp LoRA GGUFs of Linear pairs only; hint: lorac merge it, or train without the "
+                          "embedding in --target", m->wte->name);
     if (m->head)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "the adapter has a classification head '%s' (%d classes): llama.cpp "
                           "cannot hold a classifier; hint: export adapters trained with --task lm, or use lorac merge "
@@ -119,6 +123,14 @@ static lorac_status check_exportable(const lorac_model *m) {
             return lorac_fail(LORAC_ERR_UNSUPPORTED, "LoRA on lm_head, whose weight is tied to the token embedding: "
                               "llama.cpp's base has no output.weight of its own to attach it to; hint: train without "
                               "lm_head in --target, or use lorac merge");
+        if (L->lora && L->lora->dora)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "'%s' is a DoRA adapter (use_dora): a llama.cpp LoRA GGUF holds "
+                              "lora_a/lora_b pairs only, no lora_magnitude_vector; hint: lorac merge it into the base "
+                              "instead", L->name);
+        if (L->lora && L->lora->A0)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "'%s' was initialised by PiSSA/OLoRA, which changed the base weight: "
+                              "its pair alone does not apply to the original base; hint: save the adapter with lorac "
+                              "(it is written converted to a plain LoRA on the original base) and export that", L->name);
     }
     return LORAC_OK;
 }
@@ -267,6 +279,9 @@ lorac_status lorac_export_gguf(lorac_model *m, const char *adapter_dir, const ch
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: the adapter has a classification head (%d classes): llama.cpp "
                           "cannot hold a classifier; hint: export adapters trained with --task lm", adapter_dir,
                           n_classes);
+    if (c.use_dora)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: a DoRA adapter (use_dora): llama.cpp's LoRA GGUF has no "
+                          "lora_magnitude_vector; hint: lorac merge it into the base instead", adapter_dir);
     st = lorac_adapter_load(m, adapter_dir, NULL);
     if (st == LORAC_OK) {
         st = lorac_export_gguf_model(m, path, dtype, info);

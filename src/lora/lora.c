@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "lora/dora.h"
+#include "lora/lora_init.h"
 
 void lorac_lora_config_default(lorac_lora_config *c) {
     memset(c, 0, sizeof *c);
@@ -46,6 +48,56 @@ lorac_status lorac_lora_parse_layers(const char *s, lorac_lora_config *c) {
         p = *end ? end + 1 : end;
     }
     return LORAC_OK;
+}
+
+lorac_status lorac_lora_parse_patterns(const char *s, lorac_pattern *out, int *n, int integer, const char *what) {
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ','), *eq = strchr(p, '=');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!eq || (e && eq > e) || eq == p || (size_t)(eq - p) >= sizeof out->key)
+            return lorac_fail(LORAC_ERR_ARG, "%s: bad entry in '%s'; hint: KEY=VALUE pairs separated by commas, "
+                              "e.g. q_proj=16,layers.0.mlp.down_proj=4", what, s);
+        if (*n >= LORAC_MAX_PATTERNS) return lorac_fail(LORAC_ERR_ARG, "%s: more than %d entries", what, LORAC_MAX_PATTERNS);
+        char num[64];
+        const size_t vl = len - (size_t)(eq + 1 - p);
+        if (vl == 0 || vl >= sizeof num) return lorac_fail(LORAC_ERR_ARG, "%s: no value for '%.*s'", what, (int)(eq - p), p);
+        memcpy(num, eq + 1, vl);
+        num[vl] = 0;
+        char *end;
+        const double v = strtod(num, &end);
+        if (*end || !(v > 0) || v > 1e6 || (integer && v != (double)(long)v))
+            return lorac_fail(LORAC_ERR_ARG, "%s: value '%s' for '%.*s' is not a positive %s", what, num, (int)(eq - p), p,
+                              integer ? "integer" : "number");
+        memcpy(out[*n].key, p, (size_t)(eq - p));
+        out[*n].key[eq - p] = 0;
+        out[*n].value = (float)v;
+        (*n)++;
+        if (!e) break;
+        p = e + 1;
+    }
+    return LORAC_OK;
+}
+
+/* PEFT's get_pattern_key: re.match(rf"(.*\.)?({key})$", name), first match wins */
+static const lorac_pattern *pattern_for(const lorac_pattern *pat, int n, const char *name) {
+    for (int i = 0; i < n; i++) {
+        regex_t re;
+        char full[300];
+        snprintf(full, sizeof full, "^(.*\\.)?(%s)$", pat[i].key);
+        if (regcomp(&re, full, REG_EXTENDED | REG_NOSUB) != 0) continue;
+        const int hit = regexec(&re, name, 0, NULL, 0) == 0;
+        regfree(&re);
+        if (hit) return &pat[i];
+    }
+    return NULL;
+}
+
+void lorac_lora_module_r_alpha(const lorac_lora_config *c, const char *name, int *r, float *alpha) {
+    const lorac_pattern *pr = pattern_for(c->rank_pattern, c->n_rank_pattern, name);
+    const lorac_pattern *pa = pattern_for(c->alpha_pattern, c->n_alpha_pattern, name);
+    *r = pr ? (int)pr->value : c->r;
+    *alpha = pa ? pa->value : c->alpha;
 }
 
 static int ends_with_dot(const char *name, const char *t) {
@@ -134,12 +186,14 @@ lorac_status lorac_lora_new(const lorac_linear *L, int r, int parts, float alpha
 
 static lorac_status new_lora(lorac_linear *L, const lorac_lora_config *c, lorac_rng *rng) {
     const int parts = c->split_fused && L->fused_parts > 1 ? L->fused_parts : 1;
-    const float scale = c->use_rslora ? c->alpha / sqrtf((float)c->r) : c->alpha / (float)c->r;
-    LORAC_TRY(lorac_lora_new(L, c->r, parts, c->alpha, scale, c->dropout, 1, &L->lora));
-    lorac_lora *l = L->lora;
-    /* kaiming_uniform_(a=sqrt(5)): gain = sqrt(2/(1+5)), bound = gain*sqrt(3/fan_in) = 1/sqrt(fan_in) */
-    const float bound = 1.0f / sqrtf((float)L->in);
-    for (size_t i = 0; i < l->A.n; i++) l->A.data[i] = (2.0f * lorac_rng_uniform(rng) - 1.0f) * bound;
+    int r;
+    float alpha;
+    lorac_lora_module_r_alpha(c, L->name, &r, &alpha);
+    if (r > 4096) return lorac_fail(LORAC_ERR_ARG, "rank_pattern gives '%s' r=%d; hint: use 1..4096", L->name, r);
+    const float scale = c->use_rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+    LORAC_TRY(lorac_lora_new(L, r, parts, alpha, scale, c->dropout, 1, &L->lora));
+    LORAC_TRY(lorac_lora_init_weights(L, L->lora, c, rng));
+    if (c->use_dora) LORAC_TRY(lorac_dora_attach(L, L->lora, 1));
     return LORAC_OK;
 }
 
@@ -162,6 +216,11 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
         if (L->lora) return lorac_fail(LORAC_ERR_ARG, "module '%s' already has an adapter", L->name);
         LORAC_TRY(new_lora(L, c, &rng));
         if (c->bias == LORAC_BIAS_LORA_ONLY && L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
+        n++;
+    }
+    if (lorac_lora_embed_targeted(c, m)) {
+        if (m->wte_lora) return lorac_fail(LORAC_ERR_ARG, "the embedding '%s' already has an adapter", m->wte->name);
+        LORAC_TRY(lorac_lora_embed_apply(m, c, &rng));
         n++;
     }
     if (n == 0 && (c->n_targets > 0 || c->target_regex[0]))
@@ -197,8 +256,13 @@ void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all) 
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_lora *l = m->lin[i].lora;
         if (!l) continue;
-        a += (int64_t)(l->A.n + l->B.n);
-        t += (int64_t)(l->A.n + l->B.n);
+        const int64_t k = (int64_t)(l->A.n + l->B.n + (l->dora ? l->M.n : 0));
+        a += k;
+        t += k;
+    }
+    if (m->wte_lora) {
+        a += (int64_t)(m->wte_lora->A.n + m->wte_lora->B.n);
+        t += (int64_t)(m->wte_lora->A.n + m->wte_lora->B.n);
     }
     *trainable = t;
     *all = a;
@@ -207,11 +271,16 @@ void lorac_count_params(const lorac_model *m, int64_t *trainable, int64_t *all) 
 void lorac_for_each_trainable(lorac_model *m, lorac_param_fn fn, void *ctx) {
     for (int i = 0; i < m->n_w; i++)
         if (m->w[i].grad) fn(&m->w[i], ctx);
+    if (m->wte_lora) {
+        fn(&m->wte_lora->A, ctx);
+        fn(&m->wte_lora->B, ctx);
+    }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora *l = m->lin[i].lora;
         if (!l) continue;
         fn(&l->A, ctx);
         fn(&l->B, ctx);
+        if (l->dora && l->M.grad) fn(&l->M, ctx);
     }
 }
 

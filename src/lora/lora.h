@@ -22,6 +22,22 @@
 
 typedef enum { LORAC_BIAS_NONE = 0, LORAC_BIAS_ALL, LORAC_BIAS_LORA_ONLY } lorac_bias_mode;
 
+/* init_lora_weights: True (PEFT's default), "gaussian", "pissa" /
+ * "pissa_niter_K", "olora", False (lora/lora_init.c). */
+typedef enum {
+    LORAC_INIT_DEFAULT = 0, /* A kaiming_uniform(a=sqrt 5), B = 0 */
+    LORAC_INIT_GAUSSIAN,    /* A ~ N(0, 1/r), B = 0 */
+    LORAC_INIT_PISSA,       /* A, B from the top r singular triplets of W; W -= s B A (pissa_niter > 0: randomized SVD) */
+    LORAC_INIT_OLORA,       /* A, B from W = Q R: B = Q[:, :r], A = R[:r]; W -= s B A */
+    LORAC_INIT_FALSE,       /* A and B both nn.Linear's default (kaiming_uniform(a=sqrt 5)): not an identity start */
+} lorac_lora_init;
+
+#define LORAC_MAX_PATTERNS 64
+/* One rank_pattern / alpha_pattern entry: PEFT's get_pattern_key matches a
+ * key against a module name as re.match(r"(.*\.)?(key)$", name); the first
+ * key (in the config's order) that matches wins. */
+typedef struct lorac_pattern { char key[128]; float value; } lorac_pattern;
+
 typedef struct lorac_lora_config {
     int r;
     float alpha;
@@ -33,6 +49,11 @@ typedef struct lorac_lora_config {
     int use_rslora;
     int layers[256]; int n_layers;     /* layers_to_transform (empty = all) */
     int split_fused;                   /* lorac extension: one rank-r pair per part of a fused q|k|v */
+    int use_dora;                      /* DoRA: a magnitude vector per module (lora/dora.c) */
+    lorac_pattern rank_pattern[LORAC_MAX_PATTERNS]; int n_rank_pattern;   /* per-module r */
+    lorac_pattern alpha_pattern[LORAC_MAX_PATTERNS]; int n_alpha_pattern; /* per-module lora_alpha */
+    lorac_lora_init init;              /* init_lora_weights */
+    int pissa_niter;                   /* "pissa_niter_K": K subspace iterations of a randomized SVD (0: exact SVD) */
     uint64_t seed;
 } lorac_lora_config;
 
@@ -41,6 +62,11 @@ void lorac_lora_config_default(lorac_lora_config *c);
 /* Parse "q_proj,v_proj" / "all-linear" into c->targets (appends). */
 lorac_status lorac_lora_parse_list(const char *s, char (*out)[96], int *n, const char *what);
 lorac_status lorac_lora_parse_layers(const char *s, lorac_lora_config *c);
+
+/* The r and lora_alpha of module `name` under c's rank_pattern / alpha_pattern. */
+void lorac_lora_module_r_alpha(const lorac_lora_config *c, const char *name, int *r, float *alpha);
+/* Parse "key=value,key=value" into a pattern list (appends); what names the flag. */
+lorac_status lorac_lora_parse_patterns(const char *s, lorac_pattern *out, int *n, int integer, const char *what);
 
 /* Does module `name` get an adapter under c? (exposed for `lorac modules`) */
 int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const lorac_linear *L);
@@ -52,6 +78,14 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
  * gradient buffers when grads != 0 (not attached to L). */
 lorac_status lorac_lora_new(const lorac_linear *L, int r, int parts, float alpha, float scale, float dropout, int grads,
                             lorac_lora **out);
+
+/* LoRA on the token embedding (lora/lora_embed.c): does c target it (by its
+ * module name, "model.embed_tokens"; all-linear does not), and give it a
+ * pair (m->wte_lora: lora_embedding_A [r, vocab] = 0, lora_embedding_B
+ * [dim, r] ~ N(0, 1), as PEFT). */
+int lorac_lora_embed_targeted(const lorac_lora_config *c, const lorac_model *m);
+lorac_status lorac_lora_embed_apply(lorac_model *m, const lorac_lora_config *c, lorac_rng *rng);
+lorac_status lorac_lora_embed_new(lorac_model *m, int r, float alpha, float scale, int grads, lorac_lora **out);
 
 /* Other training methods (the seeds' comparison): make everything trainable
  * (full), or only the last n modules/layers (last-layers:N), or only the head. */

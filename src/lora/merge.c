@@ -7,6 +7,11 @@
  * The delta is summed in double, so unmerge gives back W to within one float
  * rounding of each element.
  *
+ * DoRA (PEFT's DoraLinearVariant.merge / unmerge): with n[o] = ||W + s B A||_o
+ * of the unmerged W (kept for unmerge, as PEFT caches it),
+ *   merge:    W'[o, :] = (m[o] / n[o]) (W[o, :] + s (B A)[o, :])
+ *   unmerge:  W[o, :]  = W'[o, :] / (m[o] / n[o]) - s (B A)[o, :]
+ *
  * A quantized base (QLoRA): merging first dequantizes each adapted Linear's
  * weight into fp32 (lorac_linear_dequantize; it stays fp32, unmerge leaves
  * the dequantized values), as PEFT merges into a bitsandbytes 4-bit layer's
@@ -20,19 +25,8 @@
 
 #include "core/util.h"
 #include "io/safetensors.h"
+#include "lora/dora.h"
 #include "models/model_internal.h"
-
-/* Copy a read-only view into malloc'd memory so it may be changed. Unlike
- * lorac_weight_make_trainable, no gradient buffer is allocated. */
-static lorac_status make_owned(lorac_weight *w) {
-    if (w->owned) return LORAC_OK;
-    float *copy;
-    LORAC_TRY(lorac_alloc((void **)&copy, w->n, sizeof(float), w->name));
-    memcpy(copy, w->data, w->n * sizeof(float));
-    w->data = copy;
-    w->owned = 1;
-    return LORAC_OK;
-}
 
 double lorac_lora_ba(const lorac_linear *L, int o, int i) {
     const lorac_lora *l = L->lora;
@@ -44,18 +38,44 @@ double lorac_lora_ba(const lorac_linear *L, int o, int i) {
     return d;
 }
 
-/* W += sign * s * B_p A_p over every part block p. */
+/* Merge (sign +1): W' = f (W + s B A), f[o] = 1 for LoRA, m[o] / ||W + s B A||_o
+ * for DoRA (that norm kept in mnorm); unmerge (sign -1): W = W' / f - s B A. */
 static void add_delta(lorac_linear *L, double sign) {
-    const double s = sign * (double)L->lora->scale;
+    const lorac_lora *l = L->lora;
+    const double s = (double)l->scale;
     float *W = L->W->data;
-    for (int o = 0; o < L->out; o++)
+    for (int o = 0; o < L->out; o++) {
+        const double f = l->dora ? (double)l->M.data[o] / l->mnorm[o] : 1.0;
         for (int i = 0; i < L->in; i++) {
             float *w = L->w_in_out ? &W[(size_t)i * L->out + o] : &W[(size_t)o * L->in + i];
-            *w = (float)((double)*w + s * lorac_lora_ba(L, o, i));
+            const double d = s * lorac_lora_ba(L, o, i);
+            *w = (float)(sign > 0 ? f * ((double)*w + d) : (double)*w / f - d);
+        }
+    }
+}
+
+/* The embedding's pair: E[t, c] += sign * s * sum_k B[c, k] A[k, t]. */
+static void embed_delta(lorac_model *m, double sign) {
+    const lorac_lora *l = m->wte_lora;
+    const int V = m->cfg.vocab, C = m->cfg.dim;
+    for (int t = 0; t < V; t++)
+        for (int c = 0; c < C; c++) {
+            double d = 0;
+            for (int k = 0; k < l->r; k++) d += (double)l->B.data[(size_t)c * l->r + k] * l->A.data[(size_t)k * V + t];
+            float *e = &m->wte->data[(size_t)t * C + c];
+            *e = (float)((double)*e + sign * l->scale * d);
         }
 }
 
 lorac_status lorac_lora_merge(lorac_model *m) {
+    if (m->wte_lora && !m->wte_lora->merged) {
+        if (m->cfg.tied)
+            return lorac_fail(LORAC_ERR_UNSUPPORTED, "cannot merge the LoRA on the embedding '%s': it is tied to lm_head, "
+                              "which would change too (the unmerged head uses the plain embedding); hint: keep the "
+                              "adapter separate", m->wte->name);
+        LORAC_TRY(lorac_model_dequantize_embedding(m));
+        LORAC_TRY(lorac_weight_make_owned(m->wte));
+    }
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
         if (L->lora && !L->lora->merged && L == m->lm_head && m->cfg.tied)
@@ -66,7 +86,8 @@ lorac_status lorac_lora_merge(lorac_model *m) {
     for (int i = 0; i < m->n_lin; i++) {
         if (!m->lin[i].lora || m->lin[i].lora->merged) continue;
         LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
-        LORAC_TRY(make_owned(m->lin[i].W));
+        LORAC_TRY(lorac_weight_make_owned(m->lin[i].W));
+        if (m->lin[i].lora->dora) /* of the unmerged W */ LORAC_TRY(lorac_dora_row_norms(&m->lin[i], m->lin[i].lora, m->lin[i].lora->mnorm));
     }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
@@ -74,10 +95,18 @@ lorac_status lorac_lora_merge(lorac_model *m) {
         add_delta(L, +1.0);
         L->lora->merged = 1;
     }
+    if (m->wte_lora && !m->wte_lora->merged) {
+        embed_delta(m, +1.0);
+        m->wte_lora->merged = 1;
+    }
     return LORAC_OK;
 }
 
 void lorac_lora_unmerge(lorac_model *m) {
+    if (m->wte_lora && m->wte_lora->merged) {
+        embed_delta(m, -1.0);
+        m->wte_lora->merged = 0;
+    }
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!L->lora || !L->lora->merged) continue;

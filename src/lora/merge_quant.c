@@ -124,10 +124,15 @@ static lorac_status requant_one(const lorac_model *m, const lorac_linear *L, int
     double sw = 0, sd = 0, se = 0, num = 0, mx = 0;
     const double s = L->lora->scale;
     for (int o = 0; o < out && st == LORAC_OK; o++) {
-        for (int i = 0; i < in; i++) dd[i] = s * lorac_lora_ba(L, o, i); /* the delta row, as merging formed it */
+        const float *wo = w + (size_t)o * in;
+        /* the delta row, as merging formed it: s B A, or for DoRA W' - W with W = W' / f - s B A */
+        const double f = L->lora->dora ? (double)L->lora->M.data[o] / L->lora->mnorm[o] : 1.0;
+        for (int i = 0; i < in; i++) {
+            const double d = s * lorac_lora_ba(L, o, i);
+            dd[i] = L->lora->dora ? (double)wo[i] - ((double)wo[i] / f - d) : d;
+        }
         st = t ? decode_row(t->dtype, (const uint8_t *)e->bytes + (size_t)gguf_row(m, L, o) * row_bytes, y, in)
                : lorac_qweight_dequant_row(&e->q, o, y);
-        const float *wo = w + (size_t)o * in;
         for (int i = 0; i < in && st == LORAC_OK; i++) {
             const double err = (double)y[i] - wo[i], base = (double)wo[i] - dd[i];
             sw += (double)wo[i] * wo[i];

@@ -492,9 +492,10 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
         }
         norm_bwd(m, &L->ln1, d_res, d_ln, s->x_in, s->ln1_mean, s->ln1_rstd, N); /* now dL/dx_in */
     }
-    if (m->wte->grad) {
+    if (m->wte->grad || m->wte_lora) {
         if (c->gemma) op_scale(d_res, sqrtf((float)C), NC);
-        op_embed_bwd(m->wte->grad, d_res, ids, N, C);
+        if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);
+        lorac_lora_embed_bwd(m, d_res, ids, N);
     }
     if (m->wpe && m->wpe->grad) op_embed_bwd(m->wpe->grad, d_res, a->pos, N, C);
 }

@@ -128,7 +128,7 @@ static int norm_trains(const lorac_norm *n) { return n->g->grad || (n->b && n->b
  * only: no layer at all). n_layer when nothing below the head trains; -1
  * when the embeddings train too. */
 static int lowest_trainable(const lorac_model *m) {
-    if (m->wte->grad || m->wpe->grad || (m->tte && m->tte->grad) || norm_trains(&m->ln_emb)) return -1;
+    if (m->wte->grad || m->wte_lora || m->wpe->grad || (m->tte && m->tte->grad) || norm_trains(&m->ln_emb)) return -1;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const lorac_layer *L = &m->layers[l];
         if (linear_trains(L->q) || linear_trains(L->k) || linear_trains(L->v) || linear_trains(L->o) ||
@@ -199,6 +199,7 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
     memset(d_sum, 0, NC * sizeof(float));
     layernorm_bwd(m, &m->ln_emb, d_sum, d_res, a->emb, a->emb_mean, a->emb_rstd, N);
     if (m->wte->grad) op_embed_bwd(m->wte->grad, d_sum, ids, N, C);
+    lorac_lora_embed_bwd(m, d_sum, ids, N);
     if (m->wpe->grad) op_embed_bwd(m->wpe->grad, d_sum, a->pos, N, C);
     if (m->tte && m->tte->grad)
         for (int i = 0; i < N; i++) op_acc(m->tte->grad, d_sum + (size_t)i * C, (size_t)C);

@@ -198,8 +198,8 @@ typedef struct decode_batch {
 } decode_batch;
 
 /* Sequence i's LoRA pair on Linear L, NULL for none (or one already merged into W). */
-static const lorac_lora *seq_lora(const lorac_model *m, lorac_lora *const *const *adapters, int i, const lorac_linear *L) {
-    const lorac_lora *l = L->lora;
+static lorac_lora *seq_lora(const lorac_model *m, lorac_lora *const *const *adapters, int i, const lorac_linear *L) {
+    lorac_lora *l = L->lora;
     if (adapters) l = adapters[i] ? adapters[i][L - m->lin] : NULL;
     return l && !l->merged ? l : NULL;
 }
@@ -208,7 +208,7 @@ static void batch_linear(lorac_layer_pass *p, lorac_linear *L, float *y, const f
     const decode_batch *b = p->ctx;
     lorac_linear_base_fwd(L, y, x, p->N);
     for (int i = 0; i < b->n;) { /* runs of places with the same pair */
-        const lorac_lora *l = seq_lora(p->m, b->adapters, b->seq[i], L);
+        lorac_lora *l = seq_lora(p->m, b->adapters, b->seq[i], L);
         int j = i + 1;
         while (j < b->n && seq_lora(p->m, b->adapters, b->seq[j], L) == l) j++;
         if (l) {

@@ -41,6 +41,19 @@ typedef struct lorac_lora {
     float alpha, scale, dropout;
     lorac_weight A, B;
     int merged;     /* folded into the base W (lora/merge.h): fwd/bwd skip it */
+    /* DoRA (use_dora, lora/dora.c): y = b + (M / ||W + s B A||_row) (x W^T + s x A^T B^T),
+     * the row norm a constant in backward. NULL / 0 for plain LoRA. */
+    int dora;
+    lorac_weight M;     /* lora_magnitude_vector [out] (trainable) */
+    float *wnorm;       /* [out] ||W + s B A|| of each output row, for the A, B hashed in wnorm_key */
+    uint64_t wnorm_key; /* 0 = not computed */
+    float *mnorm;       /* [out] the norm a merge used (unmerge divides by M / mnorm) */
+    float *z;           /* [N, out]  saved: xd W^T + s xd A^T B^T (the output before M / norm) */
+    float *bd;          /* [N, out]  scratch: xd W^T (dropout on) / backward: dL/dy scaled */
+    /* PiSSA / OLoRA (lora/lora_init.c) move s B0 A0 out of the base W: the
+     * initial pair is kept so a saved adapter can be converted into a plain
+     * LoRA on the original base, as PEFT's path_initial_model_for_weight_conversion. */
+    float *A0, *B0;     /* [parts*r, in], [out, r]; NULL for inits that leave W alone */
     /* saved by forward for backward (capacity cap rows): */
     float *xa;      /* [N, parts*r]  dropout(x) A^T */
     float *xd;      /* [N, in]       dropout(x) (only when dropout > 0) */
@@ -142,6 +155,7 @@ typedef struct lorac_model {
     lorac_linear *lin; int n_lin, cap_lin;
     lorac_layer *layers;
     lorac_weight *wte, *wpe;           /* wpe: GPT-2 only */
+    lorac_lora *wte_lora;              /* LoRA on the token embedding (lora/lora_embed.c), or NULL */
     lorac_qweight *wte_q;              /* QLoRA: the token embedding quantized (owned; wte->data is then NULL);
                                           a tied lm_head computes through it too (q_shared) */
     lorac_norm lnf;
@@ -220,7 +234,8 @@ lorac_status lorac_linear_dequantize(lorac_linear *L);
 lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt);
 /* Back to fp32 (wte owned again; a tied lm_head follows). */
 lorac_status lorac_model_dequantize_embedding(lorac_model *m);
-/* x[n, :] = wte[ids[n], :] for n < N, from fp32 or quantized rows. */
+/* x[n, :] = wte[ids[n], :] for n < N, from fp32 or quantized rows, plus the
+ * embedding's LoRA term when it has one (m->wte_lora). */
 void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, int N);
 
 /* What a quantized base holds. */
@@ -255,6 +270,9 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac
 lorac_linear *lorac_model_find_linear(lorac_model *m, const char *name);
 lorac_weight *lorac_model_find_weight(lorac_model *m, const char *name);
 
+/* Copy a read-only view into malloc'd memory so it may be changed (no
+ * gradient buffer; nothing to do when it is owned already). */
+lorac_status lorac_weight_make_owned(lorac_weight *w);
 /* Make a weight trainable: copies a view into owned memory, allocates grad.
  * LORAC_ERR_UNSUPPORTED for a quantized weight (QLoRA keeps it frozen). */
 lorac_status lorac_weight_make_trainable(lorac_weight *w);
@@ -299,16 +317,26 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
 /* Its two halves at inference (no dropout), for callers that give different
  * rows different adapters (models/kvcache.h): the base y = x W^T + b over
  * all N rows (fp32 or quantized W; L->lora not read), and one adapter's term
- * y += s (x A^T) B^T over some rows, with l any LoRA pair of L's shape and
- * xa [N, l->parts * l->r] scratch. */
+ * over some rows: y += s (x A^T) B^T, or for a DoRA pair y turned into its
+ * DoRA output (lora/dora.c; its norms are computed on first use and cached:
+ * lorac_dora_refresh). l is any LoRA pair of L's shape; xa [N, l->parts * l->r]
+ * is scratch. */
 void lorac_linear_base_fwd(const lorac_linear *L, float *y, const float *x, int N);
-void lorac_lora_term_fwd(const lorac_linear *L, const lorac_lora *l, float *y, const float *x, int N, float *xa);
+void lorac_lora_term_fwd(const lorac_linear *L, lorac_lora *l, float *y, const float *x, int N, float *xa);
+/* The adapter term of training's forward: as lorac_lora_term_fwd, with l
+ * reserved (lorac_lora_reserve) for N rows, its xa (and DoRA's z) kept for
+ * backward. drop_on: xd is a dropout of the base's input; 0 when xd is x. */
+void lorac_lora_add(const lorac_linear *L, lorac_lora *l, float *y, const float *xd, int N, int drop_on);
 /* Gradient checkpointing on (1) or off (0) for the next forward: decoders
  * (GPT-2, Llama) only; LORAC_ERR_UNSUPPORTED for encoders. */
 lorac_status lorac_model_set_grad_ckpt(lorac_model *m, int on);
 /* dx += dy W (+ LoRA path); grads of trainable W/b and of LoRA A/B accumulate.
  * dx may be NULL. */
 void lorac_linear_bwd(lorac_linear *L, float *dx, const float *dy, const float *x, int N);
+/* The embedding's LoRA term (lora/lora_embed.c; nothing without one):
+ * x[n, :] += s B A[:, ids[n]], and its backward from dL/dx into dA, dB. */
+void lorac_lora_embed_fwd(const lorac_model *m, float *x, const int *ids, int N);
+void lorac_lora_embed_bwd(lorac_model *m, const float *dx, const int *ids, int N);
 /* Free one LoRA pair and its buffers (NULL is fine). */
 void lorac_lora_free(lorac_lora *l);
 /* Make sure L->lora buffers hold N rows. */

@@ -236,6 +236,7 @@ void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, in
     const int C = m->cfg.dim;
     if (!m->wte_q) {
         op_embed_fwd(x, m->wte->data, ids, N, C, 0);
+        lorac_lora_embed_fwd(m, x, ids, N);
         return;
     }
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= 65536)
@@ -243,6 +244,7 @@ void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, in
         lorac_status st = lorac_qweight_dequant_row(m->wte_q, ids[n], x + (size_t)n * C);
         LORAC_ASSERT(st == LORAC_OK); /* ids were checked against the vocabulary by the caller */
     }
+    lorac_lora_embed_fwd(m, x, ids, N);
 }
 
 /* The block Linears' weights were left unbound by bind_all: each is kept

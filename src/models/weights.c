@@ -507,6 +507,16 @@ lorac_status lorac_model_add_head(lorac_model *m, int n_classes, int bias, lorac
     return LORAC_OK;
 }
 
+lorac_status lorac_weight_make_owned(lorac_weight *w) {
+    if (w->owned) return LORAC_OK;
+    float *copy;
+    LORAC_TRY(lorac_alloc((void **)&copy, w->n, sizeof(float), w->name));
+    memcpy(copy, w->data, w->n * sizeof(float));
+    w->data = copy;
+    w->owned = 1;
+    return LORAC_OK;
+}
+
 void lorac_lora_free(lorac_lora *l) {
     if (!l) return;
     free(l->A.data);
@@ -518,6 +528,14 @@ void lorac_lora_free(lorac_lora *l) {
     free(l->mask);
     free(l->dxa);
     free(l->dxd);
+    free(l->M.data);
+    free(l->M.grad);
+    free(l->wnorm);
+    free(l->mnorm);
+    free(l->z);
+    free(l->bd);
+    free(l->A0);
+    free(l->B0);
     free(l);
 }
 
@@ -529,6 +547,7 @@ void lorac_model_free(lorac_model *m) {
         if (m->w[i].owned) free(m->w[i].data);
         free(m->w[i].grad);
     }
+    lorac_lora_free(m->wte_lora);
     for (int i = 0; i < m->n_lin; i++) {
         lorac_lora_free(m->lin[i].lora);
         if (m->lin[i].q_shared) continue;

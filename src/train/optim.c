@@ -163,8 +163,16 @@ void lorac_optim_step(lorac_optim *o, double lr) {
     const lorac_vkern *kern = lorac_vkern_active();
     for (int i = 0; i < o->n_params; i++) {
         lorac_param *p = &o->p[i];
-        k.decay = p->decay && c->weight_decay != 0;
-        kern->adamw_run(p->data, p->m, p->v, p->grad, p->n, &k);
+        lorac_adamw_scalars kp = k;
+        if (p->group) { /* its own torch param group: lr and weight decay of its own */
+            const double lr_p = lr * p->lr_mult;
+            kp.step_size = (float)(lr_p / bias_correction1);
+            kp.decay_mul = (float)(1.0 - lr_p * p->wd);
+            kp.decay = p->wd != 0;
+        } else {
+            kp.decay = p->decay && c->weight_decay != 0;
+        }
+        kern->adamw_run(p->data, p->m, p->v, p->grad, p->n, &kp);
     }
 }
 
@@ -276,4 +284,26 @@ lorac_status lorac_sched_parse(const char *name, lorac_sched_kind *out) {
 
 const char *lorac_sched_name(lorac_sched_kind k) {
     return (unsigned)k < 3 ? sched_names[k] : "unknown";
+}
+
+/* ---- LoRA+ ---- */
+
+lorac_param_kind lorac_loraplus_kind(const char *name, int ndim) {
+    const size_t n = strlen(name);
+    if (strstr(name, "lora_embedding_")) return LORAC_PKIND_EMBED;
+    /* transformers' decay_parameters: not a bias, not inside an nn.LayerNorm (GPT-2's ln_*, BERT's LayerNorm,
+     * DistilBERT's *layer_norm; an RMSNorm is no nn.LayerNorm and decays) */
+    const int bias = n >= 4 && !strcmp(name + n - 4, "bias");
+    const int norm = strstr(name, "ln_") || strstr(name, "LayerNorm") || strstr(name, "layer_norm");
+    if (ndim == 1 && (bias || norm)) return LORAC_PKIND_NODECAY;
+    if (strstr(name, "lora_B") || ndim == 1) return LORAC_PKIND_B;
+    return LORAC_PKIND_A;
+}
+
+void lorac_loraplus_set(lorac_param *p, lorac_param_kind kind, const lorac_loraplus_cfg *c, double base_lr) {
+    p->group = 1;
+    p->wd = kind == LORAC_PKIND_NODECAY ? 0.0 : c->weight_decay;
+    p->lr_mult = kind == LORAC_PKIND_EMBED ? (base_lr > 0 ? c->lr_embedding / base_lr : 0.0)
+                 : kind == LORAC_PKIND_A   ? 1.0
+                                           : c->ratio;
 }

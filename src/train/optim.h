@@ -34,6 +34,8 @@ typedef struct lorac_param {
     float *v;     /* [n] AdamW second moment (owned) */
     size_t n;
     int decay;    /* 1: apply weight decay (usually matrices; 0 for biases and norms) */
+    int group;    /* 1: lr_mult and wd below replace the optimizer's (a torch param group: LoRA+) */
+    double lr_mult, wd; /* this param's lr = lr_mult * the scheduled lr; its weight decay */
     int own_grad; /* 1: grad was allocated by the optimizer */
 } lorac_param;
 
@@ -65,6 +67,29 @@ void lorac_optim_destroy(lorac_optim *o);
  * receives the param; the pointer stays valid until the next add. */
 lorac_status lorac_optim_add(lorac_optim *o, const char *name, float *data, float *grad, size_t n, int decay,
                              lorac_param **out);
+
+/* ---- LoRA+ (Hayou et al. 2024; PEFT's create_loraplus_optimizer) -------
+ * Param groups by kind, each a torch param group of its own:
+ *   LoRA embedding pairs (lora_embedding_A/B)   lr = lr_embedding (absolute)
+ *   lora_B and every 1-D param (biases, DoRA's   lr = base lr * ratio
+ *   magnitude vectors, norm weights)
+ *   everything else (lora_A, head matrices)      lr = base lr
+ * weight decay = weight_decay for all but biases and norm weights (0), as
+ * PEFT's loraplus_weight_decay (its default 0: LoRA+ ignores the optimizer's
+ * own weight decay). Schedules scale every group alike. */
+typedef struct lorac_loraplus_cfg {
+    double ratio;        /* loraplus_lr_ratio (> 0; 0 = LoRA+ off) */
+    double lr_embedding; /* loraplus_lr_embedding, 1e-6 in PEFT */
+    double weight_decay; /* loraplus_weight_decay, 0 in PEFT */
+} lorac_loraplus_cfg;
+typedef enum { LORAC_PKIND_A = 0, LORAC_PKIND_B, LORAC_PKIND_EMBED, LORAC_PKIND_NODECAY } lorac_param_kind;
+/* The LoRA+ kind of a trainable tensor by its name and rank: lora_embedding
+ * -> EMBED; a 1-D bias or nn.LayerNorm param -> NODECAY (group B without
+ * decay); lora_B or any other 1-D -> B; else A. */
+lorac_param_kind lorac_loraplus_kind(const char *name, int ndim);
+/* Put p in its LoRA+ group (base_lr: the optimizer's lr, to turn
+ * lr_embedding into a multiplier). */
+void lorac_loraplus_set(lorac_param *p, lorac_param_kind kind, const lorac_loraplus_cfg *c, double base_lr);
 
 /* The param with this name, or NULL. */
 lorac_param *lorac_optim_find(lorac_optim *o, const char *name);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "lora/dora.h"
 #include "lora/lora.h"
 #include "ops/ops.h"
 #include "train/optim.h"
@@ -208,13 +209,15 @@ static void metrics_line(const char *path, const char *fmt, ...) {
     fclose(f);
 }
 
-typedef struct { lorac_optim *opt; lorac_status st; } add_ctx;
+typedef struct { lorac_optim *opt; lorac_status st; const lorac_loraplus_cfg *lp; double lr; } add_ctx;
 static void add_param(lorac_weight *w, void *ctx) {
     add_ctx *a = ctx;
     if (a->st != LORAC_OK) return;
     /* PyTorch AdamW decays every parameter it is given (the seeds and PEFT
-     * pass all trainable parameters to one group). */
-    a->st = lorac_optim_add(a->opt, w->name, w->data, w->grad, w->n, 1, NULL);
+     * pass all trainable parameters to one group); LoRA+ makes groups. */
+    lorac_param *p;
+    a->st = lorac_optim_add(a->opt, w->name, w->data, w->grad, w->n, 1, &p);
+    if (a->st == LORAC_OK && a->lp && a->lp->ratio > 0) lorac_loraplus_set(p, lorac_loraplus_kind(w->name, w->ndim), a->lp, a->lr);
 }
 
 /* ---- what a resumed run must share with its checkpoint ---- */
@@ -284,6 +287,9 @@ static lorac_status build_config(const lorac_model *m, const lorac_optim *opt, c
     LORAC_TRY(lorac_ckpt_config_add(c, "weight-decay", "%.7g", o->weight_decay));
     LORAC_TRY(lorac_ckpt_config_add(c, "adam betas and eps", "%.7g %.7g %.7g", o->beta1, o->beta2, o->eps));
     LORAC_TRY(lorac_ckpt_config_add(c, "clip", "%.7g", o->clip));
+    if (o->loraplus.ratio > 0)
+        LORAC_TRY(lorac_ckpt_config_add(c, "loraplus (ratio, lr_embedding, weight decay)", "%.7g %.7g %.7g",
+                                        o->loraplus.ratio, o->loraplus.lr_embedding, o->loraplus.weight_decay));
     LORAC_TRY(lorac_ckpt_config_add(c, "warmup", "%d", o->warmup_steps));
     LORAC_TRY(lorac_ckpt_config_add(c, "schedule", "%s", lorac_sched_name((lorac_sched_kind)o->schedule)));
     /* a decaying schedule's shape depends on its length; the constant one does
@@ -380,7 +386,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     lorac_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
     LORAC_TRY(lorac_optim_create(&acfg, &opt));
     lorac_sched sched = {(lorac_sched_kind)o->schedule, o->warmup_steps, total, 0};
-    add_ctx ac = {opt, LORAC_OK};
+    add_ctx ac = {opt, LORAC_OK, &o->loraplus, o->lr};
     lorac_for_each_trainable(m, add_param, &ac);
     lorac_status st = ac.st;
     if (st == LORAC_OK && opt->n_params == 0)
@@ -505,6 +511,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
             if (o->clip > 0) lorac_optim_clip_grad_norm(opt, o->clip);
             double lr = o->lr * lorac_lr_at(&sched, step);
             lorac_optim_step(opt, lr);
+            lorac_dora_invalidate(m); /* A and B moved: DoRA's cached norms are stale */
             lorac_optim_zero_grad(opt);
             if (checkpointing && (st = lorac_ckpt_push_loss(&cs, step, step_loss)) != LORAC_OK) break;
             step++;

@@ -32,6 +32,7 @@ typedef struct lorac_train_opts {
     int max_steps;          /* stop after this many optimizer steps (0 = no limit) */
     float lr, weight_decay, beta1, beta2, eps;
     float clip;             /* max grad norm, 0 = off */
+    lorac_loraplus_cfg loraplus; /* LoRA+ (train/optim.h): ratio 0 = off */
     int warmup_steps;
     int schedule;           /* 0 constant, 1 linear decay, 2 cosine */
     uint64_t seed;          /* data order (and dropout) */

@@ -436,6 +436,16 @@ def make_adapters():
          "lorac.num_classes = 1e+09 is out of range [0, 65536]", "a classifier head of 10^9 classes"),
         ("num_classes_negative", dict(ADAPTER, lorac={"num_classes": -3}), "FORMAT",
          "lorac.num_classes = -3 is out of range", "a negative class count"),
+        ("rank_pattern_float", dict(ADAPTER, rank_pattern={"c_proj": 2.5}), "FORMAT",
+         "rank_pattern['c_proj'] must be a positive integer", "a fractional per-module rank"),
+        ("rank_pattern_huge", dict(ADAPTER, rank_pattern={"c_proj": 1e12}), "FORMAT",
+         "rank_pattern['c_proj'] must be a positive integer", "a per-module rank of 10^12"),
+        ("alpha_pattern_string", dict(ADAPTER, alpha_pattern={"c_proj": "16"}), "FORMAT",
+         "alpha_pattern['c_proj'] must be a positive number", "a per-module alpha given as a string"),
+        ("pattern_not_object", dict(ADAPTER, rank_pattern=[4]), "FORMAT", "rank_pattern is not an object",
+         "rank_pattern as a list"),
+        ("init_unknown", dict(ADAPTER, init_lora_weights="corda"), "FORMAT",
+         "init_lora_weights 'corda' is not supported", "an init lorac does not have"),
     ]
     for name, cfg, st, msg, what in bad:
         adapter_dir(d + name, cfg)

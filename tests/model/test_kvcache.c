@@ -32,6 +32,7 @@
 
 #include "core/util.h"
 #include "io/tokenizer.h"
+#include "lora/dora.h"
 #include "lora/lora.h"
 #include "lora/merge.h"
 #include "models/generate.h"
@@ -77,7 +78,9 @@ static lorac_lora **table_of(const lorac_model *m) {
     return t;
 }
 
-/* Adapter Y: rank 2, random A and B, on the Linears X adapts except the MLP's down projection. */
+/* Adapter Y: rank 2, random A and B, on the Linears X adapts except the MLP's
+ * down projection; every other one of them a DoRA pair (magnitudes moved off
+ * the norms, so the rescaling matters). */
 static lorac_lora **make_y(const lorac_model *m, const lorac_lora *const *x) {
     lorac_lora **t = calloc((size_t)m->n_lin, sizeof *t);
     for (int i = 0; i < m->n_lin; i++) {
@@ -86,6 +89,9 @@ static lorac_lora **make_y(const lorac_model *m, const lorac_lora *const *x) {
         CHECK_OK(lorac_lora_new(L, 2, x[i]->parts, 3.0f, 1.5f, 0, 0, &t[i]));
         fill(t[i]->A.data, t[i]->A.n, 0.3f);
         fill(t[i]->B.data, t[i]->B.n, 0.3f);
+        if (i % 2) continue;
+        CHECK_OK(lorac_dora_attach(L, t[i], 0));
+        for (size_t o = 0; o < t[i]->M.n; o++) t[i]->M.data[o] *= 1.0f + 0.5f * sinf((float)o);
     }
     return t;
 }

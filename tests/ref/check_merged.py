@@ -38,6 +38,10 @@ CASES = [
      (["query", "key", "value", "output.dense", "intermediate.dense"], ["classifier"])),
     ("tiny_distilbert", AutoModelForSequenceClassification,
      (["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"], ["pre_classifier", "classifier"])),
+    # PEFT's DoRA adapters (tests/ref/make_peft_variant_fixtures.py): lorac merges m / ||W + s B A|| (W + s B A)
+    ("tiny_gpt2", AutoModelForCausalLM, os.path.join(FIX, "parity", "variants", "tiny_gpt2_dora_peft")),
+    ("tiny_llama", AutoModelForCausalLM, os.path.join(FIX, "parity", "variants", "tiny_llama_dora_peft")),
+    ("tiny_bert", AutoModelForSequenceClassification, os.path.join(FIX, "parity", "variants", "tiny_bert_dora_peft")),
     # an adapter trained and written by lorac itself: PEFT must read it as lorac means it
     ("stories260K", AutoModelForCausalLM, "lorac-train"),
 ]
@@ -104,7 +108,7 @@ def main():
                 ad = os.path.join(tmp, name + "-adapter")
                 build_adapter(base_dir, auto, adapter[0], adapter[1], ad)
                 adapter = ad
-            out = os.path.join(tmp, name + "-merged")
+            out = os.path.join(tmp, name + "-" + os.path.basename(str(adapter)) + "-merged")
             r = subprocess.run([args.lorac, "merge", "--model", base_dir, "--adapter", adapter, "--out", out],
                                capture_output=True, text=True)
             if r.returncode != 0:
@@ -124,7 +128,7 @@ def main():
             diff = (got[real] - want[real]).abs().max().item()
             scale = want[real].abs().max().item()
             ok = not problems and diff <= 1e-4 * max(1.0, scale)
-            print(f"{'ok  ' if ok else 'FAIL'} {name}: transformers {auto.__name__} loads the merged checkpoint "
+            print(f"{'ok  ' if ok else 'FAIL'} {name}{' (' + os.path.basename(adapter) + ')' if 'variants' in adapter else ''}: transformers {auto.__name__} loads the merged checkpoint "
                   f"({'no missing/unexpected keys' if not problems else problems}); "
                   f"max |logits - PEFT base+adapter| = {diff:.2e} (max |logit| {scale:.3g})")
             failed += not ok

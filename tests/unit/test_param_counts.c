@@ -4,12 +4,19 @@
  * per adapted Linear) and must also equal the figure the issue / seed
  * reports: appendix E's 2,666,528 and PEFT's GPT-2 default 294,912, and the
  * DistilBERT-base figures of "Code LoRA from scratch" (147,456 / 516,096 /
- * 592,130 / 66,955,010), from distilbert-base-uncased's own config.json. */
+ * 592,130 / 66,955,010), from distilbert-base-uncased's own config.json.
+ * The rest of PEFT's LoRA family (DoRA, rank_pattern / alpha_pattern,
+ * PiSSA, Gaussian init, LoRA on the embedding) is checked against the figures PEFT 0.21's
+ * print_trainable_parameters() printed for GPT-2 124M
+ * (tests/fixtures/parity/variants/gpt2_124m_counts.json, written by
+ * tests/ref/make_peft_variant_fixtures.py). */
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
 #include "lora/lora.h"
+#include "lora/lora_init.h"
 #include "models/model.h"
 #include "testutil.h"
 
@@ -88,8 +95,56 @@ static void distilbert_counts(void) {
     lorac_model_free(m);
 }
 
+/* Each case of gpt2_124m_counts.json: its LoraConfig applied to GPT-2 124M. */
+static void peft_family_counts(const lorac_config *c) {
+    char *txt = NULL;
+    CHECK_OK(lorac_read_file(test_src_path("tests/fixtures/parity/variants/gpt2_124m_counts.json"), 1 << 20, &txt, NULL));
+    cJSON *j = txt ? cJSON_Parse(txt) : NULL, *cases = cJSON_GetObjectItem(j, "cases"), *e;
+    free(txt);
+    CHECK(cJSON_GetArraySize(cases) >= 5, "gpt2_124m_counts.json has %d cases", cJSON_GetArraySize(cases));
+    lorac_model *m = NULL; /* one random GPT-2 124M, its adapters removed after each case */
+    CHECK_OK(lorac_model_create_random(c, 1, &m));
+    if (!m) return;
+    cJSON_ArrayForEach(e, cases) {
+        const cJSON *cfg = cJSON_GetObjectItem(e, "config"), *v, *k;
+        lorac_lora_config lc;
+        lorac_lora_config_default(&lc);
+        lc.r = cJSON_GetObjectItem(cfg, "r")->valueint;
+        lc.alpha = (float)cJSON_GetObjectItem(cfg, "lora_alpha")->valuedouble;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItem(cfg, "target_modules")) strcpy(lc.targets[lc.n_targets++], v->valuestring);
+        lc.use_dora = cJSON_IsTrue(cJSON_GetObjectItem(cfg, "use_dora"));
+        cJSON_ArrayForEach(k, cJSON_GetObjectItem(cfg, "rank_pattern")) {
+            strcpy(lc.rank_pattern[lc.n_rank_pattern].key, k->string);
+            lc.rank_pattern[lc.n_rank_pattern++].value = (float)k->valuedouble;
+        }
+        cJSON_ArrayForEach(k, cJSON_GetObjectItem(cfg, "alpha_pattern")) {
+            strcpy(lc.alpha_pattern[lc.n_alpha_pattern].key, k->string);
+            lc.alpha_pattern[lc.n_alpha_pattern++].value = (float)k->valuedouble;
+        }
+        if ((v = cJSON_GetObjectItem(cfg, "init_lora_weights")) && cJSON_IsString(v)) CHECK_OK(lorac_lora_init_parse(v->valuestring, &lc));
+        CHECK_OK(lorac_lora_apply(m, &lc, NULL));
+        int64_t t, all;
+        lorac_count_params(m, &t, &all);
+        const int64_t want_t = (int64_t)cJSON_GetObjectItem(e, "trainable")->valuedouble;
+        const int64_t want_all = (int64_t)cJSON_GetObjectItem(e, "all")->valuedouble;
+        printf("%-12s trainable params: %lld || all params: %lld   PEFT: %s\n", e->string, (long long)t, (long long)all,
+               cJSON_GetObjectItem(e, "printed")->valuestring);
+        CHECK(t == want_t && all == want_all, "%s: trainable %lld of %lld, PEFT %lld of %lld", e->string, (long long)t,
+              (long long)all, (long long)want_t, (long long)want_all);
+        for (int i = 0; i < m->n_lin; i++) {
+            lorac_lora_free(m->lin[i].lora);
+            m->lin[i].lora = NULL;
+        }
+        lorac_lora_free(m->wte_lora);
+        m->wte_lora = NULL;
+    }
+    lorac_model_free(m);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     lorac_config c = gpt2_124m();
+    peft_family_counts(&c);
     const int64_t C = 768, F = 3072, L = 12;
     /* the GPT-2 124M parameter count, tied head counted once */
     const int64_t base = 50257 * C + 1024 * C + L * (2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * F + F + F * C + C) + 2 * C;

@@ -112,6 +112,10 @@ int cli_qbase_is_qlora(const cli_args *a);
     {"rslora", NULL, "scale = alpha/sqrt(r) (rank-stabilised LoRA)"},                                            \
     {"layers", "LIST", "layers_to_transform, e.g. 0,1,2"},                                                       \
     {"split-qkv", NULL, "one rank-r pair for each of q, k, v inside GPT-2's fused c_attn (loralib MergedLinear)"}, \
+    {"dora", NULL, "DoRA (use_dora): a trained magnitude per output row over the normalised W + s B A"},         \
+    {"rank-pattern", "K=R,..", "rank_pattern: r per module, key matched as PEFT does (name ends in .K or is K)"}, \
+    {"alpha-pattern", "K=A,..", "alpha_pattern: lora_alpha per module, matched as --rank-pattern"},             \
+    {"init", "I", "init_lora_weights: true (default) | false | gaussian | pissa | pissa_niter_K | olora"},       \
     {"preset", "NAME", "appendix-e: r 16, alpha 16, every Linear incl. the head, split q/k/v,"                   \
                        " AdamW lr 8e-4, wd 0.1, batch 8, 5 epochs (LLMs-from-scratch appendix E)"},              \
     {"method", "M", "lora (default) | qlora (LoRA over a 4-bit frozen base) | full | last-layers:N | head"},      \

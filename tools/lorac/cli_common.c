@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "cli.h"
+#include "lora/lora_init.h"
 #include "ops/gemm.h"
 
 #include "lora/adapter_io.h"
@@ -308,6 +309,12 @@ void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
     if (mts) cli_check(a->cmd, lorac_lora_parse_list(mts, c->modules_to_save, &c->n_modules_to_save, "--modules-to-save"));
     const char *ly = cli_str(a, "layers", NULL);
     if (ly) cli_check(a->cmd, lorac_lora_parse_layers(ly, c));
+    c->use_dora = cli_has(a, "dora");
+    const char *rp = cli_str(a, "rank-pattern", NULL), *ap = cli_str(a, "alpha-pattern", NULL);
+    if (rp) cli_check(a->cmd, lorac_lora_parse_patterns(rp, c->rank_pattern, &c->n_rank_pattern, 1, "--rank-pattern"));
+    if (ap) cli_check(a->cmd, lorac_lora_parse_patterns(ap, c->alpha_pattern, &c->n_alpha_pattern, 0, "--alpha-pattern"));
+    const char *in = cli_str(a, "init", NULL);
+    if (in) cli_check(a->cmd, lorac_lora_init_parse(in, c));
     c->seed = cli_u64(a, "seed", 123);
 }
 

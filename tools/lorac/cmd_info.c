@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "io/gguf.h"
 #include "io/tensorfile.h"
+#include "lora/lora_init.h"
 
 static const cli_opt info_opts[] = {
     {"model", "PATH", "Hugging Face directory or .gguf file"},
@@ -81,16 +82,29 @@ int cmd_info(int argc, char **argv) {
             printf("  %-52s [%lld, %lld]%s\n", w->name, (long long)w->shape[0], (long long)w->shape[1], w->grad ? "  trainable" : "");
         else
             printf("  %-52s [%lld]%s\n", w->name, (long long)w->shape[0], w->grad ? "  trainable" : "");
+        if (w == m->wte && m->wte_lora) {
+            const lorac_lora *l = m->wte_lora;
+            printf("  %-52s [%lld, %lld]  trainable (embedding LoRA r=%d, alpha %g, scale %.4g)\n", l->A.name,
+                   (long long)l->A.shape[0], (long long)l->A.shape[1], l->r, (double)l->alpha, l->scale);
+            printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
+        }
         for (int j = 0; j < m->n_lin; j++) {
             const lorac_linear *L = &m->lin[j];
             if (L->W != w || !L->lora || L == m->lm_head) continue;
             const lorac_lora *l = L->lora;
-            printf("  %-52s [%lld, %lld]  trainable (LoRA r=%d%s, scale %.4g)\n", l->A.name, (long long)l->A.shape[0],
-                   (long long)l->A.shape[1], l->r, l->parts > 1 ? " x3 parts" : "", l->scale);
+            printf("  %-52s [%lld, %lld]  trainable (LoRA r=%d%s, alpha %g, scale %.4g%s)\n", l->A.name,
+                   (long long)l->A.shape[0], (long long)l->A.shape[1], l->r, l->parts > 1 ? " x3 parts" : "",
+                   (double)l->alpha, l->scale, l->A0 ? ", base = residual of its init" : "");
             printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
+            if (l->dora) printf("  %-52s [%lld]  trainable (DoRA magnitude)\n", l->M.name, (long long)l->M.shape[0]);
         }
     }
     if (m->lm_head && m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
+    if (lc.use_dora || lc.init != LORAC_INIT_DEFAULT || lc.n_rank_pattern || lc.n_alpha_pattern) {
+        char ib[32];
+        printf("LoRA kind: %s, init_lora_weights %s, %d rank_pattern / %d alpha_pattern entries\n",
+               lc.use_dora ? "DoRA" : "LoRA", lorac_lora_init_name(&lc, ib, sizeof ib), lc.n_rank_pattern, lc.n_alpha_pattern);
+    }
     cli_print_trainable(m, stdout);
     lorac_model_free(m);
     return 0;
@@ -103,10 +117,27 @@ int cmd_modules(int argc, char **argv) {
                              "then the short names that --target accepts.",
               info_opts, argc, argv);
     lorac_model *m = load(&a);
+    lorac_lora_config lc; /* with LoRA options: what each targeted module would get */
+    cli_lora_config(&a, &lc);
+    const int show = cli_has(&a, "target") || cli_has(&a, "target-regex");
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
-        printf("%-48s in %-6d out %-6d%s\n", L->name, L->in, L->out,
-               L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "");
+        char what[96] = "";
+        if (show && lorac_lora_targets(&lc, m, L)) {
+            int r;
+            float alpha;
+            lorac_lora_module_r_alpha(&lc, L->name, &r, &alpha);
+            snprintf(what, sizeof what, "  -> %s r=%d alpha=%g", lc.use_dora ? "DoRA" : "LoRA", r, (double)alpha);
+        }
+        printf("%-48s in %-6d out %-6d%s%s\n", L->name, L->in, L->out,
+               L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "",
+               what);
+    }
+    { /* the token embedding: targeted by its name, LoRA as lora_embedding_A / _B */
+        char mod[112];
+        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(m->wte->name) > 7 ? strlen(m->wte->name) - 7 : 0), m->wte->name);
+        printf("%-48s vocab %-6d dim %-6d  (embedding; not in all-linear)%s\n", mod, m->cfg.vocab, m->cfg.dim,
+               show && lorac_lora_embed_targeted(&lc, m) ? "  -> LoRA (lora_embedding_A/B)" : "");
     }
     printf("short names:");
     char seen[32][128];

@@ -28,6 +28,9 @@ const cli_opt cli_train_opts[] = {
     {"warmup", "N", "linear warm-up steps (default 0)"},
     {"schedule", "S", "constant | linear | cosine (default constant)"},
     {"clip", "X", "clip the global gradient norm to X (default off)"},
+    {"loraplus-ratio", "X", "LoRA+: lora_B (and 1-D params) learn at lr * X (PEFT's loraplus_lr_ratio; e.g. 16)"},
+    {"loraplus-lr-embedding", "X", "LoRA+: learning rate of embedding LoRA pairs (default 1e-6)"},
+    {"loraplus-weight-decay", "X", "LoRA+: weight decay of its groups (default 0, as PEFT: --weight-decay is unused)"},
     {"eval-every", "N", "evaluate every N steps (default: each epoch)"},
     {"skip-nonfinite", NULL, "skip a step whose loss or gradient is NaN/Inf instead of stopping"},
     {"padded-batches", NULL, "pad each batch to its longest example instead of packing the examples end to end"
@@ -148,6 +151,8 @@ int cmd_train(int argc, char **argv) {
     o.max_steps = cli_int(&a, "max-steps", 0, 0, 1 << 30);
     o.lr = (float)cli_num(&a, "lr", appx ? 8e-4 : 1e-4, 0, 10);
     o.weight_decay = (float)cli_num(&a, "weight-decay", appx ? 0.1 : 0.01, 0, 10);
+    o.loraplus = (lorac_loraplus_cfg){cli_num(&a, "loraplus-ratio", 0, 0, 1e6), cli_num(&a, "loraplus-lr-embedding", 1e-6, 0, 10),
+                                      cli_num(&a, "loraplus-weight-decay", 0, 0, 10)};
     o.warmup_steps = cli_int(&a, "warmup", 0, 0, 1 << 30);
     const char *sch = cli_str(&a, "schedule", "constant");
     if (!strcmp(sch, "constant")) o.schedule = 0;
@@ -233,7 +238,9 @@ int cmd_train(int argc, char **argv) {
                              "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
                              "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", "qformat", cli_str(&a, "qformat", ""),
                              "qembed", cli_str(&a, "qembed", "on"),
-                             "base", cli_str(&a, "base", "fp32"), NULL};
+                             "base", cli_str(&a, "base", "fp32"), "dora", lc.use_dora ? "1" : "0",
+                             "init", cli_str(&a, "init", "true"), "rank-pattern", cli_str(&a, "rank-pattern", ""),
+                             "alpha-pattern", cli_str(&a, "alpha-pattern", ""), NULL};
     if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
     o.run_config = run_cfg;
     lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",

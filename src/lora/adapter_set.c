@@ -294,6 +294,18 @@ size_t lorac_adapters_bytes(const lorac_adapter_set *s) {
     return b;
 }
 
+lorac_status lorac_adapters_unload(lorac_adapter_set *s, const char *name) {
+    const int k = lorac_adapters_find(s, name);
+    if (k < 0) return lorac_fail(LORAC_ERR_ARG, "no adapter named '%s' is loaded", name);
+    const int was = s->active;
+    detach_all(s);
+    slot_free(&s->slot[k], s->m->n_lin);
+    memmove(&s->slot[k], &s->slot[k + 1], sizeof s->slot[0] * (size_t)(s->n - k - 1));
+    s->n--;
+    if (was >= 0 && was != k) return lorac_adapters_activate(s, s->slot[was > k ? was - 1 : was].name);
+    return LORAC_OK;
+}
+
 void lorac_adapters_free(lorac_adapter_set *s) {
     if (!s->m) return;
     if (s->n == 0) { /* an unused set: the model's own adapter (if any) stays the model's */

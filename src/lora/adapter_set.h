@@ -49,6 +49,9 @@ lorac_status lorac_adapters_activate(lorac_adapter_set *s, const char *name);
  * The new adapter has lora_alpha = r (scale 1 unless rsLoRA), like PEFT's. */
 lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, const char *const *names, const float *weights,
                                     int n, const char *type);
+/* Free adapter `name` (deactivated first when active: the base alone then;
+ * another active adapter stays active). */
+lorac_status lorac_adapters_unload(lorac_adapter_set *s, const char *name);
 /* Bytes held by the adapters' tensors (LoRA A/B and heads). */
 size_t lorac_adapters_bytes(const lorac_adapter_set *s);
 int lorac_adapters_find(const lorac_adapter_set *s, const char *name);

@@ -116,6 +116,7 @@ typedef struct lorac_llm_opts {
     lorac_base_format base; /* default LORAC_BASE_FP32 */
     int embed_fp32;         /* NF4 / GGUF bases: keep the token embedding fp32 (bitsandbytes' way); default 0 */
     int threads;            /* > 0: lorac_set_threads(threads) first; default 0 (leave as is) */
+    int no_tokenizer;       /* 1: read no tokenizer (export, merge); lorac_llm_tok then returns NULL */
 } lorac_llm_opts;
 
 LORAC_API void lorac_llm_opts_init(lorac_llm_opts *o);
@@ -137,8 +138,15 @@ typedef struct lorac_llm_info {
     int n_adapters;          /* adapters loaded by name (lorac_llm_adapter_load) */
     char active_adapter[64]; /* "" = none (or "default": one applied with lorac_llm_adapter_apply / trained) */
     size_t adapter_bytes;    /* bytes held by named adapters */
+    /* the frozen base as held (LORAC_BASE_BF16 / _NF4 / _GGUF) */
     int quantized_linears;   /* Linears held as bf16 / NF4 / GGML blocks */
-    double base_bytes;       /* bytes of the frozen base as held */
+    char formats[96];        /* their formats, "+"-joined ("nf4", "q4_1+q8_0"); "" = none */
+    char embed_format[16];   /* the token embedding's format ("fp32" unless quantized) */
+    int64_t base_params, quantized_params; /* every base weight / the quantized Linears' */
+    double base_bytes, quantized_bytes;    /* their storage */
+    int fallback;            /* LORAC_BASE_GGUF: Linears that could not keep the file's format (went to NF4) */
+    char fallback_note[256]; /* ... and why, for the first */
+    int bf16_native;         /* 1: bf16 products run natively (oneDNN, AVX512-BF16); 0: widened to fp32 */
 } lorac_llm_info;
 LORAC_API lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info);
 

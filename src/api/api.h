@@ -30,6 +30,7 @@ struct lorac_llm {
     struct lorac_tok tok;
     char tok_path[1024];          /* lorac_llm_opts.tokenizer ("" = the model's) */
     lorac_base_format base;
+    int embed_fp32;               /* NF4 / GGUF: the token embedding stays fp32 */
     lorac_adapter_set set;        /* named adapters */
     int applied;                  /* 1: an adapter sits straight on the base (applied or trained) */
     int applied_lora;             /* ... and it is a LoRA adapter (saveable); 0 for full / head / last-layers */
@@ -53,6 +54,9 @@ struct lorac_llm {
                               sizeof(type), #type);                                                              \
     } while (0)
 
+/* An llm around a model made elsewhere (lorac_model_create_random), without
+ * a tokenizer; lorac_llm_close frees m. */
+lorac_status lorac_api_wrap(lorac_model *m, lorac_llm **out);
 /* Forget the applied adapter's record (labels freed). */
 void lorac_api_forget_applied(lorac_llm *llm);
 /* Class names of the active adapter (named or applied), or NULL. */

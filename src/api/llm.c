@@ -19,6 +19,8 @@
 #include "core/util.h"
 #include "io/chat.h"
 #include "io/gguf.h"
+#include "ops/gemm.h"
+#include "quant/qmatmul.h"
 
 const char *lorac_version(void) { return LORAC_VERSION; }
 
@@ -77,6 +79,7 @@ lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm
     lorac_llm *llm = calloc(1, sizeof *llm);
     if (!llm) return lorac_fail(LORAC_ERR_NOMEM, "out of memory");
     llm->base = o->base;
+    llm->embed_fp32 = o->embed_fp32;
     lorac_status st;
     if (o->base == LORAC_BASE_NF4 || o->base == LORAC_BASE_GGUF)
         st = lorac_model_load_quantized(path, (o->base == LORAC_BASE_GGUF ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4) |
@@ -84,11 +87,7 @@ lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm
     else
         st = lorac_model_load(path, &llm->m);
     if (st == LORAC_OK && o->base == LORAC_BASE_BF16) st = lorac_model_quantize(llm->m, LORAC_QF_BF16);
-    if (st == LORAC_OK && (o->base == LORAC_BASE_NF4 || o->base == LORAC_BASE_GGUF)) {
-        st = lorac_model_quantize(llm->m, LORAC_QF_NF4); /* Linears already quantized stay as they are */
-        if (st == LORAC_OK && !o->embed_fp32) st = lorac_model_quantize_embedding(llm->m, LORAC_QF_NF4);
-    }
-    if (st == LORAC_OK) {
+    if (st == LORAC_OK && !o->no_tokenizer) {
         if (o->tokenizer) snprintf(llm->tok_path, sizeof llm->tok_path, "%s", o->tokenizer);
         st = o->tokenizer ? load_tokenizer(o->tokenizer, NULL, &llm->tok.t)
                           : load_tokenizer(path, ends_with(path, ".gguf") ? llm->m->gguf : NULL, &llm->tok.t);
@@ -99,6 +98,14 @@ lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm
     }
     lorac_adapters_init(&llm->set, llm->m);
     *out = llm;
+    return LORAC_OK;
+}
+
+lorac_status lorac_api_wrap(lorac_model *m, lorac_llm **out) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) return lorac_fail(LORAC_ERR_NOMEM, "out of memory");
+    (*out)->m = m;
+    lorac_adapters_init(&(*out)->set, m);
     return LORAC_OK;
 }
 
@@ -143,7 +150,19 @@ lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info) {
     lorac_qstats q;
     lorac_model_qstats(m, &q);
     info->quantized_linears = q.n_linears;
+    for (int f = 0; f < LORAC_QF_COUNT; f++) {
+        if (!q.n_fmt[f]) continue;
+        size_t len = strlen(info->formats);
+        snprintf(info->formats + len, sizeof info->formats - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
+    }
+    snprintf(info->embed_format, sizeof info->embed_format, "%s", q.embed_fmt ? lorac_qformat_name(q.embed_fmt) : "fp32");
+    info->base_params = q.base_params;
+    info->quantized_params = q.q_params;
     info->base_bytes = q.base_bytes;
+    info->quantized_bytes = q.q_bytes;
+    info->fallback = m->q_fallback;
+    snprintf(info->fallback_note, sizeof info->fallback_note, "%s", m->q_note);
+    info->bf16_native = op_gemm_bf16_native();
     return LORAC_OK;
 }
 
@@ -163,7 +182,7 @@ lorac_status lorac_llm_module(const lorac_llm *llm, int i, lorac_module_info *ou
 
 /* ---- tokenizers ---- */
 
-const lorac_tok *lorac_llm_tok(const lorac_llm *llm) { return llm ? &llm->tok : NULL; }
+const lorac_tok *lorac_llm_tok(const lorac_llm *llm) { return llm && llm->tok.t ? &llm->tok : NULL; }
 
 lorac_status lorac_tok_open(const char *path, lorac_tok **out) {
     API_NEED(out, "lorac_tok_open");

@@ -90,13 +90,18 @@ static lorac_status train_linear(lorac_linear *L) {
     return L->b ? lorac_weight_make_trainable(L->b) : LORAC_OK;
 }
 
-static lorac_status apply_method(lorac_model *m, const lorac_train_config *c, lorac_lora_config *lc, int *is_lora) {
+static lorac_status apply_method(lorac_llm *llm, const lorac_train_config *c, lorac_lora_config *lc, int *is_lora) {
+    lorac_model *m = llm->m;
     method meth;
     int n;
     LORAC_TRY(parse_method(c->method, &meth, &n));
     *is_lora = meth == M_LORA;
     switch (meth) {
     case M_LORA:
+        if (llm->base == LORAC_BASE_NF4 || llm->base == LORAC_BASE_GGUF) { /* QLoRA: every Linear quantized */
+            LORAC_TRY(lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
+            if (!llm->embed_fp32) LORAC_TRY(lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* ... or embedding */
+        }
         if (m->head && !c->modules_to_save && !lorac_lora_targets(lc, m, m->head)) {
             LORAC_TRY(save_module(lc, m->head->name));
             if (m->pre_head && m->pre_head_fresh && !lorac_lora_targets(lc, m, m->pre_head))
@@ -177,7 +182,7 @@ lorac_status lorac_llm_train(lorac_llm *llm, const lorac_train_config *c, lorac_
         st = lorac_model_add_head(m, d.set[0].n_labels, bias, init, lc.seed);
     }
     int is_lora = 0;
-    if (st == LORAC_OK) st = apply_method(m, c, &lc, &is_lora);
+    if (st == LORAC_OK) st = apply_method(llm, c, &lc, &is_lora);
     if (st == LORAC_OK && c->gradient_checkpointing) st = lorac_model_set_grad_ckpt(m, 1);
     /* from here on the llm holds what training made, even when it fails */
     llm->applied = 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_chat.h"
 #include "core/util.h"
 
 static lorac_task parse_task(const cli_args *a) {
@@ -131,45 +132,27 @@ void cli_splits_free(cli_splits *s) {
     lorac_dataset_free(&s->test);
 }
 
-void cli_chat_format(const cli_args *a, const lorac_model *m, const lorac_tokenizer *tok, lorac_chat_format *f) {
-    const char *tp = cli_str(a, "tokenizer", NULL);
+void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f) {
     lorac_chat_family fam;
     const char *name = chat_format_opt(a, &fam);
-    char *tpl = NULL, where[1200];
-    lorac_gguf *tg = NULL; /* a --tokenizer that is a GGUF file carries its own template */
-    const size_t tl = tp ? strlen(tp) : 0;
-    if (tl > 5 && !strcmp(tp + tl - 5, ".gguf")) cli_check(a->cmd, lorac_gguf_open_metadata(tp, &tg));
-    cli_check(a->cmd, lorac_chat_template_read(tp ? tp : m->path, tp ? tg : m->gguf, &tpl, where, sizeof where));
-    lorac_gguf_close(tg);
-    lorac_chat_format found;
-    const int have = tpl != NULL;
-    lorac_status st = have ? lorac_chat_detect(tpl, where, &found) : LORAC_ERR_UNSUPPORTED;
-    free(tpl);
-    if (!name) {
-        if (have && st != LORAC_OK) cli_check(a->cmd, st); /* a template of no known family: say so */
-        if (have) *f = found;
-        else lorac_chat_format_init(f, LORAC_CHAT_ALPACA);
-    } else if (st == LORAC_OK && found.family == fam) {
-        *f = found;
-    } else {
-        lorac_chat_format_init(f, fam);
-    }
-    lorac_chat_set_tokens(f, tok);
+    char where[1200];
+    cli_check(a->cmd, lorac_api_chat_format(llm, name, f, where, sizeof where));
     fprintf(stderr, "chat format: %s (%s)%s%s%s\n", lorac_chat_family_name(f->family),
             f->from_template ? where : !name ? "the model has no chat template" : "--chat-format",
             f->default_system[0] ? "; default system message \"" : "", f->default_system,
             f->default_system[0] ? "\"" : "");
 }
 
-void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
-                         cli_tokenized *t) {
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t) {
+    const lorac_model *m = llm->m;
+    const lorac_tokenizer *tok = llm->tok.t;
     memset(t, 0, sizeof *t);
     int max_len = cli_int(a, "max-len", 256 < m->cfg.n_ctx ? 256 : m->cfg.n_ctx, 2, m->cfg.n_ctx);
     const lorac_dataset *d[3] = {&s->train, &s->val, &s->test};
     lorac_tokenized *o[3] = {&t->train, &t->val, &t->test};
     static const char *names[3] = {"train", "val", "test"};
     lorac_chat_format chat;
-    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, m, tok, &chat);
+    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, llm, &chat);
     for (int i = 0; i < 3; i++) {
         if (d[i]->n == 0) continue;
         cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len,

@@ -1,8 +1,11 @@
-/* lorac info / lorac modules - what a model holds and what LoRA would train. */
+/* lorac info / lorac modules - what a model holds and what LoRA would train.
+ * Not on the public API yet (cli_internal.h): a model from a config.json
+ * alone (random weights), every weight's shape with its LoRA pair, and a
+ * GGUF adapter's header have no public calls. */
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_internal.h"
 #include "io/gguf.h"
 #include "io/tensorfile.h"
 
@@ -16,19 +19,21 @@ static const cli_opt info_opts[] = {
     {"threads", "N", "threads"},
     {NULL, NULL, NULL}};
 
-static lorac_model *load(const cli_args *a) {
-    lorac_model *m;
+static lorac_llm *load(const cli_args *a) {
+    lorac_llm *llm;
     const char *cfg = cli_str(a, "config", NULL);
     if (cfg) {
         lorac_config c;
+        lorac_model *m;
         cli_check(a->cmd, lorac_config_load_json(cfg, &c));
         cli_check(a->cmd, lorac_model_create_random(&c, 1, &m));
+        cli_check(a->cmd, lorac_api_wrap(m, &llm));
     } else {
-        cli_load_model(a, &m, NULL);
+        cli_open(a, 0, &llm);
     }
     int nc = cli_int(a, "num-classes", 0, 0, 100000);
-    if (nc) cli_add_head(a, m, nc, 1);
-    return m;
+    if (nc) cli_add_head(a, llm->m, nc, 1);
+    return llm;
 }
 
 /* A GGUF LoRA adapter (lorac export, convert_lora_to_gguf.py): its header
@@ -67,10 +72,11 @@ int cmd_info(int argc, char **argv) {
                           "A GGUF LoRA adapter (lorac export) as --model: its header and tensor list.",
               info_opts, argc, argv);
     if (cli_has(&a, "model") && adapter_gguf(cli_str(&a, "model", ""))) return 0;
-    lorac_model *m = load(&a);
+    lorac_llm *llm = load(&a);
+    lorac_model *m = llm->m;
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
-    cli_apply_method(&a, m, &lc, 0);
+    cli_apply_method(&a, llm, &lc, 0);
     const lorac_config *c = &m->cfg;
     printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", m->path,
            c->model_type, c->n_layer, c->dim, c->n_head, c->n_kv_head, c->head_dim, c->ffn_dim, c->vocab, c->n_ctx,
@@ -92,7 +98,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (m->lm_head && m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
     cli_print_trainable(m, stdout);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }
 
@@ -102,7 +108,8 @@ int cmd_modules(int argc, char **argv) {
                              "Lists the Linear modules LoRA can target (their Hugging Face names),\n"
                              "then the short names that --target accepts.",
               info_opts, argc, argv);
-    lorac_model *m = load(&a);
+    lorac_llm *llm = load(&a);
+    const lorac_model *m = llm->m;
     for (int i = 0; i < m->n_lin; i++) {
         const lorac_linear *L = &m->lin[i];
         printf("%-48s in %-6d out %-6d%s\n", L->name, L->in, L->out,
@@ -129,6 +136,6 @@ int cmd_modules(int argc, char **argv) {
         }
     }
     printf(" all-linear\n");
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }

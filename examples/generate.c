@@ -1,8 +1,10 @@
-/* generate.c - continue a prompt with a model (and optionally an adapter),
- * streaming the text as it comes, then print the timings.
- *   generate MODEL [ADAPTER_DIR] [PROMPT] */
+/* generate.c - continue a prompt with a model (and an adapter, or "-" for
+ * none), streaming the text as it comes, then print the timings.
+ *   generate MODEL [ADAPTER_DIR|-] [PROMPT] [MAX_NEW]
+ * TOKENIZER=PATH in the environment overrides the model's tokenizer. */
 #include <lorac.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int on_token(int id, const char *piece, size_t len, void *user) {
     (void)id;
@@ -14,11 +16,14 @@ static int on_token(int id, const char *piece, size_t len, void *user) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: generate MODEL [ADAPTER_DIR|-] [PROMPT]\n");
+        fprintf(stderr, "usage: generate MODEL [ADAPTER_DIR|-] [PROMPT] [MAX_NEW]\n");
         return 2;
     }
+    lorac_llm_opts o; /* TOKENIZER=PATH in the environment: another tokenizer than the model's */
+    lorac_llm_opts_init(&o);
+    o.tokenizer = getenv("TOKENIZER");
     lorac_llm *llm;
-    if (lorac_llm_open(argv[1], NULL, &llm) != LORAC_OK) {
+    if (lorac_llm_open(argv[1], &o, &llm) != LORAC_OK) {
         fprintf(stderr, "generate: %s\n", lorac_last_error());
         return 1;
     }
@@ -29,7 +34,7 @@ int main(int argc, char **argv) {
     }
     lorac_gen_params p;
     lorac_gen_params_init(&p);
-    p.max_new = 24;
+    p.max_new = argc > 4 ? atoi(argv[4]) : 24;
     lorac_gen_stats st;
     const char *prompt = argc > 3 ? argv[3] : "Once upon a time";
     printf("%s", prompt);

@@ -19,8 +19,10 @@
  *  - Threads: a handle is not internally locked. Calls on *different*
  *    handles may run on different threads at once; calls on one handle (and
  *    on a tokenizer borrowed from it) must not overlap, unless the call is
- *    marked "thread-safe: read-only" below, which may overlap with other
- *    read-only calls on the same handle. The error message is per thread.
+ *    marked "[read-only]" below, which may overlap with other read-only
+ *    calls on the same handle; calls marked "[one thread per llm]" take the
+ *    handle for themselves; "[any thread]" calls touch no shared state.
+ *    The error message is per thread.
  *    lorac_set_threads and lorac_set_log are process-wide: call them before
  *    starting threads that use the library.
  *  - After lorac_llm_close(llm) every use of llm, of its tokenizer
@@ -51,8 +53,9 @@ extern "C" {
 #define LORAC_VERSION_MINOR 1
 #define LORAC_VERSION_PATCH 0
 
-/* LORAC_API marks what the shared library exports (everything else is
- * hidden). Nothing to define when using the library. */
+/* LORAC_API marks what liblorac.so exports (src/api/lorac.map lists the
+ * same names; every other symbol is local). Nothing to define when using
+ * the library. */
 #if defined(LORAC_BUILDING_LIBRARY) && defined(__GNUC__)
 #define LORAC_API __attribute__((visibility("default")))
 #else
@@ -74,7 +77,7 @@ typedef enum lorac_status {
 } lorac_status;
 
 /* The message of the last failure on this thread ("no error" if none). */
-LORAC_API const char *lorac_last_error(void);
+LORAC_API const char *lorac_last_error(void); /* [any thread] */
 LORAC_API void lorac_clear_error(void);
 /* A short name for a status ("bad file format", ...). */
 LORAC_API const char *lorac_status_name(lorac_status st);
@@ -85,14 +88,15 @@ typedef void (*lorac_log_fn)(int level, const char *msg, void *user);
 LORAC_API void lorac_set_log(lorac_log_fn fn, void *user);
 
 /* The library's version string ("0.1.0"): that of the linked library,
- * which may differ from LORAC_VERSION of the header a program was built with. */
+ * which may differ from LORAC_VERSION of the header a program was built
+ * with. [any thread] */
 LORAC_API const char *lorac_version(void);
 
 /* Threads for the library's OpenMP loops and BLAS (process-wide). n <= 0:
  * OMP_NUM_THREADS if set, else every online core. */
 LORAC_API void lorac_set_threads(int n);
 
-/* Release a buffer the library returned (ids, text). NULL is fine. */
+/* Release a buffer the library returned (ids, text). NULL is fine. [any thread] */
 LORAC_API void lorac_free(void *p);
 
 /* ======================================================================
@@ -122,12 +126,15 @@ typedef struct lorac_llm_opts {
 LORAC_API void lorac_llm_opts_init(lorac_llm_opts *o);
 
 /* Open a model: a Hugging Face directory (config.json + *.safetensors) or a
- * .gguf file, with its tokenizer. o may be NULL (defaults). */
+ * .gguf file, with its tokenizer. o may be NULL (defaults). On failure *out
+ * is NULL. [any thread; o->threads > 0 sets the process-wide threads] */
 LORAC_API lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm **out);
-/* Free the model, its tokenizer and every adapter. NULL is fine. */
+/* Free the model, its tokenizer and every adapter. NULL is fine. Every
+ * later use of llm, its tokenizer or strings it returned is invalid.
+ * [one thread per llm: no other call on it may be running] */
 LORAC_API void lorac_llm_close(lorac_llm *llm);
 
-/* What a model holds. Thread-safe: read-only. */
+/* What a model holds. [read-only] */
 typedef struct lorac_llm_info {
     size_t size;             /* sizeof(lorac_llm_info): set it before the call */
     char arch[32];           /* "llama", "gpt2", "bert", "qwen2", "gemma3", ... */
@@ -152,7 +159,7 @@ LORAC_API lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *
 
 /* One Linear module: its full name ("model.layers.0.self_attn.q_proj"),
  * shape and whether an adapter (LoRA rank r > 0) sits on it. name stays
- * valid until lorac_llm_close. Thread-safe: read-only. */
+ * valid until lorac_llm_close. [read-only] */
 typedef struct lorac_module_info {
     const char *name;
     int in, out;
@@ -166,15 +173,17 @@ LORAC_API lorac_status lorac_llm_module(const lorac_llm *llm, int i, lorac_modul
  * ====================================================================== */
 
 /* The model's tokenizer, borrowed: valid until lorac_llm_close; never pass
- * it to lorac_tok_close. NULL for a NULL llm. */
+ * it to lorac_tok_close (which ignores it). NULL for a NULL llm or one opened
+ * with no_tokenizer. [read-only] */
 LORAC_API const lorac_tok *lorac_llm_tok(const lorac_llm *llm);
 /* A tokenizer alone (no weights read): tokenizer.json, vocab.json +
  * merges.txt, tokenizer.model, vocab.txt, a directory holding one, or a
- * .gguf's metadata. */
+ * .gguf's metadata. [any thread] */
 LORAC_API lorac_status lorac_tok_open(const char *path, lorac_tok **out);
-LORAC_API void lorac_tok_close(lorac_tok *t);
+LORAC_API void lorac_tok_close(lorac_tok *t); /* [one thread per tok] */
 
-/* The lorac_tok_* calls are thread-safe: read-only. */
+/* The lorac_tok_* calls below are [read-only]: any number of threads may
+ * encode / decode with one tokenizer at once. */
 /* text[0..len) -> ids (*ids from malloc: lorac_free). add_special = 1 adds
  * the model's special tokens (BOS ...) as HF's add_special_tokens=True;
  * special-token strings in the text ("<|im_start|>") map to their ids. */
@@ -195,7 +204,8 @@ LORAC_API int lorac_tok_find(const lorac_tok *t, const char *piece); /* id of an
  * format: NULL or "auto" (the template of the tokenizer / model, else
  * alpaca) or a family name: chatml, llama3, gemma, phi3, mistral, llama2,
  * alpaca. add_generation_prompt = 1 ends with the assistant's header.
- * *text from malloc (lorac_free). info may be NULL. */
+ * *text from malloc (lorac_free); text NULL: only info. info may be NULL.
+ * [read-only] */
 typedef struct lorac_chat_message {
     const char *role;    /* "system" (first only), "user", "assistant" */
     const char *content;
@@ -228,32 +238,41 @@ LORAC_API lorac_status lorac_llm_chat(const lorac_llm *llm, const char *format, 
 
 /* Load the PEFT adapter directory dir (adapter_config.json +
  * adapter_model.safetensors) under name (not activated). An adapter for
- * another base (other module shapes / names) is refused. */
+ * another base (other module shapes / names) is refused with a message
+ * naming what does not fit. [one thread per llm] */
 LORAC_API lorac_status lorac_llm_adapter_load(lorac_llm *llm, const char *name, const char *dir);
-/* Free a named adapter (deactivated first if active). */
+/* Free a named adapter; when it was active the base alone is active then.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_adapter_unload(lorac_llm *llm, const char *name);
-/* Make `name` the active adapter; NULL or "none": the base alone. */
+/* Make `name` the active adapter; NULL or "none": the base alone.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_adapter_use(lorac_llm *llm, const char *name);
 /* A new named adapter from n loaded ones with weights, as PEFT's
- * add_weighted_adapter; type "linear" (same r) or "cat" (ranks add up). */
+ * add_weighted_adapter; type "linear" (same r) or "cat" (ranks add up).
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_adapter_combine(lorac_llm *llm, const char *name, const char *const *names,
                                                  const float *weights, int n, const char *type);
-/* Apply one adapter directly (see above). */
+/* Apply one adapter directly (see above); refused when the llm holds
+ * adapters already. [one thread per llm] */
 LORAC_API lorac_status lorac_llm_adapter_apply(lorac_llm *llm, const char *dir);
 /* Save the adapter the model holds (trained or applied) as a PEFT adapter
  * directory (created if missing; files written to a temporary name, then
- * renamed). Refused for named adapters (they are already on disk). */
+ * renamed). Refused for named adapters (they are already on disk).
+ * [read-only] */
 LORAC_API lorac_status lorac_llm_adapter_save(const lorac_llm *llm, const char *dir);
 /* Merge the active adapter into the base weights (W += scale B A), then
  * unload every adapter (PEFT's merge_and_unload). Over a quantized base the
- * merge is refused (LORAC_ERR_UNSUPPORTED): open the base in fp32. */
+ * merge is refused (LORAC_ERR_UNSUPPORTED): open the base in fp32.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_merge(lorac_llm *llm);
 /* Write the model's weights (merged) as a Hugging Face checkpoint directory
- * (config.json, model.safetensors, the tokenizer files). */
+ * (config.json, model.safetensors, the tokenizer files); merges first.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_save(lorac_llm *llm, const char *dir);
 
 /* Export the PEFT adapter in adapter_dir as a llama.cpp LoRA GGUF at path
- * (over this llm's base, which holds no adapter). f16 = 1: F16 tensors. */
+ * (over this llm's base, which holds no adapter; the adapter stays applied
+ * afterwards). f16 = 1: F16 tensors. info may be NULL. [one thread per llm] */
 typedef struct lorac_llm_export_info {
     int n_tensors, n_modules, r, n_fused;
     float alpha;
@@ -270,10 +289,11 @@ LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter
 /* Classify text with the model's head (an adapter trained for
  * classification must be active). probs[0..n_probs) receives the softmax
  * over the classes (n_probs >= the class count, see lorac_llm_get_info);
- * *label the argmax (may be NULL). */
+ * *label the argmax (may be NULL). Uses the model's activation buffers:
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_classify(lorac_llm *llm, const char *text, float *probs, int n_probs, int *label);
 /* The name of class i from the active adapter's config ("spam"), or NULL.
- * Valid until the adapter changes. Thread-safe: read-only. */
+ * Valid until the adapter changes. [read-only] */
 LORAC_API const char *lorac_llm_label(const lorac_llm *llm, int i);
 
 typedef struct lorac_gen_params {
@@ -302,13 +322,14 @@ typedef struct lorac_gen_stats {
 } lorac_gen_stats;
 
 /* Continue prompt ids[0..n) (n >= 1). *out (from malloc; lorac_free) gets
- * the new ids; out / n_out / cb / stats may be NULL. */
+ * the new ids; out / n_out / cb / stats may be NULL; p NULL: defaults.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_generate_ids(lorac_llm *llm, const int *ids, int n, const lorac_gen_params *p,
                                               lorac_token_cb cb, void *user, int **out, int *n_out,
                                               lorac_gen_stats *stats);
 /* Continue prompt text (encoded with the model's special tokens; "" starts
  * from BOS, or EOS where there is none). *text (lorac_free) gets the new
- * text; text / cb / stats may be NULL. */
+ * text; text / cb / stats may be NULL. [one thread per llm] */
 LORAC_API lorac_status lorac_llm_generate(lorac_llm *llm, const char *prompt, const lorac_gen_params *p,
                                           lorac_token_cb cb, void *user, char **text, lorac_gen_stats *stats);
 
@@ -403,12 +424,14 @@ typedef struct lorac_train_report {
 /* Load c->data, add a classification head (classify), apply the method,
  * train, and score the train / validation / test splits. The trained
  * adapter stays on the llm (lorac_llm_adapter_save writes it; classify and
- * generate use it). The llm must hold no adapter yet. res may be NULL. */
+ * generate use it). The llm must hold no adapter yet. res may be NULL.
+ * On LORAC_ERR_CANCELLED the adapter trained so far stays too.
+ * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_train(lorac_llm *llm, const lorac_train_config *c, lorac_train_report *res);
 
 /* Score the model as it is (with its active adapter) on d: every row of
  * d->data when d->whole, else the splits as training made them (same seed).
- * batch 0: 8. res->train / val / test. */
+ * batch 0: 8. res->train / val / test. [one thread per llm] */
 LORAC_API lorac_status lorac_llm_evaluate(lorac_llm *llm, const lorac_data_config *d, int batch, uint64_t seed,
                                           lorac_train_report *res);
 

@@ -24,7 +24,7 @@ lorac_status lorac_api_task(const char *t, lorac_task *out) {
 }
 
 static lorac_status load_one(const lorac_data_config *c, lorac_task task, const char *path, const char *const *labels,
-                             lorac_dataset *d) {
+                             lorac_dataset *d, int *skipped) {
     if (task == LORAC_TASK_LM) {
         LORAC_TRY(lorac_dataset_load_text(path, d));
     } else if (task == LORAC_TASK_INSTRUCT) {
@@ -37,10 +37,11 @@ static lorac_status load_one(const lorac_data_config *c, lorac_task task, const 
         o.label_order = labels;
         o.skip_bad = c->skip_bad_rows;
         LORAC_TRY(lorac_dataset_load(path, &o, d));
+        *skipped = d->n_skipped;
     }
     if (d->n == 0) {
         lorac_dataset_free(d);
-        return lorac_fail(LORAC_ERR_DATA, "%s: no examples; hint: check the file, its format and text column", path);
+        return lorac_fail(LORAC_ERR_DATA, "%s: no examples; hint: check the file and --format/--text-col", path);
     }
     return LORAC_OK;
 }
@@ -61,7 +62,11 @@ static lorac_status replace_subset(lorac_dataset *d, int n) {
     return LORAC_OK;
 }
 
-static lorac_status split(const lorac_data_config *c, lorac_task task, uint64_t seed, lorac_dataset *s) {
+lorac_status lorac_api_split(const lorac_data_config *c, lorac_task task, uint64_t seed, lorac_dataset s[3],
+                             int skipped[3]) {
+    memset(s, 0, 3 * sizeof *s);
+    skipped[0] = skipped[1] = skipped[2] = 0;
+    if (!c->data) return lorac_fail(LORAC_ERR_ARG, "data: no file given");
     char lab[64][96];
     const char *labels[65];
     int nl = 0;
@@ -71,7 +76,7 @@ static lorac_status split(const lorac_data_config *c, lorac_task task, uint64_t 
         labels[nl] = NULL;
     }
     lorac_dataset all;
-    LORAC_TRY(load_one(c, task, c->data, nl ? labels : NULL, &all));
+    LORAC_TRY(load_one(c, task, c->data, nl ? labels : NULL, &all, &skipped[0]));
     if (c->whole) {
         s[2] = all;
         return LORAC_OK;
@@ -92,11 +97,11 @@ static lorac_status split(const lorac_data_config *c, lorac_task task, uint64_t 
     if (c->test && !c->val && c->split_train > 0) { /* a test file, and validation carved out of data */
         st = lorac_dataset_split(&all, tr, va, seed, 1, &s[0], &s[1], NULL);
         lorac_dataset_free(&all);
-        if (st == LORAC_OK) st = load_one(c, task, c->test, cls ? label_list(&s[0], labels) : NULL, &s[2]);
+        if (st == LORAC_OK) st = load_one(c, task, c->test, cls ? label_list(&s[0], labels) : NULL, &s[2], &skipped[2]);
     } else if (c->val || c->test) { /* explicit files: data is the training set */
         s[0] = all;
-        if (c->val) st = load_one(c, task, c->val, cls ? label_list(&all, labels) : NULL, &s[1]);
-        if (st == LORAC_OK && c->test) st = load_one(c, task, c->test, cls ? label_list(&all, labels) : NULL, &s[2]);
+        if (c->val) st = load_one(c, task, c->val, cls ? label_list(&all, labels) : NULL, &s[1], &skipped[1]);
+        if (st == LORAC_OK && c->test) st = load_one(c, task, c->test, cls ? label_list(&all, labels) : NULL, &s[2], &skipped[2]);
         lorac_dataset_shuffle(&s[0], seed);
     } else {
         st = lorac_dataset_split(&all, tr, va, seed, 1, &s[0], &s[1], &s[2]);
@@ -111,6 +116,8 @@ static lorac_status split(const lorac_data_config *c, lorac_task task, uint64_t 
     if (st == LORAC_OK && cls && s[0].n_labels < 2)
         st = lorac_fail(LORAC_ERR_DATA, "%s: only %d distinct label(s); hint: a classifier needs 2 or more", c->data,
                         s[0].n_labels);
+    if (st != LORAC_OK)
+        for (int i = 0; i < 3; i++) lorac_dataset_free(&s[i]);
     return st;
 }
 
@@ -125,7 +132,8 @@ lorac_status lorac_api_data_load(lorac_llm *llm, const lorac_data_config *c, uin
     lorac_chat_format chat;
     char where[1200];
     if (out->task == LORAC_TASK_INSTRUCT) LORAC_TRY(lorac_api_chat_format(llm, c->chat_format, &chat, where, sizeof where));
-    lorac_status st = split(c, out->task, seed, out->set);
+    int skipped[3];
+    lorac_status st = lorac_api_split(c, out->task, seed, out->set, skipped);
     for (int i = 0; i < 3 && st == LORAC_OK; i++)
         if (out->set[i].n)
             st = lorac_tokenize_dataset(llm->tok.t, &out->set[i], out->task, max_len,

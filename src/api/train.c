@@ -138,7 +138,7 @@ static lorac_status score(lorac_model *m, const lorac_api_data *d, int batch, lo
         s[i]->n = d->tok[i].n;
         s[i]->loss = 0;
         s[i]->acc = -1;
-        if (d->tok[i].n) LORAC_TRY(lorac_evaluate(m, &d->tok[i], d->task, batch, &s[i]->loss, &s[i]->acc));
+        if (d->tok[i].n) LORAC_TRY(lorac_evaluate_dist(m, &d->tok[i], d->task, batch, NULL, &s[i]->loss, &s[i]->acc));
     }
     lorac_count_params(m, &r->params_trainable, &r->params_all);
     r->n_labels = d->set[0].n ? d->set[0].n_labels : d->set[2].n_labels;

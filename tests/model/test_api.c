@@ -221,11 +221,54 @@ static void callbacks(void) {
     lorac_llm_close(llm);
 }
 
+/* The named-adapter calls work as documented: load, combine, switch, unload,
+ * merge (greedy ids after merging = with the adapter unmerged). */
+static void named_adapters(void) {
+    char ad[1024];
+    snprintf(ad, sizeof ad, "%s", test_src_path("tests/fixtures/parity/tiny_gpt2_peft_adapter"));
+    lorac_llm *llm = open_tiny();
+    if (!llm) return;
+    lorac_gen_params g;
+    lorac_gen_params_init(&g);
+    g.max_new = 6;
+    g.no_eos_stop = 1;
+    const int prompt[3] = {12, 13, 14};
+    int *base = NULL, *with = NULL, *merged = NULL, nb = 0, nw = 0, nm = 0;
+    CHECK_OK(lorac_llm_generate_ids(llm, prompt, 3, &g, NULL, NULL, &base, &nb, NULL));
+    CHECK_OK(lorac_llm_adapter_load(llm, "a", ad));
+    CHECK_OK(lorac_llm_adapter_load(llm, "b", ad));
+    CHECK_ERR(lorac_llm_adapter_load(llm, "a", ad), LORAC_ERR_ARG, "twice");
+    const char *names[2] = {"a", "b"};
+    const float w[2] = {0.5f, 0.5f};
+    CHECK_OK(lorac_llm_adapter_combine(llm, "ab", names, w, 2, "linear"));
+    CHECK_OK(lorac_llm_adapter_use(llm, "ab"));
+    CHECK_OK(lorac_llm_adapter_unload(llm, "b"));
+    lorac_llm_info info = {.size = sizeof info};
+    CHECK_OK(lorac_llm_get_info(llm, &info));
+    CHECK(info.n_adapters == 2 && !strcmp(info.active_adapter, "ab"), "after unload: %d adapters, active '%s'",
+          info.n_adapters, info.active_adapter);
+    CHECK_OK(lorac_llm_adapter_use(llm, "a"));
+    CHECK_OK(lorac_llm_generate_ids(llm, prompt, 3, &g, NULL, NULL, &with, &nw, NULL));
+    CHECK_ERR(lorac_llm_adapter_save(llm, test_tmpdir()), LORAC_ERR_ARG, "named adapters");
+    CHECK_OK(lorac_llm_merge(llm));
+    CHECK_OK(lorac_llm_get_info(llm, &info));
+    CHECK(info.n_adapters == 0, "merge unloads the adapters (%d left)", info.n_adapters);
+    CHECK_OK(lorac_llm_generate_ids(llm, prompt, 3, &g, NULL, NULL, &merged, &nm, NULL));
+    CHECK(nw == 6 && nm == 6 && !memcmp(with, merged, sizeof(int) * 6), "greedy ids merged = unmerged");
+    int same = nb == nw && !memcmp(base, with, sizeof(int) * (size_t)nb);
+    printf("test_api: base %s the adapter's greedy ids\n", same ? "gives" : "differs from");
+    lorac_free(base);
+    lorac_free(with);
+    lorac_free(merged);
+    lorac_llm_close(llm);
+}
+
 int main(void) {
     fixtures();
     null_handles();
     wrong_sizes_and_paths();
     wrong_order_and_other_base();
     callbacks();
+    named_adapters();
     return test_summary("test_api");
 }

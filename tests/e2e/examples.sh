@@ -77,12 +77,12 @@ if TOKENIZER=$T/vocab.txt "$T/pc/generate" "$tiny" - "see you" 4 >"$T/gen.out" 2
 "$T/pc/classify" "$T/missing" "$T/ad" x >"$T/out" 2>"$T/err"
 if [ $? -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "missing" "$T/err"; then ok; else bad "classify with a bad path: $(cat "$T/err")"; fi
 
-# ---- SmolLM2 (GGUF): a few LoRA steps on 40 SMS rows, classify, generate
+# ---- SmolLM2 (GGUF): two LoRA steps on 20 SMS rows, classify, generate
 M=${LORAC_CACHE:-$SRC/.cache}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 SMS=$DATA/sms_spam/SMSSpamCollection
 if [ -f "$M" ] && [ -f "$SMS" ] && [ -z "$SAN" ]; then
-    { grep -m 20 '^ham' "$SMS"; grep -m 20 '^spam' "$SMS"; } >"$T/sms40.tsv"
-    if "$T/pc/train" "$M" "$T/sms40.tsv" "$T/smol" 3 >"$T/st.out" 2>"$T/st.err" && grep -q "^trained 3 steps" "$T/st.out"; then ok
+    { grep -m 10 '^ham' "$SMS"; grep -m 10 '^spam' "$SMS"; } >"$T/sms20.tsv"
+    if "$T/pc/train" "$M" "$T/sms20.tsv" "$T/smol" 2 >"$T/st.out" 2>"$T/st.err" && grep -q "^trained 2 steps" "$T/st.out"; then ok
     else bad "train on SmolLM2: $(cat "$T/st.out" "$T/st.err" | tail -3)"; fi
     "$T/cm/classify" "$M" "$T/smol" "WINNER! Claim your free prize now" "see you at lunch" >"$T/sc.out" 2>"$T/sc.err"
     if [ $? -eq 0 ] && [ "$(wc -l <"$T/sc.out")" -eq 2 ] && ! cut -f1 "$T/sc.out" | grep -vq '^ham$\|^spam$'; then ok

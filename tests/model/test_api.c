@@ -196,6 +196,23 @@ static void callbacks(void) {
     CHECK(label >= 0 && label < 2 && p[0] + p[1] > 0.999f && p[0] + p[1] < 1.001f, "label %d, probs %g %g", label,
           (double)p[0], (double)p[1]);
     CHECK_ERR(lorac_llm_classify(llm, "win", p, 1, NULL), LORAC_ERR_ARG, "2 classes");
+    /* evaluate every row of the data with what was trained */
+    lorac_data_config d = {.data = sms, .whole = 1};
+    lorac_train_report ev;
+    CHECK_OK(lorac_llm_evaluate(llm, &d, 0, 123, &ev));
+    CHECK(ev.test.n == 80 && ev.train.n == 0 && ev.test.acc >= 0 && ev.test.acc <= 1 && ev.test.loss > 0,
+          "evaluate: %d examples, acc %g, loss %g", ev.test.n, ev.test.acc, ev.test.loss);
+    d.task = "sideways";
+    CHECK_ERR(lorac_llm_evaluate(llm, &d, 0, 123, &ev), LORAC_ERR_ARG, "sideways");
+    /* a chat in the default format (the fixture has no template: alpaca) */
+    char *text = NULL;
+    lorac_chat_info ci;
+    const lorac_chat_message msg = {"user", "see you at five"};
+    CHECK_OK(lorac_llm_chat(llm, NULL, &msg, 1, 1, &text, &ci));
+    CHECK(text && strstr(text, "see you at five") && !strcmp(ci.family, "alpaca") && !ci.from_template,
+          "chat: '%s' in %s", text ? text : "(null)", ci.family);
+    lorac_free(text);
+    CHECK_ERR(lorac_llm_chat(llm, "klingon", &msg, 1, 1, &text, NULL), LORAC_ERR_ARG, "klingon");
     CHECK_ERR(lorac_llm_train(llm, &c, NULL), LORAC_ERR_ARG, "already holds");
     CHECK_ERR(lorac_llm_adapter_use(llm, "x"), LORAC_ERR_ARG, "cannot be switched");
     lorac_llm_close(llm);

@@ -95,8 +95,8 @@ lorac_status lorac_llm_adapter_save(const lorac_llm *llm, const char *dir) {
         return lorac_fail(LORAC_ERR_ARG, "lorac_llm_adapter_save: %s", llm->set.n ? "named adapters are saved already "
                           "(their directories); hint: save a trained or applied adapter" : !llm->applied ?
                           "the llm holds no adapter; hint: lorac_llm_train or lorac_llm_adapter_apply first" :
-                          "the training method was not LoRA (full / head / last-layers change base weights); hint: "
-                          "lorac_llm_save writes the whole model");
+                          "no LoRA adapter to save (merged into the base, or trained with full / head / last-layers, "
+                          "which change base weights); hint: lorac_llm_save writes the whole model");
     const lorac_model *m = llm->m;
     const int n_classes = m->head && m->head->W->data ? m->n_classes : 0;
     const lorac_adapter_meta meta = {m->path, n_classes ? "SEQ_CLS" : "CAUSAL_LM", n_classes,

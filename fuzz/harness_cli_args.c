@@ -1,10 +1,11 @@
 /* harness_cli_args.c - fuzz entry point for the CLI's option parser
  * (tools/lorac/cli_common.c): cli_parse, the typed getters, the LoRA flags
- * (cli_lora_config: --r --alpha --target --layers ...) and --method.
+ * (cli_method.c's cli_lora_config: --r --alpha --target --layers ...) and
+ * --method.
  *
  * The CLI reports a bad flag by printing it and calling exit(2) (cli_die).
  * To fuzz that without forking and without changing the CLI, this file
- * compiles cli_common.c into itself with exit() renamed to a function that
+ * compiles cli_common.c and cli_method.c into itself with exit() renamed to a function that
  * jumps back here: a usage error is then a clean return, and anything else
  * (a crash, a sanitizer report) is a finding. The parser allocates nothing,
  * so jumping out of it leaks nothing.
@@ -37,6 +38,7 @@ static _Noreturn void fuzz_cli_exit(int code) {
  * reaches only its calls. */
 #define exit fuzz_cli_exit
 #include "../tools/lorac/cli_common.c"
+#include "../tools/lorac/cli_method.c" /* the LoRA flags (cli_lora_config) */
 #undef exit
 #include "../tools/lorac/cli_dist.c" /* cli_die's data-parallel side (no ranks here: cli_dist stays NULL) */
 

@@ -1,14 +1,42 @@
 /* lorac.h - the public API of liblorac: LoRA / QLoRA fine-tuning of
- * pretrained transformers in C.
+ * pretrained transformers in C. This header is the whole public surface:
+ * an application includes it and links liblorac (pkg-config lorac, or CMake
+ * find_package(lorac) -> lorac::lorac); nothing else under src/ is public.
  *
  * Conventions
  *  - One prefix: lorac_. Every fallible call returns lorac_status; on failure
  *    lorac_last_error() holds one line: what went wrong, where, and a hint.
  *  - Ownership: a *_create / *_open / *_load returns an object the caller
  *    owns and releases with the matching *_destroy / *_close / *_free, each of
- *    which accepts NULL.
+ *    which accepts NULL. Buffers the library returns through `T **out`
+ *    (token ids, text) are malloc'd and released with lorac_free.
+ *  - Options structs start with `size_t size`, set by their *_init function
+ *    (sizeof the struct this header declares): a size the library does not
+ *    know is LORAC_ERR_ARG, so a program built against another version of
+ *    this header is told, never misread.
  *  - The library never prints and never exits; progress goes through the
- *    optional log callback.
+ *    optional log callback and the per-call callbacks.
+ *  - Threads: a handle is not internally locked. Calls on *different*
+ *    handles may run on different threads at once; calls on one handle (and
+ *    on a tokenizer borrowed from it) must not overlap, unless the call is
+ *    marked "[read-only]" below, which may overlap with other read-only
+ *    calls on the same handle; calls marked "[one thread per llm]" take the
+ *    handle for themselves; "[any thread]" calls touch no shared state.
+ *    The error message is per thread.
+ *    lorac_set_threads and lorac_set_log are process-wide: call them before
+ *    starting threads that use the library.
+ *  - After lorac_llm_close(llm) every use of llm, of its tokenizer
+ *    (lorac_llm_tok) and of strings it returned (lorac_llm_label, module
+ *    names) is invalid (undefined behaviour, not checked). NULL handles are
+ *    checked: every call given a NULL handle returns LORAC_ERR_ARG (or 0 /
+ *    NULL / -1 for the calls that return values, as documented).
+ *
+ * Names: internal code (src/) uses lorac_model, lorac_tokenizer,
+ * lorac_adapter*, lorac_train*, lorac_generate; the public API lives in
+ * namespaces no internal name uses - lorac_llm* (a model with its tokenizer
+ * and adapters), lorac_tok* (a tokenizer), lorac_chat_message,
+ * lorac_train_config / lorac_data_config / lorac_gen_params - so the two never
+ * collide and the shared library exports exactly the names declared here.
  */
 #ifndef LORAC_H
 #define LORAC_H
@@ -21,6 +49,18 @@ extern "C" {
 #endif
 
 #define LORAC_VERSION "0.1.0"
+#define LORAC_VERSION_MAJOR 0
+#define LORAC_VERSION_MINOR 1
+#define LORAC_VERSION_PATCH 0
+
+/* LORAC_API marks what liblorac.so exports (src/api/lorac.map lists the
+ * same names; every other symbol is local). Nothing to define when using
+ * the library. */
+#if defined(LORAC_BUILDING_LIBRARY) && defined(__GNUC__)
+#define LORAC_API __attribute__((visibility("default")))
+#else
+#define LORAC_API
+#endif
 
 typedef enum lorac_status {
     LORAC_OK = 0,
@@ -33,18 +73,368 @@ typedef enum lorac_status {
     LORAC_ERR_NUMERIC = 7,     /* NaN / Inf in loss or gradients */
     LORAC_ERR_DATA = 8,        /* a bad data row */
     LORAC_ERR_COMM = 9,        /* another rank of a distributed run, or the network between them, failed */
+    LORAC_ERR_CANCELLED = 10,  /* a callback asked to stop (training cancelled) */
 } lorac_status;
 
 /* The message of the last failure on this thread ("no error" if none). */
-const char *lorac_last_error(void);
-void lorac_clear_error(void);
+LORAC_API const char *lorac_last_error(void); /* [any thread] */
+LORAC_API void lorac_clear_error(void);
 /* A short name for a status ("bad file format", ...). */
-const char *lorac_status_name(lorac_status st);
+LORAC_API const char *lorac_status_name(lorac_status st);
 
 /* Log callback: level 0 = info, 1 = warning. NULL restores the default
  * (silence). `user` is passed back unchanged. */
 typedef void (*lorac_log_fn)(int level, const char *msg, void *user);
-void lorac_set_log(lorac_log_fn fn, void *user);
+LORAC_API void lorac_set_log(lorac_log_fn fn, void *user);
+
+/* The library's version string ("0.1.0"): that of the linked library,
+ * which may differ from LORAC_VERSION of the header a program was built
+ * with. [any thread] */
+LORAC_API const char *lorac_version(void);
+
+/* Threads for the library's OpenMP loops and BLAS (process-wide). n <= 0:
+ * OMP_NUM_THREADS if set, else every online core. */
+LORAC_API void lorac_set_threads(int n);
+
+/* Release a buffer the library returned (ids, text). NULL is fine. [any thread] */
+LORAC_API void lorac_free(void *p);
+
+/* ======================================================================
+ * Models: lorac_llm = a base model, its tokenizer and its adapters
+ * ====================================================================== */
+
+typedef struct lorac_llm lorac_llm;
+typedef struct lorac_tok lorac_tok;
+
+/* How the frozen base's block Linears are held. */
+typedef enum lorac_base_format {
+    LORAC_BASE_FP32 = 0,  /* as loaded, fp32 (default) */
+    LORAC_BASE_BF16 = 1,  /* rounded to bf16: half the memory, bf16 products with fp32 accumulation */
+    LORAC_BASE_NF4 = 2,   /* QLoRA: bitsandbytes NF4, quantized while loading */
+    LORAC_BASE_GGUF = 3,  /* QLoRA over a .gguf: keep the file's own GGML blocks (Q4_0 .. Q6_K, IQ4_*) */
+} lorac_base_format;
+
+typedef struct lorac_llm_opts {
+    size_t size;            /* sizeof(lorac_llm_opts), set by lorac_llm_opts_init */
+    const char *tokenizer;  /* tokenizer file or directory; NULL: the model's own */
+    lorac_base_format base; /* default LORAC_BASE_FP32 */
+    int embed_fp32;         /* NF4 / GGUF bases: keep the token embedding fp32 (bitsandbytes' way); default 0 */
+    int threads;            /* > 0: lorac_set_threads(threads) first; default 0 (leave as is) */
+    int no_tokenizer;       /* 1: read no tokenizer (export, merge); lorac_llm_tok then returns NULL */
+} lorac_llm_opts;
+
+LORAC_API void lorac_llm_opts_init(lorac_llm_opts *o);
+
+/* Open a model: a Hugging Face directory (config.json + *.safetensors) or a
+ * .gguf file, with its tokenizer. o may be NULL (defaults). On failure *out
+ * is NULL. [any thread; o->threads > 0 sets the process-wide threads] */
+LORAC_API lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm **out);
+/* Free the model, its tokenizer and every adapter. NULL is fine. Every
+ * later use of llm, its tokenizer or strings it returned is invalid.
+ * [one thread per llm: no other call on it may be running] */
+LORAC_API void lorac_llm_close(lorac_llm *llm);
+
+/* What a model holds. [read-only] */
+typedef struct lorac_llm_info {
+    size_t size;             /* sizeof(lorac_llm_info): set it before the call */
+    char arch[32];           /* "llama", "gpt2", "bert", "qwen2", "gemma3", ... */
+    int n_layers, dim, n_heads, n_kv_heads, vocab_size, n_ctx;
+    int n_classes;           /* classification head's classes, 0 = none */
+    int64_t params_trainable, params_all;
+    int n_modules;           /* Linear modules (lorac_llm_module) */
+    int n_adapters;          /* adapters loaded by name (lorac_llm_adapter_load) */
+    char active_adapter[64]; /* "" = none (or "default": one applied with lorac_llm_adapter_apply / trained) */
+    size_t adapter_bytes;    /* bytes held by named adapters */
+    /* the frozen base as held (LORAC_BASE_BF16 / _NF4 / _GGUF) */
+    int quantized_linears;   /* Linears held as bf16 / NF4 / GGML blocks */
+    char formats[96];        /* their formats, "+"-joined ("nf4", "q4_1+q8_0"); "" = none */
+    char embed_format[16];   /* the token embedding's format ("fp32" unless quantized) */
+    int64_t base_params, quantized_params; /* every base weight / the quantized Linears' */
+    double base_bytes, quantized_bytes;    /* their storage */
+    int fallback;            /* LORAC_BASE_GGUF: Linears that could not keep the file's format (went to NF4) */
+    char fallback_note[256]; /* ... and why, for the first */
+    int bf16_native;         /* 1: bf16 products run natively (oneDNN, AVX512-BF16); 0: widened to fp32 */
+} lorac_llm_info;
+LORAC_API lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info);
+
+/* One Linear module: its full name ("model.layers.0.self_attn.q_proj"),
+ * shape and whether an adapter (LoRA rank r > 0) sits on it. name stays
+ * valid until lorac_llm_close. [read-only] */
+typedef struct lorac_module_info {
+    const char *name;
+    int in, out;
+    int lora_r;   /* 0: no LoRA on it now */
+    int trainable;/* its weight is trained in full */
+} lorac_module_info;
+LORAC_API lorac_status lorac_llm_module(const lorac_llm *llm, int i, lorac_module_info *out);
+
+/* ======================================================================
+ * Tokenizers
+ * ====================================================================== */
+
+/* The model's tokenizer, borrowed: valid until lorac_llm_close; never pass
+ * it to lorac_tok_close (which ignores it). NULL for a NULL llm or one opened
+ * with no_tokenizer. [read-only] */
+LORAC_API const lorac_tok *lorac_llm_tok(const lorac_llm *llm);
+/* A tokenizer alone (no weights read): tokenizer.json, vocab.json +
+ * merges.txt, tokenizer.model, vocab.txt, a directory holding one, or a
+ * .gguf's metadata. [any thread] */
+LORAC_API lorac_status lorac_tok_open(const char *path, lorac_tok **out);
+LORAC_API void lorac_tok_close(lorac_tok *t); /* [one thread per tok] */
+
+/* The lorac_tok_* calls below are [read-only]: any number of threads may
+ * encode / decode with one tokenizer at once. */
+/* text[0..len) -> ids (*ids from malloc: lorac_free). add_special = 1 adds
+ * the model's special tokens (BOS ...) as HF's add_special_tokens=True;
+ * special-token strings in the text ("<|im_start|>") map to their ids. */
+LORAC_API lorac_status lorac_tok_encode(const lorac_tok *t, const char *text, size_t len, int add_special, int **ids,
+                                        int *n);
+/* ids -> text (*text NUL-terminated, from malloc: lorac_free); *len may be NULL. */
+LORAC_API lorac_status lorac_tok_decode(const lorac_tok *t, const int *ids, int n, int skip_special, char **text,
+                                        size_t *len);
+/* The bytes of one token following `prev` (streaming; a piece may end in
+ * a partial UTF-8 sequence). */
+LORAC_API lorac_status lorac_tok_decode_piece(const lorac_tok *t, int prev, int id, char *buf, size_t cap, size_t *len);
+LORAC_API int lorac_tok_vocab_size(const lorac_tok *t); /* 0 for NULL */
+LORAC_API int lorac_tok_bos(const lorac_tok *t);        /* -1: none */
+LORAC_API int lorac_tok_eos(const lorac_tok *t);        /* -1: none */
+LORAC_API int lorac_tok_find(const lorac_tok *t, const char *piece); /* id of an exact vocabulary piece, -1: none */
+
+/* Chat templates: a conversation written in the model's chat format.
+ * format: NULL or "auto" (the template of the tokenizer / model, else
+ * alpaca) or a family name: chatml, llama3, gemma, phi3, mistral, llama2,
+ * alpaca. add_generation_prompt = 1 ends with the assistant's header.
+ * *text from malloc (lorac_free); text NULL: only info. info may be NULL.
+ * [read-only] */
+typedef struct lorac_chat_message {
+    const char *role;    /* "system" (first only), "user", "assistant" */
+    const char *content;
+} lorac_chat_message;
+typedef struct lorac_chat_info {
+    char family[16];         /* the format used */
+    char source[1200];       /* where it came from: the template's file, else "named format" or
+                                "the model has no chat template" */
+    int from_template;       /* 1: read from the model's (or tokenizer's) template */
+    char default_system[1024];/* the template's default system message ("" if none) */
+    int end_of_turn;         /* the token ending an assistant turn (stop there), -1 if none */
+    int writes_bos;          /* 1: the text starts with BOS itself (encode with add_special 0) */
+} lorac_chat_info;
+LORAC_API lorac_status lorac_llm_chat(const lorac_llm *llm, const char *format, const lorac_chat_message *msgs, int n,
+                                      int add_generation_prompt, char **text, lorac_chat_info *info);
+
+/* ======================================================================
+ * Adapters
+ *
+ * Two ways to hold adapters, as PEFT has:
+ *  - lorac_llm_adapter_apply: one PEFT adapter put straight onto the base,
+ *    anything PEFT saves (biases, modules_to_save); it cannot be switched
+ *    off or unloaded, only merged or saved. A trained adapter is held so too.
+ *  - lorac_llm_adapter_load: named adapters over one base (load_adapter /
+ *    set_adapter / add_weighted_adapter / delete_adapter); switching is a
+ *    pointer walk. Refused (with a hint): adapters that change base tensors
+ *    (bias all / lora_only, modules_to_save other than the head).
+ * An llm holds either one applied adapter or any number of named ones.
+ * ====================================================================== */
+
+/* Load the PEFT adapter directory dir (adapter_config.json +
+ * adapter_model.safetensors) under name (not activated). An adapter for
+ * another base (other module shapes / names) is refused with a message
+ * naming what does not fit. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_adapter_load(lorac_llm *llm, const char *name, const char *dir);
+/* Free a named adapter; when it was active the base alone is active then.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_adapter_unload(lorac_llm *llm, const char *name);
+/* Make `name` the active adapter; NULL or "none": the base alone.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_adapter_use(lorac_llm *llm, const char *name);
+/* A new named adapter from n loaded ones with weights, as PEFT's
+ * add_weighted_adapter; type "linear" (same r) or "cat" (ranks add up).
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_adapter_combine(lorac_llm *llm, const char *name, const char *const *names,
+                                                 const float *weights, int n, const char *type);
+/* Apply one adapter directly (see above); refused when the llm holds
+ * adapters already. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_adapter_apply(lorac_llm *llm, const char *dir);
+/* Save the adapter the model holds (trained or applied) as a PEFT adapter
+ * directory (created if missing; files written to a temporary name, then
+ * renamed). Refused for named adapters (they are already on disk).
+ * [read-only] */
+LORAC_API lorac_status lorac_llm_adapter_save(const lorac_llm *llm, const char *dir);
+/* Merge the active adapter into the base weights (W += scale B A), then
+ * unload every adapter (PEFT's merge_and_unload). Over a quantized base the
+ * merge is refused (LORAC_ERR_UNSUPPORTED): open the base in fp32.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_merge(lorac_llm *llm);
+/* Write the model's weights (merged) as a Hugging Face checkpoint directory
+ * (config.json, model.safetensors, the tokenizer files); merges first.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_save(lorac_llm *llm, const char *dir);
+
+/* Export the PEFT adapter in adapter_dir as a llama.cpp LoRA GGUF at path
+ * (over this llm's base, which holds no adapter; the adapter stays applied
+ * afterwards). f16 = 1: F16 tensors. info may be NULL. [one thread per llm] */
+typedef struct lorac_llm_export_info {
+    int n_tensors, n_modules, r, n_fused;
+    float alpha;
+    char arch[32];
+    uint64_t bytes;
+} lorac_llm_export_info;
+LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter_dir, const char *path, int f16,
+                                             lorac_llm_export_info *info);
+
+/* ======================================================================
+ * Inference
+ * ====================================================================== */
+
+/* Classify text with the model's head (an adapter trained for
+ * classification must be active). probs[0..n_probs) receives the softmax
+ * over the classes (n_probs >= the class count, see lorac_llm_get_info);
+ * *label the argmax (may be NULL). Uses the model's activation buffers:
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_classify(lorac_llm *llm, const char *text, float *probs, int n_probs, int *label);
+/* The name of class i from the active adapter's config ("spam"), or NULL.
+ * Valid until the adapter changes. [read-only] */
+LORAC_API const char *lorac_llm_label(const lorac_llm *llm, int i);
+
+typedef struct lorac_gen_params {
+    size_t size;         /* sizeof(lorac_gen_params), set by lorac_gen_params_init */
+    int max_new;         /* generate at most this many tokens (default 64) */
+    float temperature;   /* 0 = greedy (default) */
+    int top_k;           /* 0 = off (default) */
+    float top_p;         /* 1 = off (default) */
+    uint64_t seed;       /* sampling seed (default 42) */
+    int stop[8];         /* stop token ids (not emitted); with n_stop 0 the tokenizer's EOS */
+    int n_stop;
+    int no_eos_stop;     /* 1: with n_stop 0, no stop token at all */
+    int no_kv_cache;     /* 1: recompute the whole sequence for every token (the reference; slow) */
+} lorac_gen_params;
+LORAC_API void lorac_gen_params_init(lorac_gen_params *p);
+
+/* Called with each new token: its id and its text (bytes; may be part of a
+ * UTF-8 character). Return non-zero to stop (the token is kept). */
+typedef int (*lorac_token_cb)(int id, const char *piece, size_t len, void *user);
+
+typedef struct lorac_gen_stats {
+    int prompt_tokens;       /* the prompt's tokens (after BOS / chat format) */
+    double prompt_seconds;   /* until the first new token was known (the prompt's forward) */
+    int gen_tokens;          /* new tokens */
+    double gen_seconds;      /* after that, until the last */
+    int stopped;             /* 0: max_new, 1: a stop token, 2: the callback */
+} lorac_gen_stats;
+
+/* Continue prompt ids[0..n) (n >= 1). *out (from malloc; lorac_free) gets
+ * the new ids; out / n_out / cb / stats may be NULL; p NULL: defaults.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_generate_ids(lorac_llm *llm, const int *ids, int n, const lorac_gen_params *p,
+                                              lorac_token_cb cb, void *user, int **out, int *n_out,
+                                              lorac_gen_stats *stats);
+/* Continue prompt text (encoded with the model's special tokens; "" starts
+ * from BOS, or EOS where there is none). *text (lorac_free) gets the new
+ * text; text / cb / stats may be NULL. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_generate(lorac_llm *llm, const char *prompt, const lorac_gen_params *p,
+                                          lorac_token_cb cb, void *user, char **text, lorac_gen_stats *stats);
+
+/* ======================================================================
+ * Training and evaluation (the fields of `lorac train --help`)
+ * ====================================================================== */
+
+/* A data set and how it is split (lorac train / eval's data flags). */
+typedef struct lorac_data_config {
+    const char *task;        /* "classify" (default), "lm", "instruct" */
+    const char *data;        /* .tsv .csv .jsonl .json .txt (.gz ok); required */
+    const char *val, *test;  /* separate validation / test files (default: split from data) */
+    const char *format;      /* tsv | csv | jsonl | json (default: from the file name) */
+    const char *text_col, *label_col; /* header name or 0-based index */
+    const char *labels;      /* label names in class order, "ham,spam" (default: sorted) */
+    int skip_bad_rows;       /* skip malformed rows instead of failing */
+    int balance;             /* under-sample every class to the smallest */
+    double split_train, split_val; /* fractions (default 0.7, 0.1) */
+    int max_examples;        /* at most N training examples (0 = all) */
+    int max_eval;            /* a random N of the validation / test examples (0 = all) */
+    int max_len;             /* truncate to N tokens (0: 256 or the model's context) */
+    const char *chat_format; /* instruct: NULL / "auto" or a family (lorac_llm_chat) */
+    int whole;               /* evaluation: every row of data is the test set, unsplit */
+} lorac_data_config;
+
+typedef struct lorac_train_progress {
+    int epoch, epochs, step, total_steps;
+    double loss, lr, tokens_per_s, elapsed, eta;
+    int is_eval;             /* 1: an evaluation finished: val_loss, val_acc (acc < 0 if not classification) */
+    double val_loss, val_acc;
+} lorac_train_progress;
+/* Return non-zero to cancel: training stops at the end of this step and
+ * lorac_llm_train returns LORAC_ERR_CANCELLED (the adapter trained so far
+ * stays on the llm). */
+typedef int (*lorac_train_cb)(const lorac_train_progress *p, void *user);
+
+/* Every field a one-line addition: lorac_train_config_init sets the
+ * defaults; 0 / NULL mean "default" where noted. */
+typedef struct lorac_train_config {
+    size_t size;                 /* sizeof(lorac_train_config), set by lorac_train_config_init */
+    lorac_data_config data;
+    /* method */
+    const char *method;          /* "lora" (default; over an NF4 / GGUF base: QLoRA), "full", "head", "last-layers:N" */
+    int r;                       /* LoRA rank (8) */
+    float alpha;                 /* lora_alpha (0: = r) */
+    float dropout;               /* lora_dropout (0) */
+    const char *target;          /* target_modules, comma list or "all-linear" (default) */
+    const char *target_regex;    /* instead: one regex over full module names */
+    const char *bias;            /* "none" (default), "all", "lora_only" */
+    const char *modules_to_save; /* comma list */
+    int rslora;                  /* scale alpha / sqrt(r) */
+    const char *layers;          /* layers_to_transform, "0,1,2" */
+    int split_qkv;               /* GPT-2: one pair for each of q, k, v */
+    const char *head_init;       /* a new classification head: "hf" (default) or "torch" */
+    /* optimizer */
+    int epochs;                  /* 1 */
+    int batch;                   /* 8 */
+    int grad_accum;              /* 1 */
+    int max_steps;               /* 0 = no limit */
+    float lr;                    /* 1e-4 */
+    float weight_decay;          /* 0.01 */
+    int warmup;                  /* linear warm-up steps (0) */
+    const char *schedule;        /* "constant" (default), "linear", "cosine" */
+    float clip;                  /* global grad-norm clip, 0 = off */
+    int eval_every;              /* steps between evaluations (0: each epoch) */
+    int skip_nonfinite;          /* skip a NaN / Inf step instead of failing */
+    int padded_batches;          /* pad instead of packing (comparisons) */
+    uint64_t seed;               /* 123 */
+    int gradient_checkpointing;  /* recompute activations in backward (decoders) */
+    /* output */
+    const char *metrics_path;    /* append one JSON line per step / evaluation (NULL: none) */
+    lorac_train_cb progress;     /* may be NULL */
+    void *user;
+} lorac_train_config;
+LORAC_API void lorac_train_config_init(lorac_train_config *c);
+
+typedef struct lorac_split_scores {
+    int n;                   /* examples (0: the split is empty) */
+    double loss;             /* mean loss (per example for classify, per target token otherwise) */
+    double acc;              /* classify: accuracy; else -1 */
+} lorac_split_scores;
+
+typedef struct lorac_train_report {
+    int steps;
+    double final_loss, seconds, tokens_per_s;
+    int64_t tokens;
+    int64_t params_trainable, params_all;
+    lorac_split_scores train, val, test; /* scored after training */
+    int n_labels;
+} lorac_train_report;
+
+/* Load c->data, add a classification head (classify), apply the method,
+ * train, and score the train / validation / test splits. The trained
+ * adapter stays on the llm (lorac_llm_adapter_save writes it; classify and
+ * generate use it). The llm must hold no adapter yet. res may be NULL.
+ * On LORAC_ERR_CANCELLED the adapter trained so far stays too.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_train(lorac_llm *llm, const lorac_train_config *c, lorac_train_report *res);
+
+/* Score the model as it is (with its active adapter) on d: every row of
+ * d->data when d->whole, else the splits as training made them (same seed).
+ * batch 0: 8. res->train / val / test. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_evaluate(lorac_llm *llm, const lorac_data_config *d, int batch, uint64_t seed,
+                                          lorac_train_report *res);
 
 #ifdef __cplusplus
 }

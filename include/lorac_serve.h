@@ -66,11 +66,11 @@ typedef struct lorac_serve_opts {
     void *ready_user;
 } lorac_serve_opts;
 
-void lorac_serve_opts_default(lorac_serve_opts *o);
+LORAC_API void lorac_serve_opts_default(lorac_serve_opts *o);
 
 /* Load, listen, serve until SIGTERM / SIGINT, drain, free. A failure to
  * load or to listen returns its status with lorac_last_error() set. */
-lorac_status lorac_serve_run(const lorac_serve_opts *o);
+LORAC_API lorac_status lorac_serve_run(const lorac_serve_opts *o);
 
 #ifdef __cplusplus
 }

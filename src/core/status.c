@@ -48,6 +48,7 @@ const char *lorac_status_name(lorac_status st) {
     case LORAC_ERR_NUMERIC: return "numerical error";
     case LORAC_ERR_DATA: return "bad data";
     case LORAC_ERR_COMM: return "communication failure";
+    case LORAC_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

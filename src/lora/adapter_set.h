@@ -52,7 +52,7 @@ lorac_status lorac_adapters_activate(lorac_adapter_set *s, const char *name);
 lorac_status lorac_adapters_combine(lorac_adapter_set *s, const char *name, const char *const *names, const float *weights,
                                     int n, const char *type);
 /* Free the adapter `name` and drop it from the set (the others keep their
- * order; the active one stays active, or none when it was `name`).
+ * order; the active one stays active, or the base alone when it was `name`).
  * LORAC_ERR_ARG when no adapter has that name. */
 lorac_status lorac_adapters_unload(lorac_adapter_set *s, const char *name);
 /* Bytes held by the adapters' tensors (LoRA A/B and heads). */

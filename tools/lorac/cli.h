@@ -9,11 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "io/tokenizer.h"
-#include "lora/lora.h"
-#include "models/model.h"
-#include "dist/dist.h"
-#include "train/trainer.h"
+#include "lorac.h"
 
 #define EXIT_USAGE 2
 
@@ -44,17 +40,10 @@ int cli_int(const cli_args *a, const char *name, int def, int lo, int hi);
 double cli_num(const cli_args *a, const char *name, double def, double lo, double hi);
 uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def);
 
-/* ---- data-parallel runs (cli_dist.c) ---- */
-/* The job's ranks when lorac train runs under mpirun / srun, else NULL. */
-extern lorac_dist *cli_dist;
-/* Start the ranks (--dist-timeout S bounds each wait for the others); rank
- * 0 goes on as usual, the others are silent but for errors. ckpt_hint ends
- * the line a rank prints when the launcher stops it (SIGTERM). */
-void cli_dist_start(const cli_args *a, const char *ckpt_hint);
-/* 1 on the rank that prints and writes (rank 0, or the single process). */
-int cli_is_writer(void);
-/* Finalize the ranks (every rank calls it at the end). */
-void cli_dist_end(void);
+/* ---- data-parallel runs (cli_dist.c; the rest of it in cli_internal.h) ---- */
+/* Under mpirun / srun with several ranks, a command other than train is
+ * refused (rank 0 says so); returns the exit code, or -1 to go on. */
+int cli_dist_refuse(const char *cmd);
 /* After an error on this rank: a usage error (EXIT_USAGE, met by every
  * rank alike) finalizes this rank; any other ends the whole job at once.
  * No-op in one process. */
@@ -64,6 +53,8 @@ void cli_dist_fail(int code);
 int cli_dist_quiet_error(int code);
 /* The descriptor this rank's error lines go to (stderr as started). */
 int cli_err_fd(void);
+/* "rank R of N (HOST): " in a data-parallel run, else "". */
+const char *cli_dist_where(void);
 
 /* Print "lorac CMD: <msg>" to stderr and exit(code) (in a data-parallel run,
  * "lorac CMD: rank R of N (HOST): <msg>", and every rank ends). */
@@ -74,11 +65,15 @@ void cli_check(const char *cmd, lorac_status st);
 /* Threads for OpenMP and OpenBLAS (--threads, else OMP_NUM_THREADS, else all cores). */
 void cli_set_threads(const cli_args *a);
 
-/* Load --model (dir or .gguf) and its tokenizer (--tokenizer overrides).
- * With --method qlora (where the command has that option) the block Linears
- * are quantized while loading (lorac_model_load_quantized); with --base bf16
- * they are rounded to bf16 after loading (lorac_model_quantize). */
-void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
+/* Open --model (dir or .gguf) with its tokenizer (--tokenizer overrides;
+ * with_tok = 0: none is read, lorac_llm_tok is then NULL). With --method
+ * qlora (where the command has that option) the block Linears are
+ * quantized while loading (--qformat: NF4 or the GGUF's blocks; --qembed);
+ * with --base bf16 they are rounded to bf16, and two lines say so. */
+void cli_open(const cli_args *a, int with_tok, lorac_llm **llm);
+/* "LABEL: N Linears in NF4, base X MB (Y bits/param) ..." for a quantized
+ * (qlora) or bf16 base, to stderr. */
+void cli_print_quantized_base(const lorac_llm *llm, const char *label);
 
 /* --qformat / --qembed: how a qlora base is quantized (cli_load_model). */
 #define CLI_QUANT_OPTS                                                                                            \
@@ -92,6 +87,18 @@ void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok);
     {"method", "M", "the base the adapter was trained over: lora (default: fp32) | qlora (quantized as lorac"     \
                     " train --method qlora held it, same --qformat / --qembed)"},                                \
     CLI_QUANT_OPTS
+/* --qformat for a qlora base at path: 1 = keep the GGUF blocks, 0 = NF4
+ * (keep without a .gguf is a usage error). */
+int cli_qformat_keep(const cli_args *a, const char *path);
+/* --qembed: 1 = quantize the token embedding (default), 0 = keep it fp32. */
+int cli_qembed_on(const cli_args *a);
+/* --qformat / --qembed without --method qlora: a usage error. */
+void cli_quant_opts_need_qlora(const cli_args *a, int qlora);
+/* --chat-format: how instruction data and generate --chat are written (io/chat.h). */
+#define CLI_CHAT_OPT                                                                                              \
+    {"chat-format", "F", "instruction / chat text: auto (the model's chat template, else alpaca; default) | chatml"  \
+                         " | llama3 | gemma | phi3 | mistral | llama2 | alpaca"}
+
 /* --method of CLI_QBASE_OPTS: 1 for qlora, 0 for lora; anything else is a usage error. */
 int cli_qbase_is_qlora(const cli_args *a);
 
@@ -124,38 +131,11 @@ int cli_qbase_is_qlora(const cli_args *a);
     CLI_QUANT_OPTS,                                                                                               \
     CLI_BASE_OPT
 
-/* Add a fresh classification head of n_classes to m as --head-init (and
- * --preset) say: "hf" (default) as transformers' XxxForSequenceClassification,
- * "torch" as appendix E's nn.Linear. Exits on a bad value. */
-void cli_add_head(const cli_args *a, lorac_model *m, int n_classes, uint64_t seed);
-/* Build the LoRA config from the flags (after --preset). */
-void cli_lora_config(const cli_args *a, lorac_lora_config *c);
 /* The training methods of --method (and of compare's --methods). */
 typedef enum { CLI_METHOD_LORA, CLI_METHOD_FULL, CLI_METHOD_HEAD, CLI_METHOD_LAST_LAYERS, CLI_METHOD_QLORA } cli_method;
 /* Parse one method: "lora", "qlora", "full", "head" or "last-layers:N" (N >= 1,
  * put in *n; 0 otherwise). Anything else is a usage error naming `flag`. */
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n);
-/* Apply --method to a model with a LoRA config: lora, qlora (the base's
- * block Linears quantized as --qformat says, unless cli_load_model already
- * loaded them quantized, then exactly lora; prints one "qlora: ..." line to
- * stderr), full, last-layers:N
- * (lorac_make_last_layers_trainable) or head (plus a fresh pre_head).
- * seq_cls = 1 (train): as PEFT's task_type SEQ_CLS, LoRA on a classifier
- * also trains the head in full: unless --modules-to-save is given or the head
- * is a LoRA target, its name (and a fresh pre_head's) is added to
- * c->modules_to_save, which the adapter config then records. seq_cls = 0
- * (info): PEFT with task_type None, LoRA matrices only. */
-void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls);
-
-/* lorac train's options; lorac compare accepts them all and passes them on. */
-extern const cli_opt cli_train_opts[];
-
-/* print "trainable params: X || all params: Y || trainable%: Z" */
-void cli_print_trainable(const lorac_model *m, FILE *f);
-
-/* Progress reporter for lorac_train: a bar on a terminal, plain lines otherwise. */
-void cli_progress(const lorac_progress *p, void *ctx);
-
 /* Adapters for eval / generate: one --adapter DIR, or several --adapter
  * NAME=DIR over one base with --use NAME picking the active one and
  * --combine NAME=TYPE:A*W,B*W adding PEFT-style weighted combinations. */
@@ -163,10 +143,9 @@ void cli_progress(const lorac_progress *p, void *ctx);
     {"adapter", "[NAME=]DIR", "adapter directory; repeat as NAME=DIR to load several over one base"},             \
     {"use", "NAME", "the active adapter when several are loaded (default: the first; none = the base alone)"},   \
     {"combine", "NAME=TYPE:A*W,B*W", "add a weighted combination of loaded adapters (TYPE linear or cat, as PEFT)"}
-struct lorac_adapter_set;
-/* Load what CLI_ADAPTER_OPTS ask for into m. set is initialised here and
- * used only when several adapters or a combination are asked for; free it
- * with lorac_adapters_free before the model. Returns the active name or NULL. */
-const char *cli_load_adapters(const cli_args *a, lorac_model *m, struct lorac_adapter_set *set);
+/* Load what CLI_ADAPTER_OPTS ask for into llm: one adapter applied straight
+ * onto the base (lorac_llm_adapter_apply), or several by name with --use /
+ * --combine. Returns the active name or NULL. */
+const char *cli_load_adapters(const cli_args *a, lorac_llm *llm);
 
 #endif

@@ -1,23 +1,15 @@
+/* cli_common.c - the CLI's option parsing, errors and exits, and opening a
+ * model with its adapters through the public API. */
 #define _GNU_SOURCE
 #include "cli.h"
-#include "lora/lora_init.h"
-#include "ops/gemm.h"
-
-#include "lora/adapter_io.h"
-#include "lora/adapter_set.h"
 
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <cblas.h>
-
-#include "core/util.h"
 
 void cli_die(const char *cmd, int code, const char *fmt, ...) {
     va_list ap;
@@ -28,11 +20,7 @@ void cli_die(const char *cmd, int code, const char *fmt, ...) {
         exit(code);
     }
     /* one rank of a data-parallel run says which it is, and ends them all */
-    if (cli_dist)
-        dprintf(cli_err_fd(), "lorac %s: rank %d of %d (%s): ", cmd, lorac_dist_rank(cli_dist),
-                lorac_dist_size(cli_dist), lorac_dist_host(cli_dist));
-    else
-        dprintf(cli_err_fd(), "lorac %s: ", cmd);
+    dprintf(cli_err_fd(), "lorac %s: %s", cmd, cli_dist_where());
     va_start(ap, fmt);
     vdprintf(cli_err_fd(), fmt, ap);
     va_end(ap);
@@ -151,16 +139,7 @@ uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def) {
     return (uint64_t)x;
 }
 
-void cli_set_threads(const cli_args *a) {
-    int n = cli_int(a, "threads", 0, 1, 1024);
-    if (n == 0) {
-        const char *e = getenv("OMP_NUM_THREADS");
-        n = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    }
-    if (n < 1) n = 1;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
-}
+void cli_set_threads(const cli_args *a) { lorac_set_threads(cli_int(a, "threads", 0, 1, 1024)); }
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -175,7 +154,7 @@ static const char *opt_if_declared(const cli_args *a, const char *name) {
 }
 
 /* --qformat for a qlora base at `path`: 1 = keep the GGUF blocks, 0 = NF4. */
-static int qformat_keep(const cli_args *a, const char *path) {
+int cli_qformat_keep(const cli_args *a, const char *path) {
     const char *f = opt_if_declared(a, "qformat");
     const int gguf = path && ends_with(path, ".gguf");
     if (!f) return gguf;
@@ -188,7 +167,7 @@ static int qformat_keep(const cli_args *a, const char *path) {
 }
 
 /* --qembed: 1 = quantize the token embedding (default), 0 = keep it fp32. */
-static int qembed_on(const cli_args *a) {
+int cli_qembed_on(const cli_args *a) {
     const char *v = opt_if_declared(a, "qembed");
     if (!v || !strcmp(v, "on")) return 1;
     if (!strcmp(v, "off")) return 0;
@@ -196,7 +175,7 @@ static int qembed_on(const cli_args *a) {
 }
 
 /* --qformat / --qembed without --method qlora: a usage error. */
-static void quant_opts_need_qlora(const cli_args *a, int qlora) {
+void cli_quant_opts_need_qlora(const cli_args *a, int qlora) {
     if (!qlora && (opt_if_declared(a, "qformat") || opt_if_declared(a, "qembed")))
         cli_die(a->cmd, EXIT_USAGE, "--%s is for --method qlora (the quantized base); hint: add --method qlora",
                 opt_if_declared(a, "qformat") ? "qformat" : "qembed");
@@ -206,7 +185,7 @@ int cli_qbase_is_qlora(const cli_args *a) {
     const char *meth = cli_str(a, "method", "lora");
     if (strcmp(meth, "lora") && strcmp(meth, "qlora"))
         cli_die(a->cmd, EXIT_USAGE, "--method '%s': expected lora or qlora (the base the adapter was trained over)", meth);
-    quant_opts_need_qlora(a, !strcmp(meth, "qlora"));
+    cli_quant_opts_need_qlora(a, !strcmp(meth, "qlora"));
     return !strcmp(meth, "qlora");
 }
 
@@ -215,107 +194,49 @@ static int method_is_qlora(const cli_args *a) {
     return meth && !strcmp(meth, "qlora");
 }
 
-/* "LABEL: N Linears in NF4, base X MB (Y bits/param) instead of Z MB fp32; ..." for a quantized
- * (qlora) or bf16 base. */
-static void print_quantized_base(const lorac_model *m, const char *label) {
-    lorac_qstats q;
-    lorac_model_qstats(m, &q);
-    char fmts[96] = "";
-    for (int f = 0; f < LORAC_QF_COUNT; f++) {
-        if (!q.n_fmt[f]) continue;
-        size_t len = strlen(fmts);
-        snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", lorac_qformat_name((lorac_qformat)f));
-    }
+void cli_print_quantized_base(const lorac_llm *llm, const char *label) {
+    lorac_llm_info q = {.size = sizeof q};
+    cli_check(label, lorac_llm_get_info(llm, &q));
     fprintf(stderr, "%s: %d Linears in %s, token embedding in %s; base %.4g MB (%.2f bits/param, %.3f bytes/param) "
-            "instead of %.4g MB fp32; the Linears %.2f bits/param\n", label, q.n_linears, fmts[0] ? fmts : "-",
-            q.embed_fmt ? lorac_qformat_name(q.embed_fmt) : "fp32", q.base_bytes / 1e6,
+            "instead of %.4g MB fp32; the Linears %.2f bits/param\n", label, q.quantized_linears,
+            q.formats[0] ? q.formats : "-", q.embed_format, q.base_bytes / 1e6,
             q.base_params ? 8.0 * q.base_bytes / (double)q.base_params : 0.0,
             q.base_params ? q.base_bytes / (double)q.base_params : 0.0, 4.0 * (double)q.base_params / 1e6,
-            q.q_params ? 8.0 * q.q_bytes / (double)q.q_params : 0.0);
-    if (m->q_fallback)
-        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", m->q_fallback,
-                m->q_fallback > 1 ? "s" : "", m->q_note, m->q_fallback > 1 ? "; ..." : "");
+            q.quantized_params ? 8.0 * q.quantized_bytes / (double)q.quantized_params : 0.0);
+    if (q.fallback)
+        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", q.fallback,
+                q.fallback > 1 ? "s" : "", q.fallback_note, q.fallback > 1 ? "; ..." : "");
 }
 
-void cli_load_model(const cli_args *a, lorac_model **m, lorac_tokenizer **tok) {
+void cli_open(const cli_args *a, int with_tok, lorac_llm **llm) {
     const char *path = cli_str(a, "model", NULL);
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
-    if (method_is_qlora(a))
-        cli_check(a->cmd, lorac_model_load_quantized(path, (qformat_keep(a, path) ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4) |
-                                                               (qembed_on(a) ? 0 : LORAC_QLOAD_EMBED_FP32), m));
-    else
-        cli_check(a->cmd, lorac_model_load(path, m));
+    lorac_llm_opts o;
+    lorac_llm_opts_init(&o);
+    o.tokenizer = with_tok ? cli_str(a, "tokenizer", NULL) : NULL;
+    o.no_tokenizer = !with_tok;
+    if (method_is_qlora(a)) {
+        o.base = cli_qformat_keep(a, path) ? LORAC_BASE_GGUF : LORAC_BASE_NF4;
+        o.embed_fp32 = !cli_qembed_on(a);
+    }
     const char *base = opt_if_declared(a, "base");
     if (base && strcmp(base, "fp32") && strcmp(base, "bf16"))
         cli_die(a->cmd, EXIT_USAGE, "--base '%s': expected fp32 or bf16", base);
-    if (base && !strcmp(base, "bf16")) {
+    const int bf16 = base && !strcmp(base, "bf16");
+    if (bf16) {
         const char *meth = opt_if_declared(a, "method");
         if (meth && strcmp(meth, "lora"))
             cli_die(a->cmd, EXIT_USAGE, "--base bf16 is for --method lora (a frozen base); hint: qlora has its own "
                     "4-bit base, and full / last-layers train base weights in fp32");
-        cli_check(a->cmd, lorac_model_quantize(*m, LORAC_QF_BF16));
-        print_quantized_base(*m, "base bf16");
-        fprintf(stderr, "note: bf16 products %s\n",
-                op_gemm_bf16_native() ? "native (oneDNN, AVX512-BF16)" : "emulated (widened to fp32)");
+        o.base = LORAC_BASE_BF16;
     }
-    if (!tok) return;
-    const char *tp = cli_str(a, "tokenizer", NULL);
-    if (tp)
-        cli_check(a->cmd, lorac_tokenizer_load(tp, tok));
-    else if (ends_with(path, ".gguf"))
-        cli_check(a->cmd, lorac_tokenizer_from_gguf((*m)->gguf, tok));
-    else
-        cli_check(a->cmd, lorac_tokenizer_load(path, tok));
-}
-
-void cli_add_head(const cli_args *a, lorac_model *m, int n_classes, uint64_t seed) {
-    const char *preset = cli_str(a, "preset", NULL);
-    const char *h = cli_str(a, "head-init", preset && !strcmp(preset, "appendix-e") ? "torch" : "hf");
-    lorac_head_init init = LORAC_HEAD_INIT_HF;
-    if (!strcmp(h, "torch")) init = LORAC_HEAD_INIT_TORCH;
-    else if (strcmp(h, "hf")) cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", h);
-    /* transformers' decoder score heads have no bias; its encoder classifiers and nn.Linear do */
-    const int bias = init == LORAC_HEAD_INIT_TORCH || m->cfg.arch == LORAC_ARCH_BERT;
-    cli_check(a->cmd, lorac_model_add_head(m, n_classes, bias, init, seed));
-}
-
-void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
-    lorac_lora_config_default(c);
-    const char *preset = cli_str(a, "preset", NULL);
-    int appx = 0;
-    if (preset) {
-        if (strcmp(preset, "appendix-e")) cli_die(a->cmd, EXIT_USAGE, "--preset '%s' unknown; hint: appendix-e", preset);
-        appx = 1;
+    cli_check(a->cmd, lorac_llm_open(path, &o, llm));
+    if (bf16) {
+        cli_print_quantized_base(*llm, "base bf16");
+        lorac_llm_info q = {.size = sizeof q};
+        cli_check(a->cmd, lorac_llm_get_info(*llm, &q));
+        fprintf(stderr, "note: bf16 products %s\n", q.bf16_native ? "native (oneDNN, AVX512-BF16)" : "emulated (widened to fp32)");
     }
-    c->r = cli_int(a, "r", appx ? 16 : 8, 1, 4096);
-    c->alpha = (float)cli_num(a, "alpha", c->r, 1e-6, 1e6);
-    c->dropout = (float)cli_num(a, "dropout", 0, 0, 0.999);
-    c->use_rslora = cli_has(a, "rslora");
-    c->split_fused = cli_has(a, "split-qkv") || appx;
-    const char *re = cli_str(a, "target-regex", NULL);
-    if (re) {
-        if (strlen(re) >= sizeof c->target_regex) cli_die(a->cmd, EXIT_USAGE, "--target-regex is too long");
-        snprintf(c->target_regex, sizeof c->target_regex, "%s", re);
-    } else {
-        const char *t = cli_str(a, "target", appx ? "all-linear,score" : "all-linear");
-        cli_check(a->cmd, lorac_lora_parse_list(t, c->targets, &c->n_targets, "--target"));
-    }
-    const char *b = cli_str(a, "bias", "none");
-    if (!strcmp(b, "none")) c->bias = LORAC_BIAS_NONE;
-    else if (!strcmp(b, "all")) c->bias = LORAC_BIAS_ALL;
-    else if (!strcmp(b, "lora_only")) c->bias = LORAC_BIAS_LORA_ONLY;
-    else cli_die(a->cmd, EXIT_USAGE, "--bias '%s': expected none, all or lora_only", b);
-    const char *mts = cli_str(a, "modules-to-save", NULL);
-    if (mts) cli_check(a->cmd, lorac_lora_parse_list(mts, c->modules_to_save, &c->n_modules_to_save, "--modules-to-save"));
-    const char *ly = cli_str(a, "layers", NULL);
-    if (ly) cli_check(a->cmd, lorac_lora_parse_layers(ly, c));
-    c->use_dora = cli_has(a, "dora");
-    const char *rp = cli_str(a, "rank-pattern", NULL), *ap = cli_str(a, "alpha-pattern", NULL);
-    if (rp) cli_check(a->cmd, lorac_lora_parse_patterns(rp, c->rank_pattern, &c->n_rank_pattern, 1, "--rank-pattern"));
-    if (ap) cli_check(a->cmd, lorac_lora_parse_patterns(ap, c->alpha_pattern, &c->n_alpha_pattern, 0, "--alpha-pattern"));
-    const char *in = cli_str(a, "init", NULL);
-    if (in) cli_check(a->cmd, lorac_lora_init_parse(in, c));
-    c->seed = cli_u64(a, "seed", 123);
 }
 
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n) {
@@ -338,105 +259,8 @@ cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, in
     cli_die(cmd, EXIT_USAGE, "%s '%s': expected lora, qlora, full, last-layers:N or head", flag, s);
 }
 
-static void save_module(const cli_args *a, lorac_lora_config *c, const char *name) {
-    if (strlen(name) >= sizeof c->modules_to_save[0] || c->n_modules_to_save >= LORAC_MAX_TARGETS)
-        cli_die(a->cmd, 1, "module name '%s' does not fit modules_to_save", name);
-    strcpy(c->modules_to_save[c->n_modules_to_save++], name);
-}
-
-/* PEFT's task_type SEQ_CLS: the new classifier goes into modules_to_save. */
-static void seq_cls_modules_to_save(const cli_args *a, const lorac_model *m, lorac_lora_config *c) {
-    if (!m->head || cli_has(a, "modules-to-save") || lorac_lora_targets(c, m, m->head)) return;
-    save_module(a, c, m->head->name);
-    if (m->pre_head && m->pre_head_fresh && !lorac_lora_targets(c, m, m->pre_head)) save_module(a, c, m->pre_head->name);
-    fprintf(stderr, "note: training the new classification head in full (PEFT's modules_to_save for SEQ_CLS)\n");
-}
-
-static void train_linear(const cli_args *a, lorac_linear *L) {
-    cli_check(a->cmd, lorac_weight_make_trainable(L->W));
-    if (L->b) cli_check(a->cmd, lorac_weight_make_trainable(L->b));
-}
-
-void cli_apply_method(const cli_args *a, lorac_model *m, lorac_lora_config *c, int seq_cls) {
-    int n;
-    const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
-    quant_opts_need_qlora(a, meth == CLI_METHOD_QLORA);
-    switch (meth) {
-    case CLI_METHOD_QLORA:
-        /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */
-        (void)qformat_keep(a, m->path); /* a usage error for keep without a .gguf base */
-        cli_check(a->cmd, lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
-        if (qembed_on(a)) cli_check(a->cmd, lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* ... or embedding */
-        print_quantized_base(m, "qlora");
-        if (seq_cls) seq_cls_modules_to_save(a, m, c);
-        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
-        break;
-    case CLI_METHOD_LORA:
-        if (seq_cls) seq_cls_modules_to_save(a, m, c);
-        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
-        break;
-    case CLI_METHOD_FULL:
-        cli_check(a->cmd, lorac_make_full_trainable(m));
-        break;
-    case CLI_METHOD_LAST_LAYERS:
-        cli_check(a->cmd, lorac_make_last_layers_trainable(m, n));
-        break;
-    case CLI_METHOD_HEAD:
-        if (!m->head) cli_die(a->cmd, EXIT_USAGE, "--method head needs a classification task");
-        train_linear(a, m->head);
-        if (m->pre_head && m->pre_head_fresh) train_linear(a, m->pre_head);
-        break;
-    }
-}
-
-static void commas(char *buf, size_t n, int64_t v) {
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    size_t len = strlen(tmp), o = 0;
-    for (size_t i = 0; i < len && o + 2 < n; i++) {
-        buf[o++] = tmp[i];
-        if ((len - i - 1) % 3 == 0 && i + 1 < len && tmp[i] != '-') buf[o++] = ',';
-    }
-    buf[o] = 0;
-}
-
-void cli_print_trainable(const lorac_model *m, FILE *f) {
-    int64_t t, all;
-    char a[32], b[32];
-    lorac_count_params(m, &t, &all);
-    commas(a, sizeof a, t);
-    commas(b, sizeof b, all);
-    fprintf(f, "trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b, all ? 100.0 * t / all : 0.0);
-}
-
-void cli_progress(const lorac_progress *p, void *ctx) {
-    (void)ctx;
-    static int tty = -1;
-    if (tty < 0) tty = isatty(2);
-    if (p->is_eval) {
-        if (tty) fputc('\n', stderr);
-        if (p->val_acc >= 0)
-            fprintf(stderr, "epoch %d step %d: val loss %.4f, val accuracy %.2f%%\n", p->epoch, p->step, p->val_loss, 100 * p->val_acc);
-        else
-            fprintf(stderr, "epoch %d step %d: val loss %.4f (perplexity %.2f)\n", p->epoch, p->step, p->val_loss, exp(p->val_loss));
-        return;
-    }
-    if (tty) {
-        int width = 30, done = p->total_steps ? (int)((double)p->step / p->total_steps * width) : 0;
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
-        bar[width] = 0;
-        fprintf(stderr, "\r[%s] %d/%d ep %d/%d loss %.4f lr %.2e %.0f tok/s ETA %.0fs  ", bar, p->step, p->total_steps,
-                p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->eta);
-    } else if (p->step == 1 || p->step % 10 == 0 || p->step == p->total_steps) {
-        fprintf(stderr, "step %d/%d epoch %d/%d loss %.4f lr %.3g tok/s %.0f elapsed %.0fs eta %.0fs\n", p->step,
-                p->total_steps, p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->elapsed, p->eta);
-    }
-    fflush(stderr);
-}
-
 /* "NAME=TYPE:A*W,B*W" -> a combination of loaded adapters */
-static void combine_one(const cli_args *a, lorac_adapter_set *set, const char *spec) {
+static void combine_one(const cli_args *a, lorac_llm *llm, const char *spec) {
     char buf[512], *names[64];
     float w[64];
     int n = 0;
@@ -454,21 +278,21 @@ static void combine_one(const cli_args *a, lorac_adapter_set *set, const char *s
             cli_die(a->cmd, EXIT_USAGE, "--combine '%s': weight '%s' of '%s' is not a number", spec, star + 1, tok);
         names[n++] = tok;
     }
-    cli_check(a->cmd, lorac_adapters_combine(set, buf, (const char *const *)names, w, n, eq + 1));
+    cli_check(a->cmd, lorac_llm_adapter_combine(llm, buf, (const char *const *)names, w, n, eq + 1));
 }
 
-const char *cli_load_adapters(const cli_args *a, lorac_model *m, lorac_adapter_set *set) {
+const char *cli_load_adapters(const cli_args *a, lorac_llm *llm) {
     const char *ads[64], *combos[16];
     const int n = cli_all(a, "adapter", ads, 64), nc = cli_all(a, "combine", combos, 16);
     const char *use = cli_str(a, "use", NULL);
-    lorac_adapters_init(set, m);
     if (n == 0 && (nc || use)) cli_die(a->cmd, EXIT_USAGE, "--use / --combine need adapters; hint: --adapter NAME=DIR");
     if (n == 0) return NULL;
     if (n == 1 && !nc && !use) { /* one adapter: applied directly, as lorac train left it */
         const char *eq = strchr(ads[0], '=');
-        cli_check(a->cmd, lorac_adapter_load(m, eq ? eq + 1 : ads[0], NULL));
+        cli_check(a->cmd, lorac_llm_adapter_apply(llm, eq ? eq + 1 : ads[0]));
         return "default";
     }
+    static char first[64];
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(ads[i], '=');
         char name[64];
@@ -476,12 +300,16 @@ const char *cli_load_adapters(const cli_args *a, lorac_model *m, lorac_adapter_s
             cli_die(a->cmd, EXIT_USAGE, "--adapter '%s': with several adapters each needs a name, NAME=DIR", ads[i]);
         memcpy(name, ads[i], (size_t)(eq - ads[i]));
         name[eq - ads[i]] = 0;
-        cli_check(a->cmd, lorac_adapters_load(set, name, eq + 1));
+        cli_check(a->cmd, lorac_llm_adapter_load(llm, name, eq + 1));
+        if (i == 0) snprintf(first, sizeof first, "%s", name);
     }
-    for (int i = 0; i < nc; i++) combine_one(a, set, combos[i]);
-    const char *active = use ? use : set->slot[0].name;
-    cli_check(a->cmd, lorac_adapters_activate(set, active));
-    if (set->active >= 0) fprintf(stderr, "%d adapters over one base; active: %s\n", set->n, active);
-    else fprintf(stderr, "%d adapters over one base; all disabled (--use none)\n", set->n);
-    return set->active >= 0 ? set->slot[set->active].name : NULL;
+    for (int i = 0; i < nc; i++) combine_one(a, llm, combos[i]);
+    const char *active = use ? use : first;
+    cli_check(a->cmd, lorac_llm_adapter_use(llm, active));
+    static lorac_llm_info info;
+    info.size = sizeof info;
+    cli_check(a->cmd, lorac_llm_get_info(llm, &info));
+    if (info.active_adapter[0]) fprintf(stderr, "%d adapters over one base; active: %s\n", info.n_adapters, active);
+    else fprintf(stderr, "%d adapters over one base; all disabled (--use none)\n", info.n_adapters);
+    return info.active_adapter[0] ? info.active_adapter : NULL;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_chat.h"
+#include "api/data.h"
 #include "core/util.h"
 
 static lorac_task parse_task(const cli_args *a) {
@@ -26,97 +28,53 @@ static const char *chat_format_opt(const cli_args *a, lorac_chat_family *fam) {
     return strcmp(name, "auto") ? name : NULL;
 }
 
-static void load_one(const cli_args *a, lorac_task task, const char *path, const char *const *labels, lorac_dataset *d) {
-    if (task == LORAC_TASK_LM) {
-        cli_check(a->cmd, lorac_dataset_load_text(path, d));
-    } else if (task == LORAC_TASK_INSTRUCT) {
-        cli_check(a->cmd, lorac_dataset_load_instructions(path, d));
-    } else {
-        lorac_data_opts o = LORAC_DATA_OPTS_DEFAULT;
-        o.format = cli_str(a, "format", NULL);
-        o.text_col = cli_str(a, "text-col", NULL);
-        o.label_col = cli_str(a, "label-col", NULL);
-        o.label_order = labels;
-        o.skip_bad = cli_has(a, "skip-bad-rows");
-        cli_check(a->cmd, lorac_dataset_load(path, &o, d));
-        if (d->n_skipped) fprintf(stderr, "%s: skipped %d bad rows\n", path, d->n_skipped);
-    }
-    if (d->n == 0) cli_die(a->cmd, 1, "%s: no examples; hint: check the file and --format/--text-col", path);
-}
-
 void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
     memset(s, 0, sizeof *s);
     s->task = parse_task(a);
     lorac_chat_family fam;
     (void)chat_format_opt(a, &fam); /* a bad --chat-format is a usage error before any work */
-    const char *data = cli_str(a, "data", NULL);
-    if (!data) cli_die(a->cmd, EXIT_USAGE, "--data is required");
-    static char lab[64][96];
-    static const char *labels[65];
-    int nl = 0;
-    const char *ls = cli_str(a, "labels", NULL);
-    if (ls) {
-        cli_check(a->cmd, lorac_lora_parse_list(ls, lab, &nl, "--labels"));
-        for (int i = 0; i < nl; i++) labels[i] = lab[i];
-        labels[nl] = NULL;
+    lorac_data_config c = {0};
+    c.data = cli_str(a, "data", NULL);
+    if (!c.data) cli_die(a->cmd, EXIT_USAGE, "--data is required");
+    c.labels = cli_str(a, "labels", NULL);
+    if (c.labels) { /* the syntax, with the flag's name */
+        char lab[LORAC_MAX_TARGETS][96];
+        int nl = 0;
+        cli_check(a->cmd, lorac_lora_parse_list(c.labels, lab, &nl, "--labels"));
     }
-    lorac_dataset all;
-    load_one(a, s->task, data, nl ? labels : NULL, &all);
+    c.format = cli_str(a, "format", NULL);
+    c.text_col = cli_str(a, "text-col", NULL);
+    c.label_col = cli_str(a, "label-col", NULL);
+    c.skip_bad_rows = cli_has(a, "skip-bad-rows");
+    c.whole = whole;
+    const uint64_t seed = cli_u64(a, "seed", 123);
+    if (!whole) {
+        c.balance = cli_has(a, "balance");
+        if (c.balance && s->task != LORAC_TASK_CLS) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");
+        c.val = cli_str(a, "val", NULL);
+        c.test = cli_str(a, "test", NULL);
+        const char *sp = cli_str(a, "split", NULL);
+        if (sp && (sscanf(sp, "%lf,%lf", &c.split_train, &c.split_val) != 2 || c.split_train <= 0 || c.split_val < 0 ||
+                   c.split_train + c.split_val > 1))
+            cli_die(a->cmd, EXIT_USAGE, "--split '%s': expected two fractions like 0.7,0.1 summing to at most 1", sp);
+        c.max_examples = cli_int(a, "max-examples", 0, 0, 1 << 30);
+        c.max_eval = cli_int(a, "max-eval", 0, 0, 1 << 30);
+    }
+    lorac_dataset set[3];
+    int skipped[3];
+    const lorac_status st = lorac_api_split(&c, s->task, seed, set, skipped);
+    const char *files[3] = {c.data, c.val, c.test};
+    for (int i = 0; i < 3; i++)
+        if (skipped[i]) fprintf(stderr, "%s: skipped %d bad rows\n", files[i], skipped[i]);
+    cli_check(a->cmd, st);
+    s->train = set[0];
+    s->val = set[1];
+    s->test = set[2];
     if (whole) { /* every row of --data is the test set (lorac eval without --split) */
-        s->test = all;
-        fprintf(stderr, "examples: test %d (every row of %s)\n", s->test.n, data);
+        fprintf(stderr, "examples: test %d (every row of %s)\n", s->test.n, c.data);
         return;
     }
-    const uint64_t seed = cli_u64(a, "seed", 123);
-    if (cli_has(a, "balance")) {
-        if (s->task != LORAC_TASK_CLS) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");
-        cli_check(a->cmd, lorac_dataset_balance(&all, seed));
-    }
-    const char *vf = cli_str(a, "val", NULL), *tf = cli_str(a, "test", NULL);
-    double tr = 0.7, va = 0.1;
-    const char *sp = cli_str(a, "split", NULL);
-    if (sp && (sscanf(sp, "%lf,%lf", &tr, &va) != 2 || tr <= 0 || va < 0 || tr + va > 1))
-        cli_die(a->cmd, EXIT_USAGE, "--split '%s': expected two fractions like 0.7,0.1 summing to at most 1", sp);
-    if (tf && !vf && sp) { /* a test file, and validation carved out of --data */
-        cli_check(a->cmd, lorac_dataset_split(&all, tr, va, seed, 1, &s->train, &s->val, NULL));
-        lorac_dataset_free(&all);
-        for (int i = 0; s->task == LORAC_TASK_CLS && i < s->train.n_labels && i < 64; i++) labels[i] = s->train.label_names[i];
-        labels[s->train.n_labels < 64 ? s->train.n_labels : 64] = NULL;
-        load_one(a, s->task, tf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->test);
-    } else if (vf || tf) { /* explicit files: --data is the training set */
-        s->train = all;
-        const char *const *names = (const char *const *)all.label_names;
-        if (s->task == LORAC_TASK_CLS) {
-            for (int i = 0; i < all.n_labels && i < 64; i++) labels[i] = names[i];
-            labels[all.n_labels < 64 ? all.n_labels : 64] = NULL;
-        }
-        if (vf) load_one(a, s->task, vf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->val);
-        if (tf) load_one(a, s->task, tf, s->task == LORAC_TASK_CLS ? labels : NULL, &s->test);
-        lorac_dataset_shuffle(&s->train, seed);
-    } else {
-        cli_check(a->cmd, lorac_dataset_split(&all, tr, va, seed, 1, &s->train, &s->val, &s->test));
-        lorac_dataset_free(&all);
-    }
-    int mx = cli_int(a, "max-examples", 0, 0, 1 << 30);
-    if (mx > 0 && mx < s->train.n) {
-        lorac_dataset sub;
-        cli_check(a->cmd, lorac_dataset_subset(&s->train, mx, &sub));
-        lorac_dataset_free(&s->train);
-        s->train = sub;
-    }
-    /* a random sample of the evaluation sets (files are often sorted by label) */
-    int me = cli_int(a, "max-eval", 0, 0, 1 << 30);
-    lorac_dataset *ev[2] = {&s->val, &s->test};
-    for (int k = 0; k < 2 && me > 0; k++) {
-        if (ev[k]->n <= me) continue;
-        lorac_dataset sub;
-        lorac_dataset_shuffle(ev[k], seed + 1 + (uint64_t)k);
-        cli_check(a->cmd, lorac_dataset_subset(ev[k], me, &sub));
-        lorac_dataset_free(ev[k]);
-        *ev[k] = sub;
-    }
     if (s->task == LORAC_TASK_CLS) {
-        if (s->train.n_labels < 2) cli_die(a->cmd, 1, "%s: only %d distinct label(s); hint: a classifier needs 2 or more", data, s->train.n_labels);
         fprintf(stderr, "labels:");
         for (int i = 0; i < s->train.n_labels; i++)
             fprintf(stderr, " %d=%s (%d)", i, s->train.label_names[i], lorac_dataset_count(&s->train, i));
@@ -131,45 +89,27 @@ void cli_splits_free(cli_splits *s) {
     lorac_dataset_free(&s->test);
 }
 
-void cli_chat_format(const cli_args *a, const lorac_model *m, const lorac_tokenizer *tok, lorac_chat_format *f) {
-    const char *tp = cli_str(a, "tokenizer", NULL);
+void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f) {
     lorac_chat_family fam;
     const char *name = chat_format_opt(a, &fam);
-    char *tpl = NULL, where[1200];
-    lorac_gguf *tg = NULL; /* a --tokenizer that is a GGUF file carries its own template */
-    const size_t tl = tp ? strlen(tp) : 0;
-    if (tl > 5 && !strcmp(tp + tl - 5, ".gguf")) cli_check(a->cmd, lorac_gguf_open_metadata(tp, &tg));
-    cli_check(a->cmd, lorac_chat_template_read(tp ? tp : m->path, tp ? tg : m->gguf, &tpl, where, sizeof where));
-    lorac_gguf_close(tg);
-    lorac_chat_format found;
-    const int have = tpl != NULL;
-    lorac_status st = have ? lorac_chat_detect(tpl, where, &found) : LORAC_ERR_UNSUPPORTED;
-    free(tpl);
-    if (!name) {
-        if (have && st != LORAC_OK) cli_check(a->cmd, st); /* a template of no known family: say so */
-        if (have) *f = found;
-        else lorac_chat_format_init(f, LORAC_CHAT_ALPACA);
-    } else if (st == LORAC_OK && found.family == fam) {
-        *f = found;
-    } else {
-        lorac_chat_format_init(f, fam);
-    }
-    lorac_chat_set_tokens(f, tok);
+    char where[1200];
+    cli_check(a->cmd, lorac_api_chat_format(llm, name, f, where, sizeof where));
     fprintf(stderr, "chat format: %s (%s)%s%s%s\n", lorac_chat_family_name(f->family),
             f->from_template ? where : !name ? "the model has no chat template" : "--chat-format",
             f->default_system[0] ? "; default system message \"" : "", f->default_system,
             f->default_system[0] ? "\"" : "");
 }
 
-void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
-                         cli_tokenized *t) {
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t) {
+    const lorac_model *m = llm->m;
+    const lorac_tokenizer *tok = llm->tok.t;
     memset(t, 0, sizeof *t);
     int max_len = cli_int(a, "max-len", 256 < m->cfg.n_ctx ? 256 : m->cfg.n_ctx, 2, m->cfg.n_ctx);
     const lorac_dataset *d[3] = {&s->train, &s->val, &s->test};
     lorac_tokenized *o[3] = {&t->train, &t->val, &t->test};
     static const char *names[3] = {"train", "val", "test"};
     lorac_chat_format chat;
-    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, m, tok, &chat);
+    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, llm, &chat);
     for (int i = 0; i < 3; i++) {
         if (d[i]->n == 0) continue;
         cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len,

@@ -4,14 +4,9 @@
 #ifndef LORAC_CLI_DATA_H
 #define LORAC_CLI_DATA_H
 
-#include "cli.h"
+#include "cli_internal.h"
 #include "io/dataset.h"
 #include "train/batch.h"
-
-/* --chat-format: how instruction data and generate --chat are written (io/chat.h). */
-#define CLI_CHAT_OPT                                                                                              \
-    {"chat-format", "F", "instruction / chat text: auto (the model's chat template, else alpaca; default) | chatml"  \
-                         " | llama3 | gemma | phi3 | mistral | llama2 | alpaca"}
 
 #define CLI_DATA_OPTS                                                                                             \
     {"task", "T", "classify | lm | instruct (default classify)"},                                                \
@@ -55,20 +50,19 @@ typedef struct cli_results {
     double comm_bytes_per_step; /* bytes each rank contributed to the sums per optimizer step */
 } cli_results;
 
-/* The chat format of --chat-format (see CLI_CHAT_OPT) for model m and its
- * tokenizer: auto reads the template of --tokenizer's directory when given,
- * else of the model (GGUF metadata or directory); a template of no known
- * family is an error (exit 1) with the --chat-format hint. A named format
+/* The chat format of --chat-format (see CLI_CHAT_OPT) for the llm
+ * (lorac_api_chat_format): auto reads the template of --tokenizer's
+ * directory when given, else of the model (GGUF metadata or directory); a
+ * template of no known family is an error (exit 1). A named format
  * keeps the template's details (default system message) when the template
  * is of that family. Prints one "chat format: ..." line to stderr. */
-void cli_chat_format(const cli_args *a, const lorac_model *m, const lorac_tokenizer *tok, lorac_chat_format *f);
+void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f);
 
 /* Load --data (and --val/--test) into train / val / test as the flags say.
  * whole = 1: every row of --data goes to the test set, unsplit. */
 void cli_load_splits(const cli_args *a, cli_splits *s, int whole);
 void cli_splits_free(cli_splits *s);
-void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_tokenizer *tok, const lorac_model *m,
-                         cli_tokenized *t);
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t);
 void cli_tokenized_free(cli_tokenized *t);
 /* --eval-splits as flags for train / val / test (all 1 when absent); a bad
  * list is a usage error. Called early to check the flag, and by

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli_internal.h"
 
 lorac_dist *cli_dist;
 static int err_fd = 2;        /* where this rank's error line goes */
@@ -79,4 +79,22 @@ void cli_dist_fail(int code) {
         cli_dist_end();
     }
     else lorac_dist_abort(cli_dist, code);
+}
+
+const char *cli_dist_where(void) {
+    static char buf[512];
+    if (!cli_dist) return "";
+    snprintf(buf, sizeof buf, "rank %d of %d (%s): ", lorac_dist_rank(cli_dist), lorac_dist_size(cli_dist),
+             lorac_dist_host(cli_dist));
+    return buf;
+}
+
+int cli_dist_refuse(const char *cmd) {
+    /* under mpirun / srun with several ranks, only training is shared out;
+     * any other command would run N times over, writing the same files */
+    if (lorac_dist_launched_size() <= 1 || !strcmp(cmd, "train")) return -1;
+    if (lorac_dist_launched_rank() != 0) return EXIT_USAGE; /* rank 0 says it */
+    fprintf(stderr, "lorac %s: launched as %d ranks, but only 'lorac train' runs data-parallel; hint: run it "
+            "without mpirun / srun\n", cmd, lorac_dist_launched_size());
+    return EXIT_USAGE;
 }

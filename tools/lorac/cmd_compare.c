@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli_internal.h"
 #include "core/util.h"
 
 #define MAX_RUNS 32

@@ -1,13 +1,12 @@
 /* lorac eval - evaluate a base model, optionally with an adapter, on a data
- * file: accuracy and loss (classification) or loss and perplexity (LM). */
+ * file: accuracy and loss (classification) or loss and perplexity (LM).
+ * Not on the public API yet (cli_internal.h, via cli_data.h): it shares
+ * lorac train's data loading, split and results printing (cli_data.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "cli_data.h"
-#include "lora/adapter_io.h"
-#include "lora/adapter_set.h"
 
 static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -34,11 +33,10 @@ int cmd_eval(int argc, char **argv) {
     int splits_wanted[3];
     cli_eval_splits(&a, splits_wanted); /* a bad list fails before anything loads */
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
-    lorac_model *m;
-    lorac_tokenizer *tok;
-    cli_load_model(&a, &m, &tok);
-    lorac_adapter_set set;
-    cli_load_adapters(&a, m, &set);
+    lorac_llm *llm;
+    cli_open(&a, 1, &llm);
+    lorac_model *m = llm->m;
+    cli_load_adapters(&a, llm);
     cli_splits sp;
     cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
     if (sp.task == LORAC_TASK_CLS && (!m->head || !m->head->W->data))
@@ -47,7 +45,7 @@ int cmd_eval(int argc, char **argv) {
     if (sp.task == LORAC_TASK_CLS && n_labels > m->n_classes)
         cli_die("eval", 1, "%s has %d labels but the head has %d classes", cli_str(&a, "data", ""), n_labels, m->n_classes);
     cli_tokenized tk;
-    cli_tokenize_splits(&a, &sp, tok, m, &tk);
+    cli_tokenize_splits(&a, &sp, llm, &tk);
     cli_results r;
     cli_evaluate_splits(&a, m, &tk, sp.task, cli_int(&a, "batch", 8, 1, 65536), &r);
     if (!r.scored[0] && !r.scored[1] && !r.scored[2])
@@ -58,8 +56,6 @@ int cmd_eval(int argc, char **argv) {
     cli_print_results(&a, &r, &sp);
     cli_tokenized_free(&tk);
     cli_splits_free(&sp);
-    lorac_tokenizer_free(tok);
-    lorac_adapters_free(&set);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }

@@ -1,12 +1,12 @@
 /* lorac export - write an adapter in another format. --format gguf: a
  * llama.cpp LoRA GGUF (`llama-cli -m BASE.gguf --lora FILE.gguf`), see
- * src/lora/export_gguf.h for what it holds. */
+ * src/lora/export_gguf.h for what it holds. On the public API only
+ * (lorac_llm_export_gguf). */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
-#include "core/util.h"
-#include "lora/export_gguf.h"
 
 static const cli_opt export_opts[] = {
     {"model", "PATH", "base model the adapter was trained on: Hugging Face directory or .gguf file (required)"},
@@ -37,7 +37,7 @@ static int parent_exists(const char *path, char *dir, size_t n) {
     if (len >= n) return 0;
     memcpy(dir, path, len);
     dir[len] = 0;
-    return lorac_file_exists(dir);
+    return access(dir, F_OK) == 0;
 }
 
 int cmd_export(int argc, char **argv) {
@@ -47,29 +47,29 @@ int cmd_export(int argc, char **argv) {
     const char *fmt = cli_str(&a, "format", "gguf"), *type = cli_str(&a, "type", "f32");
     if (strcmp(fmt, "gguf") != 0)
         cli_die("export", EXIT_USAGE, "--format '%s' is not supported; hint: --format gguf (llama.cpp LoRA adapter)", fmt);
-    lorac_dtype dt = LORAC_F32;
-    if (!strcmp(type, "f16") || !strcmp(type, "F16")) dt = LORAC_F16;
+    int f16 = 0;
+    if (!strcmp(type, "f16") || !strcmp(type, "F16")) f16 = 1;
     else if (strcmp(type, "f32") != 0 && strcmp(type, "F32") != 0)
         cli_die("export", EXIT_USAGE, "--type '%s' is not supported; hint: f32 or f16", type);
     if (!cli_str(&a, "model", NULL))
         cli_die("export", EXIT_USAGE, "--model is required (the base model the adapter was trained on)");
     if (!ad) cli_die("export", EXIT_USAGE, "--adapter is required (a directory with adapter_config.json)");
     if (!out) cli_die("export", EXIT_USAGE, "--out is required (the .gguf file to write)");
-    if (lorac_file_exists(out) && !cli_has(&a, "overwrite"))
+    if (access(out, F_OK) == 0 && !cli_has(&a, "overwrite"))
         cli_die("export", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", out);
     char dir[1200];
     if (!parent_exists(out, dir, sizeof dir))
         cli_die("export", 1, "%s: directory '%s' does not exist; hint: create it first", out, dir);
 
-    lorac_model *m;
-    cli_load_model(&a, &m, NULL);
-    lorac_gguf_export_info info;
-    cli_check("export", lorac_export_gguf(m, ad, out, dt, &info));
+    lorac_llm *llm;
+    cli_open(&a, 0, &llm);
+    lorac_llm_export_info info;
+    cli_check("export", lorac_llm_export_gguf(llm, ad, out, f16, &info));
     char fused[64] = "";
     if (info.n_fused) snprintf(fused, sizeof fused, "; %d split q|k|v as rank %d", info.n_fused, 3 * info.r);
     printf("wrote %s: %d tensors (%d LoRA modules, r %d%s), arch %s, adapter.lora.alpha %g, %s, %llu bytes\n", out,
-           info.n_tensors, info.n_modules, info.r, fused, info.arch, (double)info.alpha, dt == LORAC_F16 ? "F16" : "F32",
+           info.n_tensors, info.n_modules, info.r, fused, info.arch, (double)info.alpha, f16 ? "F16" : "F32",
            (unsigned long long)info.bytes);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }

@@ -1,8 +1,11 @@
-/* lorac info / lorac modules - what a model holds and what LoRA would train. */
+/* lorac info / lorac modules - what a model holds and what LoRA would train.
+ * Not on the public API yet (cli_internal.h): a model from a config.json
+ * alone (random weights), every weight's shape with its LoRA pair, and a
+ * GGUF adapter's header have no public calls. */
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_internal.h"
 #include "io/gguf.h"
 #include "io/tensorfile.h"
 #include "lora/lora_init.h"
@@ -17,19 +20,21 @@ static const cli_opt info_opts[] = {
     {"threads", "N", "threads"},
     {NULL, NULL, NULL}};
 
-static lorac_model *load(const cli_args *a) {
-    lorac_model *m;
+static lorac_llm *load(const cli_args *a) {
+    lorac_llm *llm;
     const char *cfg = cli_str(a, "config", NULL);
     if (cfg) {
         lorac_config c;
+        lorac_model *m;
         cli_check(a->cmd, lorac_config_load_json(cfg, &c));
         cli_check(a->cmd, lorac_model_create_random(&c, 1, &m));
+        cli_check(a->cmd, lorac_api_wrap(m, &llm));
     } else {
-        cli_load_model(a, &m, NULL);
+        cli_open(a, 0, &llm);
     }
     int nc = cli_int(a, "num-classes", 0, 0, 100000);
-    if (nc) cli_add_head(a, m, nc, 1);
-    return m;
+    if (nc) cli_add_head(a, llm->m, nc, 1);
+    return llm;
 }
 
 /* A GGUF LoRA adapter (lorac export, convert_lora_to_gguf.py): its header
@@ -68,10 +73,11 @@ int cmd_info(int argc, char **argv) {
                           "A GGUF LoRA adapter (lorac export) as --model: its header and tensor list.",
               info_opts, argc, argv);
     if (cli_has(&a, "model") && adapter_gguf(cli_str(&a, "model", ""))) return 0;
-    lorac_model *m = load(&a);
+    lorac_llm *llm = load(&a);
+    lorac_model *m = llm->m;
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
-    cli_apply_method(&a, m, &lc, 0);
+    cli_apply_method(&a, llm, &lc, 0);
     const lorac_config *c = &m->cfg;
     printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", m->path,
            c->model_type, c->n_layer, c->dim, c->n_head, c->n_kv_head, c->head_dim, c->ffn_dim, c->vocab, c->n_ctx,
@@ -106,7 +112,7 @@ int cmd_info(int argc, char **argv) {
                lc.use_dora ? "DoRA" : "LoRA", lorac_lora_init_name(&lc, ib, sizeof ib), lc.n_rank_pattern, lc.n_alpha_pattern);
     }
     cli_print_trainable(m, stdout);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }
 
@@ -116,7 +122,8 @@ int cmd_modules(int argc, char **argv) {
                              "Lists the Linear modules LoRA can target (their Hugging Face names),\n"
                              "then the short names that --target accepts.",
               info_opts, argc, argv);
-    lorac_model *m = load(&a);
+    lorac_llm *llm = load(&a);
+    const lorac_model *m = llm->m;
     lorac_lora_config lc; /* with LoRA options: what each targeted module would get */
     cli_lora_config(&a, &lc);
     const int show = cli_has(&a, "target") || cli_has(&a, "target-regex");
@@ -160,6 +167,6 @@ int cmd_modules(int argc, char **argv) {
         }
     }
     printf(" all-linear\n");
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }

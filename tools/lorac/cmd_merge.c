@@ -6,13 +6,15 @@
  * the error each path introduces (lora/merge.h): on the weights, and on the
  * outputs of a probe batch against the unmerged adapter. --method qlora
  * loads the base as training did (quantized), so the merge starts from the
- * weights the adapter was trained against. */
+ * weights the adapter was trained against.
+ * Not on the public API yet (cli_internal.h): the error report (probe
+ * outputs, per-weight merge error) and the re-quantizing writers
+ * (lora/merge.h) have no public calls. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "cli_data.h"
 #include "core/util.h"
 #include "lora/adapter_io.h"
@@ -217,10 +219,10 @@ int cmd_merge(int argc, char **argv) {
     if (lorac_file_exists(existing) && !cli_has(&a, "overwrite"))
         cli_die("merge", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", existing);
 
-    lorac_model *m;
-    lorac_tokenizer *tok = NULL;
     const int eval = cli_has(&a, "data");
-    cli_load_model(&a, &m, eval ? &tok : NULL);
+    lorac_llm *llm;
+    cli_open(&a, eval, &llm);
+    lorac_model *m = llm->m;
     cli_check("merge", lorac_adapter_load(m, ad, NULL));
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) n += m->lin[i].lora != NULL;
@@ -234,7 +236,7 @@ int cmd_merge(int argc, char **argv) {
         cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
         if (sp.task == LORAC_TASK_CLS && !m->head)
             cli_die("merge", EXIT_USAGE, "--data is a classification set but the adapter holds no classification head");
-        cli_tokenize_splits(&a, &sp, tok, m, &tk);
+        cli_tokenize_splits(&a, &sp, llm, &tk);
         cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[0], &ev_acc[0]));
     }
 
@@ -289,7 +291,6 @@ int cmd_merge(int argc, char **argv) {
         cli_tokenized_free(&tk);
         cli_splits_free(&sp);
     }
-    lorac_tokenizer_free(tok);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     return 0;
 }

@@ -6,7 +6,7 @@
  * add_special_tokens=False) do; special-token strings written in the text
  * ("<|im_start|>") still become their ids. Only the tokenizer is read: a
  * .gguf's metadata, or the tokenizer files of a directory, never the
- * weights. */
+ * weights. On the public API only (lorac_tok_*). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/gguf.h"
 
 static const cli_opt tok_opts[] = {
     {"model", "PATH", "model: Hugging Face directory or .gguf file (its tokenizer is used)"},
@@ -32,26 +31,13 @@ static const char *tok_usage =
     "or other special tokens added unless --add-special; special-token strings in\n"
     "the text map to their ids), or with --decode the text of the ids.";
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* The tokenizer of --tokenizer, else of --model: a GGUF's metadata, or
- * whatever lorac_tokenizer_load finds at the path. */
-static lorac_tokenizer *load(const cli_args *a) {
+ * whatever lorac_tok_open finds at the path. */
+static lorac_tok *load(const cli_args *a) {
     const char *path = cli_str(a, "tokenizer", cli_str(a, "model", NULL));
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model or --tokenizer is required (a model directory, .gguf or tokenizer file)");
-    lorac_tokenizer *t = NULL;
-    if (ends_with(path, ".gguf")) {
-        lorac_gguf *g;
-        cli_check(a->cmd, lorac_gguf_open_metadata(path, &g));
-        lorac_status st = lorac_tokenizer_from_gguf(g, &t);
-        lorac_gguf_close(g);
-        cli_check(a->cmd, st);
-    } else {
-        cli_check(a->cmd, lorac_tokenizer_load(path, &t));
-    }
+    lorac_tok *t = NULL;
+    cli_check(a->cmd, lorac_tok_open(path, &t));
     return t;
 }
 
@@ -71,12 +57,12 @@ static char *read_stdin(const char *cmd, size_t *len) {
     return buf;
 }
 
-static void print_ids(const char *cmd, const lorac_tokenizer *t, const char *text, size_t len, int add_special) {
+static void print_ids(const char *cmd, const lorac_tok *t, const char *text, size_t len, int add_special) {
     int *ids, n;
-    cli_check(cmd, lorac_tokenizer_encode(t, text, len, add_special, &ids, &n));
+    cli_check(cmd, lorac_tok_encode(t, text, len, add_special, &ids, &n));
     for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     putchar('\n');
-    free(ids);
+    lorac_free(ids);
 }
 
 /* "12 7, 99" -> ids; anything but integers, spaces and commas is a usage error. */
@@ -103,15 +89,15 @@ static int *parse_ids(const char *cmd, const char *s, int *n) {
     return ids;
 }
 
-static void print_text(const char *cmd, const lorac_tokenizer *t, const char *list, int skip_special) {
+static void print_text(const char *cmd, const lorac_tok *t, const char *list, int skip_special) {
     int n;
     int *ids = parse_ids(cmd, list, &n);
     char *text;
     size_t len;
-    cli_check(cmd, lorac_tokenizer_decode(t, ids, n, skip_special, &text, &len));
+    cli_check(cmd, lorac_tok_decode(t, ids, n, skip_special, &text, &len));
     fwrite(text, 1, len, stdout);
     putchar('\n');
-    free(text);
+    lorac_free(text);
     free(ids);
 }
 
@@ -123,7 +109,7 @@ int cmd_tokenize(int argc, char **argv) {
         cli_die(a.cmd, EXIT_USAGE, "give exactly one of --text TEXT (or --text - for standard input) and --decode \"ID ...\"");
     if (decode && cli_has(&a, "add-special")) cli_die(a.cmd, EXIT_USAGE, "--add-special is for --text");
     if (text && cli_has(&a, "skip-special")) cli_die(a.cmd, EXIT_USAGE, "--skip-special is for --decode");
-    lorac_tokenizer *t = load(&a);
+    lorac_tok *t = load(&a);
     if (decode) {
         print_text(a.cmd, t, decode, cli_has(&a, "skip-special"));
     } else if (!strcmp(text, "-")) {
@@ -134,7 +120,7 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         print_ids(a.cmd, t, text, strlen(text), cli_has(&a, "add-special"));
     }
-    lorac_tokenizer_free(t);
+    lorac_tok_close(t);
     if (fflush(stdout) != 0) cli_die(a.cmd, 1, "standard output: write error: %s", strerror(errno));
     return 0;
 }

@@ -1,6 +1,9 @@
 /* lorac train - fine-tune a model with LoRA (or full / head-only) on a
  * classification, plain-text or instruction data set, evaluate it on the
- * train / validation / test splits, and save the adapter. */
+ * train / validation / test splits, and save the adapter.
+ * Not on the public API yet (cli_internal.h): checkpoints and --resume,
+ * data-parallel ranks, Ctrl-C and the results files have no public calls
+ * (lorac_llm_train is the library's one-process training). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "cli_data.h"
 #include "core/util.h"
 #include "lora/adapter_io.h"
@@ -199,21 +201,21 @@ int cmd_train(int argc, char **argv) {
         o.checkpoint_dir = cdir; /* a checkpoint on Ctrl-C always; with --save-every also every N steps */
     }
 
-    lorac_model *m;
-    lorac_tokenizer *tok;
-    cli_load_model(&a, &m, &tok);
+    lorac_llm *llm;
+    cli_open(&a, 1, &llm);
+    lorac_model *m = llm->m;
 
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
     cli_splits sp;
     cli_load_splits(&a, &sp, 0);
     if (sp.task == LORAC_TASK_CLS) cli_add_head(&a, m, sp.train.n_labels, lc.seed);
-    cli_apply_method(&a, m, &lc, 1);
+    cli_apply_method(&a, llm, &lc, 1);
     cli_print_trainable(m, stderr);
     if (cli_has(&a, "gradient-checkpointing")) cli_check("train", lorac_model_set_grad_ckpt(m, 1));
 
     cli_tokenized tk;
-    cli_tokenize_splits(&a, &sp, tok, m, &tk);
+    cli_tokenize_splits(&a, &sp, llm, &tk);
 
     o.task = sp.task;
     if (out && writer) { /* created only now that the model and data have loaded */
@@ -317,8 +319,7 @@ int cmd_train(int argc, char **argv) {
     if (writer) cli_print_results(&a, &res, &sp);
     cli_tokenized_free(&tk);
     cli_splits_free(&sp);
-    lorac_tokenizer_free(tok);
-    lorac_model_free(m);
+    lorac_llm_close(llm);
     cli_dist_end();
     return 0;
 }

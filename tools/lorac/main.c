@@ -48,14 +48,8 @@ int main(int argc, char **argv) {
         printf("lorac %s\n", LORAC_VERSION);
         return 0;
     }
-    /* under mpirun / srun with several ranks, only training is shared out;
-     * any other command would run N times over, writing the same files */
-    if (lorac_dist_launched_size() > 1 && strcmp(argv[1], "train")) {
-        if (lorac_dist_launched_rank() != 0) return EXIT_USAGE; /* rank 0 says it */
-        fprintf(stderr, "lorac %s: launched as %d ranks, but only 'lorac train' runs data-parallel; hint: run it "
-                "without mpirun / srun\n", argv[1], lorac_dist_launched_size());
-        return EXIT_USAGE;
-    }
+    const int refused = cli_dist_refuse(argv[1]);
+    if (refused >= 0) return refused;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "lorac: unknown command '%s'; hint: lorac --help lists the commands\n", argv[1]);

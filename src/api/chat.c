@@ -68,8 +68,9 @@ lorac_status lorac_llm_chat(const lorac_llm *llm, const char *format, const lora
         m[i].role = (char *)msgs[i].role;
         m[i].content = (char *)msgs[i].content;
         if (!m[i].role || !m[i].content) {
+            const char *what = m[i].role ? "content" : "role";
             free(m);
-            return lorac_fail(LORAC_ERR_ARG, "lorac_llm_chat: message %d has a NULL %s", i, m[i].role ? "content" : "role");
+            return lorac_fail(LORAC_ERR_ARG, "lorac_llm_chat: message %d has a NULL %s", i, what);
         }
     }
     lorac_chat_text t = {0};

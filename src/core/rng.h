@@ -20,4 +20,19 @@ uint64_t lorac_rng_below(lorac_rng *r, uint64_t n);
 /* Fisher-Yates shuffle of an int array */
 void lorac_rng_shuffle(lorac_rng *r, int *a, int n);
 
+/* Counter-based draws, for dropout masks that forward and backward (and any
+ * thread) recompute instead of storing: element i of the mask keyed `key`
+ * is kept when 24 bits of splitmix64's finalizer of key + (i + 1) * golden
+ * ratio, read as u in [0, 1), satisfy u >= p (the same test as
+ * op_dropout_fwd's, so P(keep) = 1 - p up to 2^-24). */
+static inline uint64_t lorac_hash64(uint64_t z) { /* splitmix64's finalizer */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline int lorac_hash_keep(uint64_t key, uint64_t i, float p) {
+    const uint64_t z = lorac_hash64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
 #endif

@@ -65,6 +65,14 @@ static lorac_status encoder_config(const cJSON *o, const char *type, const char 
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "id2label");
     c->num_labels = cJSON_IsObject(labels) ? cJSON_GetArraySize(labels) : json_int(o, 0, NAMES("num_labels"));
     c->pool = LORAC_POOL_CLS;
+    c->hidden_dropout = (float)json_num(o, 0.1, c->distil ? "dropout" : "hidden_dropout_prob");
+    c->attn_dropout = (float)json_num(o, 0.1, c->distil ? "attention_dropout" : "attention_probs_dropout_prob");
+    c->cls_dropout = (float)json_num(o, c->distil ? 0.2 : c->hidden_dropout, c->distil ? "seq_classif_dropout" : "classifier_dropout");
+    if (!(c->hidden_dropout >= 0 && c->hidden_dropout < 1 && c->attn_dropout >= 0 && c->attn_dropout < 1 &&
+          c->cls_dropout >= 0 && c->cls_dropout < 1))
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: a dropout probability (%g, %g, %g) is outside [0, 1); hint: check "
+                          "hidden_dropout_prob / attention_probs_dropout_prob / classifier_dropout", path,
+                          (double)c->hidden_dropout, (double)c->attn_dropout, (double)c->cls_dropout);
     return LORAC_OK;
 }
 

@@ -292,6 +292,8 @@ static op_att_seq att_seq(const lorac_model *m, int l, int causal) {
         sq.keymask = a->keymask;
     if (c->local_layer[l]) sq.window = c->sliding_window;
     sq.softcap = c->attn_softcap;
+    sq.dropout = lorac_model_drop_p(m, c->attn_dropout);
+    if (sq.dropout > 0) sq.drop_key = lorac_drop_key(m, l, LORAC_DROP_ATT);
     return sq;
 }
 

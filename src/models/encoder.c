@@ -11,9 +11,19 @@
  *                                               DistilBERT: relu(pre_classifier(.)))
  *          or mean of x_last over real tokens  (sentence-transformers)
  *   logits = classifier(pooled)
- * Dropout of the base model is not applied (lorac trains with the base in
- * eval mode; LoRA dropout is separate). Backward walks the list in reverse;
- * gradients accumulate (+=) and frozen weights get none. */
+ * In training with m->model_dropout on, the config's dropouts apply where
+ * transformers puts them (hashed masks, op_dropout_hash: nothing stored,
+ * backward applies the same call to the gradient):
+ *   x0 = dropout_h(x0)                      after the embeddings' LayerNorm
+ *   attention probabilities: dropout_a      (inside the attention op)
+ *   h1 = LN1(x + dropout_h(a)),  x' = LN2(h1 + dropout_h(down(.)))
+ *   classifier(dropout_c(feature))          with a pooler / pre_classifier
+ *                                           (BertForSequenceClassification,
+ *                                           DistilBERT); none after mean pooling
+ * Otherwise (inference, or model_dropout off) there is none; LoRA dropout is
+ * separate. Backward walks the list in reverse; gradients accumulate (+=) and
+ * frozen weights get none. */
+#include <math.h>
 #include <string.h>
 
 #include "models/model_internal.h"
@@ -86,6 +96,9 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mod
     if (m->tte)
         for (int i = 0; i < N; i++) op_acc(a->emb + (size_t)i * C, m->tte->data, (size_t)C);
     layernorm_fwd(m, &m->ln_emb, a->layer[0].x_in, a->emb_mean, a->emb_rstd, a->emb, N);
+    const float ph = lorac_model_drop_p(m, c->hidden_dropout), pc = lorac_model_drop_p(m, c->cls_dropout);
+    if (m->training && m->model_dropout) m->drop_seed = lorac_rng_u64(&m->rng); /* this step's masks */
+    op_dropout_hash(a->layer[0].x_in, (size_t)N * C, ph, lorac_drop_key(m, -1, LORAC_DROP_EMB));
 
     for (int l = 0; l < c->n_layer; l++) {
         lorac_layer *L = &m->layers[l];
@@ -97,11 +110,13 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mod
         lorac_linear_fwd(L->v, v.v, s->x_in, N, &m->rng, m->training);
         lorac_layer_attention_fwd(m, l, 0);
         lorac_linear_fwd(L->o, s->x_mid, s->atty, N, &m->rng, m->training);
+        op_dropout_hash(s->x_mid, (size_t)N * C, ph, lorac_drop_key(m, l, LORAC_DROP_ATT_OUT));
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
         layernorm_fwd(m, &L->ln1, s->ln1, s->ln1_mean, s->ln1_rstd, s->x_mid, N);
         lorac_linear_fwd(L->fc, s->fc, s->ln1, N, &m->rng, m->training);
         op_gelu_erf_fwd(s->h, s->fc, (size_t)N * F);
         lorac_linear_fwd(L->down, s->ln2, s->h, N, &m->rng, m->training);
+        op_dropout_hash(s->ln2, (size_t)N * C, ph, lorac_drop_key(m, l, LORAC_DROP_MLP_OUT));
         op_acc(s->ln2, s->ln1, (size_t)N * C);
         layernorm_fwd(m, &L->ln2, x_next, s->ln2_mean, s->ln2_rstd, s->ln2, N);
     }
@@ -115,6 +130,7 @@ lorac_status lorac_encoder_forward(lorac_model *m, const int *ids, lorac_fwd_mod
         lorac_linear_fwd(m->pre_head, a->pre, a->pooled, B, &m->rng, m->training);
         if (pre_is_tanh(m)) op_tanh_fwd(a->pre_act, a->pre, (size_t)B * C);
         else op_relu_fwd(a->pre_act, a->pre, (size_t)B * C);
+        op_dropout_hash(a->pre_act, (size_t)B * C, pc, lorac_drop_key(m, -1, LORAC_DROP_HEAD));
         feat = a->pre_act;
     }
     lorac_linear_fwd(m->head, a->cls_logits, feat, B, &m->rng, m->training);
@@ -145,14 +161,21 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
     const size_t NC = (size_t)N * C, big = (size_t)N * (F > C ? F : C);
     float *d_res = a->d_res, *d_sum = a->d_tmp;
     float *d_h = a->d_big, *d_fc = a->d_big + big, *d_h1 = a->d_big + 2 * big;
+    const float ph = lorac_model_drop_p(m, c->hidden_dropout), pc = lorac_model_drop_p(m, c->cls_dropout);
 
     /* head -> d(last layer output) */
     memset(a->d_pooled, 0, sizeof(float) * (size_t)B * C);
     if (m->pre_head && c->pool == LORAC_POOL_CLS) {
         memset(a->d_pre, 0, sizeof(float) * (size_t)B * C);
         lorac_linear_bwd(m->head, a->d_pre, a->cls_logits, a->pre_act, B);
-        /* d(pre-activation), in place */
-        if (pre_is_tanh(m)) {
+        op_dropout_hash(a->d_pre, (size_t)B * C, pc, lorac_drop_key(m, -1, LORAC_DROP_HEAD));
+        /* d(pre-activation), in place (pre_act may be dropped out: tanh' from pre itself then) */
+        if (pre_is_tanh(m) && pc > 0) {
+            for (size_t i = 0; i < (size_t)B * C; i++) {
+                const float t = tanhf(a->pre[i]);
+                a->d_pre[i] *= 1.0f - t * t;
+            }
+        } else if (pre_is_tanh(m)) {
             for (size_t i = 0; i < (size_t)B * C; i++) a->d_pre[i] *= 1.0f - a->pre_act[i] * a->pre_act[i];
         } else {
             for (size_t i = 0; i < (size_t)B * C; i++) a->d_pre[i] = a->pre[i] > 0 ? a->d_pre[i] : 0.0f;
@@ -174,7 +197,13 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
         layernorm_bwd(m, &L->ln2, d_sum, d_res, s->ln2, s->ln2_mean, s->ln2_rstd, N);
         /* MLP, and the residual into h1 */
         memset(d_h, 0, (size_t)N * F * sizeof(float));
-        lorac_linear_bwd(L->down, d_h, d_sum, s->h, N);
+        const float *d_down = d_sum; /* the MLP output's gradient: through its dropout */
+        if (ph > 0) {
+            memcpy(d_h1, d_sum, NC * sizeof(float));
+            op_dropout_hash(d_h1, NC, ph, lorac_drop_key(m, l, LORAC_DROP_MLP_OUT));
+            d_down = d_h1;
+        }
+        lorac_linear_bwd(L->down, d_h, d_down, s->h, N);
         memset(d_fc, 0, (size_t)N * F * sizeof(float));
         op_gelu_erf_bwd(d_fc, d_h, s->fc, (size_t)N * F);
         memcpy(d_h1, d_sum, NC * sizeof(float));
@@ -185,7 +214,13 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
         /* attention, and the residual into x */
         float *d_atty = d_h;
         memset(d_atty, 0, NC * sizeof(float));
-        lorac_linear_bwd(L->o, d_atty, d_sum, s->atty, N);
+        const float *d_o = d_sum; /* the attention output's gradient: through its dropout */
+        if (ph > 0) {
+            memcpy(d_fc, d_sum, NC * sizeof(float));
+            op_dropout_hash(d_fc, NC, ph, lorac_drop_key(m, l, LORAC_DROP_ATT_OUT));
+            d_o = d_fc;
+        }
+        lorac_linear_bwd(L->o, d_atty, d_o, s->atty, N);
         memset(a->d_qkv, 0, (size_t)N * 3 * C * sizeof(float));
         lorac_layer_attention_bwd(m, l, a->d_qkv, d_atty, 0);
         qkv_view dv = qkv_split(c, a->d_qkv, N);
@@ -196,6 +231,7 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
     }
     /* embeddings: only when something there trains (full fine-tuning) */
     if (lowest >= 0) return;
+    op_dropout_hash(d_res, NC, ph, lorac_drop_key(m, -1, LORAC_DROP_EMB));
     memset(d_sum, 0, NC * sizeof(float));
     layernorm_bwd(m, &m->ln_emb, d_sum, d_res, a->emb, a->emb_mean, a->emb_rstd, N);
     if (m->wte->grad) op_embed_bwd(m->wte->grad, d_sum, ids, N, C);

@@ -37,6 +37,16 @@ void lorac_encoder_backward(lorac_model *m, const int *ids);
  * score scale, from the q, k, v views of its qkv buffer into its atty and
  * lse; backward into the same views of d_qkv. */
 void lorac_layer_attention_fwd(lorac_model *m, int l, int causal);
+
+/* The model's own dropout (lorac_model.model_dropout) in this training
+ * forward / backward: p when it applies, else 0; and the mask key of site
+ * `site` of layer l (layer -1: embeddings and head), fixed for one step by
+ * m->drop_seed so that backward recomputes forward's masks. */
+static inline float lorac_model_drop_p(const lorac_model *m, float p) { return m->training && m->model_dropout ? p : 0.0f; }
+static inline uint64_t lorac_drop_key(const lorac_model *m, int l, int site) {
+    return lorac_hash64(m->drop_seed ^ ((uint64_t)(l + 2) << 8 | (uint64_t)site));
+}
+enum { LORAC_DROP_ATT = 0, LORAC_DROP_ATT_OUT, LORAC_DROP_MLP_OUT, LORAC_DROP_EMB, LORAC_DROP_HEAD };
 void lorac_layer_attention_bwd(lorac_model *m, int l, float *d_qkv, const float *d_atty, int causal);
 
 /* decoder.c: one decoder layer's forward over N token rows, as a forward

@@ -92,6 +92,8 @@ typedef struct {
     float scale;
     float softcap;   /* > 0: scores z become softcap tanh(z / softcap) (Gemma 2) */
     const int *krow, *klen; /* keys apart from the queries (a KV cache, op_att_seq), else NULL */
+    float drop;             /* attention dropout p (op_att_seq.dropout), 0 = none */
+    uint64_t drop_key;
 } att_args;
 
 typedef struct {
@@ -126,6 +128,22 @@ static inline size_t att_kat(const att_args *a, size_t ld, int b, int t, int h) 
  * sequence, sequences one after the other (for a padded batch: [B, Hq, T]). */
 static inline size_t att_lse_at(const att_args *a, int b, int h) {
     return att_row0(a, b) * a->Hq + (size_t)h * att_len(a, b);
+}
+
+/* Attention dropout: multiply the tile S of queries i0.. and keys j0.. of
+ * head h of sequence b (element (i, j) at S[i * si + j * sj]) by the mask's
+ * 1 / (1 - p) or 0. The mask's index depends on (b, h, i, j) only, so a
+ * padded and a packed batch of the same sequences draw the same masks. */
+static inline void att_drop_tile(const att_args *a, float *S, int si, int sj, int nq, int nk, int b, int h, int i0,
+                                 int j0) {
+    const float keep_scale = a->drop < 1 ? 1.0f / (1.0f - a->drop) : 0.0f;
+    for (int i = 0; i < nq; i++) {
+        const uint64_t row = (((uint64_t)b * (uint64_t)a->Hq + (uint64_t)h) << 20 | (uint64_t)(i0 + i)) << 20;
+        for (int j = 0; j < nk; j++) {
+            float *s = S + (size_t)i * si + (size_t)j * sj;
+            *s = lorac_hash_keep(a->drop_key, row | (uint64_t)(j0 + j), a->drop) ? *s * keep_scale : 0.0f;
+        }
+    }
 }
 
 /* The key mask of sequence b from key j0 on (NULL: every key is real). */
@@ -247,9 +265,11 @@ static att_args att_make(const float *q, int ldq, const float *k, int ldk, const
                          int T, int Hq, int Hkv, int D) {
     LORAC_ASSERT(Hkv > 0 && Hq % Hkv == 0 && D > 0 && sq->window >= 0);
     LORAC_ASSERT(!sq->krow == !sq->klen && (!sq->krow || (sq->offs && !sq->keymask)));
+    LORAC_ASSERT(!(sq->dropout > 0) || !sq->krow);
     att_args a = {q, k, v, (size_t)ldq, (size_t)ldk, (size_t)ldv, (size_t)Hq * D, sq->keymask, sq->offs, T, Hq, D,
                   Hq / Hkv, sq->causal, sq->window, sq->scale > 0 ? sq->scale : (float)(1.0 / sqrt((double)D)),
-                  sq->softcap > 0 ? sq->softcap : 0.0f, sq->krow, sq->klen};
+                  sq->softcap > 0 ? sq->softcap : 0.0f, sq->krow, sq->klen, sq->dropout > 0 ? sq->dropout : 0.0f,
+                  sq->drop_key};
     return a;
 }
 

@@ -60,6 +60,9 @@ void op_swiglu_bwd(float *dgate, float *dup, const float *dh, const float *gate,
 void op_dropout_fwd(float *y, uint8_t *mask, const float *x, size_t n, float p, lorac_rng *rng);
 void op_dropout_apply(float *y, const uint8_t *mask, const float *x, size_t n, float p); /* p > 0: y = x * mask / (1 - p) */
 void op_dropout_bwd(float *dx, const float *dy, const uint8_t *mask, size_t n, float p);
+/* Hashed dropout in place (mask from lorac_hash_keep(key, i)): forward on
+ * the activations, and the same call on their gradient is its backward. */
+void op_dropout_hash(float *x, size_t n, float p, uint64_t key);
 
 /* ---- norms --------------------------------------------------------------
  * LayerNorm over the last dim C: y = (x - mean) * rstd * g + b.
@@ -142,6 +145,15 @@ typedef struct op_att_seq {
      * positions: query i of sequence b sits at position klen[b] - len_b + i,
      * which is what causal and window refer to. lse as for packed sequences. */
     const int *krow, *klen;
+    /* Training: dropout p on the attention probabilities (0 = none), as
+     * torch's attention dropout: out = (P * M / (1 - p)) V with P the
+     * softmax; the mask M of (sequence b, head h, query i, key j; i and j
+     * counted within the sequence) is lorac_hash_keep(drop_key, id) with
+     * id = ((b * Hq + h) * 2^20 + i) * 2^20 + j (core/rng.h), recomputed in
+     * backward, so forward and backward need the same drop_key. Not with
+     * krow/klen. */
+    float dropout;
+    uint64_t drop_key;
 } op_att_seq;
 void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const op_att_seq *sq, int Hq, int Hkv, int D);

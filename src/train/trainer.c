@@ -34,6 +34,7 @@ void lorac_train_opts_default(lorac_train_opts *o) {
     o->schedule = 0;
     o->seed = 123;
     o->keep_checkpoints = 2;
+    o->model_dropout = 1;
 }
 
 static lorac_fwd_mode mode_of(lorac_task t) { return t == LORAC_TASK_CLS ? LORAC_FWD_CLS : LORAC_FWD_LM; }
@@ -453,6 +454,8 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
     int shuffled_ep = 0;                        /* the last epoch whose order was drawn */
     int micro = 0;
     m->training = 1;
+    const int model_dropout_was = m->model_dropout;
+    m->model_dropout = o->model_dropout;
     for (int ep = start_ep; ep <= o->epochs && st == LORAC_OK && step < total && !res->interrupted; ep++) {
         epoch_rng = rng; /* a checkpoint inside this epoch rebuilds its order from here */
         shuffled_ep = ep;
@@ -571,6 +574,7 @@ lorac_status lorac_train(lorac_model *m, const lorac_tokenized *train, const lor
                              o->checkpoint_extra_ctx, res->checkpoint, sizeof res->checkpoint);
     }
     m->training = 0;
+    m->model_dropout = model_dropout_was;
     res->steps = step;
     res->seconds = lorac_now() - t0 - eval_s;
     res->eval_seconds = eval_s;

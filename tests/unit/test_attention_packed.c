@@ -18,7 +18,9 @@
  * sequences against the materialised attention computed here in double (P
  * from the visible keys i - window < j <= i of z = c tanh(s q.k / c), then
  * dV = P^T dO, dS = P (dP - rowsum(P dP)) (1 - tanh^2), dQ = s dS K,
- * dK = s dS^T Q), to 1e-5 of the largest value. */
+ * dK = s dS^T Q), to 1e-5 of the largest value. The same with attention
+ * dropout (op_att_seq.dropout, causal and bidirectional): the reference
+ * draws the masks from lorac_hash_keep with the documented index. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,16 @@ static void check_case(const char *flavour, const int *len, int B, int Hq, int H
  * against double. One kv head per query head pair (Hq 2, Hkv 1); q, k, v,
  * dout N(0, 1): scaled scores have a spread near 1, so caps of 1 and 1.5
  * bend them well into tanh's curve. */
-static void check_window(const char *flavour, const int *len, int B, int window, float s, float c) {
+/* The attention-dropout scale of (sequence b, head h, query i, key j), as
+ * ops.h's op_att_seq.dropout documents it. */
+static double drop_scale(uint64_t key, float p, int b, int Hq, int h, int i, int j) {
+    const uint64_t id = ((((uint64_t)b * (uint64_t)Hq + (uint64_t)h) << 20 | (uint64_t)i) << 20) | (uint64_t)j;
+    return lorac_hash_keep(key, id, p) ? 1.0 / (1.0 - p) : 0.0;
+}
+
+/* window 0: none. p > 0: attention dropout, out = (P M) V with M the
+ * masks' scales; backward dV = (P M)^T dO, dP = M (dO V^T). */
+static void check_window(const char *flavour, const int *len, int B, int causal, int window, float s, float c, float p) {
     const int Hq = 2, Hkv = 1, D = 16, ld = (Hq + 2 * Hkv) * D, HqD = Hq * D;
     int *offs = malloc((size_t)(B + 1) * sizeof *offs);
     offs[0] = 0;
@@ -92,7 +103,9 @@ static void check_window(const char *flavour, const int *len, int B, int window,
     float *qkv = frandn((size_t)N * ld), *dout = frandn((size_t)N * HqD);
     float *out = malloc(sizeof(float) * N * HqD), *lse = malloc(sizeof(float) * N * Hq);
     float *d = calloc((size_t)N * ld, sizeof *d);
-    const op_att_seq sq = {.B = B, .offs = offs, .causal = 1, .window = window, .scale = s, .softcap = c};
+    const uint64_t key = 0x5eed0000u + (uint64_t)window;
+    const op_att_seq sq = {.B = B, .offs = offs, .causal = causal, .window = window, .scale = s, .softcap = c,
+                           .dropout = p, .drop_key = key};
     op_attention_seq_fwd(out, lse, qkv, ld, qkv + HqD, ld, qkv + HqD + D, ld, &sq, Hq, Hkv, D);
     op_attention_seq_bwd(d, d + HqD, d + HqD + D, dout, out, lse, qkv, ld, qkv + HqD, ld, qkv + HqD + D, ld, &sq, Hq,
                          Hkv, D);
@@ -102,14 +115,16 @@ static void check_window(const char *flavour, const int *len, int B, int window,
             const int T = len[b], r0 = offs[b];
             double *P = calloc((size_t)T * T, sizeof *P), *dP = calloc((size_t)T * T, sizeof *dP);
             double *G = calloc((size_t)T * T, sizeof *G); /* dz'/dz of the soft cap */
+            double *M = calloc((size_t)T * T, sizeof *M); /* dropout scales */
 #define Q(i, c) qkv[(size_t)(r0 + (i)) * ld + h * D + (c)]
 #define K(j, c) qkv[(size_t)(r0 + (j)) * ld + HqD + (c)]
 #define V(j, c) qkv[(size_t)(r0 + (j)) * ld + HqD + D + (c)]
 #define DO(i, c) dout[(size_t)(r0 + (i)) * HqD + h * D + (c)]
             for (int i = 0; i < T; i++) {
-                const int j0 = i - window + 1 > 0 ? i - window + 1 : 0;
+                const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0, j1 = causal ? i : T - 1;
                 double mx = -INFINITY, sum = 0;
-                for (int j = j0; j <= i; j++) {
+                for (int j = j0; j <= j1; j++) {
+                    M[i * T + j] = p > 0 ? drop_scale(key, p, b, Hq, h, i, j) : 1.0;
                     double z = 0;
                     for (int e = 0; e < D; e++) z += (double)Q(i, e) * K(j, e);
                     z *= s;
@@ -122,18 +137,19 @@ static void check_window(const char *flavour, const int *len, int B, int window,
                     P[i * T + j] = z;
                     mx = fmax(mx, z);
                 }
-                for (int j = j0; j <= i; j++) sum += (P[i * T + j] = exp(P[i * T + j] - mx));
+                for (int j = j0; j <= j1; j++) sum += (P[i * T + j] = exp(P[i * T + j] - mx));
                 double rowdot = 0;
-                for (int j = j0; j <= i; j++) {
+                for (int j = j0; j <= j1; j++) {
                     P[i * T + j] /= sum;
+                    const double pm = P[i * T + j] * M[i * T + j];
                     for (int e = 0; e < D; e++) {
-                        ro[(size_t)(r0 + i) * HqD + h * D + e] += P[i * T + j] * V(j, e);
-                        dP[i * T + j] += (double)DO(i, e) * V(j, e);
-                        rd[(size_t)(r0 + j) * ld + HqD + D + e] += P[i * T + j] * DO(i, e); /* dV */
+                        ro[(size_t)(r0 + i) * HqD + h * D + e] += pm * V(j, e);
+                        dP[i * T + j] += M[i * T + j] * DO(i, e) * V(j, e);
+                        rd[(size_t)(r0 + j) * ld + HqD + D + e] += pm * DO(i, e); /* dV */
                     }
                     rowdot += P[i * T + j] * dP[i * T + j];
                 }
-                for (int j = j0; j <= i; j++) {
+                for (int j = j0; j <= j1; j++) {
                     const double dS = P[i * T + j] * (dP[i * T + j] - rowdot) * G[i * T + j];
                     for (int e = 0; e < D; e++) {
                         rd[(size_t)(r0 + i) * ld + h * D + e] += s * dS * K(j, e);   /* dQ */
@@ -145,14 +161,14 @@ static void check_window(const char *flavour, const int *len, int B, int window,
 #undef K
 #undef V
 #undef DO
-            free(P), free(dP), free(G);
+            free(P), free(dP), free(G), free(M);
         }
     double eo = 0, mo = 0, ed = 0, md = 0;
     for (size_t i = 0; i < (size_t)N * HqD; i++) eo = fmax(eo, fabs(out[i] - ro[i])), mo = fmax(mo, fabs(ro[i]));
     for (size_t i = 0; i < (size_t)N * ld; i++) ed = fmax(ed, fabs(d[i] - rd[i])), md = fmax(md, fabs(rd[i]));
     CHECK(eo <= 1e-5 * mo && ed <= 1e-5 * md,
-          "%s window %d scale %g cap %g: |out err| %.3g (max %.3g), |grad err| %.3g (max %.3g)", flavour, window, s, c,
-          eo, mo, ed, md);
+          "%s causal %d window %d scale %g cap %g dropout %g: |out err| %.3g (max %.3g), |grad err| %.3g (max %.3g)",
+          flavour, causal, window, s, c, (double)p, eo, mo, ed, md);
     free(offs), free(qkv), free(dout), free(out), free(lse), free(d), free(ro), free(rd);
 }
 
@@ -173,14 +189,25 @@ int main(void) {
             check_case(fl[f].name, len + 1, 1, 2, 2, 16, causal); /* one sequence of one token */
         }
         static const int wlen[] = {130, 3, 70};
-        check_window(fl[f].name, wlen, 3, 5, 0.3f, 0);
-        check_window(fl[f].name, wlen, 3, 64, 0.25f, 0);
-        check_window(fl[f].name, wlen, 3, 100, 0.2f, 0);
-        check_window(fl[f].name, wlen, 3, 64, 0.25f, 1.0f); /* Gemma 2: soft-capped scores */
-        check_window(fl[f].name, wlen, 3, 100, 0.2f, 1.5f);
+        check_window(fl[f].name, wlen, 3, 1, 5, 0.3f, 0, 0);
+        check_window(fl[f].name, wlen, 3, 1, 64, 0.25f, 0, 0);
+        check_window(fl[f].name, wlen, 3, 1, 100, 0.2f, 0, 0);
+        check_window(fl[f].name, wlen, 3, 1, 64, 0.25f, 1.0f, 0); /* Gemma 2: soft-capped scores */
+        check_window(fl[f].name, wlen, 3, 1, 100, 0.2f, 1.5f, 0);
+        check_window(fl[f].name, wlen, 3, 0, 0, 0.25f, 0, 0.1f); /* attention dropout: bidirectional (BERT) */
+        check_window(fl[f].name, wlen, 3, 1, 0, 0.25f, 0, 0.3f); /* and causal */
         printf("flavour %s: packed == one sequence at a time, bit for bit; sliding windows and soft caps match double\n",
                fl[f].name);
     }
     op_attention_set_isa(OP_ATT_ISA_AUTO);
+    /* the hashed masks keep 1 - p of the elements: 4e6 draws, within 6 standard deviations */
+    for (int k = 1; k <= 3; k++) {
+        const float p = 0.1f * (float)k;
+        long kept = 0;
+        const long n = 4000000;
+        for (long i = 0; i < n; i++) kept += lorac_hash_keep(0x1234u + (uint64_t)k, (uint64_t)i * 7919u, p);
+        const double sd = sqrt(n * p * (1 - p)), dev = fabs((double)kept - n * (1.0 - p));
+        CHECK(dev <= 6 * sd, "lorac_hash_keep p %g: kept %ld of %ld (%.1f sd off)", (double)p, kept, n, dev / sd);
+    }
     return test_summary("attention_packed");
 }

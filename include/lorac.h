@@ -292,7 +292,7 @@ LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter
  * checkpoint. lorac_llm_close frees it. [any thread] */
 LORAC_API lorac_status lorac_llm_create(const char *config_json, lorac_llm **out);
 
-/* Add a fresh classification head of n_classes (>= 2) on the last token
+/* Add a fresh classification head of n_classes (>= 1) on the last token
  * ("score"; an encoder's classifier), as lorac_llm_train adds one: init
  * "hf" (NULL; transformers' N(0, initializer_range), decoders' score
  * without bias) or "torch" (nn.Linear with bias); a head read from the
@@ -319,7 +319,7 @@ typedef struct lorac_llm_param_info {
     int trainable;
     lorac_llm_param_kind kind;
     int on_lm_head;        /* an adapter tensor on the output layer (lm_head) */
-    int on_embedding;      /* an adapter tensor on the token embedding */
+    int on_embedding;      /* the token embedding, or an adapter tensor on it */
     /* adapter tensors: their pair's settings */
     int r;                 /* rank (per part) */
     int parts;             /* 3: one pair per q / k / v inside a fused Linear (split_qkv), else 1 */
@@ -329,6 +329,35 @@ typedef struct lorac_llm_param_info {
 } lorac_llm_param_info;
 LORAC_API int lorac_llm_param_count(const lorac_llm *llm);
 LORAC_API lorac_status lorac_llm_param(const lorac_llm *llm, int i, lorac_llm_param_info *out);
+/* What Linear module i (lorac_llm_module) is: 0 a block's (or a
+ * pre-classifier's), 1 the output layer (lm_head), 2 the classification
+ * head; neither 1 nor 2 is in PEFT's all-linear. -1 for a NULL llm or a
+ * bad i. [read-only] */
+LORAC_API int lorac_llm_module_role(const lorac_llm *llm, int i);
+
+/* A llama.cpp LoRA GGUF file (lorac_llm_export_gguf, llama.cpp's
+ * convert_lora_to_gguf.py): its header and tensors as lorac's GGUF reader
+ * sees them. A GGUF file whose general.type is not "adapter" (a model) is
+ * LORAC_ERR_FORMAT. [any thread; one handle: read-only] */
+typedef struct lorac_lorafile lorac_lorafile;
+typedef struct lorac_lorafile_info {
+    size_t size;            /* sizeof(lorac_lorafile_info): set it before the call */
+    uint32_t version;       /* GGUF version */
+    char arch[64];          /* general.architecture ("" if missing) */
+    char adapter_type[32];  /* adapter.type ("" if missing) */
+    int has_alpha;          /* adapter.lora.alpha is there ... */
+    double alpha;           /* ... with this value */
+    int n_tensors;
+} lorac_lorafile_info;
+typedef struct lorac_lorafile_tensor_info {
+    const char *name;       /* valid until lorac_lorafile_close */
+    int64_t ne[2];          /* GGUF's ne[0] (row length), ne[1] (rows), as llama.cpp prints them */
+    char type[16];          /* "F32", "F16", "Q8_0", ... */
+} lorac_lorafile_tensor_info;
+LORAC_API lorac_status lorac_lorafile_open(const char *path, lorac_lorafile **out);
+LORAC_API void lorac_lorafile_close(lorac_lorafile *f); /* NULL is fine */
+LORAC_API lorac_status lorac_lorafile_get_info(const lorac_lorafile *f, lorac_lorafile_info *info);
+LORAC_API lorac_status lorac_lorafile_tensor(const lorac_lorafile *f, int i, lorac_lorafile_tensor_info *out);
 
 /* An evaluation set: d's files loaded, split as lorac_llm_train splits
  * them with the same seed (d->whole: every row of d->data is the test
@@ -375,16 +404,16 @@ typedef enum lorac_merged_format {
     LORAC_MERGED_NF4 = 1,  /* a Hugging Face directory in bitsandbytes' NF4 serialization */
     LORAC_MERGED_GGUF = 2, /* a .gguf base's file again, each adapted tensor re-quantized to its own format */
 } lorac_merged_format;
-typedef struct lorac_merge_opts {
-    size_t size;                /* sizeof(lorac_merge_opts), set by lorac_merge_opts_init */
+typedef struct lorac_llm_merge_opts {
+    size_t size;                /* sizeof(lorac_llm_merge_opts), set by lorac_llm_merge_opts_init */
     lorac_merged_format format; /* what lorac_llm_save_merged writes (default FP32) */
     int nearest;                /* re-quantizing: 1 = each weight to its nearest level; 0 (default) = stochastic
                                    rounding (unbiased: a delta under half a step survives on average) */
     const char *tokenizer;      /* Hugging Face outputs: copy tokenizer files from this directory (NULL: the base's) */
-} lorac_merge_opts;
-LORAC_API void lorac_merge_opts_init(lorac_merge_opts *o);
-typedef struct lorac_merge_report {
-    size_t size;               /* sizeof(lorac_merge_report): set it before the call */
+} lorac_llm_merge_opts;
+LORAC_API void lorac_llm_merge_opts_init(lorac_llm_merge_opts *o);
+typedef struct lorac_llm_merge_report {
+    size_t size;               /* sizeof(lorac_llm_merge_report): set it before the call */
     int adapted;               /* LoRA modules merged */
     double fp32_rms, fp32_max; /* bound on |W' - (W + s B A)| (one float rounding) over the adapted weights */
     int requantized;           /* 1: the re-quantized figures below; 0: none (why: note) */
@@ -396,7 +425,7 @@ typedef struct lorac_merge_report {
     double rms_err, max_err;   /* RMS / max of deq(quant(W')) - W' */
     double kept;               /* the share of the LoRA delta the re-quantized weights keep */
     char note[512];
-} lorac_merge_report;
+} lorac_llm_merge_report;
 /* Merge the adapter applied on llm (lorac_llm_adapter_apply) into the base
  * in fp32 (the delta formed in double; over an NF4 / GGUF base the merge
  * starts from the weights training saw) and re-quantize the merged weights
@@ -405,7 +434,7 @@ typedef struct lorac_merge_report {
  * a note otherwise). The llm then computes the fp32 merge;
  * lorac_llm_use_requantized switches it to what the re-quantized file
  * computes. o may be NULL (defaults). [one thread per llm] */
-LORAC_API lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_merge_opts *o, lorac_merge_report *report);
+LORAC_API lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_llm_merge_opts *o, lorac_llm_merge_report *report);
 /* Put the re-quantized weights (dequantized) into the merged model.
  * [one thread per llm] */
 LORAC_API lorac_status lorac_llm_use_requantized(lorac_llm *llm);

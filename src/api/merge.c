@@ -13,7 +13,7 @@
 #include "io/tensorfile.h"
 #include "lora/merge.h"
 
-void lorac_merge_opts_init(lorac_merge_opts *o) {
+void lorac_llm_merge_opts_init(lorac_llm_merge_opts *o) {
     if (!o) return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
@@ -47,7 +47,7 @@ static void fp32_bound(const lorac_model *m, double *rms, double *max) {
     *max = mx;
 }
 
-static void report_requant(const lorac_requant *rq, lorac_merge_report *r) {
+static void report_requant(const lorac_requant *rq, lorac_llm_merge_report *r) {
     r->requantized = 1;
     for (int k = 0; k < rq->n; k++) {
         const char *f = rq->e[k].nf4 ? "NF4" : lorac_dtype_name(rq->e[k].dtype);
@@ -66,12 +66,12 @@ static void report_requant(const lorac_requant *rq, lorac_merge_report *r) {
     r->kept = rq->kept;
 }
 
-lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_merge_opts *o, lorac_merge_report *report) {
+lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_llm_merge_opts *o, lorac_llm_merge_report *report) {
     API_NEED(llm, "lorac_llm_merge_requant");
-    API_SIZE(o, lorac_merge_opts, "lorac_llm_merge_requant");
-    API_SIZE(report, lorac_merge_report, "lorac_llm_merge_requant");
-    lorac_merge_opts def;
-    lorac_merge_opts_init(&def);
+    API_SIZE(o, lorac_llm_merge_opts, "lorac_llm_merge_requant");
+    API_SIZE(report, lorac_llm_merge_report, "lorac_llm_merge_requant");
+    lorac_llm_merge_opts def;
+    lorac_llm_merge_opts_init(&def);
     if (!o) o = &def;
     if (o->format != LORAC_MERGED_FP32 && o->format != LORAC_MERGED_NF4 && o->format != LORAC_MERGED_GGUF)
         return lorac_fail(LORAC_ERR_ARG, "lorac_llm_merge_requant: format %d: expected LORAC_MERGED_FP32, _NF4 or _GGUF",
@@ -88,7 +88,7 @@ lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_merge_opts *o, 
                           "formats, and %s is no .gguf file; hint: LORAC_MERGED_NF4 writes NF4 from any base", m->path);
     if (o->tokenizer && strlen(o->tokenizer) >= sizeof llm->merged_tok)
         return lorac_fail(LORAC_ERR_ARG, "lorac_llm_merge_requant: tokenizer path is too long");
-    lorac_merge_report r = {.size = sizeof r};
+    lorac_llm_merge_report r = {.size = sizeof r};
     for (int i = 0; i < m->n_lin; i++) r.adapted += m->lin[i].lora != NULL;
     LORAC_TRY(lorac_lora_merge(m));
     llm->merged = 1;

@@ -84,7 +84,7 @@ static void misuse(void) {
     CHECK_ERR(lorac_llm_merge_requant(NULL, NULL, NULL), LORAC_ERR_ARG, "llm");
     CHECK_ERR(lorac_llm_use_requantized(NULL), LORAC_ERR_ARG, "llm");
     CHECK_ERR(lorac_llm_save_merged(NULL, "x"), LORAC_ERR_ARG, "llm");
-    lorac_merge_opts_init(NULL); /* ignored */
+    lorac_llm_merge_opts_init(NULL); /* ignored */
 
     lorac_llm *llm = open_tiny();
     if (!llm) return;
@@ -93,11 +93,11 @@ static void misuse(void) {
     CHECK_ERR(lorac_llm_param(llm, 0, &bad), LORAC_ERR_ARG, "size");
     CHECK_ERR(lorac_llm_param(llm, -1, &pi), LORAC_ERR_ARG, "index -1");
     CHECK_ERR(lorac_llm_param(llm, lorac_llm_param_count(llm), &pi), LORAC_ERR_ARG, "index");
-    lorac_merge_opts mo;
-    lorac_merge_opts_init(&mo);
+    lorac_llm_merge_opts mo;
+    lorac_llm_merge_opts_init(&mo);
     mo.size = 1;
     CHECK_ERR(lorac_llm_merge_requant(llm, &mo, NULL), LORAC_ERR_ARG, "size");
-    lorac_merge_opts_init(&mo);
+    lorac_llm_merge_opts_init(&mo);
     mo.format = (lorac_merged_format)7;
     CHECK_ERR(lorac_llm_merge_requant(llm, &mo, NULL), LORAC_ERR_ARG, "format 7");
     /* wrong order: nothing applied, nothing merged */
@@ -105,7 +105,7 @@ static void misuse(void) {
     CHECK_ERR(lorac_llm_use_requantized(llm), LORAC_ERR_ARG, "no re-quantized");
     CHECK_ERR(lorac_llm_save_merged(llm, test_tmpdir()), LORAC_ERR_ARG, "nothing merged");
     /* bad values */
-    CHECK_ERR(lorac_llm_add_head(llm, 1, NULL, 1), LORAC_ERR_ARG, "n_classes 1");
+    CHECK_ERR(lorac_llm_add_head(llm, 0, NULL, 1), LORAC_ERR_ARG, "n_classes 0");
     CHECK_ERR(lorac_llm_add_head(llm, 2, "xavier", 1), LORAC_ERR_ARG, "xavier");
     CHECK_ERR(lorac_llm_logits(llm, (const int[]){1, 2}, 1, 0, &y, &n), LORAC_ERR_ARG, "T 0");
     CHECK_ERR(lorac_llm_logits(llm, (const int[]){1, 100000}, 1, 2, &y, &n), LORAC_ERR_ARG, "ids[1] = 100000");
@@ -223,7 +223,7 @@ static void merge_round_trip(void) {
         adapted += mi.lora_r > 0;
     }
     CHECK_OK(lorac_llm_logits(llm, ids, B, T, &unmerged, &n2));
-    lorac_merge_report r = {.size = sizeof r};
+    lorac_llm_merge_report r = {.size = sizeof r};
     CHECK_OK(lorac_llm_merge_requant(llm, NULL, &r));
     CHECK(adapted > 0 && r.adapted == adapted, "report: %d adapted, modules with LoRA: %d", r.adapted, adapted);
     CHECK(r.fp32_max > 0 && r.fp32_rms > 0 && r.fp32_rms <= r.fp32_max && r.fp32_max < 1e-6,

@@ -3,7 +3,7 @@
  * save), or re-quantized (--requantize): for a GGUF base the GGUF file again
  * with the adapted tensors in their own formats (same), or a Hugging Face
  * checkpoint in bitsandbytes' NF4 serialization (nf4). Either way it reports
- * the error each path introduces: on the weights (lorac_merge_report), and
+ * the error each path introduces: on the weights (lorac_llm_merge_report), and
  * on the outputs of a probe batch against the unmerged adapter
  * (lorac_llm_logits). --method qlora loads the base as training did
  * (quantized), so the merge starts from the weights the adapter was trained
@@ -87,7 +87,7 @@ typedef struct merge_report {
     int adapted, requant;          /* modules merged; a re-quantized file was written */
     const char *rounding;
     const probe *p;
-    const lorac_merge_report *mr;  /* the library's: the fp32 weight bound, the re-quantized figures */
+    const lorac_llm_merge_report *mr;  /* the library's: the fp32 weight bound, the re-quantized figures */
     double fp32_rel, fp32_max;     /* the fp32 merge's probe outputs */
     double rq_rel, rq_max;         /* ... the re-quantized weights' */
     int test_n;                    /* -1: no --data */
@@ -96,7 +96,7 @@ typedef struct merge_report {
 
 static void print_report(const merge_report *r, int json) {
     const char *fmts = r->mr->formats;
-    const lorac_merge_report *rq = r->mr->requantized ? r->mr : NULL; /* NULL: no re-quantized figures */
+    const lorac_llm_merge_report *rq = r->mr->requantized ? r->mr : NULL; /* NULL: no re-quantized figures */
     const char *probe_what = r->p->cls ? "class logits" : "LM logits";
     if (json) {
         printf("{\"adapted\": %d, \"written\": \"%s\", \"probe\": \"%s of %dx%d pseudo-random tokens\", "
@@ -216,12 +216,12 @@ int cmd_merge(int argc, char **argv) {
 
     probe p;
     probe_init("merge", llm, &p);
-    lorac_merge_opts mo;
-    lorac_merge_opts_init(&mo);
+    lorac_llm_merge_opts mo;
+    lorac_llm_merge_opts_init(&mo);
     mo.format = !requant ? LORAC_MERGED_FP32 : to_nf4 ? LORAC_MERGED_NF4 : LORAC_MERGED_GGUF;
     mo.nearest = !stochastic;
     mo.tokenizer = cli_str(&a, "tokenizer", NULL);
-    lorac_merge_report mr = {.size = sizeof mr};
+    lorac_llm_merge_report mr = {.size = sizeof mr};
     cli_check("merge", lorac_llm_merge_requant(llm, &mo, &mr));
     if (eval) {
         cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));

@@ -131,6 +131,19 @@ static void misuse(void) {
     mo.format = LORAC_MERGED_GGUF;
     CHECK_ERR(lorac_llm_merge_requant(llm, &mo, NULL), LORAC_ERR_ARG, ".gguf");
     lorac_llm_close(llm);
+    /* a set tokenized with ids beyond the model's vocabulary (GPT-2's tokenizer over the tiny fixture's 101) */
+    lorac_llm_opts big;
+    lorac_llm_opts_init(&big);
+    big.tokenizer = test_data_path("gpt2_tokenizer");
+    if (lorac_llm_open(tiny, &big, &llm) == LORAC_OK) {
+        CHECK_OK(lorac_llm_add_head(llm, 2, NULL, 1));
+        CHECK_OK(lorac_evalset_open(llm, &dc, 1, &set));
+        CHECK_ERR(lorac_llm_score(llm, set, 2, 0, &sc), LORAC_ERR_ARG, "vocabulary");
+        lorac_evalset_close(set);
+        lorac_llm_close(llm);
+    } else {
+        printf("test_api_tools: no %s, the vocabulary check is not run (%s)\n", big.tokenizer, lorac_last_error());
+    }
     /* a model without a tokenizer cannot tokenize a data set */
     char cfg[1100];
     snprintf(cfg, sizeof cfg, "%s/config.json", tiny);

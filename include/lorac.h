@@ -285,7 +285,11 @@ typedef struct lorac_llm_export_info {
 LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter_dir, const char *path, int f16,
                                              lorac_llm_export_info *info);
 
-/* ---- Inspecting, evaluating, merging (lorac info / modules / eval / merge) */
+/* ---- Inspecting, evaluating, merging (lorac info / modules / eval / merge) --
+ * What the CLI's info, modules, eval and merge are built on. Besides
+ * lorac_llm*, two more public namespaces that no internal name uses:
+ * lorac_evalset* (a data file ready to score) and lorac_lorafile* (a
+ * llama.cpp LoRA GGUF). */
 
 /* A model of config.json's shapes with random weights and no tokenizer
  * (nothing else is read): module trees and parameter counts without the

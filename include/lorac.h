@@ -445,7 +445,7 @@ LORAC_API lorac_status lorac_llm_use_requantized(lorac_llm *llm);
 /* Write the merged model as lorac_llm_merge_requant's format says: FP32 /
  * NF4 a directory (created), GGUF the file path; every file via a
  * temporary name, then renamed. FP32 writes the weights the llm holds
- * (before lorac_llm_use_requantized: the fp32 merge). [read-only] */
+ * (before lorac_llm_use_requantized: the fp32 merge). [one thread per llm] */
 LORAC_API lorac_status lorac_llm_save_merged(lorac_llm *llm, const char *path);
 
 /* ======================================================================

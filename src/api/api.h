@@ -38,6 +38,13 @@ struct lorac_llm {
     int applied_classes;
     char *labels[LORAC_API_MAX_LABELS]; /* class names of the applied adapter (malloc'd) */
     int n_labels;
+    int prepared;                 /* lorac_llm_prepare made it trainable: lorac_llm_fit may run */
+    char method[32];              /* ... for this method ("lora", "qlora", "full", "head", "last-layers:N") */
+};
+
+/* A data-parallel job (lorac_ranks_start); NULL = one process. */
+struct lorac_ranks {
+    struct lorac_dist *d;
 };
 
 /* NULL handle / pointer: LORAC_ERR_ARG naming the call and the argument. */

@@ -1,32 +1,24 @@
-/* cli_internal.h - what the CLI's commands that are not on the public API
- * yet share: they reach the model inside an llm (api/api.h) and the
- * internal headers. Each command file that includes this says why in its
- * header comment; the symbols they need from liblorac.so are the
- * LORAC_PRIVATE node of src/api/lorac.map. The goal is to delete this file. */
+/* cli_internal.h - TRANSITIONAL: what the CLI's commands that are not on
+ * the public API yet (info / modules / eval / merge: cmd_info.c, cmd_eval.c,
+ * cmd_merge.c) share: they reach the model inside an llm (api/api.h) and the
+ * internal headers, and call the helpers on internal types of
+ * cli_internal.c. The symbols they need from liblorac.so are the
+ * LORAC_PRIVATE node of src/api/lorac.map. lorac train / compare and the
+ * shared CLI files no longer include it (they use lorac.h only). The goal
+ * is to delete this file and cli_internal.c. */
 #ifndef LORAC_CLI_INTERNAL_H
 #define LORAC_CLI_INTERNAL_H
 
-#include "cli.h"
+#include "cli_data.h" /* cli.h, and cli_results for the legacy calls */
 
 #include "api/api.h"
 #include "dist/dist.h"
+#include "io/dataset.h"
 #include "io/tokenizer.h"
 #include "lora/lora.h"
 #include "models/model.h"
+#include "train/batch.h"
 #include "train/trainer.h"
-
-/* ---- data-parallel runs (cli_dist.c) ---- */
-/* The job's ranks when lorac train runs under mpirun / srun, else NULL. */
-extern lorac_dist *cli_dist;
-/* Start the ranks (--dist-timeout S bounds each wait for the others); rank
- * 0 goes on as usual, the others are silent but for errors. ckpt_hint ends
- * the line a rank prints when the launcher stops it (SIGTERM). */
-void cli_dist_start(const cli_args *a, const char *ckpt_hint);
-/* 1 on the rank that prints and writes (rank 0, or the single process). */
-int cli_is_writer(void);
-/* Finalize the ranks (every rank calls it at the end). */
-void cli_dist_end(void);
-/* (cli_dist_fail, cli_dist_quiet_error, cli_err_fd: cli.h) */
 
 /* Add a fresh classification head of n_classes to m as --head-init (and
  * --preset) say: "hf" (default) as transformers' XxxForSequenceClassification,
@@ -46,13 +38,30 @@ void cli_lora_config(const cli_args *a, lorac_lora_config *c);
  * (info): PEFT with task_type None, LoRA matrices only. */
 void cli_apply_method(const cli_args *a, lorac_llm *llm, lorac_lora_config *c, int seq_cls);
 
-/* lorac train's options; lorac compare accepts them all and passes them on. */
-extern const cli_opt cli_train_opts[];
-
 /* print "trainable params: X || all params: Y || trainable%: Z" */
 void cli_print_trainable(const lorac_model *m, FILE *f);
 
-/* Progress reporter for lorac_train: a bar on a terminal, plain lines otherwise. */
-void cli_progress(const lorac_progress *p, void *ctx);
+/* ---- data on internal types (lorac train uses lorac_data, cli_data.h) ---- */
+struct cli_splits {
+    lorac_task task;
+    lorac_dataset train, val, test;
+};
+
+typedef struct cli_tokenized {
+    lorac_tokenized train, val, test;
+} cli_tokenized;
+
+/* The chat format of --chat-format (see CLI_CHAT_OPT) for the llm
+ * (lorac_api_chat_format); prints one "chat format: ..." line to stderr. */
+void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f);
+/* Load --data (and --val/--test) into train / val / test as the flags say.
+ * whole = 1: every row of --data goes to the test set, unsplit. */
+void cli_load_splits(const cli_args *a, cli_splits *s, int whole);
+void cli_splits_free(cli_splits *s);
+void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t);
+void cli_tokenized_free(cli_tokenized *t);
+/* Score the splits --eval-splits asks for (lorac_evaluate_dist). */
+void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
+                         cli_results *r);
 
 #endif

@@ -35,7 +35,9 @@
  * lorac_adapter*, lorac_train*, lorac_generate; the public API lives in
  * namespaces no internal name uses - lorac_llm* (a model with its tokenizer
  * and adapters), lorac_tok* (a tokenizer), lorac_chat_message,
- * lorac_train_config / lorac_data_config / lorac_gen_params - so the two never
+ * lorac_train_config / lorac_data_config / lorac_gen_params, lorac_data_*
+ * (a loaded data set), lorac_ranks* (data-parallel ranks), lorac_checkpoint_*,
+ * lorac_fit_report - so the two never
  * collide and the shared library exports exactly the names declared here.
  */
 #ifndef LORAC_H

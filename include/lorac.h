@@ -498,6 +498,10 @@ LORAC_API lorac_status lorac_data_get_info(const lorac_data *data, lorac_data_in
  * [read-only] */
 LORAC_API const char *lorac_data_label(const lorac_data *data, int i, int *count);
 
+/* Check c before anything slow: its size, value ranges, the method, the
+ * LoRA lists and patterns, init. No model needed. [any thread] */
+LORAC_API lorac_status lorac_train_config_check(const lorac_train_config *c);
+
 /* Make a freshly opened llm trainable for c->method on data: a new
  * classification head for classify data (c->head_init, seeded by c->seed),
  * then LoRA from c's fields (QLoRA over an NF4 / GGUF base: its token

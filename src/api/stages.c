@@ -239,6 +239,15 @@ lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, cons
     return LORAC_OK;
 }
 
+lorac_status lorac_train_config_check(const lorac_train_config *c) {
+    LORAC_TRY(lorac_api_check_config(c, "lorac_train_config_check"));
+    method meth = M_LORA;
+    int n_last = 0;
+    LORAC_TRY(parse_method(c->method, &meth, &n_last));
+    lorac_lora_config lc;
+    return lora_config(c, &lc);
+}
+
 /* ---- training ---- */
 
 typedef struct {

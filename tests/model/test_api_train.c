@@ -104,6 +104,19 @@ static void misuse(void) {
     lorac_split_scores sc;
     CHECK_ERR(lorac_llm_score(NULL, NULL, 0, 8, NULL, &sc), LORAC_ERR_ARG, "llm");
 
+    /* the config alone, before anything slow */
+    CHECK_ERR(lorac_train_config_check(NULL), LORAC_ERR_ARG, "c");
+    CHECK_OK(lorac_train_config_check(&c));
+    lorac_train_config k = c;
+    k.alpha_pattern = "c_attn=";
+    CHECK_ERR(lorac_train_config_check(&k), LORAC_ERR_ARG, "alpha_pattern");
+    k = c;
+    k.layers = "0,x";
+    CHECK_ERR(lorac_train_config_check(&k), LORAC_ERR_ARG, "0,x");
+    k = c;
+    k.method = "last-layers:0";
+    CHECK_ERR(lorac_train_config_check(&k), LORAC_ERR_ARG, "last-layers:0");
+
     lorac_llm *llm = open_model(tiny);
     if (!llm) return;
     lorac_data_config bad = c.data;

@@ -11,6 +11,33 @@
 #include <string.h>
 #include <unistd.h>
 
+/* --rank-pattern / --alpha-pattern: KEY=VALUE pairs as the library parses
+ * them (keys under 128 characters, at most 64 pairs, values positive
+ * numbers, integers for ranks); a usage error naming the flag. */
+static void check_patterns(const cli_args *a, const char *flag, const char *s, int integer) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        const char *e = strchr(p, ','), *eq = strchr(p, '=');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!eq || (e && eq > e) || eq == p || eq - p >= 128)
+            cli_die(a->cmd, EXIT_USAGE, "%s: bad entry in '%s'; hint: KEY=VALUE pairs separated by commas, "
+                    "e.g. q_proj=16,layers.0.mlp.down_proj=4", flag, s);
+        if (++n > 64) cli_die(a->cmd, EXIT_USAGE, "%s: more than %d entries", flag, 64);
+        char num[64];
+        const size_t vl = len - (size_t)(eq + 1 - p);
+        if (vl == 0 || vl >= sizeof num) cli_die(a->cmd, EXIT_USAGE, "%s: no value for '%.*s'", flag, (int)(eq - p), p);
+        memcpy(num, eq + 1, vl);
+        num[vl] = 0;
+        char *end;
+        const double v = strtod(num, &end);
+        if (*end || !(v > 0) || v > 1e6 || (integer && v != (double)(long)v))
+            cli_die(a->cmd, EXIT_USAGE, "%s: value '%s' for '%.*s' is not a positive %s", flag, num, (int)(eq - p), p,
+                    integer ? "integer" : "number");
+        if (!e) break;
+        p = e + 1;
+    }
+}
+
 void cli_train_config(const cli_args *a, lorac_train_config *c) {
     const char *preset = cli_str(a, "preset", NULL);
     int appx = 0;
@@ -42,6 +69,8 @@ void cli_train_config(const cli_args *a, lorac_train_config *c) {
     c->dora = cli_has(a, "dora");
     c->rank_pattern = cli_str(a, "rank-pattern", NULL);
     c->alpha_pattern = cli_str(a, "alpha-pattern", NULL);
+    if (c->rank_pattern) check_patterns(a, "--rank-pattern", c->rank_pattern, 1);
+    if (c->alpha_pattern) check_patterns(a, "--alpha-pattern", c->alpha_pattern, 0);
     c->init = cli_str(a, "init", NULL);
     c->head_init = cli_str(a, "head-init", appx ? "torch" : "hf");
     if (strcmp(c->head_init, "hf") && strcmp(c->head_init, "torch"))

@@ -193,6 +193,7 @@ int cmd_train(int argc, char **argv) {
 
     lorac_llm *llm;
     cli_open(&a, 1, &llm);
+    cli_check("train", lorac_train_config_check(&c)); /* --layers, --init: before the data loads */
     lorac_data *data = cli_load_data(&a, llm, 0);
     lorac_data_info di = {.size = sizeof di};
     cli_check("train", lorac_data_get_info(data, &di));

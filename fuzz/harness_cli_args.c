@@ -1,6 +1,6 @@
 /* harness_cli_args.c - fuzz entry point for the CLI's option parser
  * (tools/lorac/cli_common.c): cli_parse, the typed getters, the LoRA flags
- * (cli_method.c's cli_lora_config: --r --alpha --target --layers ...) and
+ * (cli_method.c's cli_train_config: --r --alpha --target --layers ...) and
  * --method.
  *
  * The CLI reports a bad flag by printing it and calling exit(2) (cli_die).
@@ -38,9 +38,9 @@ static _Noreturn void fuzz_cli_exit(int code) {
  * reaches only its calls. */
 #define exit fuzz_cli_exit
 #include "../tools/lorac/cli_common.c"
-#include "../tools/lorac/cli_method.c" /* the LoRA flags (cli_lora_config) */
+#include "../tools/lorac/cli_method.c" /* the LoRA flags (cli_train_config) */
 #undef exit
-#include "../tools/lorac/cli_dist.c" /* cli_die's data-parallel side (no ranks here: cli_dist stays NULL) */
+#include "../tools/lorac/cli_dist.c" /* cli_die's data-parallel side (no ranks here: cli_ranks stays NULL) */
 
 /* The options lorac train declares that the parser and getters handle
  * without touching a file (a subset of cli_train_opts, which lives in
@@ -82,8 +82,9 @@ int lorac_fuzz_cli_args(const uint8_t *data, size_t size) {
     g_exit_armed = 1;
     if (setjmp(g_exit_jump) == 0) {
         cli_parse(&a, "train", "usage: lorac train [options]", g_opts, argc, argv);
-        lorac_lora_config c;
-        cli_lora_config(&a, &c);
+        lorac_train_config c;
+        lorac_train_config_init(&c);
+        cli_train_config(&a, &c);
         int n;
         const char *m = cli_str(&a, "method", NULL);
         if (m) (void)cli_method_parse("train", "--method", m, &n);

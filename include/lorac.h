@@ -35,12 +35,15 @@
  * lorac_adapter*, lorac_train*, lorac_generate; the public API lives in
  * namespaces no internal name uses - lorac_llm* (a model with its tokenizer
  * and adapters), lorac_tok* (a tokenizer), lorac_chat_message,
- * lorac_train_config / lorac_data_config / lorac_gen_params - so the two never
+ * lorac_train_config / lorac_data_config / lorac_gen_params, lorac_data_*
+ * (a loaded data set), lorac_ranks* (data-parallel ranks), lorac_checkpoint_*,
+ * lorac_fit_report - so the two never
  * collide and the shared library exports exactly the names declared here.
  */
 #ifndef LORAC_H
 #define LORAC_H
 
+#include <signal.h> /* sig_atomic_t: lorac_train_config.stop */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -287,9 +290,9 @@ LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter
 
 /* ---- Inspecting, evaluating, merging (lorac info / modules / eval / merge) --
  * What the CLI's info, modules, eval and merge are built on. Besides
- * lorac_llm*, two more public namespaces that no internal name uses:
- * lorac_evalset* (a data file ready to score) and lorac_lorafile* (a
- * llama.cpp LoRA GGUF). */
+ * lorac_llm*, one more public namespace that no internal name uses:
+ * lorac_lorafile* (a llama.cpp LoRA GGUF). Evaluation sets are lorac_data
+ * (Training and evaluation, below), scored by lorac_llm_score. */
 
 /* A model of config.json's shapes with random weights and no tokenizer
  * (nothing else is read): module trees and parameter counts without the
@@ -362,39 +365,6 @@ LORAC_API lorac_status lorac_lorafile_open(const char *path, lorac_lorafile **ou
 LORAC_API void lorac_lorafile_close(lorac_lorafile *f); /* NULL is fine */
 LORAC_API lorac_status lorac_lorafile_get_info(const lorac_lorafile *f, lorac_lorafile_info *info);
 LORAC_API lorac_status lorac_lorafile_tensor(const lorac_lorafile *f, int i, lorac_lorafile_tensor_info *out);
-
-/* An evaluation set: d's files loaded, split as lorac_llm_train splits
- * them with the same seed (d->whole: every row of d->data is the test
- * split) and tokenized with llm's tokenizer. Score it with lorac_llm_score
- * on llm (or on another llm with the same tokenizer and context). The set
- * owns its data; it does not refer to llm afterwards. Errors name the file
- * and row. [read-only on llm] */
-typedef struct lorac_evalset lorac_evalset;
-typedef struct lorac_data_config lorac_data_config;   /* declared below (Training and evaluation) */
-typedef struct lorac_split_scores lorac_split_scores; /* ditto */
-LORAC_API lorac_status lorac_evalset_open(const lorac_llm *llm, const lorac_data_config *d, uint64_t seed,
-                                          lorac_evalset **out);
-LORAC_API void lorac_evalset_close(lorac_evalset *s); /* NULL is fine */
-typedef struct lorac_evalset_info {
-    size_t size;             /* sizeof(lorac_evalset_info): set it before the call */
-    char task[16];           /* "classify", "lm", "instruct" */
-    int n[3];                /* examples in train, val, test */
-    int skipped[3];          /* bad rows skipped (skip_bad_rows) in data, val, test */
-    int truncated[3];        /* examples of train, val, test cut to max_len tokens */
-    int max_len;
-    int n_labels;            /* classify: classes (those of train; of test when unsplit) */
-    lorac_chat_info chat;    /* instruct: the chat format the examples are written in */
-} lorac_evalset_info;
-LORAC_API lorac_status lorac_evalset_get_info(const lorac_evalset *s, lorac_evalset_info *info);
-/* classify: the name of class i (NULL outside 0..n_labels) and, in *count
- * (may be NULL), its examples in the train split. Valid until close. */
-LORAC_API const char *lorac_evalset_label(const lorac_evalset *s, int i, int *count);
-/* Score the model as it is (active adapter, merged or re-quantized
- * weights) on one split (0 train, 1 val, 2 test): mean loss per example
- * (classify) or per target token, accuracy (classify; else -1); an empty
- * split gives n 0, loss NAN. batch 0: 8. [one thread per llm] */
-LORAC_API lorac_status lorac_llm_score(lorac_llm *llm, const lorac_evalset *s, int split, int batch,
-                                       lorac_split_scores *out);
 
 /* The model's outputs for token ids[B*T] (B sequences of T, no padding;
  * T <= the context): with a classification head its class logits
@@ -570,6 +540,29 @@ typedef struct lorac_train_config {
     const char *metrics_path;    /* append one JSON line per step / evaluation (NULL: none) */
     lorac_train_cb progress;     /* may be NULL */
     void *user;
+    /* PEFT family (lorac train's --dora ... --model-dropout) */
+    int dora;                    /* use_dora: a trained magnitude per output row */
+    const char *rank_pattern;    /* rank_pattern "K=R,..": r per module (key: the name ends in .K or is K) */
+    const char *alpha_pattern;   /* alpha_pattern "K=A,..": lora_alpha per module */
+    const char *init;            /* init_lora_weights: "true" (default), "false", "gaussian", "pissa", "pissa_niter_K",
+                                    "olora" */
+    float loraplus_ratio;        /* LoRA+: lora_B (and 1-D params) learn at lr * ratio; 0 = off (default) */
+    float loraplus_lr_embedding; /* LoRA+: lr of embedding LoRA pairs (1e-6) */
+    float loraplus_weight_decay; /* LoRA+: weight decay of its groups (0; weight_decay is then unused, as PEFT) */
+    int model_dropout;           /* 1 (default): the model's own dropout rates from config.json apply in training
+                                    (encoders, as torch's train mode); 0: off (LoRA dropout only) */
+    /* checkpoints (lorac_llm_fit) */
+    const char *checkpoint_dir;  /* write resumable checkpoints DIR/step-N here (NULL: none); one is always
+                                    written when training stops early (stop / cancel) */
+    int save_every;              /* ... and every N optimizer steps and at the end (0: only when stopped early) */
+    int keep_checkpoints;        /* keep the newest K (2); 0 keeps all */
+    const char *resume_from;     /* a checkpoint (lorac_checkpoint_find) to continue from, step for step; the
+                                    llm must be prepared as for the run that wrote it */
+    const char *const *run_config; /* more (name, value) pairs, NULL-terminated, that a resumed run must share
+                                    (the library records the method and LoRA settings itself); may be NULL */
+    volatile sig_atomic_t *stop; /* may be NULL; when *stop becomes non-zero (a signal handler may set it),
+                                    training stops at the next step boundary (lorac_llm_fit) */
+    struct lorac_ranks *ranks;   /* data parallel (lorac_ranks_start): NULL = this process alone */
 } lorac_train_config;
 LORAC_API void lorac_train_config_init(lorac_train_config *c);
 
@@ -601,6 +594,135 @@ LORAC_API lorac_status lorac_llm_train(lorac_llm *llm, const lorac_train_config 
  * batch 0: 8. res->train / val / test. [one thread per llm] */
 LORAC_API lorac_status lorac_llm_evaluate(lorac_llm *llm, const lorac_data_config *d, int batch, uint64_t seed,
                                           lorac_train_report *res);
+
+/* ---- training in stages, data-parallel ranks, checkpoints (the training share of the CLI) ----
+ *
+ * lorac_llm_train in steps a program can watch and steer, as lorac train
+ * does: load the data (lorac_data_load), prepare the llm for a method
+ * (lorac_llm_prepare: a classification head, LoRA / QLoRA / full /
+ * last-layers / head), train (lorac_llm_fit: checkpoints, resume, a stop
+ * flag, data-parallel ranks), then score splits (lorac_llm_score). The
+ * trainable-parameter count is lorac_llm_get_info's params_trainable. */
+
+/* A data set split and tokenized for one llm (train / validation / test). */
+typedef struct lorac_data lorac_data;
+/* Load, split (seed: balance, shuffle, split, the max_eval sample) and
+ * tokenize d for llm's tokenizer. On failure *out is NULL. The handle does
+ * not refer to llm afterwards. [one thread per llm] */
+LORAC_API lorac_status lorac_data_load(lorac_llm *llm, const lorac_data_config *d, uint64_t seed, lorac_data **out);
+/* NULL is fine. [one thread per data] */
+LORAC_API void lorac_data_free(lorac_data *data);
+
+typedef struct lorac_data_info {
+    size_t size;             /* sizeof(lorac_data_info): set it before the call */
+    char task[16];           /* "classify", "lm" or "instruct" */
+    int n[3];                /* examples: train, validation, test */
+    int skipped[3];          /* bad rows skipped (skip_bad_rows) in data, val, test */
+    int truncated[3];        /* examples cut to max_len tokens, per split */
+    int max_len;             /* the token limit used */
+    int n_labels;            /* classify: the classes (lorac_data_label); else 0 */
+    int has_chat;            /* instruct: 1, and chat says how the examples were written */
+    lorac_chat_info chat;
+} lorac_data_info;
+/* [read-only] */
+LORAC_API lorac_status lorac_data_get_info(const lorac_data *data, lorac_data_info *info);
+/* The name of class i ("spam"), and in *count (may be NULL) its training
+ * examples; NULL when i is out of range. Valid until lorac_data_free.
+ * [read-only] */
+LORAC_API const char *lorac_data_label(const lorac_data *data, int i, int *count);
+
+/* Check c before anything slow: its size, value ranges, the method, the
+ * LoRA lists and patterns, init. No model needed. [any thread] */
+LORAC_API lorac_status lorac_train_config_check(const lorac_train_config *c);
+
+/* Make a freshly opened llm trainable for c->method on data: a new
+ * classification head for classify data (c->head_init, seeded by c->seed),
+ * then LoRA from c's fields (QLoRA over an NF4 / GGUF base: its token
+ * embedding quantized too unless opened with embed_fp32), full,
+ * last-layers:N or head; c->gradient_checkpointing. As PEFT's SEQ_CLS, LoRA
+ * on a classifier trains the new head in full (*head_in_full = 1, may be
+ * NULL) unless c->modules_to_save is given or the head is a LoRA target.
+ * Refused when the llm holds an adapter; a failure may leave it half
+ * prepared (close it). [one thread per llm] */
+LORAC_API lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, const lorac_data *data,
+                                         int *head_in_full);
+
+typedef struct lorac_fit_report {
+    size_t size;             /* sizeof(lorac_fit_report): set it before the call */
+    int steps;               /* optimizer steps done (a resumed run counts the checkpoint's too) */
+    double final_loss;       /* mean loss of the last epoch's steps */
+    double seconds;          /* training time, periodic evaluations excluded */
+    double eval_seconds;     /* time in the periodic evaluations */
+    int64_t tokens, padded_tokens; /* real tokens trained on; with padding (what was computed) */
+    double tokens_per_s;
+    int resumed_step;        /* the checkpoint's step when resumed, else 0 */
+    int stopped;             /* 1: stopped early by c->stop or the progress callback (LORAC_ERR_CANCELLED) */
+    char checkpoint[1024];   /* the last checkpoint written ("" if none) */
+} lorac_fit_report;
+/* Train the llm lorac_llm_prepare made on data's training split
+ * (evaluations on its validation split), as c's optimizer, checkpoint and
+ * ranks fields say; c's method and LoRA fields must be those given to
+ * lorac_llm_prepare. Stopped early: LORAC_ERR_CANCELLED with rep->stopped =
+ * 1 and the checkpoint saved (checkpoint_dir). With c->ranks every rank
+ * calls it with the same arguments; rank 0 alone calls c->progress and
+ * writes files. rep may be NULL. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_fit(lorac_llm *llm, const lorac_train_config *c, lorac_data *data,
+                                     lorac_fit_report *rep);
+/* Score split 0 (train), 1 (validation) or 2 (test) of data with the model
+ * as it is (active adapter, merged or re-quantized weights): mean loss per
+ * example (classify) or per target token, accuracy for classify (else -1);
+ * out->n = 0 and loss NAN for an empty split. batch 0: 8. ranks: the split is shared out
+ * over them (NULL: this process). [one thread per llm] */
+LORAC_API lorac_status lorac_llm_score(lorac_llm *llm, const lorac_data *data, int split, int batch,
+                                       struct lorac_ranks *ranks, lorac_split_scores *out);
+
+/* Data-parallel ranks: under `mpirun -np N` (or srun) every process runs
+ * the same program; lorac_ranks_start joins them. A NULL lorac_ranks is
+ * this process alone (rank 0 of 1), valid wherever ranks are taken. */
+typedef struct lorac_ranks lorac_ranks;
+typedef struct lorac_ranks_stats {
+    int64_t collectives;     /* collective calls so far */
+    int64_t bytes;           /* bytes this rank contributed to sums */
+    double seconds;          /* wall time inside collectives */
+    double wait_seconds;     /* of which waiting for the slowest rank */
+} lorac_ranks_stats;
+/* The rank count / this rank as the launcher set them in the environment
+ * (1 / 0 when started by hand), before any start. [any thread] */
+LORAC_API int lorac_ranks_launched_size(void);
+LORAC_API int lorac_ranks_launched_rank(void);
+/* Join the ranks when launched with more than one (*out NULL otherwise);
+ * timeout_s (> 0) bounds every wait for the others (LORAC_ERR_COMM then).
+ * Fails with a hint in a build without MPI launched as several ranks.
+ * Once per process, before starting threads. */
+LORAC_API lorac_status lorac_ranks_start(double timeout_s, lorac_ranks **out);
+/* Leave the job; every rank calls it. NULL is fine. */
+LORAC_API void lorac_ranks_stop(lorac_ranks *r);
+/* End every rank of the job at once with exit code `code` (after an error
+ * on this rank); returns only for NULL. */
+LORAC_API void lorac_ranks_abort(lorac_ranks *r, int code);
+LORAC_API int lorac_ranks_rank(const lorac_ranks *r);        /* 0 for NULL */
+LORAC_API int lorac_ranks_size(const lorac_ranks *r);        /* 1 for NULL */
+LORAC_API const char *lorac_ranks_host(const lorac_ranks *r); /* this rank's host ("" for NULL) */
+/* Wait until every rank arrives (`what` names the wait in a timeout error).
+ * Every rank calls it. */
+LORAC_API lorac_status lorac_ranks_barrier(lorac_ranks *r, const char *what);
+/* Where the ranks run, "2 hosts: a (ranks 0-1), b (ranks 2-3)", into
+ * buf[0..n). Every rank calls it. */
+LORAC_API lorac_status lorac_ranks_describe(lorac_ranks *r, char *buf, size_t n);
+/* This rank's communication so far (zeros for NULL). */
+LORAC_API lorac_status lorac_ranks_get_stats(const lorac_ranks *r, lorac_ranks_stats *s);
+
+/* Checkpoints (lorac_train_config.checkpoint_dir): DIR/step-N directories,
+ * DIR/latest naming the newest; written whole or not at all. [any thread] */
+/* The checkpoint `path` means: a checkpoint itself, a checkpoint directory
+ * (its newest) or a run directory holding checkpoints/; into ckpt[0..n).
+ * run_dir (may be NULL) gets the run directory it belongs to
+ * (".../RUN/checkpoints/step-N" -> ".../RUN"), "" if not laid out so. */
+LORAC_API lorac_status lorac_checkpoint_find(const char *path, char *ckpt, size_t n, char *run_dir, size_t n_run);
+/* 1 when dir holds a complete checkpoint, else 0. */
+LORAC_API int lorac_checkpoint_exists(const char *dir);
+/* Remove every checkpoint under dir (the directory stays): starting over. */
+LORAC_API lorac_status lorac_checkpoint_clear(const char *dir);
 
 #ifdef __cplusplus
 }

@@ -44,6 +44,13 @@ struct lorac_llm {
     lorac_merged_format merged_format;
     char merged_tok[1024];
     struct lorac_requant *requant;
+    int prepared;                 /* lorac_llm_prepare made it trainable: lorac_llm_fit may run */
+    char method[32];              /* ... for this method ("lora", "qlora", "full", "head", "last-layers:N") */
+};
+
+/* A data-parallel job (lorac_ranks_start); NULL = one process. */
+struct lorac_ranks {
+    struct lorac_dist *d;
 };
 
 /* NULL handle / pointer: LORAC_ERR_ARG naming the call and the argument. */

@@ -132,8 +132,18 @@ lorac_status lorac_api_data_load(lorac_llm *llm, const lorac_data_config *c, uin
     lorac_chat_format chat;
     char where[1200];
     if (out->task == LORAC_TASK_INSTRUCT) LORAC_TRY(lorac_api_chat_format(llm, c->chat_format, &chat, where, sizeof where));
-    int skipped[3];
-    lorac_status st = lorac_api_split(c, out->task, seed, out->set, skipped);
+    out->max_len = max_len;
+    if (out->task == LORAC_TASK_INSTRUCT) { /* what the caller may show: lorac_llm_chat's info */
+        lorac_chat_info *ci = &out->chat;
+        out->has_chat = 1;
+        snprintf(ci->family, sizeof ci->family, "%s", lorac_chat_family_name(chat.family));
+        snprintf(ci->source, sizeof ci->source, "%s", where);
+        ci->from_template = chat.from_template;
+        snprintf(ci->default_system, sizeof ci->default_system, "%s", chat.default_system);
+        ci->end_of_turn = lorac_chat_end_of_turn(&chat, llm->tok.t);
+        ci->writes_bos = 1;
+    }
+    lorac_status st = lorac_api_split(c, out->task, seed, out->set, out->skipped);
     for (int i = 0; i < 3 && st == LORAC_OK; i++)
         if (out->set[i].n)
             st = lorac_tokenize_dataset(llm->tok.t, &out->set[i], out->task, max_len,

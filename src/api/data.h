@@ -11,7 +11,16 @@ typedef struct lorac_api_data {
     lorac_task task;
     lorac_dataset set[3];    /* train, val, test */
     lorac_tokenized tok[3];
+    int skipped[3];          /* bad rows skipped in data, val, test */
+    int max_len;             /* the token limit used */
+    int has_chat;            /* instruct: chat is the format the examples were written in */
+    lorac_chat_info chat;
 } lorac_api_data;
+
+/* The public data handle (lorac_data_load) is the same thing on the heap. */
+struct lorac_data {
+    lorac_api_data d;
+};
 
 /* Load and split c's files into s[0..3) = train, val, test (nothing
  * tokenized); skipped[0..3) = bad rows skipped in c->data, c->val, c->test

@@ -12,6 +12,10 @@ expect 2 "unknown option '--bogus'" -- "$BIN" train --bogus
 expect 2 "needs a value" -- "$BIN" train --lr
 expect 2 "expected a number" -- "$BIN" train --model x --data y --lr abc
 expect 2 "model is required" -- "$BIN" info
+# --model-dropout config|0: listed by train and compare, anything else a usage error naming it
+if "$BIN" train --help | grep -q -- "--model-dropout config|0" && "$BIN" compare --help | grep -q -- "--model-dropout"; then ok
+else bad "--model-dropout missing from train / compare --help"; fi
+expect 2 "--model-dropout '0.5': expected config" -- "$BIN" train --model x --data y --model-dropout 0.5
 expect 2 "expected lora or qlora" -- "$BIN" eval --model x --data y --method full
 expect 2 "is for --method qlora" -- "$BIN" generate --model x --prompt a --qembed off
 expect 2 "expected on or off" -- "$BIN" eval --model "$SRC/tests/fixtures/models/tiny_gpt2" --data y --method qlora --qembed maybe

@@ -3,7 +3,7 @@
  *  - misuse answered by status codes and one-line messages: NULL handles,
  *    wrong struct sizes, bad splits / batches / ids / formats, calls in the
  *    wrong order (merge without an adapter, twice; save before merging);
- *  - lorac_evalset + lorac_llm_score agree with lorac_llm_evaluate on the
+ *  - lorac_data_load + lorac_llm_score agree with lorac_llm_evaluate on the
  *    same split and seed, and count what they load;
  *  - lorac_llm_logits: the LM logits' argmax is the greedy next token;
  *  - lorac_llm_merge_requant: the fp32 merge computes what the unmerged
@@ -66,17 +66,17 @@ static void misuse(void) {
     lorac_llm_param_info pi = {.size = sizeof pi};
     CHECK_ERR(lorac_llm_param(NULL, 0, &pi), LORAC_ERR_ARG, "llm");
     CHECK(lorac_llm_param_count(NULL) == -1, "param count of NULL is -1");
-    lorac_evalset *set = (lorac_evalset *)1;
+    lorac_data *set = (lorac_data *)1;
     lorac_data_config dc = {0};
     dc.data = sms;
-    CHECK_ERR(lorac_evalset_open(NULL, &dc, 1, &set), LORAC_ERR_ARG, "llm");
-    CHECK(set == NULL, "a failed evalset_open leaves *out NULL");
-    lorac_evalset_close(NULL);
-    lorac_evalset_info ei = {.size = sizeof ei};
-    CHECK_ERR(lorac_evalset_get_info(NULL, &ei), LORAC_ERR_ARG, "s");
-    CHECK(lorac_evalset_label(NULL, 0, NULL) == NULL, "label of NULL is NULL");
+    CHECK_ERR(lorac_data_load(NULL, &dc, 1, &set), LORAC_ERR_ARG, "llm");
+    CHECK(set == NULL, "a failed lorac_data_load leaves *out NULL");
+    lorac_data_free(NULL);
+    lorac_data_info ei = {.size = sizeof ei};
+    CHECK_ERR(lorac_data_get_info(NULL, &ei), LORAC_ERR_ARG, "data");
+    CHECK(lorac_data_label(NULL, 0, NULL) == NULL, "label of NULL is NULL");
     lorac_split_scores sc;
-    CHECK_ERR(lorac_llm_score(NULL, NULL, 2, 0, &sc), LORAC_ERR_ARG, "llm");
+    CHECK_ERR(lorac_llm_score(NULL, NULL, 2, 0, NULL, &sc), LORAC_ERR_ARG, "llm");
     float *y = (float *)1;
     size_t n = 7;
     CHECK_ERR(lorac_llm_logits(NULL, (const int[]){1}, 1, 1, &y, &n), LORAC_ERR_ARG, "llm");
@@ -111,21 +111,21 @@ static void misuse(void) {
     CHECK_ERR(lorac_llm_logits(llm, (const int[]){1, 100000}, 1, 2, &y, &n), LORAC_ERR_ARG, "ids[1] = 100000");
     CHECK_ERR(lorac_llm_logits(llm, NULL, 1, 1, &y, &n), LORAC_ERR_ARG, "ids");
     dc.data = "/nonexistent/rows.tsv";
-    CHECK(lorac_evalset_open(llm, &dc, 1, &set) == LORAC_ERR_IO && set == NULL && strstr(lorac_last_error(), "rows.tsv"),
+    CHECK(lorac_data_load(llm, &dc, 1, &set) == LORAC_ERR_IO && set == NULL && strstr(lorac_last_error(), "rows.tsv"),
           "missing data file: %s", lorac_last_error());
     dc.data = sms;
     dc.task = "poetry";
-    CHECK_ERR(lorac_evalset_open(llm, &dc, 1, &set), LORAC_ERR_ARG, "poetry");
+    CHECK_ERR(lorac_data_load(llm, &dc, 1, &set), LORAC_ERR_ARG, "poetry");
     dc.task = NULL;
     dc.max_len = 100000;
-    CHECK_ERR(lorac_evalset_open(llm, &dc, 1, &set), LORAC_ERR_ARG, "max_len");
+    CHECK_ERR(lorac_data_load(llm, &dc, 1, &set), LORAC_ERR_ARG, "max_len");
     dc.max_len = 0;
     dc.whole = 1;
-    CHECK_OK(lorac_evalset_open(llm, &dc, 1, &set));
-    CHECK_ERR(lorac_llm_score(llm, set, 3, 0, &sc), LORAC_ERR_ARG, "split 3");
-    CHECK_ERR(lorac_llm_score(llm, set, 2, -1, &sc), LORAC_ERR_ARG, "batch -1");
-    CHECK_ERR(lorac_llm_score(llm, set, 2, 0, &sc), LORAC_ERR_ARG, "classification needs");
-    lorac_evalset_close(set);
+    CHECK_OK(lorac_data_load(llm, &dc, 1, &set));
+    CHECK_ERR(lorac_llm_score(llm, set, 3, 0, NULL, &sc), LORAC_ERR_ARG, "split 3");
+    CHECK_ERR(lorac_llm_score(llm, set, 2, -1, NULL, &sc), LORAC_ERR_ARG, "batch -1");
+    CHECK_ERR(lorac_llm_score(llm, set, 2, 0, NULL, &sc), LORAC_ERR_ARG, "classification needs");
+    lorac_data_free(set);
     /* a GGUF re-quantization needs a .gguf base */
     CHECK_OK(lorac_llm_adapter_apply(llm, adapter));
     mo.format = LORAC_MERGED_GGUF;
@@ -137,9 +137,9 @@ static void misuse(void) {
     big.tokenizer = test_data_path("gpt2_tokenizer");
     if (lorac_llm_open(tiny, &big, &llm) == LORAC_OK) {
         CHECK_OK(lorac_llm_add_head(llm, 2, NULL, 1));
-        CHECK_OK(lorac_evalset_open(llm, &dc, 1, &set));
-        CHECK_ERR(lorac_llm_score(llm, set, 2, 0, &sc), LORAC_ERR_ARG, "vocabulary");
-        lorac_evalset_close(set);
+        CHECK_OK(lorac_data_load(llm, &dc, 1, &set));
+        CHECK_ERR(lorac_llm_score(llm, set, 2, 0, NULL, &sc), LORAC_ERR_ARG, "vocabulary");
+        lorac_data_free(set);
         lorac_llm_close(llm);
     } else {
         printf("test_api_tools: no %s, the vocabulary check is not run (%s)\n", big.tokenizer, lorac_last_error());
@@ -148,7 +148,7 @@ static void misuse(void) {
     char cfg[1100];
     snprintf(cfg, sizeof cfg, "%s/config.json", tiny);
     CHECK_OK(lorac_llm_create(cfg, &llm));
-    CHECK_ERR(lorac_evalset_open(llm, &dc, 1, &set), LORAC_ERR_ARG, "tokenizer");
+    CHECK_ERR(lorac_data_load(llm, &dc, 1, &set), LORAC_ERR_ARG, "tokenizer");
     lorac_llm_close(llm);
 }
 
@@ -161,32 +161,32 @@ static void evalset_matches_evaluate(void) {
     dc.data = sms;
     dc.split_train = 0.5;
     dc.split_val = 0.25;
-    lorac_evalset *set = NULL;
-    CHECK_OK(lorac_evalset_open(llm, &dc, 5, &set));
+    lorac_data *set = NULL;
+    CHECK_OK(lorac_data_load(llm, &dc, 5, &set));
     if (!set) {
         lorac_llm_close(llm);
         return;
     }
-    lorac_evalset_info in = {.size = sizeof in};
-    CHECK_OK(lorac_evalset_get_info(set, &in));
+    lorac_data_info in = {.size = sizeof in};
+    CHECK_OK(lorac_data_get_info(set, &in));
     CHECK(in.n[0] + in.n[1] + in.n[2] == 80 && in.n[0] == 40 && in.n[1] == 20 && !strcmp(in.task, "classify") &&
           in.n_labels == 2, "split 80 rows as %d / %d / %d, task %s, %d labels", in.n[0], in.n[1], in.n[2], in.task,
           in.n_labels);
     int c0 = 0, c1 = 0;
-    const char *l0 = lorac_evalset_label(set, 0, &c0), *l1 = lorac_evalset_label(set, 1, &c1);
-    CHECK(l0 && l1 && !strcmp(l0, "ham") && !strcmp(l1, "spam") && c0 + c1 == in.n[0] && lorac_evalset_label(set, 2, NULL) == NULL,
+    const char *l0 = lorac_data_label(set, 0, &c0), *l1 = lorac_data_label(set, 1, &c1);
+    CHECK(l0 && l1 && !strcmp(l0, "ham") && !strcmp(l1, "spam") && c0 + c1 == in.n[0] && lorac_data_label(set, 2, NULL) == NULL,
           "labels %s (%d), %s (%d)", l0 ? l0 : "-", c0, l1 ? l1 : "-", c1);
     lorac_train_report ref;
     CHECK_OK(lorac_llm_evaluate(llm, &dc, 8, 5, &ref));
     const lorac_split_scores *want[3] = {&ref.train, &ref.val, &ref.test};
     for (int i = 0; i < 3; i++) {
         lorac_split_scores sc;
-        CHECK_OK(lorac_llm_score(llm, set, i, 8, &sc));
+        CHECK_OK(lorac_llm_score(llm, set, i, 8, NULL, &sc));
         CHECK(sc.n == want[i]->n && fabs(sc.loss - want[i]->loss) < 1e-9 && fabs(sc.acc - want[i]->acc) < 1e-12,
               "split %d: n %d loss %.9f acc %.4f, lorac_llm_evaluate: n %d loss %.9f acc %.4f", i, sc.n, sc.loss, sc.acc,
               want[i]->n, want[i]->loss, want[i]->acc);
     }
-    lorac_evalset_close(set);
+    lorac_data_free(set);
     lorac_llm_close(llm);
 }
 

@@ -6,6 +6,7 @@
 #ifndef LORAC_CLI_H
 #define LORAC_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -40,7 +41,18 @@ int cli_int(const cli_args *a, const char *name, int def, int lo, int hi);
 double cli_num(const cli_args *a, const char *name, double def, double lo, double hi);
 uint64_t cli_u64(const cli_args *a, const char *name, uint64_t def);
 
-/* ---- data-parallel runs (cli_dist.c; the rest of it in cli_internal.h) ---- */
+/* ---- data-parallel runs (cli_dist.c) ---- */
+/* The job's ranks when lorac train runs under mpirun / srun, else NULL
+ * (lorac.h's lorac_ranks: NULL is the one process). */
+extern lorac_ranks *cli_ranks;
+/* Start the ranks (--dist-timeout S bounds each wait for the others); rank
+ * 0 goes on as usual, the others are silent but for errors. ckpt_hint ends
+ * the line a rank prints when the launcher stops it (SIGTERM). */
+void cli_dist_start(const cli_args *a, const char *ckpt_hint);
+/* 1 on the rank that prints and writes (rank 0, or the single process). */
+int cli_is_writer(void);
+/* Finalize the ranks (every rank calls it at the end). */
+void cli_dist_end(void);
 /* Under mpirun / srun with several ranks, a command other than train is
  * refused (rank 0 says so); returns the exit code, or -1 to go on. */
 int cli_dist_refuse(const char *cmd);
@@ -61,6 +73,19 @@ const char *cli_dist_where(void);
 void cli_die(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 /* Die with the library's last error if st != OK. */
 void cli_check(const char *cmd, lorac_status st);
+
+/* Small file helpers (the library keeps its own in src/core, which is not
+ * public; these few lines are the CLI's copy). Each dies with one line
+ * naming the path on failure. */
+char *cli_path_join(char *buf, size_t n, const char *dir, const char *name); /* dir/name into buf */
+int cli_file_exists(const char *path);
+void cli_mkdirs(const char *cmd, const char *dir); /* mkdir -p */
+/* Write path through a temporary file (fsync, rename): a reader sees the
+ * old file or the new one, never a torn one. fn returns non-zero on a write error. */
+void cli_write_atomic_stream(const char *cmd, const char *path, int (*fn)(void *ctx, FILE *f), void *ctx);
+void cli_write_atomic(const char *cmd, const char *path, const void *data, size_t len);
+double cli_now(void);        /* seconds, monotonic */
+size_t cli_peak_rss(void);   /* bytes: this process's peak resident set */
 
 /* Threads for OpenMP and OpenBLAS (--threads, else OMP_NUM_THREADS, else all cores). */
 void cli_set_threads(const cli_args *a);
@@ -130,6 +155,21 @@ int cli_qbase_is_qlora(const cli_args *a);
                        " without bias; default) or torch (nn.Linear with bias; appendix-e's)"},                    \
     CLI_QUANT_OPTS,                                                                                               \
     CLI_BASE_OPT
+
+/* lorac train's options; lorac compare accepts them all and passes them on. */
+extern const cli_opt cli_train_opts[];
+/* The LoRA and method flags (after --preset) into c's fields: method, r,
+ * alpha, dropout, target(-regex), bias, modules_to_save, rslora, layers,
+ * split_qkv, dora, the patterns, init, head_init, seed. The list flags'
+ * syntax is checked here, with the flag's name in the message. */
+void cli_train_config(const cli_args *a, lorac_train_config *c);
+/* A comma-separated list of names (--target, --labels, ...) as the library
+ * parses it; a usage error naming flag. */
+void cli_check_list(const cli_args *a, const char *flag, const char *s);
+/* Print "trainable params: X || all params: Y || trainable%: Z" (PEFT's line). */
+void cli_print_params(const char *cmd, const lorac_llm *llm, FILE *f);
+/* Progress of lorac_llm_fit: a bar on a terminal, plain lines otherwise; never cancels. */
+int cli_progress(const lorac_train_progress *p, void *ctx);
 
 /* The training methods of --method (and of compare's --methods). */
 typedef enum { CLI_METHOD_LORA, CLI_METHOD_FULL, CLI_METHOD_HEAD, CLI_METHOD_LAST_LAYERS, CLI_METHOD_QLORA } cli_method;

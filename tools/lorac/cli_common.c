@@ -1,5 +1,7 @@
-/* cli_common.c - the CLI's option parsing, errors and exits, and opening a
- * model with its adapters through the public API. */
+/* cli_common.c - the CLI's option parsing, errors and exits, opening a
+ * model with its adapters through the public API, and a few file helpers
+ * (path join, mkdir -p, atomic writes: the CLI's own copy of src/core's,
+ * which are not public). */
 #define _GNU_SOURCE
 #include "cli.h"
 
@@ -9,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void cli_die(const char *cmd, int code, const char *fmt, ...) {
@@ -239,6 +244,25 @@ void cli_open(const cli_args *a, int with_tok, lorac_llm **llm) {
     }
 }
 
+/* --labels / --target / --modules-to-save: a comma-separated list of names
+ * (1..95 characters, spaces around them dropped, at most 32), as the
+ * library parses it; a usage error naming the flag. */
+void cli_check_list(const cli_args *a, const char *flag, const char *s) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len == 0 || len >= 96)
+            cli_die(a->cmd, EXIT_USAGE, "%s: empty or too long name in '%s'; hint: a comma-separated list like "
+                    "q_proj,v_proj", flag, s);
+        if (++n > 32) cli_die(a->cmd, EXIT_USAGE, "%s: more than %d names", flag, 32);
+        if (!e) break;
+        p = e + 1;
+    }
+}
+
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n) {
     *n = 0;
     if (!strcmp(s, "lora")) return CLI_METHOD_LORA;
@@ -312,4 +336,86 @@ const char *cli_load_adapters(const cli_args *a, lorac_llm *llm) {
     if (info.active_adapter[0]) fprintf(stderr, "%d adapters over one base; active: %s\n", info.n_adapters, active);
     else fprintf(stderr, "%d adapters over one base; all disabled (--use none)\n", info.n_adapters);
     return info.active_adapter[0] ? info.active_adapter : NULL;
+}
+
+/* ---- files ---- */
+
+char *cli_path_join(char *buf, size_t n, const char *dir, const char *name) {
+    size_t dl = strlen(dir);
+    snprintf(buf, n, "%s%s%s", dir, (dl && dir[dl - 1] == '/') ? "" : "/", name);
+    return buf;
+}
+
+int cli_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void cli_mkdirs(const char *cmd, const char *dir) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) cli_die(cmd, EXIT_USAGE, "bad directory name '%s'", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) { /* each prefix ending at a '/', then the whole */
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) cli_die(cmd, 1, "%s: cannot create directory: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) cli_die(cmd, 1, "%s: exists and is not a directory", dir);
+}
+
+void cli_write_atomic_stream(const char *cmd, const char *path, int (*fn)(void *ctx, FILE *f), void *ctx) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        cli_die(cmd, EXIT_USAGE, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) cli_die(cmd, 1, "%s: cannot create: %s", tmp, strerror(errno));
+    int bad = fn(ctx, f);
+    if (!bad && fflush(f) != 0) bad = 1;
+    if (!bad && fsync(fileno(f)) != 0) bad = 1; /* on disk before the rename makes it visible */
+    int err = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    if (bad) {
+        unlink(tmp);
+        cli_die(cmd, 1, "%s: write failed (%s); the previous file, if any, is untouched", path,
+                err ? strerror(err) : "writer error");
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        cli_die(cmd, 1, "%s: rename failed: %s", path, strerror(err));
+    }
+}
+
+typedef struct {
+    const void *d;
+    size_t n;
+} buf_ctx;
+
+static int write_buf(void *ctx, FILE *f) {
+    const buf_ctx *b = ctx;
+    return b->n && fwrite(b->d, 1, b->n, f) != b->n;
+}
+
+void cli_write_atomic(const char *cmd, const char *path, const void *data, size_t len) {
+    buf_ctx b = {data, len};
+    cli_write_atomic_stream(cmd, path, write_buf, &b);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t cli_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024; /* Linux reports kilobytes */
 }

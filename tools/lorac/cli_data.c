@@ -1,3 +1,7 @@
+/* cli_data.c - the data flags of train and eval on the public API: the
+ * flags into a lorac_data_config (usage errors name the flag), loading with
+ * lorac_data_load, the lines lorac train prints about the data, scoring
+ * the splits (lorac_llm_score) and printing / writing the results. */
 #include "cli_data.h"
 
 #include <cjson/cJSON.h>
@@ -6,42 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api_chat.h"
-#include "api/data.h"
-#include "core/util.h"
+/* The chat formats lorac_llm_chat knows (lorac.h); checked here so that a
+ * bad --chat-format is a usage error before anything slow happens. */
+static const char *const chat_formats[] = {"auto", "chatml", "llama3", "gemma", "phi3", "mistral", "llama2", "alpaca", NULL};
 
-static lorac_task parse_task(const cli_args *a) {
-    const char *t = cli_str(a, "task", "classify");
-    if (!strcmp(t, "classify")) return LORAC_TASK_CLS;
-    if (!strcmp(t, "lm")) return LORAC_TASK_LM;
-    if (!strcmp(t, "instruct")) return LORAC_TASK_INSTRUCT;
-    cli_die(a->cmd, EXIT_USAGE, "--task '%s': expected classify, lm or instruct", t);
-}
-
-/* --chat-format's family (a usage error for a bad name); NULL name = auto. */
-static const char *chat_format_opt(const cli_args *a, lorac_chat_family *fam) {
-    const char *name = cli_str(a, "chat-format", "auto");
-    *fam = LORAC_CHAT_ALPACA;
-    if (strcmp(name, "auto") && lorac_chat_family_parse(name, fam) != LORAC_OK)
-        cli_die(a->cmd, EXIT_USAGE, "--chat-format '%s': expected auto, chatml, llama3, gemma, phi3, mistral, llama2 or "
-                "alpaca", name);
-    return strcmp(name, "auto") ? name : NULL;
-}
-
-void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
-    memset(s, 0, sizeof *s);
-    s->task = parse_task(a);
-    lorac_chat_family fam;
-    (void)chat_format_opt(a, &fam); /* a bad --chat-format is a usage error before any work */
+lorac_data *cli_load_data(const cli_args *a, lorac_llm *llm, int whole) {
     lorac_data_config c = {0};
+    c.task = cli_str(a, "task", "classify");
+    if (strcmp(c.task, "classify") && strcmp(c.task, "lm") && strcmp(c.task, "instruct"))
+        cli_die(a->cmd, EXIT_USAGE, "--task '%s': expected classify, lm or instruct", c.task);
+    const int cls = !strcmp(c.task, "classify");
+    c.chat_format = cli_str(a, "chat-format", "auto");
+    int known = 0;
+    for (int i = 0; chat_formats[i]; i++) known |= !strcmp(c.chat_format, chat_formats[i]);
+    if (!known)
+        cli_die(a->cmd, EXIT_USAGE, "--chat-format '%s': expected auto, chatml, llama3, gemma, phi3, mistral, llama2 or "
+                "alpaca", c.chat_format);
     c.data = cli_str(a, "data", NULL);
     if (!c.data) cli_die(a->cmd, EXIT_USAGE, "--data is required");
     c.labels = cli_str(a, "labels", NULL);
-    if (c.labels) { /* the syntax, with the flag's name */
-        char lab[LORAC_MAX_TARGETS][96];
-        int nl = 0;
-        cli_check(a->cmd, lorac_lora_parse_list(c.labels, lab, &nl, "--labels"));
-    }
+    if (c.labels) cli_check_list(a, "--labels", c.labels);
     c.format = cli_str(a, "format", NULL);
     c.text_col = cli_str(a, "text-col", NULL);
     c.label_col = cli_str(a, "label-col", NULL);
@@ -50,7 +38,7 @@ void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
     const uint64_t seed = cli_u64(a, "seed", 123);
     if (!whole) {
         c.balance = cli_has(a, "balance");
-        if (c.balance && s->task != LORAC_TASK_CLS) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");
+        if (c.balance && !cls) cli_die(a->cmd, EXIT_USAGE, "--balance needs --task classify");
         c.val = cli_str(a, "val", NULL);
         c.test = cli_str(a, "test", NULL);
         const char *sp = cli_str(a, "split", NULL);
@@ -60,69 +48,65 @@ void cli_load_splits(const cli_args *a, cli_splits *s, int whole) {
         c.max_examples = cli_int(a, "max-examples", 0, 0, 1 << 30);
         c.max_eval = cli_int(a, "max-eval", 0, 0, 1 << 30);
     }
-    lorac_dataset set[3];
-    int skipped[3];
-    const lorac_status st = lorac_api_split(&c, s->task, seed, set, skipped);
+    lorac_llm_info mi = {.size = sizeof mi};
+    cli_check(a->cmd, lorac_llm_get_info(llm, &mi));
+    c.max_len = cli_int(a, "max-len", 256 < mi.n_ctx ? 256 : mi.n_ctx, 2, mi.n_ctx);
+    lorac_data *d;
+    cli_check(a->cmd, lorac_data_load(llm, &c, seed, &d));
+    lorac_data_info info = {.size = sizeof info};
+    cli_check(a->cmd, lorac_data_get_info(d, &info));
     const char *files[3] = {c.data, c.val, c.test};
     for (int i = 0; i < 3; i++)
-        if (skipped[i]) fprintf(stderr, "%s: skipped %d bad rows\n", files[i], skipped[i]);
-    cli_check(a->cmd, st);
-    s->train = set[0];
-    s->val = set[1];
-    s->test = set[2];
+        if (info.skipped[i]) fprintf(stderr, "%s: skipped %d bad rows\n", files[i], info.skipped[i]);
     if (whole) { /* every row of --data is the test set (lorac eval without --split) */
-        fprintf(stderr, "examples: test %d (every row of %s)\n", s->test.n, c.data);
-        return;
+        fprintf(stderr, "examples: test %d (every row of %s)\n", info.n[2], c.data);
+        return d;
     }
-    if (s->task == LORAC_TASK_CLS) {
+    if (cls) {
         fprintf(stderr, "labels:");
-        for (int i = 0; i < s->train.n_labels; i++)
-            fprintf(stderr, " %d=%s (%d)", i, s->train.label_names[i], lorac_dataset_count(&s->train, i));
+        for (int i = 0; i < info.n_labels; i++) {
+            int count;
+            const char *name = lorac_data_label(d, i, &count);
+            fprintf(stderr, " %d=%s (%d)", i, name, count);
+        }
         fputc('\n', stderr);
     }
-    fprintf(stderr, "examples: train %d, val %d, test %d\n", s->train.n, s->val.n, s->test.n);
+    fprintf(stderr, "examples: train %d, val %d, test %d\n", info.n[0], info.n[1], info.n[2]);
+    return d;
 }
 
-void cli_splits_free(cli_splits *s) {
-    lorac_dataset_free(&s->train);
-    lorac_dataset_free(&s->val);
-    lorac_dataset_free(&s->test);
-}
-
-void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f) {
-    lorac_chat_family fam;
-    const char *name = chat_format_opt(a, &fam);
-    char where[1200];
-    cli_check(a->cmd, lorac_api_chat_format(llm, name, f, where, sizeof where));
-    fprintf(stderr, "chat format: %s (%s)%s%s%s\n", lorac_chat_family_name(f->family),
-            f->from_template ? where : !name ? "the model has no chat template" : "--chat-format",
-            f->default_system[0] ? "; default system message \"" : "", f->default_system,
-            f->default_system[0] ? "\"" : "");
-}
-
-void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t) {
-    const lorac_model *m = llm->m;
-    const lorac_tokenizer *tok = llm->tok.t;
-    memset(t, 0, sizeof *t);
-    int max_len = cli_int(a, "max-len", 256 < m->cfg.n_ctx ? 256 : m->cfg.n_ctx, 2, m->cfg.n_ctx);
-    const lorac_dataset *d[3] = {&s->train, &s->val, &s->test};
-    lorac_tokenized *o[3] = {&t->train, &t->val, &t->test};
+void cli_print_tokenized(const cli_args *a, const lorac_data *d) {
     static const char *names[3] = {"train", "val", "test"};
-    lorac_chat_format chat;
-    if (s->task == LORAC_TASK_INSTRUCT) cli_chat_format(a, llm, &chat);
-    for (int i = 0; i < 3; i++) {
-        if (d[i]->n == 0) continue;
-        cli_check(a->cmd, lorac_tokenize_dataset(tok, d[i], s->task, max_len,
-                                                 s->task == LORAC_TASK_INSTRUCT ? &chat : NULL, o[i]));
-        if (o[i]->n_truncated)
-            fprintf(stderr, "%s: %d of %d examples truncated to %d tokens\n", names[i], o[i]->n_truncated, o[i]->n, max_len);
+    lorac_data_info info = {.size = sizeof info};
+    cli_check(a->cmd, lorac_data_get_info(d, &info));
+    if (info.has_chat) {
+        const lorac_chat_info *f = &info.chat;
+        const int named = strcmp(cli_str(a, "chat-format", "auto"), "auto") != 0;
+        fprintf(stderr, "chat format: %s (%s)%s%s%s\n", f->family,
+                f->from_template ? f->source : !named ? "the model has no chat template" : "--chat-format",
+                f->default_system[0] ? "; default system message \"" : "", f->default_system,
+                f->default_system[0] ? "\"" : "");
     }
+    for (int i = 0; i < 3; i++)
+        if (info.truncated[i])
+            fprintf(stderr, "%s: %d of %d examples truncated to %d tokens\n", names[i], info.truncated[i], info.n[i],
+                    info.max_len);
 }
 
-void cli_tokenized_free(cli_tokenized *t) {
-    lorac_tokenized_free(&t->train);
-    lorac_tokenized_free(&t->val);
-    lorac_tokenized_free(&t->test);
+lorac_data *cli_load_eval_data(const cli_args *a, lorac_llm *llm, int whole, const char *no_head, int check_classes) {
+    lorac_llm_info li = {.size = sizeof li};
+    cli_check(a->cmd, lorac_llm_get_info(llm, &li));
+    lorac_data *d = cli_load_data(a, llm, whole);
+    lorac_data_info in = {.size = sizeof in};
+    cli_check(a->cmd, lorac_data_get_info(d, &in));
+    /* classification needs a trained head: checked before the tokenizing lines, as lorac train does */
+    const int cls = !strcmp(in.task, "classify");
+    if (cls && li.n_classes == 0) cli_die(a->cmd, EXIT_USAGE, "%s", no_head);
+    if (check_classes && cls && in.n_labels > li.n_classes)
+        cli_die(a->cmd, 1, "%s has %d labels but the head has %d classes", cli_str(a, "data", "?"), in.n_labels,
+                li.n_classes);
+    cli_print_tokenized(a, d);
+    return d;
 }
 
 void cli_eval_splits(const cli_args *a, int want[3]) {
@@ -142,22 +126,25 @@ void cli_eval_splits(const cli_args *a, int want[3]) {
     }
 }
 
-void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
-                         cli_results *r) {
-    const lorac_tokenized *d[3] = {&t->train, &t->val, &t->test};
+void cli_score_splits(const cli_args *a, lorac_llm *llm, const lorac_data *d, int batch, cli_results *r) {
+    lorac_data_info info = {.size = sizeof info};
+    cli_check(a->cmd, lorac_data_get_info(d, &info));
     memset(r, 0, sizeof *r);
     int want[3];
     cli_eval_splits(a, want);
-    const double t0 = lorac_now();
+    const double t0 = cli_now();
     for (int i = 0; i < 3; i++) {
-        r->n[i] = d[i]->n;
+        r->n[i] = info.n[i];
         r->acc[i] = -1;
         r->loss[i] = NAN;
-        if (d[i]->n == 0 || !want[i]) continue;
+        if (info.n[i] == 0 || !want[i]) continue;
         r->scored[i] = 1;
-        cli_check(a->cmd, lorac_evaluate_dist(m, d[i], task, batch, cli_dist, &r->loss[i], &r->acc[i]));
+        lorac_split_scores sc;
+        cli_check(a->cmd, lorac_llm_score(llm, d, i, batch, cli_ranks, &sc));
+        r->loss[i] = sc.loss;
+        r->acc[i] = sc.acc;
     }
-    r->eval_seconds = lorac_now() - t0;
+    r->eval_seconds = cli_now() - t0;
 }
 
 void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s) {
@@ -225,7 +212,7 @@ void cli_write_results(const cli_args *a, const char *dir, const cli_results *r,
     char *txt = cJSON_Print(j), path[1200];
     cJSON_Delete(j);
     if (txt) {
-        cli_check(a->cmd, lorac_write_atomic(lorac_path_join(path, sizeof path, dir, "results.json"), txt, strlen(txt)));
+        cli_write_atomic(a->cmd, cli_path_join(path, sizeof path, dir, "results.json"), txt, strlen(txt));
         free(txt);
     }
     (void)s;

@@ -1,12 +1,11 @@
-/* cli_data.h - data flags shared by train and eval: loading a file, the
- * appendix-E protocol (balance, shuffle, split), tokenizing, evaluating the
- * splits, and printing / writing the results. */
+/* cli_data.h - data flags shared by train and eval: the flags made into a
+ * lorac_data_config, loading the data (lorac_data_load: the appendix-E
+ * protocol of balance, shuffle and split, then tokenizing) with its lines
+ * on stderr, scoring the splits, and printing / writing the results. */
 #ifndef LORAC_CLI_DATA_H
 #define LORAC_CLI_DATA_H
 
-#include "cli_internal.h"
-#include "io/dataset.h"
-#include "train/batch.h"
+#include "cli.h"
 
 #define CLI_DATA_OPTS                                                                                             \
     {"task", "T", "classify | lm | instruct (default classify)"},                                                \
@@ -26,14 +25,9 @@
     CLI_CHAT_OPT,                                                                                                \
     {"eval-splits", "LIST", "the splits scored at the end: any of train,val,test (default all three)"}
 
-typedef struct cli_splits {
-    lorac_task task;
-    lorac_dataset train, val, test;
-} cli_splits;
-
-typedef struct cli_tokenized {
-    lorac_tokenized train, val, test;
-} cli_tokenized;
+/* The data of lorac eval / merge on internal types (cli_internal.h) until
+ * they are on the public API; results printing takes it and ignores it. */
+typedef struct cli_splits cli_splits;
 
 typedef struct cli_results {
     double acc[3], loss[3]; /* train, val, test; acc < 0 when not classification; loss NAN when empty */
@@ -50,27 +44,25 @@ typedef struct cli_results {
     double comm_bytes_per_step; /* bytes each rank contributed to the sums per optimizer step */
 } cli_results;
 
-/* The chat format of --chat-format (see CLI_CHAT_OPT) for the llm
- * (lorac_api_chat_format): auto reads the template of --tokenizer's
- * directory when given, else of the model (GGUF metadata or directory); a
- * template of no known family is an error (exit 1). A named format
- * keeps the template's details (default system message) when the template
- * is of that family. Prints one "chat format: ..." line to stderr. */
-void cli_chat_format(const cli_args *a, const lorac_llm *llm, lorac_chat_format *f);
-
-/* Load --data (and --val/--test) into train / val / test as the flags say.
- * whole = 1: every row of --data goes to the test set, unsplit. */
-void cli_load_splits(const cli_args *a, cli_splits *s, int whole);
-void cli_splits_free(cli_splits *s);
-void cli_tokenize_splits(const cli_args *a, const cli_splits *s, const lorac_llm *llm, cli_tokenized *t);
-void cli_tokenized_free(cli_tokenized *t);
+/* Load --data (and --val / --test) for llm as the data flags say (whole =
+ * 1: every row of --data is the test set, unsplit) and print what lorac
+ * train always printed: skipped rows, the labels with their counts, the
+ * examples per split. Usage errors name the flag. */
+lorac_data *cli_load_data(const cli_args *a, lorac_llm *llm, int whole);
+/* lorac eval / merge: cli_load_data, then a classification set on a model
+ * without a trained head is a usage error saying no_head, check_classes =
+ * 1 makes more labels than the head's classes an error (exit 1), then the
+ * lines of cli_print_tokenized. */
+lorac_data *cli_load_eval_data(const cli_args *a, lorac_llm *llm, int whole, const char *no_head, int check_classes);
+/* The lines of tokenizing: "chat format: ..." (instruct) and the examples
+ * truncated to --max-len, per split. */
+void cli_print_tokenized(const cli_args *a, const lorac_data *d);
 /* --eval-splits as flags for train / val / test (all 1 when absent); a bad
  * list is a usage error. Called early to check the flag, and by
- * cli_evaluate_splits, which scores only the splits asked for (forward only,
- * examples in order of length: lorac_evaluate_dist). */
+ * cli_score_splits, which scores only the splits asked for (forward only,
+ * examples in order of length; shared over cli_ranks in a data-parallel run). */
 void cli_eval_splits(const cli_args *a, int want[3]);
-void cli_evaluate_splits(const cli_args *a, lorac_model *m, const cli_tokenized *t, lorac_task task, int batch,
-                         cli_results *r);
+void cli_score_splits(const cli_args *a, lorac_llm *llm, const lorac_data *d, int batch, cli_results *r);
 void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s);
 void cli_write_results(const cli_args *a, const char *dir, const cli_results *r, const cli_splits *s);
 

@@ -1,10 +1,9 @@
-/* cli_method.c - lorac train / info's LoRA flags and training methods, the
- * trainable-parameter line and the progress display. Not on the public API
- * yet: it builds the LoRA config and applies the method on the model inside
- * the llm (cli_internal.h), as lorac_llm_train does in the library; the
- * flags' error messages are the CLI's own. */
-#include "cli_internal.h"
-#include "lora/lora_init.h"
+/* cli_method.c - lorac train's LoRA flags and training method as the
+ * fields of lorac_train_config (lorac.h), the trainable-parameter line
+ * (PEFT's print_trainable_parameters) and the progress display. The
+ * library applies the method (lorac_llm_prepare); the flags' error
+ * messages are the CLI's own. */
+#include "cli.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,106 +11,71 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_add_head(const cli_args *a, lorac_model *m, int n_classes, uint64_t seed) {
-    const char *preset = cli_str(a, "preset", NULL);
-    const char *h = cli_str(a, "head-init", preset && !strcmp(preset, "appendix-e") ? "torch" : "hf");
-    lorac_head_init init = LORAC_HEAD_INIT_HF;
-    if (!strcmp(h, "torch")) init = LORAC_HEAD_INIT_TORCH;
-    else if (strcmp(h, "hf")) cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", h);
-    /* transformers' decoder score heads have no bias; its encoder classifiers and nn.Linear do */
-    const int bias = init == LORAC_HEAD_INIT_TORCH || m->cfg.arch == LORAC_ARCH_BERT;
-    cli_check(a->cmd, lorac_model_add_head(m, n_classes, bias, init, seed));
+/* --rank-pattern / --alpha-pattern: KEY=VALUE pairs as the library parses
+ * them (keys under 128 characters, at most 64 pairs, values positive
+ * numbers, integers for ranks); a usage error naming the flag. */
+static void check_patterns(const cli_args *a, const char *flag, const char *s, int integer) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        const char *e = strchr(p, ','), *eq = strchr(p, '=');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!eq || (e && eq > e) || eq == p || eq - p >= 128)
+            cli_die(a->cmd, EXIT_USAGE, "%s: bad entry in '%s'; hint: KEY=VALUE pairs separated by commas, "
+                    "e.g. q_proj=16,layers.0.mlp.down_proj=4", flag, s);
+        if (++n > 64) cli_die(a->cmd, EXIT_USAGE, "%s: more than %d entries", flag, 64);
+        char num[64];
+        const size_t vl = len - (size_t)(eq + 1 - p);
+        if (vl == 0 || vl >= sizeof num) cli_die(a->cmd, EXIT_USAGE, "%s: no value for '%.*s'", flag, (int)(eq - p), p);
+        memcpy(num, eq + 1, vl);
+        num[vl] = 0;
+        char *end;
+        const double v = strtod(num, &end);
+        if (*end || !(v > 0) || v > 1e6 || (integer && v != (double)(long)v))
+            cli_die(a->cmd, EXIT_USAGE, "%s: value '%s' for '%.*s' is not a positive %s", flag, num, (int)(eq - p), p,
+                    integer ? "integer" : "number");
+        if (!e) break;
+        p = e + 1;
+    }
 }
 
-void cli_lora_config(const cli_args *a, lorac_lora_config *c) {
-    lorac_lora_config_default(c);
+void cli_train_config(const cli_args *a, lorac_train_config *c) {
     const char *preset = cli_str(a, "preset", NULL);
     int appx = 0;
     if (preset) {
         if (strcmp(preset, "appendix-e")) cli_die(a->cmd, EXIT_USAGE, "--preset '%s' unknown; hint: appendix-e", preset);
         appx = 1;
     }
+    int n_last;
+    c->method = cli_str(a, "method", "lora");
+    (void)cli_method_parse(a->cmd, "--method", c->method, &n_last);
     c->r = cli_int(a, "r", appx ? 16 : 8, 1, 4096);
     c->alpha = (float)cli_num(a, "alpha", c->r, 1e-6, 1e6);
     c->dropout = (float)cli_num(a, "dropout", 0, 0, 0.999);
-    c->use_rslora = cli_has(a, "rslora");
-    c->split_fused = cli_has(a, "split-qkv") || appx;
-    const char *re = cli_str(a, "target-regex", NULL);
-    if (re) {
-        if (strlen(re) >= sizeof c->target_regex) cli_die(a->cmd, EXIT_USAGE, "--target-regex is too long");
-        snprintf(c->target_regex, sizeof c->target_regex, "%s", re);
+    c->rslora = cli_has(a, "rslora");
+    c->split_qkv = cli_has(a, "split-qkv") || appx;
+    c->target_regex = cli_str(a, "target-regex", NULL);
+    if (c->target_regex) {
+        if (strlen(c->target_regex) >= 256) cli_die(a->cmd, EXIT_USAGE, "--target-regex is too long");
     } else {
-        const char *t = cli_str(a, "target", appx ? "all-linear,score" : "all-linear");
-        cli_check(a->cmd, lorac_lora_parse_list(t, c->targets, &c->n_targets, "--target"));
+        c->target = cli_str(a, "target", appx ? "all-linear,score" : "all-linear");
+        cli_check_list(a, "--target", c->target);
     }
-    const char *b = cli_str(a, "bias", "none");
-    if (!strcmp(b, "none")) c->bias = LORAC_BIAS_NONE;
-    else if (!strcmp(b, "all")) c->bias = LORAC_BIAS_ALL;
-    else if (!strcmp(b, "lora_only")) c->bias = LORAC_BIAS_LORA_ONLY;
-    else cli_die(a->cmd, EXIT_USAGE, "--bias '%s': expected none, all or lora_only", b);
-    const char *mts = cli_str(a, "modules-to-save", NULL);
-    if (mts) cli_check(a->cmd, lorac_lora_parse_list(mts, c->modules_to_save, &c->n_modules_to_save, "--modules-to-save"));
-    const char *ly = cli_str(a, "layers", NULL);
-    if (ly) cli_check(a->cmd, lorac_lora_parse_layers(ly, c));
-    c->use_dora = cli_has(a, "dora");
-    const char *rp = cli_str(a, "rank-pattern", NULL), *ap = cli_str(a, "alpha-pattern", NULL);
-    if (rp) cli_check(a->cmd, lorac_lora_parse_patterns(rp, c->rank_pattern, &c->n_rank_pattern, 1, "--rank-pattern"));
-    if (ap) cli_check(a->cmd, lorac_lora_parse_patterns(ap, c->alpha_pattern, &c->n_alpha_pattern, 0, "--alpha-pattern"));
-    const char *in = cli_str(a, "init", NULL);
-    if (in) cli_check(a->cmd, lorac_lora_init_parse(in, c));
+    c->bias = cli_str(a, "bias", "none");
+    if (strcmp(c->bias, "none") && strcmp(c->bias, "all") && strcmp(c->bias, "lora_only"))
+        cli_die(a->cmd, EXIT_USAGE, "--bias '%s': expected none, all or lora_only", c->bias);
+    c->modules_to_save = cli_str(a, "modules-to-save", NULL);
+    if (c->modules_to_save) cli_check_list(a, "--modules-to-save", c->modules_to_save);
+    c->layers = cli_str(a, "layers", NULL);
+    c->dora = cli_has(a, "dora");
+    c->rank_pattern = cli_str(a, "rank-pattern", NULL);
+    c->alpha_pattern = cli_str(a, "alpha-pattern", NULL);
+    if (c->rank_pattern) check_patterns(a, "--rank-pattern", c->rank_pattern, 1);
+    if (c->alpha_pattern) check_patterns(a, "--alpha-pattern", c->alpha_pattern, 0);
+    c->init = cli_str(a, "init", NULL);
+    c->head_init = cli_str(a, "head-init", appx ? "torch" : "hf");
+    if (strcmp(c->head_init, "hf") && strcmp(c->head_init, "torch"))
+        cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", c->head_init);
     c->seed = cli_u64(a, "seed", 123);
-}
-
-static void save_module(const cli_args *a, lorac_lora_config *c, const char *name) {
-    if (strlen(name) >= sizeof c->modules_to_save[0] || c->n_modules_to_save >= LORAC_MAX_TARGETS)
-        cli_die(a->cmd, 1, "module name '%s' does not fit modules_to_save", name);
-    strcpy(c->modules_to_save[c->n_modules_to_save++], name);
-}
-
-/* PEFT's task_type SEQ_CLS: the new classifier goes into modules_to_save. */
-static void seq_cls_modules_to_save(const cli_args *a, const lorac_model *m, lorac_lora_config *c) {
-    if (!m->head || cli_has(a, "modules-to-save") || lorac_lora_targets(c, m, m->head)) return;
-    save_module(a, c, m->head->name);
-    if (m->pre_head && m->pre_head_fresh && !lorac_lora_targets(c, m, m->pre_head)) save_module(a, c, m->pre_head->name);
-    fprintf(stderr, "note: training the new classification head in full (PEFT's modules_to_save for SEQ_CLS)\n");
-}
-
-static void train_linear(const cli_args *a, lorac_linear *L) {
-    cli_check(a->cmd, lorac_weight_make_trainable(L->W));
-    if (L->b) cli_check(a->cmd, lorac_weight_make_trainable(L->b));
-}
-
-void cli_apply_method(const cli_args *a, lorac_llm *llm, lorac_lora_config *c, int seq_cls) {
-    lorac_model *m = llm->m;
-    int n;
-    const cli_method meth = cli_method_parse(a->cmd, "--method", cli_str(a, "method", "lora"), &n);
-    cli_quant_opts_need_qlora(a, meth == CLI_METHOD_QLORA);
-    switch (meth) {
-    case CLI_METHOD_QLORA:
-        /* loaded quantized by cli_load_model; a model from elsewhere (info --config) is quantized here */
-        (void)cli_qformat_keep(a, m->path); /* a usage error for keep without a .gguf base */
-        cli_check(a->cmd, lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
-        if (cli_qembed_on(a)) cli_check(a->cmd, lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* ... or embedding */
-        cli_print_quantized_base(llm, "qlora");
-        if (seq_cls) seq_cls_modules_to_save(a, m, c);
-        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
-        break;
-    case CLI_METHOD_LORA:
-        if (seq_cls) seq_cls_modules_to_save(a, m, c);
-        cli_check(a->cmd, lorac_lora_apply(m, c, NULL));
-        break;
-    case CLI_METHOD_FULL:
-        cli_check(a->cmd, lorac_make_full_trainable(m));
-        break;
-    case CLI_METHOD_LAST_LAYERS:
-        cli_check(a->cmd, lorac_make_last_layers_trainable(m, n));
-        break;
-    case CLI_METHOD_HEAD:
-        if (!m->head) cli_die(a->cmd, EXIT_USAGE, "--method head needs a classification task");
-        train_linear(a, m->head);
-        if (m->pre_head && m->pre_head_fresh) train_linear(a, m->pre_head);
-        break;
-    }
 }
 
 static void commas(char *buf, size_t n, int64_t v) {
@@ -125,16 +89,17 @@ static void commas(char *buf, size_t n, int64_t v) {
     buf[o] = 0;
 }
 
-void cli_print_trainable(const lorac_model *m, FILE *f) {
-    int64_t t, all;
+void cli_print_params(const char *cmd, const lorac_llm *llm, FILE *f) {
+    lorac_llm_info info = {.size = sizeof info};
+    cli_check(cmd, lorac_llm_get_info(llm, &info));
     char a[32], b[32];
-    lorac_count_params(m, &t, &all);
-    commas(a, sizeof a, t);
-    commas(b, sizeof b, all);
-    fprintf(f, "trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b, all ? 100.0 * t / all : 0.0);
+    commas(a, sizeof a, info.params_trainable);
+    commas(b, sizeof b, info.params_all);
+    fprintf(f, "trainable params: %s || all params: %s || trainable%%: %.4f\n", a, b,
+            info.params_all ? 100.0 * info.params_trainable / info.params_all : 0.0);
 }
 
-void cli_progress(const lorac_progress *p, void *ctx) {
+int cli_progress(const lorac_train_progress *p, void *ctx) {
     (void)ctx;
     static int tty = -1;
     if (tty < 0) tty = isatty(2);
@@ -144,7 +109,7 @@ void cli_progress(const lorac_progress *p, void *ctx) {
             fprintf(stderr, "epoch %d step %d: val loss %.4f, val accuracy %.2f%%\n", p->epoch, p->step, p->val_loss, 100 * p->val_acc);
         else
             fprintf(stderr, "epoch %d step %d: val loss %.4f (perplexity %.2f)\n", p->epoch, p->step, p->val_loss, exp(p->val_loss));
-        return;
+        return 0;
     }
     if (tty) {
         int width = 30, done = p->total_steps ? (int)((double)p->step / p->total_steps * width) : 0;
@@ -158,5 +123,5 @@ void cli_progress(const lorac_progress *p, void *ctx) {
                 p->total_steps, p->epoch, p->epochs, p->loss, p->lr, p->tokens_per_s, p->elapsed, p->eta);
     }
     fflush(stderr);
+    return 0; /* Ctrl-C stops through lorac_train_config.stop (cmd_train.c) */
 }
-

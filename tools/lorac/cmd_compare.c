@@ -20,8 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli_internal.h"
-#include "core/util.h"
+#include "cli.h"
 
 #define MAX_RUNS 32
 #define MAX_OVER 16
@@ -125,12 +124,12 @@ static void make_dir(const char *out, run *runs, int i) {
         slug[o++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ? c : '-';
     }
     slug[o] = 0;
-    lorac_path_join(runs[i].dir, sizeof runs[i].dir, out, slug);
+    cli_path_join(runs[i].dir, sizeof runs[i].dir, out, slug);
     for (int k = 2, j = 0; j < i; j++) {
         if (strcmp(runs[j].dir, runs[i].dir)) continue;
         char alt[160];
         snprintf(alt, sizeof alt, "%s-%d", slug, k++);
-        lorac_path_join(runs[i].dir, sizeof runs[i].dir, out, alt);
+        cli_path_join(runs[i].dir, sizeof runs[i].dir, out, alt);
         j = -1; /* check the new name against all earlier ones */
     }
 }
@@ -260,8 +259,8 @@ static int write_csv(void *ctx, FILE *f) {
 static void write_rows(const char *out, const run *runs, int n) {
     char path[1200];
     rows rs = {runs, n};
-    cli_check("compare", lorac_write_atomic_stream(lorac_path_join(path, sizeof path, out, "compare.jsonl"), write_jsonl, &rs));
-    cli_check("compare", lorac_write_atomic_stream(lorac_path_join(path, sizeof path, out, "compare.csv"), write_csv, &rs));
+    cli_write_atomic_stream("compare", cli_path_join(path, sizeof path, out, "compare.jsonl"), write_jsonl, &rs);
+    cli_write_atomic_stream("compare", cli_path_join(path, sizeof path, out, "compare.csv"), write_csv, &rs);
 }
 
 static void cell_pct(double x) {
@@ -320,7 +319,7 @@ int cmd_compare(int argc, char **argv) {
         parse_spec(r->buf, r);
         make_dir(out, runs, n - 1);
         char probe[1300];
-        if (lorac_file_exists(lorac_path_join(probe, sizeof probe, r->dir, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+        if (cli_file_exists(cli_path_join(probe, sizeof probe, r->dir, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("compare", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", r->dir);
         if (!e) break;
         p = e;
@@ -339,7 +338,7 @@ int cmd_compare(int argc, char **argv) {
         base[nb++] = flags[j];
         if (opts[j].arg) base[nb++] = (char *)a.values[j];
     }
-    cli_check("compare", lorac_mkdirs(out));
+    cli_mkdirs("compare", out);
 
     int failed = 0;
     for (int i = 0; i < n; i++) {
@@ -358,9 +357,9 @@ int cmd_compare(int argc, char **argv) {
         char *txt;
         int status;
         struct rusage ru;
-        const double t0 = lorac_now();
+        const double t0 = cli_now();
         run_child(av, &txt, &status, &ru);
-        const double wall = lorac_now() - t0;
+        const double wall = cli_now() - t0;
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (code == EXIT_USAGE)
             cli_die("compare", EXIT_USAGE, "method '%s': train stopped with a usage error (above); no further methods run", r->spec);

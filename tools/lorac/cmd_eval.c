@@ -1,16 +1,14 @@
 /* lorac eval - evaluate a base model, optionally with an adapter, on a data
  * file: accuracy and loss (classification) or loss and perplexity (LM).
- * On the public API only: the data flags become a lorac_evalset
- * (cli_evalset.c), scored split by split with lorac_llm_score; the results
+ * On the public API only: the data flags become a lorac_data
+ * (cli_load_eval_data, cli_data.c), scored split by split with lorac_llm_score; the results
  * are printed as lorac train prints them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_data.h"
-#include "cli_evalset.h"
 
 static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -29,12 +27,6 @@ static const char *eval_usage =
     "usage: lorac eval --model PATH [--adapter [NAME=]DIR ...] [--use NAME] --data FILE [options]\n\n"
     "Evaluate on every row of --data (or on the splits of --data with --split,\n"
     "using the same seed as training to get the same test set).";
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* The scores as lorac train prints its final ones (text, or --json with the
  * training fields zero). */
@@ -73,19 +65,19 @@ int cmd_eval(int argc, char **argv) {
     lorac_llm *llm;
     cli_open(&a, 1, &llm);
     cli_load_adapters(&a, llm);
-    lorac_evalset *set = cli_evalset_open(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
+    lorac_data *set = cli_load_eval_data(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
                                           "classification needs the adapter that holds the trained head; hint: --adapter DIR", 1);
     lorac_split_scores sc[3];
     int scored[3] = {0, 0, 0};
-    lorac_evalset_info in = {.size = sizeof in};
-    cli_check("eval", lorac_evalset_get_info(set, &in));
-    const double t0 = now();
+    lorac_data_info in = {.size = sizeof in};
+    cli_check("eval", lorac_data_get_info(set, &in));
+    const double t0 = cli_now();
     for (int i = 0; i < 3; i++) {
         sc[i] = (lorac_split_scores){in.n[i], NAN, -1}; /* empty, or not asked for: counted, not scored */
         scored[i] = want[i] && in.n[i] > 0;
-        if (scored[i]) cli_check("eval", lorac_llm_score(llm, set, i, batch, &sc[i]));
+        if (scored[i]) cli_check("eval", lorac_llm_score(llm, set, i, batch, NULL, &sc[i]));
     }
-    const double eval_seconds = now() - t0;
+    const double eval_seconds = cli_now() - t0;
     if (!scored[0] && !scored[1] && !scored[2])
         cli_die("eval", EXIT_USAGE, "--eval-splits %s: no such split has examples here (train %d, val %d, test %d); "
                 "hint: --split 0.7,0.1 carves train / validation / test out of --data, or drop --eval-splits",
@@ -93,7 +85,7 @@ int cmd_eval(int argc, char **argv) {
     lorac_llm_info li = {.size = sizeof li};
     cli_check("eval", lorac_llm_get_info(llm, &li));
     print_scores(&a, sc, scored, eval_seconds, &li);
-    lorac_evalset_close(set);
+    lorac_data_free(set);
     lorac_llm_close(llm);
     return 0;
 }

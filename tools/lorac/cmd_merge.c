@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "cli_data.h"
-#include "cli_evalset.h"
 
 static const cli_opt merge_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -200,15 +199,15 @@ int cmd_merge(int argc, char **argv) {
     }
 
     /* the test split, evaluated unmerged / fp32 merge / re-quantized */
-    lorac_evalset *set = NULL;
+    lorac_data *set = NULL;
     lorac_split_scores sc;
     int test_n = -1;
     double ev_loss[3] = {NAN, NAN, NAN}, ev_acc[3] = {-1, -1, -1};
     const int batch = cli_int(&a, "batch", 8, 1, 65536);
     if (eval) {
-        set = cli_evalset_open(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
+        set = cli_load_eval_data(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
                                "--data is a classification set but the adapter holds no classification head", 0);
-        cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+        cli_check("merge", lorac_llm_score(llm, set, 2, batch, NULL, &sc));
         test_n = sc.n;
         ev_loss[0] = sc.loss;
         ev_acc[0] = sc.acc;
@@ -224,7 +223,7 @@ int cmd_merge(int argc, char **argv) {
     lorac_llm_merge_report mr = {.size = sizeof mr};
     cli_check("merge", lorac_llm_merge_requant(llm, &mo, &mr));
     if (eval) {
-        cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+        cli_check("merge", lorac_llm_score(llm, set, 2, batch, NULL, &sc));
         ev_loss[1] = sc.loss;
         ev_acc[1] = sc.acc;
     }
@@ -242,7 +241,7 @@ int cmd_merge(int argc, char **argv) {
         cli_check("merge", lorac_llm_use_requantized(llm));
         probe_error("merge", llm, &p, &rq_rel, &rq_max);
         if (eval) {
-            cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+            cli_check("merge", lorac_llm_score(llm, set, 2, batch, NULL, &sc));
             ev_loss[2] = sc.loss;
             ev_acc[2] = sc.acc;
         }
@@ -266,7 +265,7 @@ int cmd_merge(int argc, char **argv) {
                               {ev_loss[0], ev_loss[1], ev_loss[2]}, {ev_acc[0], ev_acc[1], ev_acc[2]}};
     print_report(&rep, json);
     lorac_free(p.ref);
-    lorac_evalset_close(set);
+    lorac_data_free(set);
     lorac_llm_close(llm);
     return 0;
 }

@@ -1,9 +1,9 @@
 /* lorac train - fine-tune a model with LoRA (or full / head-only) on a
  * classification, plain-text or instruction data set, evaluate it on the
- * train / validation / test splits, and save the adapter.
- * Not on the public API yet (cli_internal.h): checkpoints and --resume,
- * data-parallel ranks, Ctrl-C and the results files have no public calls
- * (lorac_llm_train is the library's one-process training). */
+ * train / validation / test splits, and save the adapter. On the public
+ * API's training stages (lorac.h): lorac_data_load, lorac_llm_prepare,
+ * lorac_llm_fit (checkpoints, --resume, Ctrl-C through its stop flag,
+ * data-parallel ranks), lorac_llm_score; this file adds the output. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,9 +12,6 @@
 #include <unistd.h>
 
 #include "cli_data.h"
-#include "core/util.h"
-#include "lora/adapter_io.h"
-#include "train/checkpoint.h"
 
 const cli_opt cli_train_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -38,6 +35,8 @@ const cli_opt cli_train_opts[] = {
     {"padded-batches", NULL, "pad each batch to its longest example instead of packing the examples end to end"
                              " (same loss and gradients, more work; for comparisons)"},
     {"seed", "N", "seed for data order, splits, LoRA init and dropout (default 123)"},
+    {"model-dropout", "config|0", "the model's own dropout in training: config (default: the rates in its config.json,"
+                                  " as torch's train mode; encoders) or 0 (off: LoRA dropout only)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {"gradient-checkpointing", NULL, "keep only each layer's input and recompute the rest in backward: ~1/layers of"
                                      " the activation memory for ~1/3 more time (decoders)"},
@@ -84,18 +83,6 @@ static void on_sigint(int sig) {
     (void)w;
 }
 
-/* the adapter inside each checkpoint (LoRA), so that a checkpoint is also an --adapter */
-typedef struct {
-    const lorac_model *m;
-    const lorac_lora_config *lc;
-    const lorac_adapter_meta *meta;
-} adapter_ctx;
-
-static lorac_status save_adapter(const char *dir, void *ctx) {
-    const adapter_ctx *a = ctx;
-    return lorac_adapter_save(a->m, a->lc, a->meta, dir);
-}
-
 /* argv as a shell command line (single-quoted where needed), with --resume DIR instead of any given */
 static void resume_command(char *buf, size_t n, int argc, char **argv, const char *dir) {
     size_t o = (size_t)snprintf(buf, n, "lorac train");
@@ -117,10 +104,13 @@ static void resume_command(char *buf, size_t n, int argc, char **argv, const cha
     }
 }
 
-static void join_list(char *buf, size_t n, char (*items)[96], int k) {
-    size_t o = 0;
-    buf[0] = 0;
-    for (int i = 0; i < k && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? "," : "", items[i]);
+/* --model-dropout: 1 = the rates in config.json (default), 0 = off */
+static int model_dropout_opt(const cli_args *a) {
+    const char *v = cli_str(a, "model-dropout", "config");
+    if (!strcmp(v, "config")) return 1;
+    if (!strcmp(v, "0")) return 0;
+    cli_die("train", EXIT_USAGE, "--model-dropout '%s': expected config (the rates in the model's config.json) or 0 "
+            "(off)", v);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -134,124 +124,101 @@ int cmd_train(int argc, char **argv) {
         cli_dist_start(&a, o_ || r_ ? hint : NULL);
     }
     const int writer = cli_is_writer(); /* rank 0 (or the one process) prints and writes */
-    if (cli_dist) {
+    const int ranks = lorac_ranks_size(cli_ranks);
+    if (cli_ranks) {
         char where[2048];
-        cli_check("train", lorac_dist_describe_hosts(cli_dist, where, sizeof where));
-        fprintf(stderr, "data parallel: %d ranks on %s\n", lorac_dist_size(cli_dist), where);
+        cli_check("train", lorac_ranks_describe(cli_ranks, where, sizeof where));
+        fprintf(stderr, "data parallel: %d ranks on %s\n", ranks, where);
     }
     cli_set_threads(&a);
     const int appx = cli_has(&a, "preset");
     /* every flag is checked before anything slow happens */
-    lorac_train_opts o;
-    lorac_train_opts_default(&o);
-    o.epochs = cli_int(&a, "epochs", appx ? 5 : 1, 1, 100000);
-    o.batch_size = cli_int(&a, "batch", 8, 1, 65536);
-    if (o.batch_size < lorac_dist_size(cli_dist))
+    lorac_train_config c;
+    lorac_train_config_init(&c);
+    c.epochs = cli_int(&a, "epochs", appx ? 5 : 1, 1, 100000);
+    c.batch = cli_int(&a, "batch", 8, 1, 65536);
+    if (c.batch < ranks)
         cli_die("train", EXIT_USAGE, "--batch %d is smaller than the %d ranks; hint: --batch is the global batch, "
-                "shared out over the ranks: give at least one example per rank", o.batch_size, lorac_dist_size(cli_dist));
-    o.grad_accum = cli_int(&a, "grad-accum", 1, 1, 65536);
-    o.max_steps = cli_int(&a, "max-steps", 0, 0, 1 << 30);
-    o.lr = (float)cli_num(&a, "lr", appx ? 8e-4 : 1e-4, 0, 10);
-    o.weight_decay = (float)cli_num(&a, "weight-decay", appx ? 0.1 : 0.01, 0, 10);
-    o.loraplus = (lorac_loraplus_cfg){cli_num(&a, "loraplus-ratio", 0, 0, 1e6), cli_num(&a, "loraplus-lr-embedding", 1e-6, 0, 10),
-                                      cli_num(&a, "loraplus-weight-decay", 0, 0, 10)};
-    o.warmup_steps = cli_int(&a, "warmup", 0, 0, 1 << 30);
-    const char *sch = cli_str(&a, "schedule", "constant");
-    if (!strcmp(sch, "constant")) o.schedule = 0;
-    else if (!strcmp(sch, "linear")) o.schedule = 1;
-    else if (!strcmp(sch, "cosine")) o.schedule = 2;
-    else cli_die("train", EXIT_USAGE, "--schedule '%s': expected constant, linear or cosine", sch);
-    o.clip = (float)cli_num(&a, "clip", 0, 0, 1e9);
-    o.eval_every = cli_int(&a, "eval-every", 0, 0, 1 << 30);
-    o.skip_nonfinite = cli_has(&a, "skip-nonfinite");
-    o.padded = cli_has(&a, "padded-batches");
-    o.seed = cli_u64(&a, "seed", 123);
-    o.progress = cli_progress;
+                "shared out over the ranks: give at least one example per rank", c.batch, ranks);
+    c.grad_accum = cli_int(&a, "grad-accum", 1, 1, 65536);
+    c.max_steps = cli_int(&a, "max-steps", 0, 0, 1 << 30);
+    c.lr = (float)cli_num(&a, "lr", appx ? 8e-4 : 1e-4, 0, 10);
+    c.weight_decay = (float)cli_num(&a, "weight-decay", appx ? 0.1 : 0.01, 0, 10);
+    c.loraplus_ratio = (float)cli_num(&a, "loraplus-ratio", 0, 0, 1e6);
+    c.loraplus_lr_embedding = (float)cli_num(&a, "loraplus-lr-embedding", 1e-6, 0, 10);
+    c.loraplus_weight_decay = (float)cli_num(&a, "loraplus-weight-decay", 0, 0, 10);
+    c.warmup = cli_int(&a, "warmup", 0, 0, 1 << 30);
+    c.schedule = cli_str(&a, "schedule", "constant");
+    if (strcmp(c.schedule, "constant") && strcmp(c.schedule, "linear") && strcmp(c.schedule, "cosine"))
+        cli_die("train", EXIT_USAGE, "--schedule '%s': expected constant, linear or cosine", c.schedule);
+    c.clip = (float)cli_num(&a, "clip", 0, 0, 1e9);
+    c.eval_every = cli_int(&a, "eval-every", 0, 0, 1 << 30);
+    c.skip_nonfinite = cli_has(&a, "skip-nonfinite");
+    c.padded_batches = cli_has(&a, "padded-batches");
+    c.gradient_checkpointing = cli_has(&a, "gradient-checkpointing");
+    c.model_dropout = model_dropout_opt(&a);
+    c.progress = cli_progress;
     int splits_wanted[3];
     cli_eval_splits(&a, splits_wanted); /* checked now, used after training */
-    int n_last;
-    cli_method_parse("train", "--method", cli_str(&a, "method", "lora"), &n_last);
+    cli_train_config(&a, &c);           /* method, LoRA flags, seed */
+    const int is_lora = !strcmp(c.method, "lora") || !strcmp(c.method, "qlora"); /* both save an adapter */
     const char *out = cli_str(&a, "out", NULL);
-    const int save_every = cli_int(&a, "save-every", 0, 1, 1 << 30);
-    o.keep_checkpoints = cli_int(&a, "keep-checkpoints", 2, 0, 1 << 30);
+    c.save_every = cli_int(&a, "save-every", 0, 1, 1 << 30);
+    c.keep_checkpoints = cli_int(&a, "keep-checkpoints", 2, 0, 1 << 30);
     const char *resume = cli_str(&a, "resume", NULL);
     char ckpt[1200], run_dir[1200], cdir[1300];
     if (resume) { /* the checkpoint is found before anything slow happens */
-        cli_check("train", lorac_ckpt_resolve(resume, ckpt, sizeof ckpt));
-        if (!out && lorac_ckpt_run_dir(ckpt, run_dir, sizeof run_dir)) out = run_dir;
-        o.resume_from = ckpt;
+        cli_check("train", lorac_checkpoint_find(resume, ckpt, sizeof ckpt, run_dir, sizeof run_dir));
+        if (!out && run_dir[0]) out = run_dir;
+        c.resume_from = ckpt;
     }
     if (cli_has(&a, "save-every") && !out)
         cli_die("train", EXIT_USAGE, "--save-every needs --out (checkpoints go to OUT/checkpoints)");
-    o.save_every = save_every;
     char mpath[1200];
     int clear_checkpoints = 0;
     if (out) { /* every rank checks (so a refusal ends each alike); only rank 0 writes */
         char probe[1200];
-        lorac_path_join(cdir, sizeof cdir, out, "checkpoints");
-        if (!resume && lorac_file_exists(lorac_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
+        cli_path_join(cdir, sizeof cdir, out, "checkpoints");
+        if (!resume && cli_file_exists(cli_path_join(probe, sizeof probe, out, "adapter_config.json")) && !cli_has(&a, "overwrite"))
             cli_die("train", EXIT_USAGE, "%s already holds an adapter; hint: choose another --out or pass --overwrite", out);
-        if (!resume && lorac_ckpt_exists(cdir)) {
+        if (!resume && lorac_checkpoint_exists(cdir)) {
             if (!cli_has(&a, "overwrite"))
                 cli_die("train", EXIT_USAGE, "%s holds checkpoints of an earlier run; hint: --resume %s continues it, "
                         "--overwrite starts over", out, out);
             clear_checkpoints = 1;
         }
-        o.metrics_path = lorac_path_join(mpath, sizeof mpath, out, "metrics.jsonl");
-        o.checkpoint_dir = cdir; /* a checkpoint on Ctrl-C always; with --save-every also every N steps */
+        c.metrics_path = cli_path_join(mpath, sizeof mpath, out, "metrics.jsonl");
+        c.checkpoint_dir = cdir; /* a checkpoint on Ctrl-C always; with --save-every also every N steps */
     }
 
     lorac_llm *llm;
     cli_open(&a, 1, &llm);
-    lorac_model *m = llm->m;
+    cli_check("train", lorac_train_config_check(&c)); /* --layers, --init: before the data loads */
+    lorac_data *data = cli_load_data(&a, llm, 0);
+    lorac_data_info di = {.size = sizeof di};
+    cli_check("train", lorac_data_get_info(data, &di));
+    if (!strcmp(c.method, "head") && strcmp(di.task, "classify"))
+        cli_die("train", EXIT_USAGE, "--method head needs a classification task");
+    int head_in_full = 0;
+    cli_quant_opts_need_qlora(&a, !strcmp(c.method, "qlora"));
+    if (!strcmp(c.method, "qlora")) (void)cli_qformat_keep(&a, cli_str(&a, "model", NULL)); /* keep needs a .gguf */
+    cli_check("train", lorac_llm_prepare(llm, &c, data, &head_in_full));
+    if (!strcmp(c.method, "qlora")) cli_print_quantized_base(llm, "qlora");
+    if (head_in_full)
+        fprintf(stderr, "note: training the new classification head in full (PEFT's modules_to_save for SEQ_CLS)\n");
+    cli_print_params("train", llm, stderr);
+    cli_print_tokenized(&a, data);
 
-    lorac_lora_config lc;
-    cli_lora_config(&a, &lc);
-    cli_splits sp;
-    cli_load_splits(&a, &sp, 0);
-    if (sp.task == LORAC_TASK_CLS) cli_add_head(&a, m, sp.train.n_labels, lc.seed);
-    cli_apply_method(&a, llm, &lc, 1);
-    cli_print_trainable(m, stderr);
-    if (cli_has(&a, "gradient-checkpointing")) cli_check("train", lorac_model_set_grad_ckpt(m, 1));
-
-    cli_tokenized tk;
-    cli_tokenize_splits(&a, &sp, llm, &tk);
-
-    o.task = sp.task;
     if (out && writer) { /* created only now that the model and data have loaded */
-        cli_check("train", lorac_mkdirs(out));
+        cli_mkdirs("train", out);
         if (!resume) remove(mpath); /* metrics of an earlier run into the same --out (allowed by --overwrite) */
-        if (clear_checkpoints) cli_check("train", lorac_ckpt_clear(cdir));
+        if (clear_checkpoints) cli_check("train", lorac_checkpoint_clear(cdir));
     }
-    /* what a resumed run must share with the checkpoint besides the trainer's own settings */
-    const char *method = cli_str(&a, "method", "lora");
-    const int is_lora = !strcmp(method, "lora") || !strcmp(method, "qlora"); /* both save an adapter */
-    char r_s[16], alpha_s[32], drop_s[32], tgt_s[2048], mts_s[2048], layers_s[1200], *q = layers_s;
-    snprintf(r_s, sizeof r_s, "%d", lc.r);
-    snprintf(alpha_s, sizeof alpha_s, "%.7g", lc.alpha);
-    snprintf(drop_s, sizeof drop_s, "%.7g", lc.dropout);
-    if (lc.target_regex[0]) snprintf(tgt_s, sizeof tgt_s, "regex %s", lc.target_regex);
-    else join_list(tgt_s, sizeof tgt_s, lc.targets, lc.n_targets);
-    join_list(mts_s, sizeof mts_s, lc.modules_to_save, lc.n_modules_to_save);
-    layers_s[0] = 0;
-    for (int i = 0; i < lc.n_layers && q < layers_s + sizeof layers_s - 16; i++) q += sprintf(q, "%s%d", i ? "," : "", lc.layers[i]);
-    static const char *const bias_names[] = {"none", "all", "lora_only"};
-    const char *run_cfg[] = {"method", method, "r", r_s, "alpha", alpha_s, "dropout", drop_s, "target", tgt_s,
-                             "bias", bias_names[lc.bias], "modules-to-save", mts_s, "rslora", lc.use_rslora ? "1" : "0",
-                             "layers", layers_s, "split-qkv", lc.split_fused ? "1" : "0", "qformat", cli_str(&a, "qformat", ""),
-                             "qembed", cli_str(&a, "qembed", "on"),
-                             "base", cli_str(&a, "base", "fp32"), "dora", lc.use_dora ? "1" : "0",
-                             "init", cli_str(&a, "init", "true"), "rank-pattern", cli_str(&a, "rank-pattern", ""),
-                             "alpha-pattern", cli_str(&a, "alpha-pattern", ""), NULL};
-    if (!is_lora) run_cfg[2] = NULL; /* the LoRA settings mean nothing to the other methods */
-    o.run_config = run_cfg;
-    lorac_adapter_meta meta = {cli_str(&a, "model", NULL), sp.task == LORAC_TASK_CLS ? "SEQ_CLS" : "CAUSAL_LM",
-                               m->n_classes, (const char *const *)sp.train.label_names};
-    adapter_ctx actx = {m, &lc, &meta};
-    if (is_lora) {
-        o.checkpoint_extra = save_adapter;
-        o.checkpoint_extra_ctx = &actx;
-    }
+    /* what a resumed run must share with the checkpoint besides the method
+     * and LoRA settings (the library records those) and the trainer's own */
+    const char *run_cfg[] = {"qformat", cli_str(&a, "qformat", ""), "qembed", cli_str(&a, "qembed", "on"),
+                             "base", cli_str(&a, "base", "fp32"), NULL};
+    if (is_lora) c.run_config = run_cfg; /* the LoRA-side settings mean nothing to the other methods */
     if (resume) fprintf(stderr, "resuming from %s\n", ckpt);
 
     /* Ctrl-C stops at a step boundary with a checkpoint (unless SIGINT is
@@ -263,14 +230,14 @@ int cmd_train(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, NULL, &old_sa);
     if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
-    o.stop = &stop_requested;
-    o.dist = cli_dist;
-    lorac_train_result r;
-    lorac_status tst = lorac_train(m, &tk.train, tk.val.n ? &tk.val : NULL, &o, &r);
+    c.stop = &stop_requested;
+    c.ranks = cli_ranks;
+    lorac_fit_report r = {.size = sizeof r};
+    lorac_status tst = lorac_llm_fit(llm, &c, data, &r);
     sigaction(SIGINT, &old_sa, NULL);
-    lorac_dist_stats ds; /* the training's communication, before the evaluations add theirs */
-    lorac_dist_get_stats(cli_dist, &ds);
-    if (tst == LORAC_OK && r.interrupted) {
+    lorac_ranks_stats ds; /* the training's communication, before the evaluations add theirs */
+    cli_check("train", lorac_ranks_get_stats(cli_ranks, &ds));
+    if (tst == LORAC_ERR_CANCELLED && r.stopped) {
         if (r.checkpoint[0]) {
             char cmd[8192];
             resume_command(cmd, sizeof cmd, argc, argv, out);
@@ -285,13 +252,12 @@ int cmd_train(int argc, char **argv) {
     cli_check("train", tst);
     if (r.resumed_step) fprintf(stderr, "resumed at step %d of %s\n", r.resumed_step, ckpt);
     if (r.checkpoint[0]) fprintf(stderr, "last checkpoint: %s\n", r.checkpoint);
-    if (o.padded)
+    if (c.padded_batches)
         fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (%.1f incl. padding), last-epoch loss %.4f\n",
                 r.steps, r.seconds, r.tokens_per_s, r.seconds > 0 ? r.padded_tokens / r.seconds : 0.0, r.final_loss);
     else
         fprintf(stderr, "trained %d steps in %.1f s: %.1f tokens/s (packed batches, no padding), last-epoch loss %.4f\n",
                 r.steps, r.seconds, r.tokens_per_s, r.final_loss);
-    const int ranks = lorac_dist_size(cli_dist);
     const double step_bytes = r.steps > r.resumed_step ? (double)ds.bytes / (r.steps - r.resumed_step) : 0;
     if (ranks > 1)
         fprintf(stderr, "data parallel: %d ranks; each sent %.2f MB per step (gradients and loss); of the %.1f s of "
@@ -301,24 +267,26 @@ int cmd_train(int argc, char **argv) {
                 ds.seconds - ds.wait_seconds, ds.wait_seconds);
 
     cli_results res;
-    cli_evaluate_splits(&a, m, &tk, sp.task, o.batch_size, &res);
+    cli_score_splits(&a, llm, data, c.batch, &res);
     res.train_seconds = r.seconds;
     res.tokens_per_s = r.tokens_per_s;
     res.steps = r.steps;
-    lorac_count_params(m, &res.trainable, &res.all);
-    res.peak_rss = lorac_peak_rss();
+    lorac_llm_info info = {.size = sizeof info};
+    cli_check("train", lorac_llm_get_info(llm, &info));
+    res.trainable = info.params_trainable;
+    res.all = info.params_all;
+    res.peak_rss = cli_peak_rss();
     res.ranks = ranks;
     res.comm_seconds = ds.seconds;
     res.comm_wait_seconds = ds.wait_seconds;
     res.comm_bytes_per_step = step_bytes;
     if (out && writer) {
-        if (is_lora) cli_check("train", lorac_adapter_save(m, &lc, &meta, out));
-        cli_write_results(&a, out, &res, &sp);
+        if (is_lora) cli_check("train", lorac_llm_adapter_save(llm, out));
+        cli_write_results(&a, out, &res, NULL);
         fprintf(stderr, "adapter and results written to %s\n", out);
     }
-    if (writer) cli_print_results(&a, &res, &sp);
-    cli_tokenized_free(&tk);
-    cli_splits_free(&sp);
+    if (writer) cli_print_results(&a, &res, NULL);
+    lorac_data_free(data);
     lorac_llm_close(llm);
     cli_dist_end();
     return 0;

@@ -96,6 +96,9 @@ static lorac_status apply_method(lorac_llm *llm, const lorac_train_config *c, lo
     int n;
     LORAC_TRY(parse_method(c->method, &meth, &n));
     *is_lora = meth == M_LORA;
+    /* A GGUF base keeps an untied LM head's blocks for decoding (LORAC_QLOAD_KEEP_HEAD); training runs over an
+       fp32 head, as QLoRA always has (the same values: the blocks dequantized exactly). */
+    if (m->lm_head && m->lm_head->q && !m->lm_head->q_shared) LORAC_TRY(lorac_linear_dequantize(m->lm_head));
     switch (meth) {
     case M_LORA:
         if (llm->base == LORAC_BASE_NF4 || llm->base == LORAC_BASE_GGUF) { /* QLoRA: every Linear quantized */

@@ -13,7 +13,7 @@ static const cli_opt eval_opts[] = {
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
     CLI_QBASE_OPTS,
-    CLI_BASE_OPT,
+    CLI_INFER_BASE_OPT,
     CLI_DATA_OPTS,
     {"batch", "N", "batch size (default 8)"},
     {"seed", "N", "seed for --balance / --split (default 123)"},
@@ -34,7 +34,7 @@ int cmd_eval(int argc, char **argv) {
     cli_eval_splits(&a, splits_wanted); /* a bad list fails before anything loads */
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     lorac_llm *llm;
-    cli_open(&a, 1, &llm);
+    cli_open_infer(&a, 1, &llm);
     lorac_model *m = llm->m;
     cli_load_adapters(&a, llm);
     cli_splits sp;

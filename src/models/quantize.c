@@ -122,7 +122,7 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
     if (f < LORAC_QF_Q4_0 || f >= LORAC_QF_COUNT) {
         if (note)
             fallback_note(m, "%s: %s is %s, not a GGML block format: quantized to NF4", m->path, t->name,
-                      lorac_dtype_name(t->dtype));
+                          lorac_dtype_name(t->dtype));
         return LORAC_OK;
     }
     if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
@@ -132,7 +132,7 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
     if (bs <= 0 || cols % bs) {
         if (note)
             fallback_note(m, "%s: rows of %s (%s) hold %d values, not a whole number of %d-value blocks: quantized to NF4",
-                      m->path, t->name, lorac_dtype_name(t->dtype), cols, bs);
+                          m->path, t->name, lorac_dtype_name(t->dtype), cols, bs);
         return LORAC_OK;
     }
     const size_t row_bytes = (size_t)(cols / bs) * lorac_block_bytes(t->dtype), need = row_bytes * (size_t)rows;

@@ -73,9 +73,13 @@ void cli_set_threads(const cli_args *a);
 void cli_open(const cli_args *a, int with_tok, lorac_llm **llm);
 /* cli_open for the commands that only run the model (generate, eval): its
  * --base (CLI_INFER_BASE_OPT) is auto by default, i.e. a .gguf keeps its
- * own GGML blocks (LORAC_BASE_AUTO), and one line on stderr says which base
- * was used. Training commands keep cli_open: fp32 unless --method qlora. */
+ * own GGML blocks (LORAC_BASE_AUTO). Training commands keep cli_open: fp32
+ * unless --method qlora. */
 void cli_open_infer(const cli_args *a, int with_tok, lorac_llm **llm);
+/* "base gguf (--base auto: ...): N Linears in Q4_1, token embedding in Q8_0,
+ * lm_head in Q8_0; X MB" or "base fp32" on stderr: which base runs (called
+ * once the usage checks are done, so an error stays one line). */
+void cli_print_base(const cli_args *a, const lorac_llm *llm);
 /* "LABEL: N Linears in NF4, base X MB (Y bits/param) ..." for a quantized
  * (qlora) or bf16 base, to stderr. */
 void cli_print_quantized_base(const lorac_llm *llm, const char *label);

@@ -254,21 +254,25 @@ static void open_model(const cli_args *a, int with_tok, int infer, lorac_llm **l
         cli_check(a->cmd, lorac_llm_get_info(*llm, &q));
         fprintf(stderr, "note: bf16 products %s\n", q.bf16_native ? "native (oneDNN, AVX512-BF16)" : "emulated (widened to fp32)");
     }
-    if (infer && !bf16) { /* which base ran: the speed of a decoding step follows its bytes */
-        lorac_llm_info q = {.size = sizeof q};
-        cli_check(a->cmd, lorac_llm_get_info(*llm, &q));
-        static const char *const names[] = {"fp32", "bf16", "nf4", "gguf", "auto"};
-        if (q.base == LORAC_BASE_FP32)
-            fprintf(stderr, "base fp32%s\n", o.base == LORAC_BASE_AUTO ? " (--base auto: not a .gguf)" : "");
-        else
-            fprintf(stderr, "base %s%s: %d Linears in %s, token embedding in %s, lm_head in %s; %.4g MB\n",
-                    names[q.base], o.base == LORAC_BASE_AUTO ? " (--base auto: the .gguf's own blocks)" : "",
-                    q.quantized_linears, q.formats[0] ? q.formats : "-", q.embed_format,
-                    q.head_format[0] ? q.head_format : "-", q.base_bytes / 1e6);
-        if (q.fallback)
-            fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", q.fallback,
-                    q.fallback > 1 ? "s" : "", q.fallback_note, q.fallback > 1 ? "; ..." : "");
-    }
+}
+
+/* The base an inference command runs, one line on stderr: a decoding step's speed follows its bytes. */
+void cli_print_base(const cli_args *a, const lorac_llm *llm) {
+    const char *base = opt_if_declared(a, "base");
+    if (base && !strcmp(base, "bf16")) return; /* open_model said it already */
+    const int is_auto = (!base || !strcmp(base, "auto")) && !method_is_qlora(a);
+    lorac_llm_info q = {.size = sizeof q};
+    cli_check(a->cmd, lorac_llm_get_info(llm, &q));
+    static const char *const names[] = {"fp32", "bf16", "nf4", "gguf", "auto"};
+    if (q.base == LORAC_BASE_FP32)
+        fprintf(stderr, "base fp32%s\n", is_auto ? " (--base auto: not a .gguf)" : "");
+    else
+        fprintf(stderr, "base %s%s: %d Linears in %s, token embedding in %s, lm_head in %s; %.4g MB\n", names[q.base],
+                is_auto ? " (--base auto: the .gguf's own blocks)" : "", q.quantized_linears,
+                q.formats[0] ? q.formats : "-", q.embed_format, q.head_format[0] ? q.head_format : "-", q.base_bytes / 1e6);
+    if (q.fallback)
+        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", q.fallback,
+                q.fallback > 1 ? "s" : "", q.fallback_note, q.fallback > 1 ? "; ..." : "");
 }
 
 void cli_open(const cli_args *a, int with_tok, lorac_llm **llm) { open_model(a, with_tok, 0, llm); }

@@ -47,6 +47,7 @@ int cmd_eval(int argc, char **argv) {
     cli_tokenized tk;
     cli_tokenize_splits(&a, &sp, llm, &tk);
     cli_results r;
+    cli_print_base(&a, llm);
     cli_evaluate_splits(&a, m, &tk, sp.task, cli_int(&a, "batch", 8, 1, 65536), &r);
     if (!r.scored[0] && !r.scored[1] && !r.scored[2])
         cli_die("eval", EXIT_USAGE, "--eval-splits %s: no such split has examples here (train %d, val %d, test %d); "

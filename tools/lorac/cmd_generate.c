@@ -101,6 +101,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int print_ids = cli_has(&a, "ids");
     o.no_kv_cache = cli_has(&a, "no-kv-cache");
+    cli_print_base(&a, llm);
     lorac_gen_stats st;
     cli_check("generate", lorac_llm_generate_ids(llm, ids, n, &o, on_token, &print_ids, NULL, NULL, &st));
     putchar('\n');

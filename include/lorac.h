@@ -166,6 +166,9 @@ typedef struct lorac_llm_info {
     int fallback;            /* LORAC_BASE_GGUF: Linears that could not keep the file's format (went to NF4) */
     char fallback_note[256]; /* ... and why, for the first */
     int bf16_native;         /* 1: bf16 products run natively (oneDNN, AVX512-BF16); 0: widened to fp32 */
+    char path[1024];         /* where it was read from (lorac_llm_create: the config.json) */
+    int head_dim, ffn_dim;   /* attention head size, MLP hidden size */
+    int tied;                /* 1: the LM head is the token embedding */
     lorac_base_format base;  /* the base as opened (LORAC_BASE_AUTO resolved: GGUF or FP32) */
     char head_format[16];    /* the LM head's weight format ("fp32", "q6_k"; a tied head: the embedding's; "" = none) */
 } lorac_llm_info;
@@ -295,6 +298,169 @@ typedef struct lorac_llm_export_info {
 } lorac_llm_export_info;
 LORAC_API lorac_status lorac_llm_export_gguf(lorac_llm *llm, const char *adapter_dir, const char *path, int f16,
                                              lorac_llm_export_info *info);
+
+/* ---- Inspecting, evaluating, merging (lorac info / modules / eval / merge) --
+ * What the CLI's info, modules, eval and merge are built on. Besides
+ * lorac_llm*, two more public namespaces that no internal name uses:
+ * lorac_evalset* (a data file ready to score) and lorac_lorafile* (a
+ * llama.cpp LoRA GGUF). */
+
+/* A model of config.json's shapes with random weights and no tokenizer
+ * (nothing else is read): module trees and parameter counts without the
+ * checkpoint. lorac_llm_close frees it. [any thread] */
+LORAC_API lorac_status lorac_llm_create(const char *config_json, lorac_llm **out);
+
+/* Add a fresh classification head of n_classes (>= 1) on the last token
+ * ("score"; an encoder's classifier), as lorac_llm_train adds one: init
+ * "hf" (NULL; transformers' N(0, initializer_range), decoders' score
+ * without bias) or "torch" (nn.Linear with bias); a head read from the
+ * checkpoint with n_classes is kept. Refused once adapters are held.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_add_head(lorac_llm *llm, int n_classes, const char *init, uint64_t seed);
+
+/* The parameters in the order PEFT's named_parameters lists them: every
+ * base weight, each followed by the adapter tensors that sit on it
+ * (lora_A, lora_B, a DoRA magnitude; lora_embedding_A / _B on the token
+ * embedding). Count with lorac_llm_param_count (-1 for NULL). name stays
+ * valid until the adapters change or lorac_llm_close. [read-only] */
+typedef enum lorac_llm_param_kind {
+    LORAC_PARAM_BASE = 0,   /* a weight of the model itself */
+    LORAC_PARAM_LORA_A = 1, /* lora_A (lora_embedding_A on the embedding) */
+    LORAC_PARAM_LORA_B = 2,
+    LORAC_PARAM_DORA_M = 3, /* DoRA's magnitude vector */
+} lorac_llm_param_kind;
+typedef struct lorac_llm_param_info {
+    size_t size;           /* sizeof(lorac_llm_param_info): set it before the call */
+    const char *name;      /* Hugging Face / PEFT name */
+    int ndim;              /* 1 or 2 */
+    int64_t shape[2];
+    int trainable;
+    lorac_llm_param_kind kind;
+    int on_lm_head;        /* an adapter tensor on the output layer (lm_head) */
+    int on_embedding;      /* the token embedding, or an adapter tensor on it */
+    /* adapter tensors: their pair's settings */
+    int r;                 /* rank (per part) */
+    int parts;             /* 3: one pair per q / k / v inside a fused Linear (split_qkv), else 1 */
+    float alpha;
+    double scale;          /* alpha / r (rsLoRA: alpha / sqrt(r)) */
+    int residual_init;     /* PiSSA / OLoRA: the base weight is the residual of the init */
+} lorac_llm_param_info;
+LORAC_API int lorac_llm_param_count(const lorac_llm *llm);
+LORAC_API lorac_status lorac_llm_param(const lorac_llm *llm, int i, lorac_llm_param_info *out);
+/* What Linear module i (lorac_llm_module) is: 0 a block's (or a
+ * pre-classifier's), 1 the output layer (lm_head), 2 the classification
+ * head; neither 1 nor 2 is in PEFT's all-linear. -1 for a NULL llm or a
+ * bad i. [read-only] */
+LORAC_API int lorac_llm_module_role(const lorac_llm *llm, int i);
+
+/* A llama.cpp LoRA GGUF file (lorac_llm_export_gguf, llama.cpp's
+ * convert_lora_to_gguf.py): its header and tensors as lorac's GGUF reader
+ * sees them. A GGUF file whose general.type is not "adapter" (a model) is
+ * LORAC_ERR_FORMAT. [any thread; one handle: read-only] */
+typedef struct lorac_lorafile lorac_lorafile;
+typedef struct lorac_lorafile_info {
+    size_t size;            /* sizeof(lorac_lorafile_info): set it before the call */
+    uint32_t version;       /* GGUF version */
+    char arch[64];          /* general.architecture ("" if missing) */
+    char adapter_type[32];  /* adapter.type ("" if missing) */
+    int has_alpha;          /* adapter.lora.alpha is there ... */
+    double alpha;           /* ... with this value */
+    int n_tensors;
+} lorac_lorafile_info;
+typedef struct lorac_lorafile_tensor_info {
+    const char *name;       /* valid until lorac_lorafile_close */
+    int64_t ne[2];          /* GGUF's ne[0] (row length), ne[1] (rows), as llama.cpp prints them */
+    char type[16];          /* "F32", "F16", "Q8_0", ... */
+} lorac_lorafile_tensor_info;
+LORAC_API lorac_status lorac_lorafile_open(const char *path, lorac_lorafile **out);
+LORAC_API void lorac_lorafile_close(lorac_lorafile *f); /* NULL is fine */
+LORAC_API lorac_status lorac_lorafile_get_info(const lorac_lorafile *f, lorac_lorafile_info *info);
+LORAC_API lorac_status lorac_lorafile_tensor(const lorac_lorafile *f, int i, lorac_lorafile_tensor_info *out);
+
+/* An evaluation set: d's files loaded, split as lorac_llm_train splits
+ * them with the same seed (d->whole: every row of d->data is the test
+ * split) and tokenized with llm's tokenizer. Score it with lorac_llm_score
+ * on llm (or on another llm with the same tokenizer and context). The set
+ * owns its data; it does not refer to llm afterwards. Errors name the file
+ * and row. [read-only on llm] */
+typedef struct lorac_evalset lorac_evalset;
+typedef struct lorac_data_config lorac_data_config;   /* declared below (Training and evaluation) */
+typedef struct lorac_split_scores lorac_split_scores; /* ditto */
+LORAC_API lorac_status lorac_evalset_open(const lorac_llm *llm, const lorac_data_config *d, uint64_t seed,
+                                          lorac_evalset **out);
+LORAC_API void lorac_evalset_close(lorac_evalset *s); /* NULL is fine */
+typedef struct lorac_evalset_info {
+    size_t size;             /* sizeof(lorac_evalset_info): set it before the call */
+    char task[16];           /* "classify", "lm", "instruct" */
+    int n[3];                /* examples in train, val, test */
+    int skipped[3];          /* bad rows skipped (skip_bad_rows) in data, val, test */
+    int truncated[3];        /* examples of train, val, test cut to max_len tokens */
+    int max_len;
+    int n_labels;            /* classify: classes (those of train; of test when unsplit) */
+    lorac_chat_info chat;    /* instruct: the chat format the examples are written in */
+} lorac_evalset_info;
+LORAC_API lorac_status lorac_evalset_get_info(const lorac_evalset *s, lorac_evalset_info *info);
+/* classify: the name of class i (NULL outside 0..n_labels) and, in *count
+ * (may be NULL), its examples in the train split. Valid until close. */
+LORAC_API const char *lorac_evalset_label(const lorac_evalset *s, int i, int *count);
+/* Score the model as it is (active adapter, merged or re-quantized
+ * weights) on one split (0 train, 1 val, 2 test): mean loss per example
+ * (classify) or per target token, accuracy (classify; else -1); an empty
+ * split gives n 0, loss NAN. batch 0: 8. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_score(lorac_llm *llm, const lorac_evalset *s, int split, int batch,
+                                       lorac_split_scores *out);
+
+/* The model's outputs for token ids[B*T] (B sequences of T, no padding;
+ * T <= the context): with a classification head its class logits
+ * [B, n_classes], else the LM logits [B, T, vocab]. *out from malloc
+ * (lorac_free), *n its floats. [one thread per llm] */
+LORAC_API lorac_status lorac_llm_logits(lorac_llm *llm, const int *ids, int B, int T, float **out, size_t *n);
+
+/* Merging into a checkpoint file, with the error each step brings. */
+typedef enum lorac_merged_format {
+    LORAC_MERGED_FP32 = 0, /* a Hugging Face directory, every weight fp32 (PEFT merge_and_unload + save_pretrained) */
+    LORAC_MERGED_NF4 = 1,  /* a Hugging Face directory in bitsandbytes' NF4 serialization */
+    LORAC_MERGED_GGUF = 2, /* a .gguf base's file again, each adapted tensor re-quantized to its own format */
+} lorac_merged_format;
+typedef struct lorac_llm_merge_opts {
+    size_t size;                /* sizeof(lorac_llm_merge_opts), set by lorac_llm_merge_opts_init */
+    lorac_merged_format format; /* what lorac_llm_save_merged writes (default FP32) */
+    int nearest;                /* re-quantizing: 1 = each weight to its nearest level; 0 (default) = stochastic
+                                   rounding (unbiased: a delta under half a step survives on average) */
+    const char *tokenizer;      /* Hugging Face outputs: copy tokenizer files from this directory (NULL: the base's) */
+} lorac_llm_merge_opts;
+LORAC_API void lorac_llm_merge_opts_init(lorac_llm_merge_opts *o);
+typedef struct lorac_llm_merge_report {
+    size_t size;               /* sizeof(lorac_llm_merge_report): set it before the call */
+    int adapted;               /* LoRA modules merged */
+    double fp32_rms, fp32_max; /* bound on |W' - (W + s B A)| (one float rounding) over the adapted weights */
+    int requantized;           /* 1: the re-quantized figures below; 0: none (why: note) */
+    char formats[64];          /* their formats, "+"-joined ("Q4_1", "NF4") */
+    int tensors;               /* weights re-quantized */
+    int skipped;               /* adapted Linears the GGUF file has no tensor for (heads), not re-quantized */
+    char first_skipped[112];
+    double rms_w, rms_delta;   /* RMS of the merged weights W' and of the LoRA deltas */
+    double rms_err, max_err;   /* RMS / max of deq(quant(W')) - W' */
+    double kept;               /* the share of the LoRA delta the re-quantized weights keep */
+    char note[512];
+} lorac_llm_merge_report;
+/* Merge the adapter applied on llm (lorac_llm_adapter_apply) into the base
+ * in fp32 (the delta formed in double; over an NF4 / GGUF base the merge
+ * starts from the weights training saw) and re-quantize the merged weights
+ * for o->format (FP32: the figures of re-quantizing to the base's GGUF
+ * formats, else to NF4, when that is possible; report->requantized 0 and
+ * a note otherwise). The llm then computes the fp32 merge;
+ * lorac_llm_use_requantized switches it to what the re-quantized file
+ * computes. o may be NULL (defaults). [one thread per llm] */
+LORAC_API lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_llm_merge_opts *o, lorac_llm_merge_report *report);
+/* Put the re-quantized weights (dequantized) into the merged model.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_use_requantized(lorac_llm *llm);
+/* Write the merged model as lorac_llm_merge_requant's format says: FP32 /
+ * NF4 a directory (created), GGUF the file path; every file via a
+ * temporary name, then renamed. FP32 writes the weights the llm holds
+ * (before lorac_llm_use_requantized: the fp32 merge). [one thread per llm] */
+LORAC_API lorac_status lorac_llm_save_merged(lorac_llm *llm, const char *path);
 
 /* ======================================================================
  * Inference

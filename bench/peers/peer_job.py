@@ -40,8 +40,9 @@ What a PEFT user writes, with a plain training loop (closest to lorac's):
 Dropout: lora_dropout 0 on both sides. The model's own dropout is left as its
 config says (--model-dropout config): SmolLM2 has none; all-MiniLM-L6-v2's
 BERT config has hidden and attention dropout 0.1, which transformers applies in
-train mode and lorac does not implement; --model-dropout 0 turns it off for
-the same math as lorac.
+train mode (lorac applies the same rates in the same places; its masks come
+from its own hash, not torch's RNG); --model-dropout 0 turns it off, as
+lorac train --model-dropout 0 does.
 
 Training: AdamW (torch.optim.AdamW, lr, weight decay; PyTorch's betas and eps,
 as lorac) over the trainable parameters, constant learning rate, lora_dropout 0,
@@ -95,8 +96,7 @@ def parse_args(argv=None):
     p.add_argument("--dora", action="store_true", help="DoRA (LoraConfig use_dora=True)")
     p.add_argument("--model-dropout", choices=["config", "0"], default="config",
                    help="the model's own dropout (BERT's hidden / attention dropout, 0.1 in all-MiniLM-L6-v2): "
-                        "as its config.json says, what a user gets in train mode (default), or 0, the math lorac "
-                        "does (lorac has lora_dropout only)")
+                        "as its config.json says, what a user gets in train mode (default), or 0 (off)")
     a = p.parse_args(argv)
     if min(a.r, a.batch, a.max_len, a.epochs, a.threads) < 1 or a.max_steps < 0:
         p.error("r, batch, max-len, epochs, threads must be >= 1, max-steps >= 0")

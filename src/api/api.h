@@ -38,6 +38,12 @@ struct lorac_llm {
     int applied_classes;
     char *labels[LORAC_API_MAX_LABELS]; /* class names of the applied adapter (malloc'd) */
     int n_labels;
+    /* lorac_llm_merge_requant (merge.c): the merged model's format, its
+     * tokenizer source and the re-quantized weights (NULL: none) */
+    int merged;
+    lorac_merged_format merged_format;
+    char merged_tok[1024];
+    struct lorac_requant *requant;
 };
 
 /* NULL handle / pointer: LORAC_ERR_ARG naming the call and the argument. */
@@ -59,6 +65,8 @@ struct lorac_llm {
 lorac_status lorac_api_wrap(lorac_model *m, lorac_llm **out);
 /* Forget the applied adapter's record (labels freed). */
 void lorac_api_forget_applied(lorac_llm *llm);
+/* Free what lorac_llm_merge_requant keeps (lorac_llm_close). */
+void lorac_api_merge_free(lorac_llm *llm);
 /* Class names of the active adapter (named or applied), or NULL. */
 const char *lorac_api_label(const lorac_llm *llm, int i);
 

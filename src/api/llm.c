@@ -126,6 +126,7 @@ void lorac_llm_close(lorac_llm *llm) {
     if (!llm) return;
     if (llm->m) lorac_adapters_free(&llm->set);
     lorac_api_forget_applied(llm);
+    lorac_api_merge_free(llm);
     lorac_tokenizer_free(llm->tok.t);
     lorac_model_free(llm->m);
     free(llm);
@@ -170,6 +171,10 @@ lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info) {
     info->fallback = m->q_fallback;
     snprintf(info->fallback_note, sizeof info->fallback_note, "%s", m->q_note);
     info->bf16_native = op_gemm_bf16_native();
+    snprintf(info->path, sizeof info->path, "%s", m->path);
+    info->head_dim = m->cfg.head_dim;
+    info->ffn_dim = m->cfg.ffn_dim;
+    info->tied = m->cfg.tied;
     info->base = llm->base;
     if (m->lm_head)
         snprintf(info->head_format, sizeof info->head_format, "%s",

@@ -1,12 +1,16 @@
 /* lorac eval - evaluate a base model, optionally with an adapter, on a data
  * file: accuracy and loss (classification) or loss and perplexity (LM).
- * Not on the public API yet (cli_internal.h, via cli_data.h): it shares
- * lorac train's data loading, split and results printing (cli_data.c). */
+ * On the public API only: the data flags become a lorac_evalset
+ * (cli_evalset.c), scored split by split with lorac_llm_score; the results
+ * are printed as lorac train prints them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli_data.h"
+#include "cli_evalset.h"
 
 static const cli_opt eval_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -26,37 +30,71 @@ static const char *eval_usage =
     "Evaluate on every row of --data (or on the splits of --data with --split,\n"
     "using the same seed as training to get the same test set).";
 
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The scores as lorac train prints its final ones (text, or --json with the
+ * training fields zero). */
+static void print_scores(const cli_args *a, const lorac_split_scores sc[3], const int scored[3], double eval_seconds,
+                         const lorac_llm_info *li) {
+    static const char *const names[3] = {"train", "val", "test"};
+    if (cli_has(a, "json")) {
+        printf("{");
+        for (int i = 0; i < 3; i++) {
+            if (sc[i].acc >= 0) printf("\"%s_acc\":%.6f,", names[i], sc[i].acc);
+            if (!isnan(sc[i].loss)) printf("\"%s_loss\":%.6f,", names[i], sc[i].loss);
+            printf("\"%s_n\":%d,", names[i], sc[i].n);
+        }
+        printf("\"trainable_params\":%lld,\"all_params\":%lld,\"train_seconds\":%.3f,\"eval_seconds\":%.3f,"
+               "\"tokens_per_s\":%.1f,\"steps\":%d,\"peak_rss_mb\":%.1f}\n",
+               (long long)li->params_trainable, (long long)li->params_all, 0.0, eval_seconds, 0.0, 0, 0.0);
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!scored[i]) continue; /* empty, or left out by --eval-splits */
+        if (sc[i].acc >= 0)
+            printf("%-5s accuracy: %6.2f%%  loss %.4f  (%d examples)\n", names[i], 100 * sc[i].acc, sc[i].loss, sc[i].n);
+        else
+            printf("%-5s loss: %.4f  perplexity %.3f  (%d examples)\n", names[i], sc[i].loss, exp(sc[i].loss), sc[i].n);
+    }
+}
+
 int cmd_eval(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "eval", eval_usage, eval_opts, argc, argv);
     cli_set_threads(&a);
-    int splits_wanted[3];
-    cli_eval_splits(&a, splits_wanted); /* a bad list fails before anything loads */
+    int want[3];
+    cli_eval_splits(&a, want); /* a bad list fails before anything loads */
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
+    const int batch = cli_int(&a, "batch", 8, 1, 65536);
     lorac_llm *llm;
     cli_open_infer(&a, 1, &llm);
-    lorac_model *m = llm->m;
     cli_load_adapters(&a, llm);
-    cli_splits sp;
-    cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
-    if (sp.task == LORAC_TASK_CLS && (!m->head || !m->head->W->data))
-        cli_die("eval", EXIT_USAGE, "classification needs the adapter that holds the trained head; hint: --adapter DIR");
-    const int n_labels = sp.train.n ? sp.train.n_labels : sp.test.n_labels;
-    if (sp.task == LORAC_TASK_CLS && n_labels > m->n_classes)
-        cli_die("eval", 1, "%s has %d labels but the head has %d classes", cli_str(&a, "data", ""), n_labels, m->n_classes);
-    cli_tokenized tk;
-    cli_tokenize_splits(&a, &sp, llm, &tk);
-    cli_results r;
+    lorac_evalset *set = cli_evalset_open(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
+                                          "classification needs the adapter that holds the trained head; hint: --adapter DIR", 1);
+    lorac_split_scores sc[3];
+    int scored[3] = {0, 0, 0};
+    lorac_evalset_info in = {.size = sizeof in};
+    cli_check("eval", lorac_evalset_get_info(set, &in));
     cli_print_base(&a, llm);
-    cli_evaluate_splits(&a, m, &tk, sp.task, cli_int(&a, "batch", 8, 1, 65536), &r);
-    if (!r.scored[0] && !r.scored[1] && !r.scored[2])
+    const double t0 = now();
+    for (int i = 0; i < 3; i++) {
+        sc[i] = (lorac_split_scores){in.n[i], NAN, -1}; /* empty, or not asked for: counted, not scored */
+        scored[i] = want[i] && in.n[i] > 0;
+        if (scored[i]) cli_check("eval", lorac_llm_score(llm, set, i, batch, &sc[i]));
+    }
+    const double eval_seconds = now() - t0;
+    if (!scored[0] && !scored[1] && !scored[2])
         cli_die("eval", EXIT_USAGE, "--eval-splits %s: no such split has examples here (train %d, val %d, test %d); "
                 "hint: --split 0.7,0.1 carves train / validation / test out of --data, or drop --eval-splits",
-                cli_str(&a, "eval-splits", "?"), r.n[0], r.n[1], r.n[2]);
-    lorac_count_params(m, &r.trainable, &r.all);
-    cli_print_results(&a, &r, &sp);
-    cli_tokenized_free(&tk);
-    cli_splits_free(&sp);
+                cli_str(&a, "eval-splits", "?"), sc[0].n, sc[1].n, sc[2].n);
+    lorac_llm_info li = {.size = sizeof li};
+    cli_check("eval", lorac_llm_get_info(llm, &li));
+    print_scores(&a, sc, scored, eval_seconds, &li);
+    lorac_evalset_close(set);
     lorac_llm_close(llm);
     return 0;
 }

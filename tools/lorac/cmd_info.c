@@ -1,13 +1,16 @@
 /* lorac info / lorac modules - what a model holds and what LoRA would train.
- * Not on the public API yet (cli_internal.h): a model from a config.json
- * alone (random weights), every weight's shape with its LoRA pair, and a
- * GGUF adapter's header have no public calls. */
+ * On the public API: the model (lorac_llm_create for a config.json alone,
+ * lorac_llm_add_head), the module tree (lorac_llm_param), the modules and
+ * their roles, the parameter counts and a GGUF adapter's header
+ * (lorac_lorafile). Still internal (cli_internal.h, lora/lora_init.h): the
+ * LoRA flags (cli_lora_config, cli_apply_method: lorac train's, moving onto
+ * the training API in the other share) and, from the lorac_lora_config they
+ * build, --target's matching (lorac_lora_targets, _module_r_alpha,
+ * _embed_targeted) and the "LoRA kind" line's init name. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli_internal.h"
-#include "io/gguf.h"
-#include "io/tensorfile.h"
 #include "lora/lora_init.h"
 
 static const cli_opt info_opts[] = {
@@ -23,46 +26,90 @@ static const cli_opt info_opts[] = {
 static lorac_llm *load(const cli_args *a) {
     lorac_llm *llm;
     const char *cfg = cli_str(a, "config", NULL);
-    if (cfg) {
-        lorac_config c;
-        lorac_model *m;
-        cli_check(a->cmd, lorac_config_load_json(cfg, &c));
-        cli_check(a->cmd, lorac_model_create_random(&c, 1, &m));
-        cli_check(a->cmd, lorac_api_wrap(m, &llm));
-    } else {
-        cli_open(a, 0, &llm);
-    }
+    if (cfg) cli_check(a->cmd, lorac_llm_create(cfg, &llm));
+    else cli_open(a, 0, &llm);
     int nc = cli_int(a, "num-classes", 0, 0, 100000);
-    if (nc) cli_add_head(a, llm->m, nc, 1);
+    if (nc) { /* --head-init (appendix-e's default: torch), as lorac train adds a head */
+        const char *preset = cli_str(a, "preset", NULL);
+        const char *h = cli_str(a, "head-init", preset && !strcmp(preset, "appendix-e") ? "torch" : "hf");
+        if (strcmp(h, "torch") && strcmp(h, "hf")) cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", h);
+        cli_check(a->cmd, lorac_llm_add_head(llm, nc, h, 1));
+    }
     return llm;
 }
 
 /* A GGUF LoRA adapter (lorac export, convert_lora_to_gguf.py): its header
- * and tensors as lorac's GGUF reader sees them. Returns 0 if not an adapter. */
+ * and tensors as lorac's GGUF reader sees them. Returns 0 if not an adapter
+ * (the path is then loaded as a model, which reports a bad file). */
 static int adapter_gguf(const char *path) {
     size_t n = strlen(path);
     if (n < 5 || strcmp(path + n - 5, ".gguf")) return 0;
-    lorac_gguf *g;
-    if (lorac_gguf_open(path, &g) != LORAC_OK) return 0;
-    const char *type = lorac_gguf_get_str(g, "general.type");
-    if (!type || strcmp(type, "adapter")) {
-        lorac_gguf_close(g);
+    lorac_lorafile *f;
+    if (lorac_lorafile_open(path, &f) != LORAC_OK) {
+        lorac_clear_error();
         return 0;
     }
-    double alpha = 0;
-    const char *at = lorac_gguf_get_str(g, "adapter.type"), *arch = lorac_gguf_get_str(g, "general.architecture");
-    int has_alpha = lorac_gguf_get_float(g, "adapter.lora.alpha", &alpha);
+    lorac_lorafile_info in = {.size = sizeof in};
+    cli_check("info", lorac_lorafile_get_info(f, &in));
     printf("%s: GGUF v%u adapter: general.architecture = %s, adapter.type = %s, adapter.lora.alpha = %s%g, %d tensors\n", path,
-           lorac_gguf_version(g), arch ? arch : "(none)", at ? at : "(none)", has_alpha ? "" : "(missing) ", alpha,
-           lorac_gguf_tensor_count(g));
-    for (int i = 0; i < lorac_gguf_tensor_count(g); i++) {
-        const lorac_tensor_desc *t = lorac_gguf_tensor(g, i);
-        /* shape as GGUF's ne[] (reversed row-major), the way llama.cpp prints it */
-        printf("  %-44s ne = [%lld, %lld]  %s\n", t->name, (long long)t->shape[t->ndim - 1],
-               (long long)(t->ndim > 1 ? t->shape[t->ndim - 2] : 1), lorac_dtype_name(t->dtype));
+           in.version, in.arch[0] ? in.arch : "(none)", in.adapter_type[0] ? in.adapter_type : "(none)",
+           in.has_alpha ? "" : "(missing) ", in.alpha, in.n_tensors);
+    for (int i = 0; i < in.n_tensors; i++) {
+        lorac_lorafile_tensor_info t;
+        cli_check("info", lorac_lorafile_tensor(f, i, &t));
+        /* shape as GGUF's ne[], the way llama.cpp prints it */
+        printf("  %-44s ne = [%lld, %lld]  %s\n", t.name, (long long)t.ne[0], (long long)t.ne[1], t.type);
     }
-    lorac_gguf_close(g);
+    lorac_lorafile_close(f);
     return 1;
+}
+
+/* 1234567 -> "1,234,567" */
+static void commas(char *buf, size_t n, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    size_t len = strlen(tmp), o = 0;
+    for (size_t i = 0; i < len && o + 2 < n; i++) {
+        buf[o++] = tmp[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len && tmp[i] != '-') buf[o++] = ',';
+    }
+    buf[o] = 0;
+}
+
+/* The module tree: every parameter with its shape, adapter tensors with their pair's settings. */
+static void print_tree(const lorac_llm *llm) {
+    int lm_head_r = 0;
+    for (int i = 0; i < lorac_llm_param_count(llm); i++) {
+        lorac_llm_param_info p = {.size = sizeof p};
+        cli_check("info", lorac_llm_param(llm, i, &p));
+        const long long d0 = (long long)p.shape[0], d1 = (long long)p.shape[1];
+        if (p.on_lm_head) { /* a LoRA on the output layer: one line after the tree */
+            lm_head_r = p.r;
+            continue;
+        }
+        switch (p.kind) {
+        case LORAC_PARAM_BASE:
+            if (p.ndim == 2) printf("  %-52s [%lld, %lld]%s\n", p.name, d0, d1, p.trainable ? "  trainable" : "");
+            else printf("  %-52s [%lld]%s\n", p.name, d0, p.trainable ? "  trainable" : "");
+            break;
+        case LORAC_PARAM_LORA_A:
+            if (p.on_embedding)
+                printf("  %-52s [%lld, %lld]  trainable (embedding LoRA r=%d, alpha %g, scale %.4g)\n", p.name, d0, d1, p.r,
+                       (double)p.alpha, p.scale);
+            else
+                printf("  %-52s [%lld, %lld]  trainable (LoRA r=%d%s, alpha %g, scale %.4g%s)\n", p.name, d0, d1, p.r,
+                       p.parts > 1 ? " x3 parts" : "", (double)p.alpha, p.scale,
+                       p.residual_init ? ", base = residual of its init" : "");
+            break;
+        case LORAC_PARAM_LORA_B:
+            printf("  %-52s [%lld, %lld]  trainable\n", p.name, d0, d1);
+            break;
+        case LORAC_PARAM_DORA_M:
+            printf("  %-52s [%lld]  trainable (DoRA magnitude)\n", p.name, d0);
+            break;
+        }
+    }
+    if (lm_head_r) printf("  lm_head has a LoRA adapter (r=%d)\n", lm_head_r);
 }
 
 int cmd_info(int argc, char **argv) {
@@ -74,44 +121,25 @@ int cmd_info(int argc, char **argv) {
               info_opts, argc, argv);
     if (cli_has(&a, "model") && adapter_gguf(cli_str(&a, "model", ""))) return 0;
     lorac_llm *llm = load(&a);
-    lorac_model *m = llm->m;
     lorac_lora_config lc;
     cli_lora_config(&a, &lc);
-    cli_apply_method(&a, llm, &lc, 0);
-    const lorac_config *c = &m->cfg;
-    printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", m->path,
-           c->model_type, c->n_layer, c->dim, c->n_head, c->n_kv_head, c->head_dim, c->ffn_dim, c->vocab, c->n_ctx,
-           c->tied ? ", tied head" : "");
-    for (int i = 0; i < m->n_w; i++) {
-        const lorac_weight *w = &m->w[i];
-        if (w->ndim == 2)
-            printf("  %-52s [%lld, %lld]%s\n", w->name, (long long)w->shape[0], (long long)w->shape[1], w->grad ? "  trainable" : "");
-        else
-            printf("  %-52s [%lld]%s\n", w->name, (long long)w->shape[0], w->grad ? "  trainable" : "");
-        if (w == m->wte && m->wte_lora) {
-            const lorac_lora *l = m->wte_lora;
-            printf("  %-52s [%lld, %lld]  trainable (embedding LoRA r=%d, alpha %g, scale %.4g)\n", l->A.name,
-                   (long long)l->A.shape[0], (long long)l->A.shape[1], l->r, (double)l->alpha, l->scale);
-            printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
-        }
-        for (int j = 0; j < m->n_lin; j++) {
-            const lorac_linear *L = &m->lin[j];
-            if (L->W != w || !L->lora || L == m->lm_head) continue;
-            const lorac_lora *l = L->lora;
-            printf("  %-52s [%lld, %lld]  trainable (LoRA r=%d%s, alpha %g, scale %.4g%s)\n", l->A.name,
-                   (long long)l->A.shape[0], (long long)l->A.shape[1], l->r, l->parts > 1 ? " x3 parts" : "",
-                   (double)l->alpha, l->scale, l->A0 ? ", base = residual of its init" : "");
-            printf("  %-52s [%lld, %lld]  trainable\n", l->B.name, (long long)l->B.shape[0], (long long)l->B.shape[1]);
-            if (l->dora) printf("  %-52s [%lld]  trainable (DoRA magnitude)\n", l->M.name, (long long)l->M.shape[0]);
-        }
-    }
-    if (m->lm_head && m->lm_head->lora) printf("  lm_head has a LoRA adapter (r=%d)\n", m->lm_head->lora->r);
+    cli_apply_method(&a, llm, &lc, 0); /* internal still: see the header comment */
+    lorac_llm_info in = {.size = sizeof in};
+    cli_check("info", lorac_llm_get_info(llm, &in));
+    printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", in.path,
+           in.arch, in.n_layers, in.dim, in.n_heads, in.n_kv_heads, in.head_dim, in.ffn_dim, in.vocab_size, in.n_ctx,
+           in.tied ? ", tied head" : "");
+    print_tree(llm);
     if (lc.use_dora || lc.init != LORAC_INIT_DEFAULT || lc.n_rank_pattern || lc.n_alpha_pattern) {
         char ib[32];
         printf("LoRA kind: %s, init_lora_weights %s, %d rank_pattern / %d alpha_pattern entries\n",
                lc.use_dora ? "DoRA" : "LoRA", lorac_lora_init_name(&lc, ib, sizeof ib), lc.n_rank_pattern, lc.n_alpha_pattern);
     }
-    cli_print_trainable(m, stdout);
+    char ta[32], tb[32]; /* as PEFT's print_trainable_parameters */
+    commas(ta, sizeof ta, in.params_trainable);
+    commas(tb, sizeof tb, in.params_all);
+    printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", ta, tb,
+           in.params_all ? 100.0 * (double)in.params_trainable / (double)in.params_all : 0.0);
     lorac_llm_close(llm);
     return 0;
 }
@@ -123,34 +151,45 @@ int cmd_modules(int argc, char **argv) {
                              "then the short names that --target accepts.",
               info_opts, argc, argv);
     lorac_llm *llm = load(&a);
-    const lorac_model *m = llm->m;
+    lorac_llm_info in = {.size = sizeof in};
+    cli_check("modules", lorac_llm_get_info(llm, &in));
+    const lorac_model *m = llm->m; /* internal still: --target's matching (see the header comment) */
     lorac_lora_config lc; /* with LoRA options: what each targeted module would get */
     cli_lora_config(&a, &lc);
     const int show = cli_has(&a, "target") || cli_has(&a, "target-regex");
-    for (int i = 0; i < m->n_lin; i++) {
-        const lorac_linear *L = &m->lin[i];
+    for (int i = 0; i < in.n_modules; i++) {
+        lorac_module_info mi;
+        cli_check("modules", lorac_llm_module(llm, i, &mi));
+        const int role = lorac_llm_module_role(llm, i);
         char what[96] = "";
-        if (show && lorac_lora_targets(&lc, m, L)) {
+        if (show && lorac_lora_targets(&lc, m, &m->lin[i])) {
             int r;
             float alpha;
-            lorac_lora_module_r_alpha(&lc, L->name, &r, &alpha);
+            lorac_lora_module_r_alpha(&lc, mi.name, &r, &alpha);
             snprintf(what, sizeof what, "  -> %s r=%d alpha=%g", lc.use_dora ? "DoRA" : "LoRA", r, (double)alpha);
         }
-        printf("%-48s in %-6d out %-6d%s%s\n", L->name, L->in, L->out,
-               L == m->lm_head ? "  (output layer; not in all-linear)" : L == m->head ? "  (classification head; not in all-linear)" : "",
+        printf("%-48s in %-6d out %-6d%s%s\n", mi.name, mi.in, mi.out,
+               role == 1 ? "  (output layer; not in all-linear)" : role == 2 ? "  (classification head; not in all-linear)" : "",
                what);
     }
-    { /* the token embedding: targeted by its name, LoRA as lora_embedding_A / _B */
+    /* the token embedding: targeted by its name, LoRA as lora_embedding_A / _B */
+    for (int i = 0; i < lorac_llm_param_count(llm); i++) {
+        lorac_llm_param_info p = {.size = sizeof p};
+        cli_check("modules", lorac_llm_param(llm, i, &p));
+        if (p.kind != LORAC_PARAM_BASE || !p.on_embedding) continue;
         char mod[112];
-        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(m->wte->name) > 7 ? strlen(m->wte->name) - 7 : 0), m->wte->name);
-        printf("%-48s vocab %-6d dim %-6d  (embedding; not in all-linear)%s\n", mod, m->cfg.vocab, m->cfg.dim,
+        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(p.name) > 7 ? strlen(p.name) - 7 : 0), p.name);
+        printf("%-48s vocab %-6d dim %-6d  (embedding; not in all-linear)%s\n", mod, in.vocab_size, in.dim,
                show && lorac_lora_embed_targeted(&lc, m) ? "  -> LoRA (lora_embedding_A/B)" : "");
+        break;
     }
     printf("short names:");
     char seen[32][128];
     int ns = 0;
-    for (int i = 0; i < m->n_lin; i++) {
-        const char *name = m->lin[i].name, *p = name;
+    for (int i = 0; i < in.n_modules; i++) {
+        lorac_module_info mi;
+        cli_check("modules", lorac_llm_module(llm, i, &mi));
+        const char *name = mi.name, *p = name;
         /* the part after the layer index: "attn.c_attn", "self_attn.q_proj" */
         const char *dig = NULL;
         for (const char *q = name; *q; q++)

@@ -3,23 +3,19 @@
  * save), or re-quantized (--requantize): for a GGUF base the GGUF file again
  * with the adapted tensors in their own formats (same), or a Hugging Face
  * checkpoint in bitsandbytes' NF4 serialization (nf4). Either way it reports
- * the error each path introduces (lora/merge.h): on the weights, and on the
- * outputs of a probe batch against the unmerged adapter. --method qlora
- * loads the base as training did (quantized), so the merge starts from the
- * weights the adapter was trained against.
- * Not on the public API yet (cli_internal.h): the error report (probe
- * outputs, per-weight merge error) and the re-quantizing writers
- * (lora/merge.h) have no public calls. */
+ * the error each path introduces: on the weights (lorac_llm_merge_report), and
+ * on the outputs of a probe batch against the unmerged adapter
+ * (lorac_llm_logits). --method qlora loads the base as training did
+ * (quantized), so the merge starts from the weights the adapter was trained
+ * against. On the public API only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_data.h"
-#include "core/util.h"
-#include "lora/adapter_io.h"
-#include "lora/merge.h"
-#include "train/trainer.h"
+#include "cli_evalset.h"
 
 static const cli_opt merge_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
@@ -48,64 +44,41 @@ enum { PROBE_B = 2, PROBE_T = 64 };
 
 typedef struct probe {
     int ids[PROBE_B * PROBE_T], B, T;
-    lorac_fwd_mode mode;
+    int cls;    /* the outputs are class logits (a classification head) */
     float *ref; /* the unmerged adapter's outputs */
     size_t n;
 } probe;
 
-static const float *probe_run(const char *cmd, lorac_model *m, probe *p) {
-    cli_check(cmd, lorac_model_forward(m, p->ids, NULL, p->B, p->T, p->mode));
-    return p->mode == LORAC_FWD_CLS ? m->acts.cls_logits : m->acts.logits;
-}
-
 /* Pseudo-random token ids (fixed seed): the same probe every run. */
-static void probe_init(const char *cmd, lorac_model *m, probe *p) {
+static void probe_init(const char *cmd, lorac_llm *llm, probe *p) {
+    lorac_llm_info in = {.size = sizeof in};
+    cli_check(cmd, lorac_llm_get_info(llm, &in));
     p->B = PROBE_B;
-    p->T = m->cfg.n_ctx > 0 && m->cfg.n_ctx < PROBE_T ? m->cfg.n_ctx : PROBE_T;
+    p->T = in.n_ctx > 0 && in.n_ctx < PROBE_T ? in.n_ctx : PROBE_T;
     uint64_t s = 0x9E3779B97F4A7C15ull;
     for (int i = 0; i < p->B * p->T; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
-        p->ids[i] = (int)((s >> 33) % (uint64_t)m->cfg.vocab);
+        p->ids[i] = (int)((s >> 33) % (uint64_t)in.vocab_size);
     }
-    p->mode = m->head ? LORAC_FWD_CLS : LORAC_FWD_LM;
-    p->n = (size_t)p->B * (p->mode == LORAC_FWD_CLS ? (size_t)m->n_classes : (size_t)p->T * m->cfg.vocab);
-    cli_check(cmd, lorac_model_reserve(m, p->B, p->T));
-    const float *y = probe_run(cmd, m, p);
-    cli_check(cmd, lorac_alloc((void **)&p->ref, p->n, sizeof(float), "probe outputs"));
-    memcpy(p->ref, y, p->n * sizeof(float));
+    p->cls = in.n_classes > 0;
+    cli_check(cmd, lorac_llm_logits(llm, p->ids, p->B, p->T, &p->ref, &p->n));
 }
 
-/* Relative RMS and max abs difference of m's probe outputs from the reference. */
-static void probe_error(const char *cmd, lorac_model *m, probe *p, double *rel_rms, double *max_abs) {
-    const float *y = probe_run(cmd, m, p);
+/* Relative RMS and max abs difference of the llm's probe outputs from the reference. */
+static void probe_error(const char *cmd, lorac_llm *llm, const probe *p, double *rel_rms, double *max_abs) {
+    float *y;
+    size_t n;
+    cli_check(cmd, lorac_llm_logits(llm, p->ids, p->B, p->T, &y, &n));
     double se = 0, sr = 0, mx = 0;
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < p->n && i < n; i++) {
         const double d = (double)y[i] - p->ref[i];
         se += d * d;
         sr += (double)p->ref[i] * p->ref[i];
         mx = fmax(mx, fabs(d));
     }
+    lorac_free(y);
     *rel_rms = sr > 0 ? sqrt(se / sr) : sqrt(se);
     *max_abs = mx;
-}
-
-/* The fp32 path's weight error: W' = fl(W + d) with d formed in double, so
- * |W' - (W + d)| <= 2^-24 |W'| (half an ulp); this returns that bound's max
- * and (in *rms) its RMS over the adapted weights. */
-static double fp32_merge_error(const lorac_model *m, double *rms) {
-    double mx = 0, se = 0, n = 0;
-    for (int i = 0; i < m->n_lin; i++) {
-        const lorac_linear *L = &m->lin[i];
-        if (!L->lora || !L->W->data) continue;
-        for (size_t k = 0; k < L->W->n; k++) {
-            const double u = ldexp(1.0, -24) * fabs((double)L->W->data[k]);
-            se += u * u;
-            mx = fmax(mx, u);
-            n++;
-        }
-    }
-    *rms = n > 0 ? sqrt(se / n) : 0;
-    return mx;
 }
 
 /* ---- the report ------------------------------------------------------------ */
@@ -114,34 +87,27 @@ typedef struct merge_report {
     int adapted, requant;          /* modules merged; a re-quantized file was written */
     const char *rounding;
     const probe *p;
-    double fp32_w_rms, fp32_w_max, fp32_rel, fp32_max; /* the fp32 merge: weight bound, probe outputs */
-    const lorac_requant *rq;       /* NULL: no re-quantized figures */
-    double rq_rel, rq_max;         /* ... its probe outputs */
+    const lorac_llm_merge_report *mr;  /* the library's: the fp32 weight bound, the re-quantized figures */
+    double fp32_rel, fp32_max;     /* the fp32 merge's probe outputs */
+    double rq_rel, rq_max;         /* ... the re-quantized weights' */
     int test_n;                    /* -1: no --data */
     double loss[3], acc[3];        /* unmerged, fp32 merge, re-quantized (NAN / < 0: not measured) */
 } merge_report;
 
 static void print_report(const merge_report *r, int json) {
-    char fmts[64] = "";
-    for (int k = 0; r->rq && k < r->rq->n; k++) {
-        const char *f = r->rq->e[k].nf4 ? "NF4" : lorac_dtype_name(r->rq->e[k].dtype);
-        if (!strstr(fmts, f)) {
-            size_t len = strlen(fmts);
-            snprintf(fmts + len, sizeof fmts - len, "%s%s", len ? "+" : "", f);
-        }
-    }
-    const lorac_requant *rq = r->rq;
-    const char *probe_what = r->p->mode == LORAC_FWD_CLS ? "class logits" : "LM logits";
+    const char *fmts = r->mr->formats;
+    const lorac_llm_merge_report *rq = r->mr->requantized ? r->mr : NULL; /* NULL: no re-quantized figures */
+    const char *probe_what = r->p->cls ? "class logits" : "LM logits";
     if (json) {
         printf("{\"adapted\": %d, \"written\": \"%s\", \"probe\": \"%s of %dx%d pseudo-random tokens\", "
                "\"fp32\": {\"weight_rms_err_bound\": %.4g, \"weight_max_err_bound\": %.4g, \"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
-               r->adapted, r->requant ? "requantized" : "fp32", probe_what, r->p->B, r->p->T, r->fp32_w_rms, r->fp32_w_max,
+               r->adapted, r->requant ? "requantized" : "fp32", probe_what, r->p->B, r->p->T, r->mr->fp32_rms, r->mr->fp32_max,
                r->fp32_rel, r->fp32_max);
         if (rq)
             printf(", \"requantized\": {\"formats\": \"%s\", \"rounding\": \"%s\", \"tensors\": %d, \"skipped\": %d, \"rms_w\": %.4g, "
                    "\"rms_delta\": %.4g, \"weight_rms_err\": %.4g, \"weight_max_err\": %.4g, \"delta_kept\": %.4f, "
                    "\"out_rel_rms\": %.4g, \"out_max_abs\": %.4g}",
-                   fmts, r->rounding, rq->n, rq->n_skipped, rq->rms_w, rq->rms_delta, rq->rms_err, rq->max_err, rq->kept,
+                   fmts, r->rounding, rq->tensors, rq->skipped, rq->rms_w, rq->rms_delta, rq->rms_err, rq->max_err, rq->kept,
                    r->rq_rel, r->rq_max);
         if (r->test_n >= 0) {
             static const char *const what[3] = {"adapter", "fp32", "requantized"};
@@ -159,7 +125,7 @@ static void print_report(const merge_report *r, int json) {
     printf("merge error, %d adapted modules; outputs: %s of %d x %d pseudo-random tokens against the unmerged adapter\n",
            r->adapted, probe_what, r->p->B, r->p->T);
     printf("  fp32 merge%s: weights within one float rounding (RMS <= %.2g, max <= %.2g); outputs rel. RMS %.3g, max %.3g\n",
-           r->requant ? "" : " (written)", r->fp32_w_rms, r->fp32_w_max, r->fp32_rel, r->fp32_max);
+           r->requant ? "" : " (written)", r->mr->fp32_rms, r->mr->fp32_max, r->fp32_rel, r->fp32_max);
     if (rq)
         printf("  re-quantized to %s (%s rounding)%s: weights RMS %.3g (%.2f%% of RMS W' %.3g; %.2fx the RMS LoRA delta %.3g), "
                "max %.3g; LoRA delta kept %.1f%%; outputs rel. RMS %.3g, max %.3g\n", fmts, r->rounding,
@@ -214,83 +180,93 @@ int cmd_merge(int argc, char **argv) {
     if (to_nf4 && ends_with(out, ".gguf"))
         cli_die("merge", EXIT_USAGE, "--out %s: --requantize nf4 writes a Hugging Face directory, not a .gguf file", out);
     char probe_path[1200];
-    const char *existing = requant && !to_nf4 ? out : lorac_path_join(probe_path, sizeof probe_path, out, "model.safetensors");
+    if (requant && !to_nf4) snprintf(probe_path, sizeof probe_path, "%s", out);
+    else snprintf(probe_path, sizeof probe_path, "%s%smodel.safetensors", out, out[0] && out[strlen(out) - 1] == '/' ? "" : "/");
     if (base && !strcmp(out, base)) cli_die("merge", EXIT_USAGE, "--out is the base model itself; hint: choose another --out");
-    if (lorac_file_exists(existing) && !cli_has(&a, "overwrite"))
-        cli_die("merge", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", existing);
+    if (access(probe_path, F_OK) == 0 && !cli_has(&a, "overwrite"))
+        cli_die("merge", EXIT_USAGE, "%s already exists; hint: choose another --out or pass --overwrite", probe_path);
 
     const int eval = cli_has(&a, "data");
     lorac_llm *llm;
     cli_open(&a, eval, &llm);
-    lorac_model *m = llm->m;
-    cli_check("merge", lorac_adapter_load(m, ad, NULL));
+    cli_check("merge", lorac_llm_adapter_apply(llm, ad));
     int n = 0;
-    for (int i = 0; i < m->n_lin; i++) n += m->lin[i].lora != NULL;
+    lorac_llm_info li = {.size = sizeof li};
+    cli_check("merge", lorac_llm_get_info(llm, &li));
+    for (int i = 0; i < li.n_modules; i++) {
+        lorac_module_info mi;
+        cli_check("merge", lorac_llm_module(llm, i, &mi));
+        n += mi.lora_r > 0;
+    }
 
     /* the test split, evaluated unmerged / fp32 merge / re-quantized */
-    cli_splits sp;
-    cli_tokenized tk;
+    lorac_evalset *set = NULL;
+    lorac_split_scores sc;
+    int test_n = -1;
     double ev_loss[3] = {NAN, NAN, NAN}, ev_acc[3] = {-1, -1, -1};
     const int batch = cli_int(&a, "batch", 8, 1, 65536);
     if (eval) {
-        cli_load_splits(&a, &sp, !(cli_has(&a, "split") || cli_has(&a, "balance")));
-        if (sp.task == LORAC_TASK_CLS && !m->head)
-            cli_die("merge", EXIT_USAGE, "--data is a classification set but the adapter holds no classification head");
-        cli_tokenize_splits(&a, &sp, llm, &tk);
-        cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[0], &ev_acc[0]));
+        set = cli_evalset_open(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
+                               "--data is a classification set but the adapter holds no classification head", 0);
+        cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+        test_n = sc.n;
+        ev_loss[0] = sc.loss;
+        ev_acc[0] = sc.acc;
     }
 
     probe p;
-    probe_init("merge", m, &p);
-    cli_check("merge", lorac_lora_merge(m));
-    if (eval) cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[1], &ev_acc[1]));
-    double fp32_rel, fp32_max, fp32_w_rms, fp32_w_max = fp32_merge_error(m, &fp32_w_rms);
-    probe_error("merge", m, &p, &fp32_rel, &fp32_max);
+    probe_init("merge", llm, &p);
+    lorac_llm_merge_opts mo;
+    lorac_llm_merge_opts_init(&mo);
+    mo.format = !requant ? LORAC_MERGED_FP32 : to_nf4 ? LORAC_MERGED_NF4 : LORAC_MERGED_GGUF;
+    mo.nearest = !stochastic;
+    mo.tokenizer = cli_str(&a, "tokenizer", NULL);
+    lorac_llm_merge_report mr = {.size = sizeof mr};
+    cli_check("merge", lorac_llm_merge_requant(llm, &mo, &mr));
+    if (eval) {
+        cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+        ev_loss[1] = sc.loss;
+        ev_acc[1] = sc.acc;
+    }
+    double fp32_rel, fp32_max;
+    probe_error("merge", llm, &p, &fp32_rel, &fp32_max);
 
     /* the re-quantized figures: of the format asked for, else of the base's own (GGUF) or NF4 */
-    lorac_requant rq = {0};
     double rq_rel = 0, rq_max = 0;
-    lorac_status st = lorac_merge_requantize(m, requant ? to_nf4 : !m->gguf, stochastic, &rq);
-    if (st != LORAC_OK && requant) cli_check("merge", st);
-    if (st != LORAC_OK) {
-        fprintf(stderr, "note: no re-quantized figures: %s\n", lorac_last_error());
-        lorac_clear_error();
-    }
-    const int have_rq = st == LORAC_OK;
+    if (!mr.requantized) fprintf(stderr, "note: no re-quantized figures: %s\n", mr.note);
     if (!requant) {
-        cli_check("merge", lorac_model_save_merged(m, out, cli_str(&a, "tokenizer", NULL)));
+        cli_check("merge", lorac_llm_save_merged(llm, out));
         fprintf(stderr, "merged %d LoRA modules of %s into %s (fp32)\n", n, ad, out);
     }
-    if (have_rq) { /* the model as the re-quantized file will compute it */
-        cli_check("merge", lorac_requant_apply(m, &rq));
-        probe_error("merge", m, &p, &rq_rel, &rq_max);
-        if (eval) cli_check("merge", lorac_evaluate(m, &tk.test, sp.task, batch, &ev_loss[2], &ev_acc[2]));
+    if (mr.requantized) { /* the model as the re-quantized file will compute it */
+        cli_check("merge", lorac_llm_use_requantized(llm));
+        probe_error("merge", llm, &p, &rq_rel, &rq_max);
+        if (eval) {
+            cli_check("merge", lorac_llm_score(llm, set, 2, batch, &sc));
+            ev_loss[2] = sc.loss;
+            ev_acc[2] = sc.acc;
+        }
     }
     if (requant && !to_nf4) {
-        cli_check("merge", lorac_gguf_write_requantized(m, &rq, out));
+        cli_check("merge", lorac_llm_save_merged(llm, out));
         fprintf(stderr, "merged %d LoRA modules of %s into %s (%d tensors re-quantized, every other byte as in %s)\n", n, ad,
-                out, rq.n, base);
-        if (rq.n_skipped)
+                out, mr.tensors, base);
+        if (mr.skipped)
             fprintf(stderr, "note: %d adapted module%s (%s%s) %s no tensor of the GGUF file, so %s merged into %s: a "
                     "classification head lives in the adapter or in a fp32 merge (lorac merge without --requantize)\n",
-                    rq.n_skipped, rq.n_skipped > 1 ? "s" : "", rq.skipped, rq.n_skipped > 1 ? ", ..." : "",
-                    rq.n_skipped > 1 ? "have" : "has", rq.n_skipped > 1 ? "they are not" : "it is not", out);
+                    mr.skipped, mr.skipped > 1 ? "s" : "", mr.first_skipped, mr.skipped > 1 ? ", ..." : "",
+                    mr.skipped > 1 ? "have" : "has", mr.skipped > 1 ? "they are not" : "it is not", out);
     } else if (to_nf4) {
-        cli_check("merge", lorac_model_save_merged_nf4(m, &rq, out, cli_str(&a, "tokenizer", NULL)));
+        cli_check("merge", lorac_llm_save_merged(llm, out));
         fprintf(stderr, "merged %d LoRA modules of %s into %s (bitsandbytes NF4: %d adapted Linears re-quantized%s)\n", n, ad,
-                out, rq.n, rq.n_skipped ? "; heads in fp32" : "");
+                out, mr.tensors, mr.skipped ? "; heads in fp32" : "");
     }
 
-    const merge_report rep = {n, requant, rounding, &p, fp32_w_rms, fp32_w_max, fp32_rel, fp32_max, have_rq ? &rq : NULL,
-                              rq_rel, rq_max, eval ? tk.test.n : -1, {ev_loss[0], ev_loss[1], ev_loss[2]},
-                              {ev_acc[0], ev_acc[1], ev_acc[2]}};
+    const merge_report rep = {n, requant, rounding, &p, &mr, fp32_rel, fp32_max, rq_rel, rq_max, test_n,
+                              {ev_loss[0], ev_loss[1], ev_loss[2]}, {ev_acc[0], ev_acc[1], ev_acc[2]}};
     print_report(&rep, json);
-    free(p.ref);
-    lorac_requant_free(&rq);
-    if (eval) {
-        cli_tokenized_free(&tk);
-        cli_splits_free(&sp);
-    }
+    lorac_free(p.ref);
+    lorac_evalset_close(set);
     lorac_llm_close(llm);
     return 0;
 }

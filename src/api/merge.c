@@ -76,9 +76,6 @@ lorac_status lorac_llm_merge_requant(lorac_llm *llm, const lorac_llm_merge_opts 
     if (o->format != LORAC_MERGED_FP32 && o->format != LORAC_MERGED_NF4 && o->format != LORAC_MERGED_GGUF)
         return lorac_fail(LORAC_ERR_ARG, "lorac_llm_merge_requant: format %d: expected LORAC_MERGED_FP32, _NF4 or _GGUF",
                           (int)o->format);
-    if (llm->base != LORAC_BASE_FP32) /* as lorac_llm_merge: the merge and its error figures start from fp32 */
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "lorac_llm_merge_requant: the base is not held in fp32 (LORAC_BASE_AUTO "
-                          "keeps a .gguf's quantized blocks); hint: open it with lorac_llm_opts.base = LORAC_BASE_FP32");
     if (llm->merged)
         return lorac_fail(LORAC_ERR_ARG, "lorac_llm_merge_requant: the adapter is merged already; hint: write it with "
                           "lorac_llm_save_merged, or open the base again");

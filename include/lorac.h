@@ -109,18 +109,30 @@ LORAC_API void lorac_free(void *p);
 typedef struct lorac_llm lorac_llm;
 typedef struct lorac_tok lorac_tok;
 
-/* How the frozen base's block Linears are held. */
+/* How the frozen base's block Linears are held.
+ *
+ * LORAC_BASE_AUTO (lorac_llm_opts_init's default) picks by the file: a .gguf
+ * opens as LORAC_BASE_GGUF, an HF directory as LORAC_BASE_FP32. Decoding a
+ * GGUF then reads its own 4- to 8-bit blocks (dequantized on the fly, the
+ * values exact) instead of an fp32 copy 4 to 8 times larger: a decoding step
+ * streams every weight once, so that is what sets its speed. Under AUTO /
+ * GGUF an untied LM head in a block format (output.weight) is kept in its
+ * blocks too; a tied head is the token embedding, kept as the embedding is.
+ * lorac_llm_get_info says what was chosen. Training LoRA over such a base is
+ * QLoRA (as LORAC_BASE_GGUF always was); merging, saving the whole model and
+ * training base weights (full, last-layers) need LORAC_BASE_FP32. */
 typedef enum lorac_base_format {
-    LORAC_BASE_FP32 = 0,  /* as loaded, fp32 (default) */
+    LORAC_BASE_FP32 = 0,  /* as loaded, fp32 (a .gguf: dequantized at load) */
     LORAC_BASE_BF16 = 1,  /* rounded to bf16: half the memory, bf16 products with fp32 accumulation */
     LORAC_BASE_NF4 = 2,   /* QLoRA: bitsandbytes NF4, quantized while loading */
-    LORAC_BASE_GGUF = 3,  /* QLoRA over a .gguf: keep the file's own GGML blocks (Q4_0 .. Q6_K, IQ4_*) */
+    LORAC_BASE_GGUF = 3,  /* a .gguf's own GGML blocks (Q4_0 .. Q6_K, IQ4_*) kept, the untied LM head's too */
+    LORAC_BASE_AUTO = 4,  /* default: GGUF for a .gguf file, FP32 for a Hugging Face directory */
 } lorac_base_format;
 
 typedef struct lorac_llm_opts {
     size_t size;            /* sizeof(lorac_llm_opts), set by lorac_llm_opts_init */
     const char *tokenizer;  /* tokenizer file or directory; NULL: the model's own */
-    lorac_base_format base; /* default LORAC_BASE_FP32 */
+    lorac_base_format base; /* default LORAC_BASE_AUTO */
     int embed_fp32;         /* NF4 / GGUF bases: keep the token embedding fp32 (bitsandbytes' way); default 0 */
     int threads;            /* > 0: lorac_set_threads(threads) first; default 0 (leave as is) */
     int no_tokenizer;       /* 1: read no tokenizer (export, merge); lorac_llm_tok then returns NULL */
@@ -160,6 +172,8 @@ typedef struct lorac_llm_info {
     char path[1024];         /* where it was read from (lorac_llm_create: the config.json) */
     int head_dim, ffn_dim;   /* attention head size, MLP hidden size */
     int tied;                /* 1: the LM head is the token embedding */
+    lorac_base_format base;  /* the base as opened (LORAC_BASE_AUTO resolved: GGUF or FP32) */
+    char head_format[16];    /* the LM head's weight format ("fp32", "q6_k"; a tied head: the embedding's; "" = none) */
 } lorac_llm_info;
 LORAC_API lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info);
 

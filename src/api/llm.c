@@ -3,9 +3,12 @@
  *
  * lorac_llm_open follows the CLI's loading (tools/lorac/cli_common.c did it
  * before this API existed): LORAC_BASE_NF4 / _GGUF load the block Linears
- * quantized (lorac_model_load_quantized), LORAC_BASE_BF16 rounds them after
- * loading (lorac_model_quantize); the tokenizer comes from opts.tokenizer,
- * else from the .gguf's metadata, else from the model directory. */
+ * quantized (lorac_model_load_quantized; GGUF keeps an untied LM head's
+ * blocks too), LORAC_BASE_BF16 rounds them after loading
+ * (lorac_model_quantize); LORAC_BASE_AUTO is GGUF for a .gguf file and FP32
+ * otherwise, resolved here so llm->base always names what is held. The
+ * tokenizer comes from opts.tokenizer, else from the .gguf's metadata, else
+ * from the model directory. */
 #include "api/api.h"
 
 #include <omp.h>
@@ -40,6 +43,7 @@ void lorac_llm_opts_init(lorac_llm_opts *o) {
     if (!o) return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
+    o->base = LORAC_BASE_AUTO;
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -67,9 +71,11 @@ lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm
     lorac_llm_opts d;
     lorac_llm_opts_init(&d);
     if (!o) o = &d;
-    if (o->base < LORAC_BASE_FP32 || o->base > LORAC_BASE_GGUF)
-        return lorac_fail(LORAC_ERR_ARG, "lorac_llm_open: base format %d unknown; hint: LORAC_BASE_FP32, _BF16, _NF4 "
-                          "or _GGUF", (int)o->base);
+    if (o->base < LORAC_BASE_FP32 || o->base > LORAC_BASE_AUTO)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_llm_open: base format %d unknown; hint: LORAC_BASE_AUTO, _FP32, _BF16, "
+                          "_NF4 or _GGUF", (int)o->base);
+    const lorac_base_format base =
+        o->base != LORAC_BASE_AUTO ? o->base : ends_with(path, ".gguf") ? LORAC_BASE_GGUF : LORAC_BASE_FP32;
     if (o->base == LORAC_BASE_GGUF && !ends_with(path, ".gguf"))
         return lorac_fail(LORAC_ERR_ARG, "%s: LORAC_BASE_GGUF keeps a .gguf file's own quantized blocks; hint: for a "
                           "safetensors model use LORAC_BASE_NF4", path);
@@ -78,15 +84,16 @@ lorac_status lorac_llm_open(const char *path, const lorac_llm_opts *o, lorac_llm
     if (o->threads > 0) lorac_set_threads(o->threads);
     lorac_llm *llm = calloc(1, sizeof *llm);
     if (!llm) return lorac_fail(LORAC_ERR_NOMEM, "out of memory");
-    llm->base = o->base;
+    llm->base = base;
     llm->embed_fp32 = o->embed_fp32;
     lorac_status st;
-    if (o->base == LORAC_BASE_NF4 || o->base == LORAC_BASE_GGUF)
-        st = lorac_model_load_quantized(path, (o->base == LORAC_BASE_GGUF ? LORAC_QLOAD_KEEP : LORAC_QLOAD_NF4) |
+    if (base == LORAC_BASE_NF4 || base == LORAC_BASE_GGUF)
+        st = lorac_model_load_quantized(path, (base == LORAC_BASE_GGUF ? LORAC_QLOAD_KEEP | LORAC_QLOAD_KEEP_HEAD
+                                                                        : LORAC_QLOAD_NF4) |
                                                   (o->embed_fp32 ? LORAC_QLOAD_EMBED_FP32 : 0), &llm->m);
     else
         st = lorac_model_load(path, &llm->m);
-    if (st == LORAC_OK && o->base == LORAC_BASE_BF16) st = lorac_model_quantize(llm->m, LORAC_QF_BF16);
+    if (st == LORAC_OK && base == LORAC_BASE_BF16) st = lorac_model_quantize(llm->m, LORAC_QF_BF16);
     if (st == LORAC_OK && !o->no_tokenizer) {
         if (o->tokenizer) snprintf(llm->tok_path, sizeof llm->tok_path, "%s", o->tokenizer);
         st = o->tokenizer ? load_tokenizer(o->tokenizer, NULL, &llm->tok.t)
@@ -168,6 +175,10 @@ lorac_status lorac_llm_get_info(const lorac_llm *llm, lorac_llm_info *info) {
     info->head_dim = m->cfg.head_dim;
     info->ffn_dim = m->cfg.ffn_dim;
     info->tied = m->cfg.tied;
+    info->base = llm->base;
+    if (m->lm_head)
+        snprintf(info->head_format, sizeof info->head_format, "%s",
+                 m->lm_head->q ? lorac_qformat_name(m->lm_head->q->fmt) : "fp32");
     return LORAC_OK;
 }
 

@@ -176,6 +176,13 @@ static lorac_status train_linear(lorac_linear *L) {
 static lorac_status apply_method(lorac_llm *llm, const lorac_train_config *c, method meth, int n, lorac_lora_config *lc,
                                  int *head_in_full) {
     lorac_model *m = llm->m;
+    /* A GGUF base keeps an untied LM head's blocks for decoding (LORAC_QLOAD_KEEP_HEAD); training runs over an
+       fp32 head, as QLoRA always has (the same values: the blocks dequantized exactly). */
+    if (m->lm_head && m->lm_head->q && !m->lm_head->q_shared) LORAC_TRY(lorac_linear_dequantize(m->lm_head));
+    if ((meth == M_FULL || meth == M_LAST) && llm->base != LORAC_BASE_FP32)
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "lorac_llm_prepare: method %s trains base weights, and this base is "
+                          "held %s; hint: open the model with lorac_llm_opts.base = LORAC_BASE_FP32 (LORAC_BASE_AUTO "
+                          "keeps a .gguf's quantized blocks)", c->method, llm->base == LORAC_BASE_BF16 ? "in bf16" : "quantized");
     switch (meth) {
     case M_LORA:
         if (llm->base == LORAC_BASE_NF4 || llm->base == LORAC_BASE_GGUF) { /* QLoRA: every Linear quantized */

@@ -235,6 +235,9 @@ lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!module_to_save(c, L->name)) continue;
+        /* an untied head kept in the GGUF file's blocks for decoding (LORAC_QLOAD_KEEP_HEAD) is trained, or read
+           from an adapter, in fp32 as it would be without the flag */
+        if (L == m->lm_head && L->q && !L->q_shared) LORAC_TRY(lorac_linear_dequantize(L));
         LORAC_TRY(lorac_weight_make_trainable(L->W));
         if (L->b) LORAC_TRY(lorac_weight_make_trainable(L->b));
     }

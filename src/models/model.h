@@ -209,6 +209,10 @@ typedef enum lorac_qload {
                             (llama q/k rows reordered into an owned copy); other tensors NF4 (q_fallback) */
     LORAC_QLOAD_EMBED_FP32 = 0x100, /* flag, OR'd into either: leave the token embedding in fp32 (as bitsandbytes
                                        does) instead of quantizing it like the Linears */
+    LORAC_QLOAD_KEEP_HEAD = 0x200,  /* flag, with KEEP: an untied lm_head (GGUF output.weight) in a GGML block
+                                       format is kept as a view too, so decoding reads its blocks; any other head
+                                       (another format, F16/F32, rows of no whole blocks) is loaded fp32 as
+                                       without the flag. A tied head follows the embedding either way. */
 } lorac_qload;
 /* lorac_model_load with the block Linears quantized while loading: no block
  * Linear is ever held in fp32 all at once (one at a time while it is

@@ -111,7 +111,7 @@ static void fallback_note(lorac_model *m, const char *fmt, ...) {
  * heads > 0: Llama q/k rows, reordered from llama.cpp's interleaved RoPE
  * order to HF's rotate-half order (lorac_unpermute_rope_rows); a row is a
  * whole number of blocks, so that is a copy of byte ranges. */
-static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int rows, int cols, int heads,
+static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int rows, int cols, int heads, int note,
                                      lorac_qweight **out) {
     char alt[160];
     *out = NULL;
@@ -120,8 +120,9 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
     if (!t) return LORAC_OK;
     const lorac_qformat f = lorac_qformat_of_dtype(t->dtype);
     if (f < LORAC_QF_Q4_0 || f >= LORAC_QF_COUNT) {
-        fallback_note(m, "%s: %s is %s, not a GGML block format: quantized to NF4", m->path, t->name,
-                      lorac_dtype_name(t->dtype));
+        if (note)
+            fallback_note(m, "%s: %s is %s, not a GGML block format: quantized to NF4", m->path, t->name,
+                          lorac_dtype_name(t->dtype));
         return LORAC_OK;
     }
     if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
@@ -129,8 +130,9 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
                           m->path, t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1), rows, cols);
     const int bs = lorac_block_size(t->dtype);
     if (bs <= 0 || cols % bs) {
-        fallback_note(m, "%s: rows of %s (%s) hold %d values, not a whole number of %d-value blocks: quantized to NF4",
-                      m->path, t->name, lorac_dtype_name(t->dtype), cols, bs);
+        if (note)
+            fallback_note(m, "%s: rows of %s (%s) hold %d values, not a whole number of %d-value blocks: quantized to NF4",
+                          m->path, t->name, lorac_dtype_name(t->dtype), cols, bs);
         return LORAC_OK;
     }
     const size_t row_bytes = (size_t)(cols / bs) * lorac_block_bytes(t->dtype), need = row_bytes * (size_t)rows;
@@ -172,7 +174,7 @@ static lorac_status keep_gguf_tensor(lorac_model *m, const lorac_weight *w, int 
 /* KEEP for a block Linear (*kept = 0: not kept, see keep_gguf_tensor). */
 static lorac_status keep_gguf_blocks(lorac_model *m, lorac_linear *L, int *kept) {
     lorac_qweight *q = NULL;
-    LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, lorac_gguf_rope_heads(m, L->W->name), &q));
+    LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, lorac_gguf_rope_heads(m, L->W->name), 1, &q));
     *kept = q != NULL;
     if (q) attach_q(L, q);
     return LORAC_OK;
@@ -205,7 +207,7 @@ lorac_status lorac_model_quantize_embedding(lorac_model *m, lorac_qformat fmt) {
  * file's blocks (KEEP) or bound to fp32 and quantized to NF4 at once. */
 static lorac_status quantize_embedding_at_load(lorac_model *m, int keep) {
     lorac_qweight *q = NULL;
-    if (keep && m->gguf) LORAC_TRY(keep_gguf_tensor(m, m->wte, (int)m->wte->shape[0], (int)m->wte->shape[1], 0, &q));
+    if (keep && m->gguf) LORAC_TRY(keep_gguf_tensor(m, m->wte, (int)m->wte->shape[0], (int)m->wte->shape[1], 0, 1, &q));
     if (q) {
         attach_embedding(m, q);
         return LORAC_OK;
@@ -247,12 +249,28 @@ void lorac_model_embed_tokens(const lorac_model *m, float *x, const int *ids, in
     lorac_lora_embed_fwd(m, x, ids, N);
 }
 
+/* KEEP_HEAD: an untied lm_head, left unbound by bind_all, as a view of the
+ * file's blocks, so a decoding step reads output.weight in its 4 to 8 bits
+ * instead of 32 (the largest matrix of a small model: Qwen2.5-0.5B's is
+ * 151936 x 896). A head the file holds otherwise is bound to fp32 as
+ * without the flag: no NF4 here, the head is no QLoRA block Linear, and
+ * nothing is counted as a fallback. */
+static lorac_status keep_head_at_load(lorac_model *m) {
+    lorac_linear *L = m->lm_head;
+    lorac_qweight *q = NULL;
+    if (m->gguf) LORAC_TRY(keep_gguf_tensor(m, L->W, L->out, L->in, 0, 0, &q));
+    if (!q) return lorac_bind_weight(m, L->W);
+    attach_q(L, q);
+    return LORAC_OK;
+}
+
 /* The block Linears' weights were left unbound by bind_all: each is kept
  * (KEEP, GGUF block formats) or bound to fp32 and quantized to NF4 at once,
  * so at most one block Linear is in fp32 at any time. */
 lorac_status lorac_quantize_blocks_at_load(lorac_model *m, lorac_qload how) {
-    const int keep = (how & ~LORAC_QLOAD_EMBED_FP32) == LORAC_QLOAD_KEEP;
+    const int keep = (how & ~(LORAC_QLOAD_EMBED_FP32 | LORAC_QLOAD_KEEP_HEAD)) == LORAC_QLOAD_KEEP;
     if (!(how & LORAC_QLOAD_EMBED_FP32)) LORAC_TRY(quantize_embedding_at_load(m, keep));
+    if ((how & LORAC_QLOAD_KEEP_HEAD) && m->lm_head && m->lm_head->W != m->wte) LORAC_TRY(keep_head_at_load(m));
     for (int i = 0; i < m->n_lin; i++) {
         lorac_linear *L = &m->lin[i];
         if (!lorac_is_block_linear(m, L)) continue;

@@ -317,11 +317,11 @@ int lorac_is_block_linear(const lorac_model *m, const lorac_linear *L) {
 }
 
 /* defer_blocks: leave the block Linears' weights unbound (load_quantized binds them one at a time);
- * defer_embed: the token embedding too. */
-static lorac_status bind_all(lorac_model *m, int defer_blocks, int defer_embed) {
+ * defer_embed: the token embedding too; defer_head: an untied lm_head's weight too (KEEP_HEAD). */
+static lorac_status bind_all(lorac_model *m, int defer_blocks, int defer_embed, int defer_head) {
     for (int i = 0; i < m->n_w; i++) {
         lorac_weight *w = &m->w[i];
-        int deferred = defer_embed && w == m->wte;
+        int deferred = (defer_embed && w == m->wte) || (defer_head && m->lm_head && w == m->lm_head->W && w != m->wte);
         for (int j = 0; defer_blocks && j < m->n_lin && !deferred; j++)
             deferred = m->lin[j].W == w && lorac_is_block_linear(m, &m->lin[j]);
         if (!deferred) LORAC_TRY(lorac_bind_weight(m, w));
@@ -421,7 +421,7 @@ static lorac_status model_load(const char *path, int quantize, lorac_qload how, 
     m->st = st;
     m->gguf = g;
     snprintf(m->path, sizeof m->path, "%s", path);
-    s = bind_all(m, quantize, quantize && !(how & LORAC_QLOAD_EMBED_FP32));
+    s = bind_all(m, quantize, quantize && !(how & LORAC_QLOAD_EMBED_FP32), quantize && (how & LORAC_QLOAD_KEEP_HEAD));
     if (s == LORAC_OK && quantize) s = lorac_quantize_blocks_at_load(m, how);
     if (s == LORAC_OK && st && cfg.arch == LORAC_ARCH_BERT) s = load_encoder_head(m);
     if (s != LORAC_OK) {
@@ -435,8 +435,10 @@ static lorac_status model_load(const char *path, int quantize, lorac_qload how, 
 lorac_status lorac_model_load(const char *path, lorac_model **out) { return model_load(path, 0, LORAC_QLOAD_NF4, out); }
 
 lorac_status lorac_model_load_quantized(const char *path, lorac_qload how, lorac_model **out) {
-    const int mode = how & ~LORAC_QLOAD_EMBED_FP32;
+    const int mode = how & ~(LORAC_QLOAD_EMBED_FP32 | LORAC_QLOAD_KEEP_HEAD);
     if (mode != LORAC_QLOAD_NF4 && mode != LORAC_QLOAD_KEEP) return lorac_fail(LORAC_ERR_ARG, "lorac_model_load_quantized: bad mode %d", (int)how);
+    if ((how & LORAC_QLOAD_KEEP_HEAD) && mode != LORAC_QLOAD_KEEP)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_model_load_quantized: LORAC_QLOAD_KEEP_HEAD goes with LORAC_QLOAD_KEEP");
     return model_load(path, 1, how, out);
 }
 

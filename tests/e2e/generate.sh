@@ -5,7 +5,10 @@
 #   generate: prompt 12 tokens 0.034 s 352.9 tok/s; generated 64 tokens 0.512 s 125.0 tok/s
 # On stories260K (fp32; --base bf16, kept under 16 rows per call, where bf16
 # products round the activations as well; --method qlora, NF4) with an
-# adapter trained here, and on the SmolLM2 GGUF when it has been fetched.
+# adapter trained here, and on the SmolLM2 GGUF when it has been fetched:
+# there --base auto (the default: the file's own Q4_1 / Q8_0 blocks, its
+# untied head's too) gives the same greedy ids as --base fp32 (dequantized
+# at load), and stderr names the base used.
 source "$(dirname "$0")/lib/common.bash"
 
 stats='^generate: prompt [0-9]+ tokens [0-9]+\.[0-9]{3} s [0-9]+\.[0-9] tok/s; generated [0-9]+ tokens [0-9]+\.[0-9]{3} s [0-9]+\.[0-9] tok/s$'
@@ -28,6 +31,9 @@ same_text() {
 }
 
 expect 2 "takes no value" -- "$BIN" generate --model x --no-kv-cache=1
+expect 2 "expected auto, fp32, bf16 or gguf" -- "$BIN" generate --model x --base nf4
+expect 2 "is no .gguf" -- "$BIN" generate --model x --base gguf
+expect 2 "drop --base" -- "$BIN" generate --model x.gguf --method qlora --base fp32
 
 S=$DATA/stories260K/hf
 if [ -d "$S" ]; then
@@ -54,6 +60,13 @@ fi
 M=${LORAC_CACHE:-$SRC/.cache}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$M" ]; then
     same_text "SmolLM2 GGUF" --model "$M" --prompt "The capital of France is" --max-new 10
+    if grep -q "^base gguf (--base auto: the .gguf's own blocks): 210 Linears in Q4_1, token embedding in Q8_0, lm_head in Q8_0" \
+        "$T/kv.err"; then ok; else bad "SmolLM2: no line naming the kept base: '$(head -n 1 "$T/kv.err")'"; fi
+    "$BIN" generate --model "$M" --prompt "The capital of France is" --max-new 10 --ids >"$T/auto.ids" 2>"$T/auto.err"
+    "$BIN" generate --model "$M" --prompt "The capital of France is" --max-new 10 --ids --base fp32 >"$T/fp32.ids" 2>"$T/fp32.err"
+    if [ -s "$T/auto.ids" ] && cmp -s "$T/auto.ids" "$T/fp32.ids" && grep -q "^base fp32$" "$T/fp32.err"; then ok; else
+        bad "SmolLM2: greedy ids over the kept blocks '$(cat "$T/auto.ids")' vs fp32 '$(cat "$T/fp32.ids")'"
+    fi
 fi
 
 summary generate

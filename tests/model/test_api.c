@@ -280,6 +280,49 @@ static void named_adapters(void) {
     lorac_llm_close(llm);
 }
 
+/* LORAC_BASE_AUTO, lorac_llm_opts_init's default: an HF directory opens in
+ * fp32; the SmolLM2 GGUF (when fetched) with its own blocks, as
+ * LORAC_BASE_GGUF; LORAC_BASE_FP32 still dequantizes it. */
+static void auto_base(void) {
+    lorac_llm_opts o;
+    lorac_llm_opts_init(&o);
+    CHECK(o.base == LORAC_BASE_AUTO, "lorac_llm_opts_init: base %d", (int)o.base);
+    o.no_tokenizer = 1;
+    lorac_llm *llm = NULL;
+    lorac_llm_info q = {.size = sizeof q};
+    CHECK_OK(lorac_llm_open(tiny, &o, &llm));
+    if (llm) CHECK_OK(lorac_llm_get_info(llm, &q));
+    CHECK(llm && q.base == LORAC_BASE_FP32 && q.quantized_linears == 0, "auto over a directory: base %d, %d quantized",
+          (int)q.base, q.quantized_linears);
+    lorac_llm_close(llm);
+    const char *gguf = test_cache_path("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    FILE *f = fopen(gguf, "rb"); /* (this test keeps to the public API) */
+    if (f) fclose(f);
+    if (!f) {
+        printf("auto base: SmolLM2 GGUF skipped (%s not found)\n", gguf);
+        return;
+    }
+    for (int fp32 = 0; fp32 < 2; fp32++) {
+        o.base = fp32 ? LORAC_BASE_FP32 : LORAC_BASE_AUTO;
+        llm = NULL;
+        CHECK_OK(lorac_llm_open(gguf, &o, &llm));
+        if (!llm) continue;
+        q.size = sizeof q;
+        CHECK_OK(lorac_llm_get_info(llm, &q));
+        if (fp32)
+            CHECK(q.base == LORAC_BASE_FP32 && q.quantized_linears == 0 && !strcmp(q.head_format, "fp32"),
+                  "LORAC_BASE_FP32 over a .gguf: base %d, %d quantized, head %s", (int)q.base, q.quantized_linears,
+                  q.head_format);
+        else
+            CHECK(q.base == LORAC_BASE_GGUF && q.quantized_linears == 210 && !strcmp(q.formats, "Q4_1") &&
+                      !strcmp(q.embed_format, "Q8_0") && !strcmp(q.head_format, "Q8_0"),
+                  "auto over a .gguf: base %d, %d Linears in %s, embedding %s, head %s", (int)q.base, q.quantized_linears,
+                  q.formats, q.embed_format, q.head_format);
+        if (!fp32) CHECK_ERR(lorac_llm_merge(llm), LORAC_ERR_UNSUPPORTED, "LORAC_BASE_FP32");
+        lorac_llm_close(llm);
+    }
+}
+
 int main(void) {
     fixtures();
     null_handles();
@@ -287,5 +330,6 @@ int main(void) {
     wrong_order_and_other_base();
     callbacks();
     named_adapters();
+    auto_base();
     return test_summary("test_api");
 }

@@ -16,7 +16,18 @@
  *     the logits match;
  *  e. the SmolLM2-135M Q4_1 GGUF (skipped when not fetched) kept as Q4_1/Q8_0
  *     views gives the ordinary (dequantized-at-load) model's logits to 1e-3;
- *     the resident memory of both is printed. */
+ *     the resident memory of both is printed;
+ *  f. decoding over kept blocks (LORAC_BASE_GGUF / _AUTO's load) with an
+ *     untied LM head in blocks too (LORAC_QLOAD_KEEP_HEAD): tiny_llama written
+ *     with its embedding and lm_head in Q8_0 (and Q5_1) as well; the kept head
+ *     dequantizes bit for bit to the ordinary loader's fp32 head; the KV-cache
+ *     decode (a prefill past the GEMV road's 8 rows, single steps, three
+ *     sequences in one call) and the full forward give the logits of that
+ *     fp32-dequantized model to 1e-4 of the largest logit, and greedy ids are
+ *     equal, with the base alone and with an unmerged LoRA adapter (lm_head
+ *     adapted too); training the head in full (modules_to_save) turns it
+ *     back to fp32. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +35,8 @@
 #include "io/gguf_write.h"
 #include "lora/lora.h"
 #include "lora/merge.h"
+#include "models/generate.h"
+#include "models/kvcache.h"
 #include "models/model.h"
 #include "ops/ops.h"
 #include "quant/ggml_blocks.h"
@@ -350,10 +363,12 @@ static int patch_info(uint8_t *img, size_t len, const char *name, uint64_t ne0, 
  * Conv1D transposed, llama q/k rows interleaved), in block type t (ggml type
  * number gt: Q8_0 by this file's own q8_0_row, the others by
  * lorac_quant_row) where a row is whole 32-value blocks, F32 otherwise.
+ * head_too: the token embedding and an untied lm_head (output.weight) in
+ * blocks as well, as llama.cpp's quantizer writes them.
  * lorac's writer only writes F32/F16, so a block tensor goes in as an F32
  * placeholder of the same byte count whose info (shape, type) is then
  * patched. Returns the number of block tensors. */
-static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, uint32_t gt) {
+static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, uint32_t gt, int head_too) {
     const lorac_config *c = &src->cfg;
     const char *arch = c->arch == LORAC_ARCH_GPT2 ? "gpt2" : "llama";
     lorac_gguf_writer *w = NULL;
@@ -382,19 +397,22 @@ static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, u
         if (!gguf_name(src, wt->name, gn, sizeof gn)) continue;
         const lorac_linear *L = NULL;
         for (int j = 0; j < src->n_lin; j++)
-            if (src->lin[j].W == wt && is_block(src, &src->lin[j])) L = &src->lin[j];
-        if (!L) {
+            if (src->lin[j].W == wt && (is_block(src, &src->lin[j]) || (head_too && &src->lin[j] == src->lm_head)))
+                L = &src->lin[j];
+        const int emb = head_too && wt == src->wte; /* [vocab, dim] as it is */
+        if (!L && !emb) {
             int64_t shape[2] = {wt->shape[0], wt->shape[1]};
             CHECK_OK(lorac_gguf_add_tensor(w, gn, wt->data, wt->ndim, shape, LORAC_F32));
             continue;
         }
-        const int out = L->out, in = L->in, D = c->head_dim;
+        const int out = L ? L->out : (int)wt->shape[0], in = L ? L->in : (int)wt->shape[1], D = c->head_dim;
+        const int tr = L && L->w_in_out;
         const int heads = strstr(wt->name, "q_proj") ? c->n_head : strstr(wt->name, "k_proj") ? c->n_kv_head : 0;
         float *g = malloc(sizeof(float) * (size_t)out * in); /* [out, in] in GGUF's row order */
         for (int r = 0; r < out; r++) {
             int hf = r; /* GGUF row h*D + 2j + s  ==  HF row h*D + s*D/2 + j */
             if (heads) hf = (r / D) * D + (r % D % 2) * D / 2 + (r % D) / 2;
-            for (int k = 0; k < in; k++) g[(size_t)r * in + k] = L->w_in_out ? wt->data[(size_t)k * out + hf] : wt->data[(size_t)hf * in + k];
+            for (int k = 0; k < in; k++) g[(size_t)r * in + k] = tr ? wt->data[(size_t)k * out + hf] : wt->data[(size_t)hf * in + k];
         }
         bufs[nb++] = g;
         if (in % 32) {
@@ -403,8 +421,7 @@ static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, u
             continue;
         }
         const size_t row_bytes = (size_t)(in / 32) * lorac_block_bytes(t), bytes = (size_t)out * row_bytes;
-        CHECK(bytes % 8 == 0, "%s: %zu bytes", gn, bytes); /* a multiple of 8 for these shapes */
-        uint8_t *qb = calloc(1, bytes + 8);
+        uint8_t *qb = calloc(1, bytes + 8); /* the placeholder holds whole 8-byte pairs of floats: zero padding */
         for (int r = 0; r < out; r++) {
             if (t == LORAC_Q8_0)
                 q8_0_row(g + (size_t)r * in, in, qb + (size_t)r * row_bytes);
@@ -412,7 +429,7 @@ static int write_block_gguf(lorac_model *src, const char *path, lorac_dtype t, u
                 CHECK_OK(lorac_quant_row(t, g + (size_t)r * in, qb + (size_t)r * row_bytes, in));
         }
         bufs[nb++] = (float *)qb;
-        int64_t shape[2] = {2, (int64_t)(bytes / 8)};
+        int64_t shape[2] = {2, (int64_t)((bytes + 7) / 8)};
         CHECK_OK(lorac_gguf_add_tensor(w, gn, (const float *)qb, 2, shape, LORAC_F32));
         snprintf(names[nq8], sizeof names[0], "%s", gn);
         q8[nq8][0] = (uint64_t)in;
@@ -437,7 +454,7 @@ static void test_block_gguf(const char *dir, lorac_dtype t, uint32_t gt) {
     if (!src) exit(1);
     char path[1200];
     snprintf(path, sizeof path, "%s/q8.gguf", test_tmpdir());
-    const int nq8 = write_block_gguf(src, path, t, gt);
+    const int nq8 = write_block_gguf(src, path, t, gt, 0);
     CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP, &keep));
     CHECK_OK(lorac_model_load(path, &plain));
     if (!keep || !plain) exit(1);
@@ -558,6 +575,155 @@ static void test_smollm2(void) {
     lorac_model_free(m);
 }
 
+/* ---- f. decoding over kept blocks, an untied head kept too ------------------ */
+
+/* max |a - b| / max |b| */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double e = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, isfinite(a[i]) ? fabs((double)a[i] - b[i]) : INFINITY);
+        mx = fmax(mx, fabs(b[i]));
+    }
+    return mx > 0 ? e / mx : e;
+}
+
+/* The logits of three sequences decoded in one cache: a 12-token prefill of
+ * sequence 0 alone (the tiled road: more rows than the GEMV road's 8), then
+ * steps of all three together (prompts of 1 and 3 tokens first). Written
+ * to out[calls][3][V] (zeros where a sequence had no token in that call). */
+enum { DEC_CALLS = 5 };
+static float *decode_logits(lorac_model *m, const int ids[3][24]) {
+    const int V = m->cfg.vocab;
+    float *out = calloc((size_t)DEC_CALLS * 3 * V, sizeof(float));
+    lorac_kv *kv = NULL;
+    CHECK_OK(lorac_kv_create(m, 3, 24, &kv));
+    if (!kv) return out;
+    int have[3] = {0, 0, 0};
+    const int slot0 = 0;
+    const int pre[2] = {0, 12};
+    CHECK_OK(lorac_model_decode(m, kv, 1, &slot0, ids[0], pre, NULL, out));
+    have[0] = 12;
+    for (int c = 1; c < DEC_CALLS; c++) {
+        const int slots[3] = {0, 1, 2}, want[3] = {1, 1, c == 1 ? 3 : 1};
+        int flat[8], offs[4] = {0};
+        for (int i = 0; i < 3; i++) {
+            memcpy(flat + offs[i], ids[i] + have[i], sizeof(int) * (size_t)want[i]);
+            offs[i + 1] = offs[i] + want[i];
+            have[i] += want[i];
+        }
+        CHECK_OK(lorac_model_decode(m, kv, 3, slots, flat, offs, NULL, out + (size_t)c * 3 * V));
+    }
+    lorac_kv_free(kv);
+    return out;
+}
+
+static int *greedy(lorac_model *m, const int *prompt, int n, int max_new, int *n_out) {
+    lorac_gen_opts o;
+    lorac_gen_opts_default(&o);
+    o.max_new = max_new;
+    int *out = NULL;
+    *n_out = 0;
+    CHECK_OK(lorac_generate(m, prompt, n, &o, NULL, NULL, &out, n_out));
+    return out;
+}
+
+/* The same LoRA pairs (values from one seed) on both models: all-linear and lm_head. */
+static void same_adapter(lorac_model *a, lorac_model *b) {
+    lorac_model *ms[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        lorac_lora_config c;
+        lorac_lora_config_default(&c);
+        c.r = 4;
+        c.alpha = 8;
+        strcpy(c.targets[0], "all-linear");
+        strcpy(c.targets[1], "lm_head");
+        c.n_targets = 2;
+        CHECK_OK(lorac_lora_apply(ms[k], &c, NULL));
+        lorac_rng r;
+        lorac_rng_seed(&r, 77);
+        for (int i = 0; i < ms[k]->n_lin; i++) {
+            lorac_lora *l = ms[k]->lin[i].lora;
+            for (size_t j = 0; l && j < l->B.n; j++) l->B.data[j] = 0.2f * lorac_rng_normal(&r);
+            for (size_t j = 0; l && j < l->A.n; j++) l->A.data[j] = 0.2f * lorac_rng_normal(&r);
+        }
+    }
+}
+
+static void test_decode_kept_head(const char *dir, lorac_dtype t, uint32_t gt) {
+    fprintf(stderr, "-- decode over kept %s blocks, untied head kept: %s\n", lorac_dtype_name(t), dir);
+    lorac_model *src = NULL, *kept = NULL, *plain = NULL, *nohead = NULL;
+    CHECK_OK(lorac_model_load(test_src_path(dir), &src));
+    if (!src) exit(1);
+    CHECK(!src->cfg.tied && src->lm_head && src->lm_head->W != src->wte, "%s: the fixture's head is untied", dir);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/kept_head.gguf", test_tmpdir());
+    write_block_gguf(src, path, t, gt, 1);
+    CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP | LORAC_QLOAD_KEEP_HEAD, &kept));
+    CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP, &nohead));
+    CHECK_OK(lorac_model_load(path, &plain));
+    if (!kept || !plain || !nohead) exit(1);
+    const lorac_linear *H = kept->lm_head;
+    const lorac_qformat f = lorac_qformat_of_dtype(t);
+    CHECK(H->q && !H->q_shared && H->q->fmt == f && !H->W->data && kept->wte_q && kept->wte_q->fmt == f,
+          "KEEP_HEAD: lm_head %s (shared %d, fp32 values %s), embedding %s", H->q ? lorac_qformat_name(H->q->fmt) : "fp32",
+          H->q_shared, H->W->data ? "kept" : "dropped", kept->wte_q ? lorac_qformat_name(kept->wte_q->fmt) : "fp32");
+    CHECK(!nohead->lm_head->q && nohead->lm_head->W->data && kept->q_fallback == nohead->q_fallback,
+          "without KEEP_HEAD the head stays fp32 (%s); fallbacks %d vs %d", nohead->lm_head->q ? "quantized" : "fp32",
+          kept->q_fallback, nohead->q_fallback);
+    const int V = src->cfg.vocab, C = src->cfg.dim;
+    if (H->q) { /* the kept blocks are the ordinary loader's values exactly */
+        float *d = malloc(sizeof(float) * (size_t)V * C);
+        CHECK_OK(lorac_qweight_dequantize(H->q, d));
+        CHECK(!memcmp(d, plain->lm_head->W->data, sizeof(float) * (size_t)V * C),
+              "the kept head dequantizes to other values than the fp32 head");
+        free(d);
+    }
+    use_dequantized(plain, kept); /* the Linears that fell back to NF4 (rows of 56 values), the same in both */
+    lorac_rng r;
+    lorac_rng_seed(&r, 31);
+    int ids[3][24];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 24; j++) ids[i][j] = 1 + (int)(lorac_rng_uniform(&r) * (V - 1));
+    for (int with_adapter = 0; with_adapter < 2; with_adapter++) {
+        const char *what = with_adapter ? "with an unmerged adapter" : "base alone";
+        if (with_adapter) same_adapter(kept, plain);
+        float *lk = decode_logits(kept, (const int(*)[24])ids), *lp = decode_logits(plain, (const int(*)[24])ids);
+        const double e_dec = rel_err(lk, lp, (size_t)DEC_CALLS * 3 * V);
+        free(lk), free(lp);
+        CHECK_OK(lorac_model_reserve(kept, 1, 16));
+        CHECK_OK(lorac_model_reserve(plain, 1, 16));
+        CHECK_OK(lorac_model_forward(kept, ids[0], NULL, 1, 16, LORAC_FWD_LM));
+        CHECK_OK(lorac_model_forward(plain, ids[0], NULL, 1, 16, LORAC_FWD_LM));
+        const double e_fwd = rel_err(kept->acts.logits, plain->acts.logits, (size_t)16 * V);
+        int nk = 0, np = 0;
+        int *gk = greedy(kept, ids[1], 3, 40, &nk), *gp = greedy(plain, ids[1], 3, 40, &np);
+        const int same = nk == 40 && np == 40 && !memcmp(gk, gp, sizeof(int) * 40);
+        free(gk), free(gp);
+        CHECK(e_dec <= 1e-4 && e_fwd <= 1e-4 && same,
+              "%s %s: kept vs fp32-dequantized: decode logits rel err %.3g, full forward %.3g, greedy ids %s", dir, what,
+              e_dec, e_fwd, same ? "equal" : "DIFFER");
+        fprintf(stderr, "   %s: decode logits rel err %.2g, full forward %.2g, 40 greedy ids %s\n", what, e_dec, e_fwd,
+                same ? "equal" : "differ");
+    }
+    /* the head trained in full: fp32 again (the same values), trainable */
+    lorac_lora_config c;
+    lorac_lora_config_default(&c);
+    strcpy(c.modules_to_save[0], "lm_head");
+    c.n_modules_to_save = 1;
+    lorac_model_free(kept); /* a fresh one, without the adapter */
+    CHECK_OK(lorac_model_load_quantized(path, LORAC_QLOAD_KEEP | LORAC_QLOAD_KEEP_HEAD, &kept));
+    if (kept) {
+        CHECK_OK(lorac_lora_apply(kept, &c, NULL));
+        CHECK(!kept->lm_head->q && kept->lm_head->W->grad &&
+                  !memcmp(kept->lm_head->W->data, plain->lm_head->W->data, sizeof(float) * (size_t)V * C),
+              "modules_to_save lm_head over a kept head: %s", kept->lm_head->q ? "still quantized" : "other values");
+    }
+    lorac_model_free(src);
+    lorac_model_free(kept);
+    lorac_model_free(plain);
+    lorac_model_free(nohead);
+}
+
 int main(void) {
     test_nf4_fixture("tests/fixtures/models/tiny_llama", LORAC_BIAS_NONE);
     test_nf4_fixture("tests/fixtures/models/tiny_gpt2", LORAC_BIAS_ALL);
@@ -567,5 +733,7 @@ int main(void) {
     test_block_gguf("tests/fixtures/models/tiny_gpt2", LORAC_Q5_1, 7);
     test_block_gguf("tests/fixtures/models/tiny_llama", LORAC_IQ4_NL, 20);
     test_smollm2();
+    test_decode_kept_head("tests/fixtures/models/tiny_llama", LORAC_Q8_0, 8);
+    test_decode_kept_head("tests/fixtures/models/tiny_llama", LORAC_Q5_1, 7);
     return test_summary("test_qlora");
 }

@@ -96,6 +96,15 @@ void cli_set_threads(const cli_args *a);
  * quantized while loading (--qformat: NF4 or the GGUF's blocks; --qembed);
  * with --base bf16 they are rounded to bf16, and two lines say so. */
 void cli_open(const cli_args *a, int with_tok, lorac_llm **llm);
+/* cli_open for the commands that only run the model (generate, eval): its
+ * --base (CLI_INFER_BASE_OPT) is auto by default, i.e. a .gguf keeps its
+ * own GGML blocks (LORAC_BASE_AUTO). Training commands keep cli_open: fp32
+ * unless --method qlora. */
+void cli_open_infer(const cli_args *a, int with_tok, lorac_llm **llm);
+/* "base gguf (--base auto: ...): N Linears in Q4_1, token embedding in Q8_0,
+ * lm_head in Q8_0; X MB" or "base fp32" on stderr: which base runs (called
+ * once the usage checks are done, so an error stays one line). */
+void cli_print_base(const cli_args *a, const lorac_llm *llm);
 /* "LABEL: N Linears in NF4, base X MB (Y bits/param) ..." for a quantized
  * (qlora) or bf16 base, to stderr. */
 void cli_print_quantized_base(const lorac_llm *llm, const char *label);
@@ -109,8 +118,8 @@ void cli_print_quantized_base(const lorac_llm *llm, const char *label);
 
 /* eval / generate / merge: the base held as the adapter was trained over it. */
 #define CLI_QBASE_OPTS                                                                                            \
-    {"method", "M", "the base the adapter was trained over: lora (default: fp32) | qlora (quantized as lorac"     \
-                    " train --method qlora held it, same --qformat / --qembed)"},                                \
+    {"method", "M", "the base the adapter was trained over: lora (default: the base --base says) | qlora"         \
+                    " (quantized as lorac train --method qlora held it, same --qformat / --qembed)"},            \
     CLI_QUANT_OPTS
 /* --qformat for a qlora base at path: 1 = keep the GGUF blocks, 0 = NF4
  * (keep without a .gguf is a usage error). */
@@ -126,6 +135,12 @@ void cli_quant_opts_need_qlora(const cli_args *a, int qlora);
 
 /* --method of CLI_QBASE_OPTS: 1 for qlora, 0 for lora; anything else is a usage error. */
 int cli_qbase_is_qlora(const cli_args *a);
+
+/* --base of generate / eval (cli_open_infer). */
+#define CLI_INFER_BASE_OPT                                                                                        \
+    {"base", "DTYPE", "how the base's Linears are held: auto (default: a .gguf's own quantized blocks, else fp32)"  \
+                      " | fp32 (a .gguf dequantized at load) | bf16 | gguf (the .gguf's blocks, its untied LM head's"  \
+                      " too)"}
 
 /* --base: how the frozen base's block Linears are held (cli_load_model). */
 #define CLI_BASE_OPT                                                                                              \

@@ -213,20 +213,37 @@ void cli_print_quantized_base(const lorac_llm *llm, const char *label) {
                 q.fallback > 1 ? "s" : "", q.fallback_note, q.fallback > 1 ? "; ..." : "");
 }
 
-void cli_open(const cli_args *a, int with_tok, lorac_llm **llm) {
+/* infer: generate / eval, whose --base also takes auto (the default) and gguf; the training commands open an
+ * fp32 base unless --method qlora or --base bf16 says otherwise. */
+static void open_model(const cli_args *a, int with_tok, int infer, lorac_llm **llm) {
     const char *path = cli_str(a, "model", NULL);
     if (!path) cli_die(a->cmd, EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
     lorac_llm_opts o;
     lorac_llm_opts_init(&o);
+    o.base = LORAC_BASE_FP32;
     o.tokenizer = with_tok ? cli_str(a, "tokenizer", NULL) : NULL;
     o.no_tokenizer = !with_tok;
+    const char *base = opt_if_declared(a, "base");
+    if (infer && base && !strcmp(base, "auto")) base = NULL;
     if (method_is_qlora(a)) {
+        if (infer && base)
+            cli_die(a->cmd, EXIT_USAGE, "--base %s with --method qlora: qlora holds the base as it was trained over "
+                    "(--qformat, --qembed); hint: drop --base", base);
         o.base = cli_qformat_keep(a, path) ? LORAC_BASE_GGUF : LORAC_BASE_NF4;
         o.embed_fp32 = !cli_qembed_on(a);
+    } else if (infer && !base) {
+        o.base = LORAC_BASE_AUTO;
     }
-    const char *base = opt_if_declared(a, "base");
+    if (infer && base && !strcmp(base, "gguf")) {
+        if (!ends_with(path, ".gguf"))
+            cli_die(a->cmd, EXIT_USAGE, "--base gguf keeps a .gguf file's own quantized blocks, and %s is no .gguf; hint: "
+                    "--base fp32 or bf16 (or auto)", path);
+        o.base = LORAC_BASE_GGUF;
+        base = NULL;
+    }
     if (base && strcmp(base, "fp32") && strcmp(base, "bf16"))
-        cli_die(a->cmd, EXIT_USAGE, "--base '%s': expected fp32 or bf16", base);
+        cli_die(a->cmd, EXIT_USAGE, infer ? "--base '%s': expected auto, fp32, bf16 or gguf" : "--base '%s': expected fp32 or bf16",
+                base);
     const int bf16 = base && !strcmp(base, "bf16");
     if (bf16) {
         const char *meth = opt_if_declared(a, "method");
@@ -262,6 +279,29 @@ void cli_check_list(const cli_args *a, const char *flag, const char *s) {
         p = e + 1;
     }
 }
+
+/* The base an inference command runs, one line on stderr: a decoding step's speed follows its bytes. */
+void cli_print_base(const cli_args *a, const lorac_llm *llm) {
+    const char *base = opt_if_declared(a, "base");
+    if (base && !strcmp(base, "bf16")) return; /* open_model said it already */
+    const int is_auto = (!base || !strcmp(base, "auto")) && !method_is_qlora(a);
+    lorac_llm_info q = {.size = sizeof q};
+    cli_check(a->cmd, lorac_llm_get_info(llm, &q));
+    static const char *const names[] = {"fp32", "bf16", "nf4", "gguf", "auto"};
+    if (q.base == LORAC_BASE_FP32)
+        fprintf(stderr, "base fp32%s\n", is_auto ? " (--base auto: not a .gguf)" : "");
+    else
+        fprintf(stderr, "base %s%s: %d Linears in %s, token embedding in %s, lm_head in %s; %.4g MB\n", names[q.base],
+                is_auto ? " (--base auto: the .gguf's own blocks)" : "", q.quantized_linears,
+                q.formats[0] ? q.formats : "-", q.embed_format, q.head_format[0] ? q.head_format : "-", q.base_bytes / 1e6);
+    if (q.fallback)
+        fprintf(stderr, "note: %d Linear%s could not keep the file's format and went to NF4 (%s%s)\n", q.fallback,
+                q.fallback > 1 ? "s" : "", q.fallback_note, q.fallback > 1 ? "; ..." : "");
+}
+
+void cli_open(const cli_args *a, int with_tok, lorac_llm **llm) { open_model(a, with_tok, 0, llm); }
+
+void cli_open_infer(const cli_args *a, int with_tok, lorac_llm **llm) { open_model(a, with_tok, 1, llm); }
 
 cli_method cli_method_parse(const char *cmd, const char *flag, const char *s, int *n) {
     *n = 0;

@@ -15,7 +15,7 @@ static const cli_opt eval_opts[] = {
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
     CLI_QBASE_OPTS,
-    CLI_BASE_OPT,
+    CLI_INFER_BASE_OPT,
     CLI_DATA_OPTS,
     {"batch", "N", "batch size (default 8)"},
     {"seed", "N", "seed for --balance / --split (default 123)"},
@@ -63,7 +63,7 @@ int cmd_eval(int argc, char **argv) {
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     const int batch = cli_int(&a, "batch", 8, 1, 65536);
     lorac_llm *llm;
-    cli_open(&a, 1, &llm);
+    cli_open_infer(&a, 1, &llm);
     cli_load_adapters(&a, llm);
     lorac_data *set = cli_load_eval_data(&a, llm, !(cli_has(&a, "split") || cli_has(&a, "balance")),
                                           "classification needs the adapter that holds the trained head; hint: --adapter DIR", 1);
@@ -71,6 +71,7 @@ int cmd_eval(int argc, char **argv) {
     int scored[3] = {0, 0, 0};
     lorac_data_info in = {.size = sizeof in};
     cli_check("eval", lorac_data_get_info(set, &in));
+    cli_print_base(&a, llm);
     const double t0 = cli_now();
     for (int i = 0; i < 3; i++) {
         sc[i] = (lorac_split_scores){in.n[i], NAN, -1}; /* empty, or not asked for: counted, not scored */

@@ -11,7 +11,7 @@ static const cli_opt gen_opts[] = {
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
     CLI_ADAPTER_OPTS,
     CLI_QBASE_OPTS,
-    CLI_BASE_OPT,
+    CLI_INFER_BASE_OPT,
     {"prompt", "TEXT", "the prompt text (default: empty, i.e. just BOS)"},
     {"chat", NULL, "write the prompt as a user message in the model's chat format, then the assistant's header;"
                    " stop at the end of the assistant's turn"},
@@ -50,7 +50,7 @@ int cmd_generate(int argc, char **argv) {
     cli_set_threads(&a);
     (void)cli_qbase_is_qlora(&a); /* a usage error for a --method other than lora / qlora */
     lorac_llm *llm;
-    cli_open(&a, 1, &llm);
+    cli_open_infer(&a, 1, &llm);
     const lorac_tok *tok = lorac_llm_tok(llm);
     cli_load_adapters(&a, llm);
 
@@ -101,6 +101,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int print_ids = cli_has(&a, "ids");
     o.no_kv_cache = cli_has(&a, "no-kv-cache");
+    cli_print_base(&a, llm);
     lorac_gen_stats st;
     cli_check("generate", lorac_llm_generate_ids(llm, ids, n, &o, on_token, &print_ids, NULL, NULL, &st));
     putchar('\n');

@@ -1,8 +1,9 @@
 /* chat.c - the public chat-template call: which format (the template of the
- * llm's tokenizer or model, or a named family, io/chat.h) and the rendered
- * conversation. lorac_api_chat_format is the one place that picks the
- * format; lorac train / eval / generate (--chat-format) and lorac_llm_train
- * (instruct data) go through it. */
+ * llm's tokenizer or model, or a named family) and the rendered
+ * conversation. lorac_api_chat_format is lorac_chat_format_pick (io/chat.h,
+ * the one place that picks a format, lorac serve's engine calls it too) on
+ * the llm's paths; lorac train / eval / generate (--chat-format) and
+ * lorac_llm_train (instruct data) go through it. */
 #include "api/api_chat.h"
 
 #include <stdio.h>
@@ -13,35 +14,8 @@
 
 lorac_status lorac_api_chat_format(const lorac_llm *llm, const char *name, lorac_chat_format *f, char *where,
                                    size_t n_where) {
-    lorac_chat_family fam = LORAC_CHAT_ALPACA;
-    if (name && !strcmp(name, "auto")) name = NULL;
-    if (name && lorac_chat_family_parse(name, &fam) != LORAC_OK)
-        return lorac_fail(LORAC_ERR_ARG, "chat format '%s': expected auto, chatml, llama3, gemma, phi3, mistral, "
-                          "llama2 or alpaca", name);
-    const char *tp = llm->tok_path[0] ? llm->tok_path : NULL;
-    char *tpl = NULL;
-    lorac_gguf *tg = NULL; /* a tokenizer that is a GGUF file carries its own template */
-    const size_t tl = tp ? strlen(tp) : 0;
-    if (tl > 5 && !strcmp(tp + tl - 5, ".gguf")) LORAC_TRY(lorac_gguf_open_metadata(tp, &tg));
-    lorac_status st = lorac_chat_template_read(tp ? tp : llm->m->path, tp ? tg : llm->m->gguf, &tpl, where, n_where);
-    lorac_gguf_close(tg);
-    if (st != LORAC_OK) return st;
-    lorac_chat_format found;
-    const int have = tpl != NULL;
-    st = have ? lorac_chat_detect(tpl, where, &found) : LORAC_ERR_UNSUPPORTED;
-    free(tpl);
-    if (!name) {
-        if (have && st != LORAC_OK) return st; /* a template of no known family: say so */
-        if (have) *f = found;
-        else lorac_chat_format_init(f, LORAC_CHAT_ALPACA);
-    } else if (st == LORAC_OK && found.family == fam) {
-        *f = found;
-    } else {
-        lorac_chat_format_init(f, fam);
-    }
-    lorac_chat_set_tokens(f, llm->tok.t);
-    if (!f->from_template) snprintf(where, n_where, "%s", !name ? "the model has no chat template" : "named format");
-    return LORAC_OK;
+    return lorac_chat_format_pick(llm->tok_path[0] ? llm->tok_path : NULL, llm->m->path, llm->m->gguf, llm->tok.t, name,
+                                  f, where, n_where);
 }
 
 lorac_status lorac_llm_chat(const lorac_llm *llm, const char *format, const lorac_chat_message *msgs, int n,

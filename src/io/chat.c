@@ -111,6 +111,39 @@ lorac_status lorac_chat_template_read(const char *dir, const lorac_gguf *g, char
     return LORAC_OK;
 }
 
+lorac_status lorac_chat_format_pick(const char *tok_path, const char *model_path, const lorac_gguf *model_gguf,
+                                    const lorac_tokenizer *tok, const char *name, lorac_chat_format *f, char *where,
+                                    size_t n_where) {
+    lorac_chat_family fam = LORAC_CHAT_ALPACA;
+    if (name && !strcmp(name, "auto")) name = NULL;
+    if (name && lorac_chat_family_parse(name, &fam) != LORAC_OK)
+        return lorac_fail(LORAC_ERR_ARG, "chat format '%s': expected auto, " FAMILY_LIST, name);
+    char *tpl = NULL;
+    lorac_gguf *tg = NULL; /* a tokenizer that is a GGUF file carries its own template */
+    const size_t tl = tok_path ? strlen(tok_path) : 0;
+    if (tl > 5 && !strcmp(tok_path + tl - 5, ".gguf")) LORAC_TRY(lorac_gguf_open_metadata(tok_path, &tg));
+    lorac_status st = lorac_chat_template_read(tok_path ? tok_path : model_path, tok_path ? tg : model_gguf, &tpl,
+                                               where, n_where);
+    lorac_gguf_close(tg);
+    if (st != LORAC_OK) return st;
+    lorac_chat_format found;
+    const int have = tpl != NULL;
+    st = have ? lorac_chat_detect(tpl, where, &found) : LORAC_ERR_UNSUPPORTED;
+    free(tpl);
+    if (!name) {
+        if (have && st != LORAC_OK) return st; /* a template of no known family: say so */
+        if (have) *f = found;
+        else lorac_chat_format_init(f, LORAC_CHAT_ALPACA);
+    } else if (st == LORAC_OK && found.family == fam) {
+        *f = found;
+    } else {
+        lorac_chat_format_init(f, fam);
+    }
+    lorac_chat_set_tokens(f, tok);
+    if (!f->from_template) snprintf(where, n_where, "%s", !name ? "the model has no chat template" : "named format");
+    return LORAC_OK;
+}
+
 /* ---- what a template is ---- */
 
 static int has(const char *s, const char *what) { return strstr(s, what) != NULL; }

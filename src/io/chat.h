@@ -98,6 +98,22 @@ lorac_status lorac_chat_template_read(const char *dir, const lorac_gguf *g, char
  * hint to pick a format with --chat-format. */
 lorac_status lorac_chat_detect(const char *tpl, const char *where, lorac_chat_format *f);
 
+/* The one place that picks a model's chat format (lorac train / eval /
+ * generate --chat-format through lorac_api_chat_format, and lorac serve).
+ * name: a --chat-format family, or "auto" / NULL for the model's own. The
+ * template is read from tok_path when a tokenizer was given apart from the
+ * model (a directory, or a .gguf file whose metadata holds it), else from
+ * the model (model_gguf when it is a GGUF, else model_path's directory).
+ *  - auto: the template's family (a template of no known family is
+ *    LORAC_ERR_UNSUPPORTED, see lorac_chat_detect); no template: alpaca;
+ *  - a name: the template's details when it is of that family, else the
+ *    family's reference format.
+ * Then the tokenizer's BOS / EOS texts (lorac_chat_set_tokens). `where`
+ * (size n_where) names the source for messages. */
+lorac_status lorac_chat_format_pick(const char *tok_path, const char *model_path, const lorac_gguf *model_gguf,
+                                    const lorac_tokenizer *tok, const char *name, lorac_chat_format *f, char *where,
+                                    size_t n_where);
+
 /* The family's format as its reference template writes it, with no default
  * system message (what --chat-format NAME gives for a model without a
  * template of that family). Call lorac_chat_set_tokens next. */

@@ -156,6 +156,12 @@ static gemm_entry *entry_get(const gemm_key *key) {
 
 /* 0 = not decided, 1 = oneDNN, -1 = OpenBLAS only. */
 static int g_backend;
+/* 1: round a product's row count up to its bucket (gemm_rows_bucket); 0:
+ * LORAC_GEMM_ROWS=exact, every row count its own primitive (for A/B runs). */
+static int g_bucket = 1;
+/* Row-padded copies of A and C for a bucketed product (under g_lock). */
+static float *g_pad;
+static size_t g_pad_cap;
 
 static int dnnl_on(void) {
     if (g_backend) return g_backend > 0;
@@ -169,24 +175,72 @@ static int dnnl_on(void) {
             want = 0;
         }
         g_backend = want ? 1 : -1;
+        const char *rows = getenv("LORAC_GEMM_ROWS");
+        g_bucket = !(rows && !strcmp(rows, "exact"));
     }
     pthread_mutex_unlock(&g_lock);
     return g_backend > 0;
+}
+
+/* Run the product on oneDNN with g_lock held: 1 when done, 0 when the
+ * caller must fall back. */
+static int onednn_gemm_locked(const gemm_key *key, const void *A, const void *B, float *C) {
+    gemm_entry *e = entry_get(key);
+    if (!e->prim) return 0;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    return dnnl_memory_set_data_handle(e->a, (void *)A) == dnnl_success &&
+           dnnl_memory_set_data_handle(e->b, (void *)B) == dnnl_success &&
+           dnnl_memory_set_data_handle(e->c, C) == dnnl_success &&
+           dnnl_primitive_execute(e->prim, g_stream, 3, args) == dnnl_success &&
+           dnnl_stream_wait(g_stream) == dnnl_success;
 }
 
 /* Run the product on oneDNN: 1 when done, 0 when the caller must fall back. */
 static int onednn_gemm(const gemm_key *key, const void *A, const void *B, float *C) {
     if (!dnnl_on() || omp_in_parallel()) return 0;
     pthread_mutex_lock(&g_lock);
-    gemm_entry *e = entry_get(key);
+    const int done = onednn_gemm_locked(key, A, B, C);
+    pthread_mutex_unlock(&g_lock);
+    return done;
+}
+
+/* The row count a product of M rows runs with on oneDNN (see gemm.h). */
+static int gemm_rows_bucket(int M) {
+    if (M <= 16) return M; /* a decoding step's rows (one per sequence): a few shapes, each used often */
+    const int step = M <= 64 ? 8 : M <= 256 ? 16 : M <= 1024 ? 64 : 256;
+    return M > (1 << 30) - step ? M : (M + step - 1) / step * step;
+}
+
+/* onednn_gemm for an fp32 product whose A is not transposed, its rows
+ * padded to the bucket: A's M rows and (when beta != 0) C's are copied into
+ * scratch of Mb rows (the extra rows of A zero), the product runs there, and
+ * C's M rows are copied back. The copies cost O(M (K + N)) against the
+ * product's O(M N K); the scratch is kept (under g_lock) for the next call. */
+static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, float *C) {
+    const int M = key->M, Mb = g_bucket ? gemm_rows_bucket(M) : M;
+    if (!dnnl_on() || omp_in_parallel()) return 0;
+    if (Mb == M || key->ta) return onednn_gemm(key, A, B, C);
+    const size_t K = (size_t)key->K, N = (size_t)key->N, need = (size_t)Mb * (K + N);
     int done = 0;
-    if (e->prim) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-        done = dnnl_memory_set_data_handle(e->a, (void *)A) == dnnl_success &&
-               dnnl_memory_set_data_handle(e->b, (void *)B) == dnnl_success &&
-               dnnl_memory_set_data_handle(e->c, C) == dnnl_success &&
-               dnnl_primitive_execute(e->prim, g_stream, 3, args) == dnnl_success &&
-               dnnl_stream_wait(g_stream) == dnnl_success;
+    pthread_mutex_lock(&g_lock);
+    if (need > g_pad_cap) {
+        free(g_pad);
+        g_pad_cap = 0;
+        if ((g_pad = malloc(sizeof(float) * need)) != NULL) g_pad_cap = need;
+    }
+    if (g_pad) {
+        float *a = g_pad, *c = g_pad + (size_t)Mb * K;
+        for (int i = 0; i < M; i++) memcpy(a + i * K, A + (size_t)i * key->lda, sizeof(float) * K);
+        memset(a + (size_t)M * K, 0, sizeof(float) * (size_t)(Mb - M) * K);
+        if (key->beta != 0.0f)
+            for (int i = 0; i < M; i++) memcpy(c + i * N, C + (size_t)i * key->ldc, sizeof(float) * N);
+        gemm_key kb = *key;
+        kb.M = Mb;
+        kb.lda = key->K;
+        kb.ldc = key->N;
+        done = onednn_gemm_locked(&kb, a, B, c);
+        if (done)
+            for (int i = 0; i < M; i++) memcpy(C + (size_t)i * key->ldc, c + i * N, sizeof(float) * N);
     }
     pthread_mutex_unlock(&g_lock);
     return done;
@@ -199,12 +253,16 @@ int op_gemm_bf16_native(void) { return dnnl_on() && dnnl_get_effective_cpu_isa()
 void op_gemm_release(void) {
     pthread_mutex_lock(&g_lock);
     for (int i = 0; i < GEMM_CACHE; i++) entry_clear(&g_cache[i]);
+    free(g_pad);
+    g_pad = NULL;
+    g_pad_cap = 0;
     pthread_mutex_unlock(&g_lock);
 }
 
 #else /* no oneDNN in this build */
 
 static int onednn_gemm(const gemm_key *key, const void *A, const void *B, float *C) { return 0; }
+static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, float *C) { return 0; }
 const char *op_gemm_backend(void) { return "openblas"; }
 int op_gemm_bf16_native(void) { return 0; }
 void op_gemm_release(void) {}
@@ -425,7 +483,7 @@ void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, cons
     if (M <= 0 || N <= 0) return;
     if (K > 0 && (double)M * N * K >= GEMM_DNNL_MIN_MACS) {
         const gemm_key key = {0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-        if (onednn_gemm(&key, A, B, C)) return;
+        if (onednn_gemm_rows(&key, A, B, C)) return;
     }
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -15,6 +15,20 @@
  * batch) and calls from inside an OpenMP parallel region always use
  * cblas_sgemm: a primitive costs more to look up than such a product.
  *
+ * Row buckets: a oneDNN primitive is made for one exact problem, and oneDNN
+ * keeps what it made in its own cache (1024 entries) besides lorac's (256),
+ * about 0.4 MB each. A server's batched decode (lorac_model_decode: every
+ * step's rows are the running sequences plus the prompts joining) asks for
+ * ever new row counts M, so memory crept (bench/serve-load: +90 MB over 800
+ * requests and still rising; 4 SmolLM2 shapes at M = 1..200: +250 MB) and
+ * JIT time went to shapes seen once. So an fp32 product with A not transposed runs
+ * with M rounded up to a bucket: M <= 16 as it is (a decoding step has a
+ * row per sequence), then multiples of 8 up to 64, of 16 up to 256, of 64 up
+ * to 1024, of 256 beyond (at most 7 extra rows up to 64, under 25% beyond;
+ * they are zero); the copies into and out of the padded scratch
+ * cost O(M (K + N)) against the product's O(M N K). LORAC_GEMM_ROWS=exact
+ * in the environment turns the buckets off (for A/B runs).
+ *
  * bf16: op_gemm_bf16 multiplies bf16 matrices with fp32 accumulation and an
  * fp32 result, for a frozen base held in bf16 (model --base bf16). It needs
  * oneDNN (its AVX512-BF16 kernels); without it, it widens tiles of A and B

@@ -9,6 +9,7 @@
  * work, so HTTP threads can always queue, cancel and read. */
 #include "serve/engine.h"
 
+#include <malloc.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +204,7 @@ void lorac_engine_count_disconnect(lorac_engine *e) {
     lorac_engine_unlock(e);
 }
 
+/* The process's resident set (VmRSS), from /proc/self/statm; 0 when unreadable. */
 static size_t rss_now(void) {
     long pages = 0, resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -212,31 +214,55 @@ static size_t rss_now(void) {
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* One metric: its HELP and TYPE lines, then the sample (value printed with
+ * fmt); a metric with labelled samples prints them after this. */
+#define METRIC(name, type, help) "# HELP " name " " help "\n# TYPE " name " " type "\n"
+
 char *lorac_engine_metrics(lorac_engine *e) {
-    char *b = NULL, line[256];
+    char *b = NULL, line[512];
     size_t len = 0, cap = 0;
 #define OUT(...) (snprintf(line, sizeof line, __VA_ARGS__), lorac_serve_buf_add(&b, &len, &cap, line, strlen(line)))
     lorac_engine_lock(e);
-    OUT("# HELP lorac_requests_total HTTP requests answered, by endpoint and status.\n# TYPE lorac_requests_total counter\n");
+    OUT(METRIC("lorac_requests_total", "counter", "HTTP requests answered, by endpoint and status."));
     for (int k = 0; k < e->n_counts; k++)
         OUT("lorac_requests_total{endpoint=\"%s\",status=\"%d\"} %ld\n", e->counts[k].endpoint, e->counts[k].status, e->counts[k].n);
-    OUT("# TYPE lorac_request_duration_seconds summary\nlorac_request_duration_seconds_sum %.6f\n"
-        "lorac_request_duration_seconds_count %ld\n", e->req_seconds, e->req_done);
-    OUT("# TYPE lorac_client_disconnects_total counter\nlorac_client_disconnects_total %ld\n", e->disconnects);
-    OUT("# TYPE lorac_prompt_tokens_total counter\nlorac_prompt_tokens_total %ld\n", e->prompt_tokens);
-    OUT("# TYPE lorac_generated_tokens_total counter\nlorac_generated_tokens_total %ld\n", e->gen_tokens);
-    OUT("# TYPE lorac_classified_texts_total counter\nlorac_classified_texts_total %ld\n", e->cls_texts);
-    OUT("# HELP lorac_engine_steps_total Batched forward steps; rows / steps is the mean batch.\n"
-        "# TYPE lorac_engine_steps_total counter\nlorac_engine_steps_total %ld\n", e->steps);
-    OUT("# TYPE lorac_engine_step_sequences_total counter\nlorac_engine_step_sequences_total %ld\n", e->step_rows);
-    OUT("# TYPE lorac_engine_prefill_tokens_total counter\nlorac_engine_prefill_tokens_total %ld\n", e->prefill_rows);
-    OUT("# TYPE lorac_engine_step_seconds_total counter\nlorac_engine_step_seconds_total %.6f\n", e->step_seconds);
-    OUT("# TYPE lorac_running_sequences gauge\nlorac_running_sequences %d\n", e->n_run);
-    OUT("# TYPE lorac_queued_requests gauge\nlorac_queued_requests %d\n", e->n_queued);
-    OUT("# TYPE lorac_adapters_loaded gauge\nlorac_adapters_loaded %d\n", e->n_names);
-    OUT("# TYPE lorac_max_sequences gauge\nlorac_max_sequences %d\n", e->o.max_seqs);
+    OUT(METRIC("lorac_request_duration_seconds", "summary", "Time from a request's headers to its last byte.")
+        "lorac_request_duration_seconds_sum %.6f\nlorac_request_duration_seconds_count %ld\n", e->req_seconds, e->req_done);
+    OUT(METRIC("lorac_client_disconnects_total", "counter", "Clients that left before their answer was complete.")
+        "lorac_client_disconnects_total %ld\n", e->disconnects);
+    OUT(METRIC("lorac_prompt_tokens_total", "counter", "Prompt tokens of the generations admitted.")
+        "lorac_prompt_tokens_total %ld\n", e->prompt_tokens);
+    OUT(METRIC("lorac_generated_tokens_total", "counter", "Tokens generated.") "lorac_generated_tokens_total %ld\n",
+        e->gen_tokens);
+    OUT(METRIC("lorac_classified_texts_total", "counter", "Texts classified.") "lorac_classified_texts_total %ld\n",
+        e->cls_texts);
+    OUT(METRIC("lorac_engine_steps_total", "counter", "Batched forward steps; sequences / steps is the mean batch.")
+        "lorac_engine_steps_total %ld\n", e->steps);
+    OUT(METRIC("lorac_engine_step_sequences_total", "counter", "Sequences over all steps.")
+        "lorac_engine_step_sequences_total %ld\n", e->step_rows);
+    OUT(METRIC("lorac_engine_prefill_tokens_total", "counter", "Prompt tokens fed by prefill over all steps.")
+        "lorac_engine_prefill_tokens_total %ld\n", e->prefill_rows);
+    OUT(METRIC("lorac_engine_step_seconds_total", "counter", "Seconds spent in batched steps.")
+        "lorac_engine_step_seconds_total %.6f\n", e->step_seconds);
+    OUT(METRIC("lorac_running_sequences", "gauge", "Sequences in the batch now.") "lorac_running_sequences %d\n", e->n_run);
+    OUT(METRIC("lorac_queued_requests", "gauge", "Requests waiting for a sequence slot.") "lorac_queued_requests %d\n",
+        e->n_queued);
+    OUT(METRIC("lorac_adapters_loaded", "gauge", "Adapters loaded.") "lorac_adapters_loaded %d\n", e->n_names);
+    OUT(METRIC("lorac_max_sequences", "gauge", "Sequences a batch may hold (--max-seqs).") "lorac_max_sequences %d\n",
+        e->o.max_seqs);
     lorac_engine_unlock(e);
-    OUT("# TYPE lorac_resident_memory_bytes gauge\nlorac_resident_memory_bytes %zu\n", rss_now());
+    /* memory, so that a resident set that creeps under load shows from outside */
+    OUT(METRIC("process_resident_memory_bytes", "gauge", "Resident memory of the server process (VmRSS).")
+        "process_resident_memory_bytes %zu\n", rss_now());
+    const struct mallinfo2 mi = mallinfo2(); /* glibc >= 2.33: sums over every malloc arena */
+    OUT(METRIC("lorac_malloc_heap_bytes", "gauge", "malloc: bytes obtained with sbrk / mmap for arenas (mallinfo2 arena).")
+        "lorac_malloc_heap_bytes %zu\n", mi.arena);
+    OUT(METRIC("lorac_malloc_mmap_bytes", "gauge", "malloc: bytes in blocks mmap'd one by one (mallinfo2 hblkhd).")
+        "lorac_malloc_mmap_bytes %zu\n", mi.hblkhd);
+    OUT(METRIC("lorac_malloc_in_use_bytes", "gauge", "malloc: bytes allocated and not freed, arenas + mmap'd (uordblks + hblkhd).")
+        "lorac_malloc_in_use_bytes %zu\n", mi.uordblks + mi.hblkhd);
+    OUT(METRIC("lorac_malloc_free_bytes", "gauge", "malloc: free bytes held in the arenas (mallinfo2 fordblks).")
+        "lorac_malloc_free_bytes %zu\n", mi.fordblks);
 #undef OUT
     return b;
 }
@@ -428,17 +454,11 @@ static void *engine_main(void *arg) {
 
 /* ---- life cycle ---- */
 
-/* The model's chat format: its template's family, else alpaca (as lorac generate --chat). */
+/* The model's chat format (io/chat.h picks it, as for lorac generate --chat)
+ * and its end-of-turn token, where a chat answer stops. */
 static lorac_status load_chat_format(lorac_engine *e) {
-    const char *tp = e->o.tokenizer;
-    char *tpl = NULL, where[1200];
-    LORAC_TRY(lorac_chat_template_read(tp ? tp : e->m->path, tp ? NULL : e->m->gguf, &tpl, where, sizeof where));
-    lorac_status st = LORAC_OK;
-    if (tpl) st = lorac_chat_detect(tpl, where, &e->chat);
-    else lorac_chat_format_init(&e->chat, LORAC_CHAT_ALPACA);
-    free(tpl);
-    LORAC_TRY(st);
-    lorac_chat_set_tokens(&e->chat, e->tok);
+    char where[1200];
+    LORAC_TRY(lorac_chat_format_pick(e->o.tokenizer, e->m->path, e->m->gguf, e->tok, NULL, &e->chat, where, sizeof where));
     e->end_of_turn = lorac_chat_end_of_turn(&e->chat, e->tok);
     return LORAC_OK;
 }

@@ -6,9 +6,11 @@
 #    different adapters, an adapter loaded at run time) equals
 #    `lorac generate` with that adapter alone;
 #  - hostile requests (malformed JSON, huge body, unknown adapter, negative /
-#    huge max_tokens, wrong types, invalid UTF-8, empty messages, a client
-#    leaving mid-stream) get a 4xx JSON error in OpenAI's shape and the server
-#    keeps serving;
+#    huge max_tokens, wrong types, invalid UTF-8, empty messages, a huge body
+#    sent chunked, a body cut short, a client leaving mid-stream or while its
+#    answer is generated) get a 4xx JSON error in OpenAI's shape, or their
+#    slot back, and the server keeps serving;
+#  - /metrics is valid Prometheus text with the process's resident memory;
 #  - SIGTERM while a request runs: the request completes, the server exits 0.
 source "$(dirname "$0")/lib/common.bash"
 S=$DATA/stories260K/hf
@@ -135,6 +137,66 @@ sleep 1
 curl -s "$U/metrics" >"$T/metrics"
 if grep -q '^lorac_client_disconnects_total [1-9]' "$T/metrics" && grep -q '^lorac_running_sequences 0$' "$T/metrics"; then
     ok; else bad "disconnect not seen: $(grep -E 'disconnects|running' "$T/metrics")"; fi
+
+# a client leaving while its (non-streaming) answer is generated: counted, its slot freed
+metric() { curl -s "$U/metrics" | sed -n "s/^$1 //p"; }
+# (on a fast machine the answer may come first: then only the clean state is checked)
+before=$(metric lorac_client_disconnects_total)
+curl -s --max-time 0.3 -H 'Content-Type: application/json' "$U/v1/completions" \
+    -d '{"model": "inst", "prompt": "x", "max_tokens": 64, "temperature": 1}' >/dev/null
+left=$?
+sleep 1
+after=$(metric lorac_client_disconnects_total)
+if { [ "$left" != 28 ] || [ "${after:-0}" -gt "${before:-0}" ]; } && [ "$(metric lorac_running_sequences)" = 0 ] &&
+    [ "$(metric lorac_queued_requests)" = 0 ]; then ok; else
+    bad "non-streaming client leaving (curl exit $left): disconnects $before -> $after, running $(metric lorac_running_sequences)"; fi
+
+# a huge body sent chunked (no Content-Length to refuse up front): 413, and one far past the
+# limit, whose connection is closed; a body cut short by a client that closes the connection
+head -c 20000 /dev/zero | tr '\0' 'a' | sed 's/^/{"model": "base", "prompt": "/; s/$/"}/' >"$T/huge2"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' \
+    --data-binary "@$T/huge2" "$U/v1/completions")
+[ "$code" = 413 ] && [ "$(jget 'd["error"]["code"]')" = body_too_large ] && ok || bad "huge chunked body: $code $(cat "$T/body")"
+head -c 200000 /dev/zero | tr '\0' 'a' >"$T/huge3"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary "@$T/huge3" "$U/v1/completions")
+[ "$code" = 000 ] || [ "$code" = 413 ] && ok || bad "a body 50x the limit: HTTP $code (want the connection closed or 413)"
+python3 - "$PORT" <<'PY' && ok || bad "a body cut short"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+          b'{"model": "base", "prompt": "cut')
+s.close()
+PY
+
+# /metrics is Prometheus text: every family has one HELP and one TYPE line before its samples,
+# every sample a float value; the process's resident memory and malloc's figures are there
+curl -s "$U/metrics" >"$T/metrics"
+python3 - "$T/metrics" <<'PY' && ok || bad "/metrics is not valid Prometheus text: $(head -c 300 "$T/metrics")"
+import re, sys
+help_, type_, seen = {}, {}, {}
+name_re = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+for i, line in enumerate(open(sys.argv[1]).read().split("\n")[:-1], 1):
+    if line.startswith("# HELP "):
+        n = line.split()[2]
+        assert n not in help_ and n not in seen, f"line {i}: second HELP for {n}, or HELP after its samples"
+        help_[n] = 1
+    elif line.startswith("# TYPE "):
+        _, _, n, t = line.split(" ", 3)
+        assert t in ("counter", "gauge", "summary", "histogram", "untyped"), f"line {i}: type {t}"
+        assert n not in type_ and n not in seen, f"line {i}: second TYPE for {n}, or TYPE after its samples"
+        type_[n] = t
+    else:
+        m = re.fullmatch(rf"({name_re})(\{{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\"(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\}})? (\S+)", line)
+        assert m, f"line {i}: not a sample: {line!r}"
+        float(m.group(4))
+        fam = m.group(1)
+        if fam not in type_ and re.sub(r"_(sum|count)$", "", fam) in type_:
+            fam = re.sub(r"_(sum|count)$", "", fam)
+        assert fam in type_ and fam in help_, f"line {i}: {m.group(1)} has no HELP / TYPE"
+        seen[fam] = float(m.group(4)) if fam == m.group(1) else seen.get(fam, 0)
+assert seen.get("process_resident_memory_bytes", 0) > 1e6, "no resident memory figure"
+assert seen.get("lorac_malloc_in_use_bytes", 0) > 0, "no malloc figure"
+PY
 
 # adapters loaded and unloaded at run time
 post /v1/adapters "{\"name\": \"dog2\", \"path\": \"$T/dog\"}"

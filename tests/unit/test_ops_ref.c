@@ -478,6 +478,11 @@ int main(void) {
             test_linear(shapes[s][0], shapes[s][1], shapes[s][2], layout, 0, 1.0f);
         }
     }
+    /* products large enough for oneDNN (>= 1M multiply-adds) whose row counts
+     * are not bucket sizes: ops/gemm.c runs them padded to 40 and 320 rows,
+     * through copies of A and C (beta != 0, padded strides, see test_gemm) */
+    test_gemm(37, 300, 120);
+    test_gemm(300, 130, 33);
     static const size_t sizes[] = {1, 7, 33, 70001};
     for (size_t s = 0; s < 4; s++) test_pointwise(sizes[s]);
     test_golden();

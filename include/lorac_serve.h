@@ -64,6 +64,12 @@ typedef struct lorac_serve_opts {
     /* Called once the server listens, with the port it got; NULL: a line on stderr. */
     void (*ready_fn)(int port, void *user);
     void *ready_user;
+    /* The base's weights: "auto" (NULL: a .gguf keeps its own GGML blocks,
+     * an untied lm_head's too, as lorac_llm_opts' LORAC_BASE_AUTO; a
+     * directory loads fp32), "fp32" (a .gguf dequantized) or "gguf". A
+     * decoding step streams the whole base, so kept 4-bit blocks make it
+     * several times faster than fp32; adapters work over either. */
+    const char *base;
 } lorac_serve_opts;
 
 LORAC_API void lorac_serve_opts_default(lorac_serve_opts *o);

@@ -465,10 +465,20 @@ static lorac_status load_chat_format(lorac_engine *e) {
 
 static lorac_status engine_load(lorac_engine *e) {
     const lorac_serve_opts *o = &e->o;
-    LORAC_TRY(lorac_model_load(o->model, &e->m));
     const size_t ml = strlen(o->model);
+    const int is_gguf = ml > 5 && !strcmp(o->model + ml - 5, ".gguf");
+    const char *base = o->base ? o->base : "auto";
+    if (strcmp(base, "auto") && strcmp(base, "fp32") && strcmp(base, "gguf"))
+        return lorac_fail(LORAC_ERR_ARG, "base '%s': expected auto, fp32 or gguf", base);
+    if (!strcmp(base, "gguf") && !is_gguf)
+        return lorac_fail(LORAC_ERR_ARG, "%s: base gguf keeps a .gguf file's blocks, and this is not one; hint: base "
+                          "auto or fp32", o->model);
+    if (is_gguf && strcmp(base, "fp32")) /* the file's own blocks, decoded by the quantized GEMV kernels */
+        LORAC_TRY(lorac_model_load_quantized(o->model, LORAC_QLOAD_KEEP | LORAC_QLOAD_KEEP_HEAD, &e->m));
+    else
+        LORAC_TRY(lorac_model_load(o->model, &e->m));
     if (o->tokenizer) LORAC_TRY(lorac_tokenizer_load(o->tokenizer, &e->tok));
-    else if (ml > 5 && !strcmp(o->model + ml - 5, ".gguf")) LORAC_TRY(lorac_tokenizer_from_gguf(e->m->gguf, &e->tok));
+    else if (is_gguf) LORAC_TRY(lorac_tokenizer_from_gguf(e->m->gguf, &e->tok));
     else LORAC_TRY(lorac_tokenizer_load(o->model, &e->tok));
     if (e->m->cfg.arch == LORAC_ARCH_BERT)
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s is an encoder; lorac serve generates text with decoders", o->model);

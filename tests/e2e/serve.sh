@@ -229,4 +229,25 @@ wait "$PID"
 rc=$?
 if [ "$rc" = 0 ]; then ok; else bad "exit $rc after SIGTERM"; tail -n 2 "$T/srv.err" >&2; fi
 [ "$(cat "$T/last_code")" = 200 ] && ok || bad "the request in flight at SIGTERM: HTTP $(cat "$T/last_code")"
+
+# ---- a .gguf base served over its own blocks (--base auto, as lorac generate
+# decodes it): the greedy answer equals lorac generate's; --base is checked
+"$BIN" serve --model "$S" --base nf4 --port 0 >/dev/null 2>"$T/b.err"
+[ $? -eq 2 ] && grep -q -- "--base 'nf4'" "$T/b.err" && ok || bad "serve --base nf4: $(cat "$T/b.err")"
+"$BIN" serve --model "$S" --base gguf --port 0 >/dev/null 2>"$T/b.err"
+[ $? -ne 0 ] && grep -q "not one" "$T/b.err" && ok || bad "serve --base gguf on a directory: $(cat "$T/b.err")"
+M=${LORAC_CACHE:-$SRC/.cache}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$M" ]; then
+    "$BIN" serve --model "$M" --port 0 --threads 2 --max-seqs 2 >/dev/null 2>"$T/g.err" &
+    PID=$!
+    for _ in $(seq 1 300); do grep -q "listening on" "$T/g.err" && break; sleep 0.1; done
+    U=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/g.err")
+    "$BIN" generate --model "$M" --threads 2 --prompt "$P" --max-new 12 2>/dev/null | head -c -1 >"$T/r_smol"
+    post /v1/completions "{\"model\": \"base\", \"prompt\": \"$P\", \"max_tokens\": 12, \"temperature\": 0}"
+    same "SmolLM2 GGUF over its blocks" "$T/r_smol" "$(jget 'd["choices"][0]["text"]')"
+    kill -TERM "$PID"
+    wait "$PID" && ok || bad "SmolLM2 server exit"
+else
+    echo "serve: $M not fetched; the .gguf part is skipped"
+fi
 summary serve

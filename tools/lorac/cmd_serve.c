@@ -10,6 +10,7 @@
 static const cli_opt serve_opts[] = {
     {"model", "PATH", "base model: Hugging Face directory or .gguf file (required)"},
     {"tokenizer", "PATH", "tokenizer file or directory (default: the model's)"},
+    {"base", "B", "auto | fp32 | gguf: a .gguf's weights kept in its own blocks (auto, gguf) or dequantized (fp32)"},
     {"adapter", "NAME=DIR", "load an adapter under NAME (repeatable); requests choose it with \"model\": \"NAME\""},
     {"host", "ADDR", "IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 = every interface)"},
     {"port", "N", "TCP port (default 8080; 0 = any free port, printed on start)"},
@@ -38,6 +39,9 @@ int cmd_serve(int argc, char **argv) {
     o.model = cli_str(&a, "model", NULL);
     if (!o.model) cli_die("serve", EXIT_USAGE, "--model is required (a Hugging Face model directory or a .gguf file)");
     o.tokenizer = cli_str(&a, "tokenizer", NULL);
+    o.base = cli_str(&a, "base", "auto");
+    if (strcmp(o.base, "auto") && strcmp(o.base, "fp32") && strcmp(o.base, "gguf"))
+        cli_die("serve", EXIT_USAGE, "--base '%s': expected auto, fp32 or gguf", o.base);
     const char *ads[LORAC_SERVE_MAX_ADAPTERS];
     static char names[LORAC_SERVE_MAX_ADAPTERS][64];
     o.n_adapters = cli_all(&a, "adapter", ads, LORAC_SERVE_MAX_ADAPTERS);

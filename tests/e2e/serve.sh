@@ -170,8 +170,7 @@ PY
 
 # /metrics is Prometheus text: every family has one HELP and one TYPE line before its samples,
 # every sample a float value; the process's resident memory and malloc's figures are there
-# (One CI run saw the malloc lines missing once, not reproduced since: a failed check is printed whole with
-# curl's exit status and retried twice, so a flake shows in the log; three failures in a row fail the test.)
+# (A failed check is printed whole with curl's exit status and retried twice; three failures fail the test.)
 metrics_ok() {
 curl -s "$U/metrics" >"$T/metrics"
 local rc=$?
@@ -199,7 +198,7 @@ for i, line in enumerate(open(sys.argv[1]).read().split("\n")[:-1], 1):
         assert fam in type_ and fam in help_, f"line {i}: {m.group(1)} has no HELP / TYPE"
         seen[fam] = float(m.group(4)) if fam == m.group(1) else seen.get(fam, 0)
 assert seen.get("process_resident_memory_bytes", 0) > 1e6, "no resident memory figure"
-assert seen.get("lorac_malloc_in_use_bytes", 0) > 0, "no malloc figure"
+assert "lorac_malloc_in_use_bytes" in seen, "no malloc figure"  # (0 under ASan, whose allocator glibc's mallinfo2 does not see)
 PY
 echo "serve: /metrics check failed (curl exit $rc); the text:" >&2
 cat "$T/metrics" >&2

@@ -184,3 +184,17 @@ void test_collect_grads(lorac_model *m, test_grads *g) {
     g->n = 0;
     lorac_for_each_trainable(m, grads_copy_one, g);
 }
+
+void test_write_sms_fixture(const char *dir, char *vocab, char *sms, size_t n) {
+    snprintf(vocab, n, "%s/vocab.txt", dir);
+    snprintf(sms, n, "%s/sms.tsv", dir);
+    FILE *f = fopen(vocab, "w");
+    const char *words[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "win", "a", "prize", "now", "free", "cash",
+                           "claim", "see", "you", "at", "five", "ok", "call", "me", "later"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) fprintf(f, "%s\n", words[i]);
+    fclose(f);
+    f = fopen(sms, "w");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n");
+    fclose(f);
+}

@@ -41,6 +41,20 @@ const char *test_tmpdir(void);
 
 int test_summary(const char *name);
 
+/* API tests: expr returns status `want`, and lorac_last_error() is one line
+ * mentioning `what` (the file using it includes lorac.h and string.h). */
+#define CHECK_ERR(expr, want, what)                                                                               \
+    do {                                                                                                          \
+        lorac_status s__ = (expr);                                                                                \
+        CHECK(s__ == (want) && strstr(lorac_last_error(), what) != NULL && !strchr(lorac_last_error(), '\n'),   \
+              "%s -> %d (%s), want %d mentioning '%s'", #expr, (int)s__, lorac_last_error(), (int)(want), what);  \
+    } while (0)
+
+/* The API tests' tiny classification data in dir: a 20-word WordPiece vocab
+ * (vocab.txt) and 80 ham / spam rows (sms.tsv); their paths into vocab and
+ * sms (n bytes each). */
+void test_write_sms_fixture(const char *dir, char *vocab, char *sms, size_t n);
+
 /* ---- fixture readers (exit(2) on a broken fixture: that is a test bug) ---- */
 #include <cjson/cJSON.h>
 #include "io/safetensors.h"

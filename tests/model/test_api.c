@@ -15,29 +15,11 @@
 
 static char tiny[1024], vocab[1024], sms[1024], other_adapter[1024];
 
-/* status st, and the last error mentions `what` */
-#define CHECK_ERR(expr, want, what)                                                                               \
-    do {                                                                                                          \
-        lorac_status s__ = (expr);                                                                                \
-        CHECK(s__ == (want) && strstr(lorac_last_error(), what) != NULL && !strchr(lorac_last_error(), '\n'),   \
-              "%s -> %d (%s), want %d mentioning '%s'", #expr, (int)s__, lorac_last_error(), (int)(want), what);  \
-    } while (0)
-
 static void fixtures(void) {
     snprintf(tiny, sizeof tiny, "%s", test_src_path("tests/fixtures/models/tiny_gpt2"));
     snprintf(other_adapter, sizeof other_adapter, "%s", test_src_path("tests/fixtures/parity/tiny_llama_peft_adapter"));
     const char *dir = test_tmpdir();
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-    snprintf(sms, sizeof sms, "%s/sms.tsv", dir);
-    FILE *f = fopen(vocab, "w");
-    const char *words[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "win", "a", "prize", "now", "free", "cash",
-                           "claim", "see", "you", "at", "five", "ok", "call", "me", "later"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) fprintf(f, "%s\n", words[i]);
-    fclose(f);
-    f = fopen(sms, "w");
-    for (int i = 0; i < 20; i++)
-        fprintf(f, "ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n");
-    fclose(f);
+    test_write_sms_fixture(dir, vocab, sms, sizeof vocab);
 }
 
 static lorac_llm *open_tiny(void) {

@@ -19,31 +19,14 @@
 
 static char tiny[1024], bert[1024], bert_drop[1024], vocab[1024], sms[1024], sms3[1024];
 
-#define CHECK_ERR(expr, want, what)                                                                               \
-    do {                                                                                                          \
-        lorac_status s__ = (expr);                                                                                \
-        CHECK(s__ == (want) && strstr(lorac_last_error(), what) != NULL && !strchr(lorac_last_error(), '\n'),   \
-              "%s -> %d (%s), want %d mentioning '%s'", #expr, (int)s__, lorac_last_error(), (int)(want), what);  \
-    } while (0)
-
 static void fixtures(void) {
     snprintf(tiny, sizeof tiny, "%s", test_src_path("tests/fixtures/models/tiny_gpt2"));
     snprintf(bert, sizeof bert, "%s", test_src_path("tests/fixtures/models/tiny_bert"));
     const char *dir = test_tmpdir();
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-    snprintf(sms, sizeof sms, "%s/sms.tsv", dir);
-    FILE *f = fopen(vocab, "w");
-    const char *words[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "win", "a", "prize", "now", "free", "cash",
-                           "claim", "see", "you", "at", "five", "ok", "call", "me", "later"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) fprintf(f, "%s\n", words[i]);
-    fclose(f);
-    f = fopen(sms, "w");
-    for (int i = 0; i < 20; i++)
-        fprintf(f, "ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n");
-    fclose(f);
+    test_write_sms_fixture(dir, vocab, sms, sizeof vocab);
     /* three classes, as tiny_bert's saved classifier has */
     snprintf(sms3, sizeof sms3, "%s/sms3.tsv", dir);
-    f = fopen(sms3, "w");
+    FILE *f = fopen(sms3, "w");
     for (int i = 0; i < 20; i++)
         fprintf(f, "ham\tsee you at five\nspam\twin a prize now\nok\tok call me later\nspam\tclaim free cash now\n");
     fclose(f);

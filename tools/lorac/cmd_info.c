@@ -64,18 +64,6 @@ static int adapter_gguf(const char *path) {
     return 1;
 }
 
-/* 1234567 -> "1,234,567" */
-static void commas(char *buf, size_t n, int64_t v) {
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    size_t len = strlen(tmp), o = 0;
-    for (size_t i = 0; i < len && o + 2 < n; i++) {
-        buf[o++] = tmp[i];
-        if ((len - i - 1) % 3 == 0 && i + 1 < len && tmp[i] != '-') buf[o++] = ',';
-    }
-    buf[o] = 0;
-}
-
 /* The module tree: every parameter with its shape, adapter tensors with their pair's settings. */
 static void print_tree(const lorac_llm *llm) {
     int lm_head_r = 0;
@@ -135,11 +123,7 @@ int cmd_info(int argc, char **argv) {
         printf("LoRA kind: %s, init_lora_weights %s, %d rank_pattern / %d alpha_pattern entries\n",
                lc.use_dora ? "DoRA" : "LoRA", lorac_lora_init_name(&lc, ib, sizeof ib), lc.n_rank_pattern, lc.n_alpha_pattern);
     }
-    char ta[32], tb[32]; /* as PEFT's print_trainable_parameters */
-    commas(ta, sizeof ta, in.params_trainable);
-    commas(tb, sizeof tb, in.params_all);
-    printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", ta, tb,
-           in.params_all ? 100.0 * (double)in.params_trainable / (double)in.params_all : 0.0);
+    cli_print_params("info", llm, stdout); /* as PEFT's print_trainable_parameters */
     lorac_llm_close(llm);
     return 0;
 }

@@ -248,7 +248,8 @@ M=${LORAC_CACHE:-$SRC/.cache}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct
 if [ -f "$M" ]; then
     "$BIN" serve --model "$M" --port 0 --threads 2 --max-seqs 2 >/dev/null 2>"$T/g.err" &
     PID=$!
-    for _ in $(seq 1 300); do grep -q "listening on" "$T/g.err" && break; sleep 0.1; done
+    for _ in $(seq 1 1200); do grep -q "listening on" "$T/g.err" && break; sleep 0.1; done # (ASan, loaded CI: slow)
+    grep -q "listening on" "$T/g.err" || bad "the SmolLM2 server did not start in 120 s: $(tail -n 2 "$T/g.err")"
     U=http://127.0.0.1:$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/g.err")
     "$BIN" generate --model "$M" --threads 2 --prompt "$P" --max-new 12 2>/dev/null | head -c -1 >"$T/r_smol"
     post /v1/completions "{\"model\": \"base\", \"prompt\": \"$P\", \"max_tokens\": 12, \"temperature\": 0}"

@@ -126,45 +126,16 @@ static lorac_status write_json(const char *path, cJSON *j) {
     return st;
 }
 
-/* A Hugging Face config.json for m->cfg (used for GGUF and random bases). */
-static cJSON *config_from_cfg(const lorac_config *c) {
-    cJSON *j = cJSON_CreateObject(), *arch = cJSON_CreateArray();
-    if (c->arch == LORAC_ARCH_GPT2) {
-        cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
-        cJSON_AddItemToObject(j, "architectures", arch);
-        cJSON_AddStringToObject(j, "model_type", "gpt2");
-        cJSON_AddStringToObject(j, "activation_function", "gelu_new");
-        cJSON_AddNumberToObject(j, "n_embd", c->dim);
-        cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
-        cJSON_AddNumberToObject(j, "n_head", c->n_head);
-        cJSON_AddNumberToObject(j, "n_inner", c->ffn_dim);
-        cJSON_AddNumberToObject(j, "n_positions", c->n_ctx);
-        cJSON_AddNumberToObject(j, "n_ctx", c->n_ctx);
-        cJSON_AddNumberToObject(j, "layer_norm_epsilon", c->norm_eps);
-    } else {
-        cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-        cJSON_AddItemToObject(j, "architectures", arch);
-        cJSON_AddStringToObject(j, "model_type", "llama");
-        cJSON_AddStringToObject(j, "hidden_act", "silu");
-        cJSON_AddNumberToObject(j, "hidden_size", c->dim);
-        cJSON_AddNumberToObject(j, "intermediate_size", c->ffn_dim);
-        cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layer);
-        cJSON_AddNumberToObject(j, "num_attention_heads", c->n_head);
-        cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv_head);
-        cJSON_AddNumberToObject(j, "head_dim", c->head_dim);
-        cJSON_AddNumberToObject(j, "rms_norm_eps", c->norm_eps);
-        cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
-        cJSON_AddNumberToObject(j, "max_position_embeddings", c->n_ctx);
-        cJSON_AddBoolToObject(j, "attention_bias", c->attn_bias);
-        cJSON_AddBoolToObject(j, "mlp_bias", c->mlp_bias);
-    }
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
-    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied);
-    if (c->bos_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_id);
-    if (c->eos_id >= 0) cJSON_AddNumberToObject(j, "eos_token_id", c->eos_id);
-    if (c->pad_id >= 0) cJSON_AddNumberToObject(j, "pad_token_id", c->pad_id);
-    cJSON_AddStringToObject(j, "torch_dtype", "float32");
-    return j;
+/* Whether write_config can describe m: checked before any file is written,
+ * so a refusal leaves --out as it was. */
+static lorac_status config_writable(const lorac_model *m) {
+    char src[1200];
+    lorac_path_join(src, sizeof src, m->path, "config.json");
+    if (!m->gguf && lorac_file_exists(src)) return LORAC_OK;
+    cJSON *j = NULL;
+    LORAC_TRY(lorac_config_to_hf_json(&m->cfg, &j));
+    cJSON_Delete(j);
+    return LORAC_OK;
 }
 
 /* config.json: the base directory's own (torch_dtype set to the float32 we
@@ -187,7 +158,7 @@ static lorac_status write_config(const lorac_model *m, const char *out_dir, cJSO
         cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
         cJSON_AddStringToObject(j, "torch_dtype", "float32");
     } else {
-        j = config_from_cfg(&m->cfg);
+        LORAC_TRY(lorac_config_to_hf_json(&m->cfg, &j));
     }
     if (j && m->head && m->cfg.arch != LORAC_ARCH_BERT) { /* a decoder with its classification head: *ForSequenceClassification */
         cJSON *arch = cJSON_CreateArray();
@@ -262,6 +233,7 @@ static lorac_status finish_checkpoint(const lorac_model *m, const char *out_dir,
 }
 
 lorac_status lorac_model_save_merged(lorac_model *m, const char *out_dir, const char *tokenizer_src) {
+    LORAC_TRY(config_writable(m));
     LORAC_TRY(lorac_model_dequantize_embedding(m));
     for (int i = 0; i < m->n_lin; i++) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));
     LORAC_TRY(lorac_mkdirs(out_dir));
@@ -311,6 +283,7 @@ static lorac_st_entry st_f32(const char *name, const float *data, int64_t n) {
 
 lorac_status lorac_model_save_merged_nf4(lorac_model *m, const lorac_requant *rq, const char *out_dir,
                                          const char *tokenizer_src) {
+    LORAC_TRY(config_writable(m));
     LORAC_TRY(lorac_model_dequantize_embedding(m));
     for (int i = 0; i < m->n_lin; i++) /* heads: fp32 */
         if (!lorac_is_block_linear(m, &m->lin[i])) LORAC_TRY(lorac_linear_dequantize(&m->lin[i]));

@@ -247,6 +247,30 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
     return lorac_config_check(c, path);
 }
 
+/* Llama 3.1's scaled RoPE in a GGUF: llama.cpp's converter turns the
+ * rope_scaling parameters into one divisor per frequency, the F32 tensor
+ * rope_freqs.weight [head_dim / 2] (1 for short wavelengths, factor for long
+ * ones, a blend between); llama.cpp divides frequency i by element i. */
+static lorac_status rope_freq_factors(const lorac_gguf *g, lorac_config *c) {
+    const char *path = lorac_gguf_path(g);
+    const lorac_tensor_desc *t = lorac_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t) return LORAC_OK;
+    const int half = c->head_dim / 2;
+    if (t->dtype != LORAC_F32 || t->ndim != 1 || t->numel != half || !t->data)
+        return lorac_fail(LORAC_ERR_FORMAT, "%s: rope_freqs.weight must be F32 [head_dim / 2 = %d]; hint: the file "
+                          "is damaged or not from llama.cpp's converter", path, half);
+    for (int i = 0; i < half; i++) {
+        float x;
+        memcpy(&x, (const char *)t->data + sizeof x * (size_t)i, sizeof x); /* the mapping may be unaligned */
+        if (!(x > 0 && x < 1e30f))
+            return lorac_fail(LORAC_ERR_FORMAT, "%s: rope_freqs.weight[%d] = %g; hint: each factor must be a positive "
+                              "number", path, i, (double)x);
+        c->rope_freq_factor[i] = x;
+    }
+    c->rope_scale_type = 3;
+    return LORAC_OK;
+}
+
 lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
     memset(c, 0, sizeof *c);
     const char *path = lorac_gguf_path(g);
@@ -301,12 +325,10 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
         }
         snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
         const char *rs = lorac_gguf_get_str(g, key);
-        if (lorac_gguf_find_tensor(g, "rope_freqs.weight"))
-            return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: rope_freqs.weight (Llama 3.1's scaled RoPE) is not read yet; "
-                              "hint: use the Hugging Face checkpoint, whose rope_scaling lorac reads", path);
         if (rs && strcmp(rs, "none"))
             return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: %s '%s' is not supported; hint: lorac reads GGUF RoPE "
-                              "without scaling (Llama 3.1's is in rope_freqs.weight: use the HF checkpoint)", path, key, rs);
+                              "without scaling or with rope_freqs.weight factors (Llama 3.1); use the Hugging Face "
+                              "checkpoint", path, key, rs);
     } else if (!strcmp(arch, "gpt2")) {
         c->arch = LORAC_ARCH_GPT2;
         snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", arch);
@@ -324,7 +346,8 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
     c->bos_id = lorac_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) ? (int)v : -1;
     c->eos_id = lorac_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v) ? (int)v : -1;
     c->pad_id = lorac_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v) ? (int)v : -1;
-    return lorac_config_check(c, path);
+    LORAC_TRY(lorac_config_check(c, path));
+    return c->arch == LORAC_ARCH_LLAMA ? rope_freq_factors(g, c) : LORAC_OK;
 }
 
 lorac_status lorac_config_check(lorac_config *c, const char *where) {
@@ -344,6 +367,7 @@ lorac_status lorac_config_check(lorac_config *c, const char *where) {
         c->head_dim = c->dim / c->n_head;
     }
     NEED(c->head_dim % 2 == 0 || c->arch != LORAC_ARCH_LLAMA, "head_dim must be even for RoPE");
+    NEED(c->head_dim / 2 <= LORAC_ROPE_MAX_HALF || c->arch != LORAC_ARCH_LLAMA, "head_dim above 1024 (RoPE table)");
     NEED(c->arch != LORAC_ARCH_BERT || c->head_dim * c->n_head == c->dim, "hidden size must equal heads x head_dim");
     NEED(c->type_vocab >= 0 && c->type_vocab <= 1024, "type_vocab_size out of range");
     NEED(c->arch != LORAC_ARCH_GPT2 || c->head_dim * c->n_head == c->dim, "GPT-2 needs n_embd = n_head * head_dim");

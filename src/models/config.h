@@ -22,6 +22,9 @@ typedef enum lorac_pool {
     LORAC_POOL_MEAN = 2,   /* mean over the real tokens (sentence-transformers) */
 } lorac_pool;
 
+/* RoPE tables hold at most this many frequencies (head_dim / 2). */
+#define LORAC_ROPE_MAX_HALF 512
+
 typedef struct lorac_config {
     lorac_arch arch;
     char model_type[32];  /* "gpt2", "llama", ... as in config.json */
@@ -58,9 +61,12 @@ typedef struct lorac_config {
     int sliding_window;   /* > 0: a local layer's query sees this many most recent keys (itself included) */
     unsigned char local_layer[1024]; /* 1: layer l uses the sliding window (and rope_local_theta) */
     float rope_local_theta; /* RoPE base of local layers (Gemma 3); 0 = rope_theta */
-    int rope_scale_type;  /* 0 none, 1 linear (positions / factor), 2 llama3 */
+    int rope_scale_type;  /* 0 none, 1 linear (positions / factor), 2 llama3, 3 per-frequency factors */
     float rope_factor, rope_low_freq, rope_high_freq; /* rope_scaling factor, low/high_freq_factor */
     int rope_orig_ctx;    /* rope_scaling original_max_position_embeddings (llama3) */
+    /* rope_scale_type 3: frequency i is divided by rope_freq_factor[i], i < head_dim / 2 (a GGUF's
+       rope_freqs.weight: llama.cpp's converter stores Llama 3.1's scaling this way) */
+    float rope_freq_factor[LORAC_ROPE_MAX_HALF];
     int gguf_rope_interleaved; /* GGUF: q/k rows interleaved per head by llama.cpp (its "llama" arch) */
     /* encoders (LORAC_ARCH_BERT) */
     int distil;           /* DistilBERT names and head (pre_classifier + ReLU) */
@@ -79,6 +85,12 @@ typedef struct lorac_config {
 lorac_status lorac_config_load_json(const char *path, lorac_config *c);
 /* Read the architecture from GGUF metadata ("<arch>.embedding_length", ...). */
 lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c);
+/* A Hugging Face config.json for c (what `lorac merge` writes for a GGUF
+ * or random base): the transformers family's model_type, architectures and
+ * keys. *out is the caller's (cJSON_Delete). UNSUPPORTED for what a
+ * config.json cannot express (an encoder, GGUF rope_freqs factors). */
+struct cJSON;
+lorac_status lorac_config_to_hf_json(const lorac_config *c, struct cJSON **out);
 /* Fill derived fields and check consistency (heads divide dim, etc.). */
 lorac_status lorac_config_check(lorac_config *c, const char *where);
 

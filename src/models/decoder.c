@@ -207,8 +207,8 @@ static void norm_bwd(const lorac_model *m, const lorac_norm *n, float *dx, const
 /* RoPE on layer l's q and k of N rows at positions pos (inverse = 1: on
  * their gradients, backward). */
 static void rope(const lorac_config *c, int l, qkv_view v, const int *pos, int N, int inverse) {
-    float inv_freq[512];
-    LORAC_ASSERT(c->head_dim / 2 <= 512);
+    float inv_freq[LORAC_ROPE_MAX_HALF];
+    LORAC_ASSERT(c->head_dim / 2 <= LORAC_ROPE_MAX_HALF);
     lorac_rope_table(c, c->local_layer[l], inv_freq);
     op_rope_freqs(v.q, pos, 1, N, c->n_head, c->head_dim, v.ldq, inv_freq, inverse);
     op_rope_freqs(v.k, pos, 1, N, c->n_kv_head, c->head_dim, v.ldk, inv_freq, inverse);

@@ -12,7 +12,8 @@
  *              values, one weight vector per projection) before RoPE;
  *   RoPE       one table of inverse frequencies per layer: Gemma 3's local
  *              layers have their own base, Llama 3.1 rescales long wavelengths
- *              (rope_scaling "llama3"), others divide positions ("linear");
+ *              (rope_scaling "llama3", or a GGUF's rope_freqs.weight divisors),
+ *              others divide positions ("linear");
  *   soft caps  Gemma 2 bends its final logits into c tanh(logits / c) (its
  *              attention scores too: op_att_seq.softcap).
  */
@@ -141,7 +142,9 @@ void lorac_rope_table(const lorac_config *c, int local, float *inv_freq) {
     const double theta = local && c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta;
     for (int i = 0; i < half; i++) {
         double f = 1.0 / pow(theta, 2.0 * i / D);
-        if (!local && c->rope_scale_type == 1) {
+        if (!local && c->rope_scale_type == 3) {
+            f /= c->rope_freq_factor[i]; /* GGUF rope_freqs.weight */
+        } else if (!local && c->rope_scale_type == 1) {
             f /= c->rope_factor;
         } else if (!local && c->rope_scale_type == 2) {
             /* Llama 3.1: wavelengths longer than orig / low_freq_factor slowed by factor,

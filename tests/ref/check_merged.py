@@ -10,6 +10,9 @@ classifiers) this script:
   3. loads DIR with transformers' Auto classes, with no PEFT, and requires that no weight
      is missing, unexpected or newly initialised,
   4. compares its logits with PEFT's base + adapter logits on a right-padded batch (1e-4).
+Then the same for the real GGUF files in .cache (SmolLM2, Qwen2.5-Coder, Gemma 3), where lorac writes
+config.json itself: PEFT over transformers' own GGUF loader is the reference (1e-3 of the largest logit:
+two dequantizations of the same blocks, 24 layers deep).
 
 Run by hand (not by the C test suite), after a build:
     .venv-ref/bin/python tests/ref/check_merged.py [--lorac build/lorac]
@@ -46,6 +49,15 @@ CASES = [
     ("stories260K", AutoModelForCausalLM, "lorac-train"),
 ]
 DATA = os.environ.get("LORAC_DATA", os.path.join(ROOT, "..", "shared", "data"))
+CACHE = os.environ.get("LORAC_CACHE", os.path.join(ROOT, ".cache"))
+# Real GGUF bases (scripts/fetch-models): lorac writes the merged checkpoint's config.json itself, so the
+# family must be right (Qwen2's q/k/v-only biases, Gemma 3's blocks and sliding layers). The reference is
+# PEFT over transformers' own GGUF loader (the same blocks, dequantized), with a random adapter.
+GGUF_CASES = [
+    ("smollm2", "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("qwen2.5-coder", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    ("gemma3-270m", "models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
+]
 
 
 def lorac_train_adapter(lorac, base_dir, out):
@@ -86,16 +98,57 @@ def build_adapter(base_dir, auto, targets, mts, out):
     pm.save_pretrained(out)
 
 
+def check_gguf(lorac, name, rel, tmp):
+    """lorac merge of a .gguf base into a Hugging Face directory, against PEFT over transformers' GGUF load."""
+    path = os.path.join(CACHE, rel)
+    if not os.path.isfile(path):
+        print(f"skip {name}: {path} not fetched")
+        return 0
+    load = dict(gguf_file=os.path.basename(path), dtype=torch.float32)
+    torch.manual_seed(11)
+    base = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), **load)
+    pm = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                         target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    adapter = os.path.join(tmp, name + "-adapter")
+    pm.save_pretrained(adapter)
+    out = os.path.join(tmp, name + "-merged")
+    r = subprocess.run([lorac, "merge", "--model", path, "--adapter", adapter, "--out", out],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"FAIL {name}: lorac merge exited {r.returncode}: {r.stderr.strip()}")
+        return 1
+    merged, info = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    pm.eval()
+    merged.eval()
+    ids, mask = batch(min(merged.config.vocab_size, 30000))
+    want = logits_of(pm, ids, mask)
+    got = logits_of(merged, ids, mask)
+    real = mask.bool()
+    diff = (got[real] - want[real]).abs().max().item()
+    scale = want[real].abs().max().item()
+    ok = not problems and diff <= 1e-3 * max(1.0, scale)
+    print(f"{'ok  ' if ok else 'FAIL'} {name} (GGUF base): transformers loads the merged checkpoint as "
+          f"{type(merged).__name__} ({'no missing/unexpected keys' if not problems else problems}); "
+          f"max |logits - PEFT over transformers' GGUF load + adapter| = {diff:.2e} (max |logit| {scale:.3g})")
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
+    ap.add_argument("--gguf-only", action="store_true", help="only the real GGUF bases")
     args = ap.parse_args()
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()
     failed = 0
     tmp = tempfile.mkdtemp(prefix="lorac-merged-")
     try:
-        for name, auto, adapter in CASES:
+        for name, auto, adapter in [] if args.gguf_only else CASES:
             base_dir = os.path.join(FIX, "models", name)
             if adapter == "lorac-train":
                 base_dir = os.path.join(DATA, "stories260K", "hf")
@@ -132,6 +185,8 @@ def main():
                   f"({'no missing/unexpected keys' if not problems else problems}); "
                   f"max |logits - PEFT base+adapter| = {diff:.2e} (max |logit| {scale:.3g})")
             failed += not ok
+        for name, rel in GGUF_CASES:
+            failed += check_gguf(args.lorac, name, rel, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if failed else 0)

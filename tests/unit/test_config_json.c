@@ -1,0 +1,167 @@
+/* test_config_json - the config.json `lorac merge` writes for a base without
+ * one of its own (a GGUF file, a random model): lorac_config_to_hf_json.
+ *
+ *  1. round trip: for every tiny Hugging Face fixture (Llama, Llama 3 with
+ *     rope_scaling, Mistral, Qwen2, Qwen3, Gemma 2 / 3, Phi-3, GPT-2) and the
+ *     real GGUF files in .cache (SmolLM2, Qwen2.5-Coder, Gemma 3), config ->
+ *     config.json -> lorac_config_load_json gives back every field the
+ *     forward pass uses (sizes, norms, RoPE and its scaling, biases, qk-norm,
+ *     Gemma's blocks, attention scale, soft caps, sliding window and which
+ *     layers use it, tied head, special ids);
+ *  2. the family: model_type and architectures name the transformers class
+ *     whose modeling code matches (a Qwen2 GGUF is "qwen2", whose o_proj has
+ *     no bias, not "llama" with attention_bias);
+ *  3. refusals: an encoder, and RoPE factors from a GGUF rope_freqs.weight
+ *     (no rope_scaling parameters to write) are UNSUPPORTED with a hint.
+ * Whether transformers itself loads the written checkpoints is checked by
+ * tests/ref/check_merged.py. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "io/gguf.h"
+#include "models/config.h"
+#include "testutil.h"
+
+static float eff_scale(const lorac_config *c) {
+    return c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)c->head_dim));
+}
+
+static int same_f(float a, float b) { return a == b || fabsf(a - b) <= 1e-6f * fabsf(b); }
+
+/* Every field the forward pass reads, a (from the source) against b (read back). */
+static void compare(const char *what, const lorac_config *a, const lorac_config *b) {
+#define SAME_I(f) CHECK(a->f == b->f, "%s: " #f " %d, read back %d", what, (int)a->f, (int)b->f)
+#define SAME_F(f) CHECK(same_f(a->f, b->f), "%s: " #f " %g, read back %g", what, (double)a->f, (double)b->f)
+    SAME_I(arch);
+    SAME_I(vocab);
+    SAME_I(n_ctx);
+    SAME_I(dim);
+    SAME_I(n_layer);
+    SAME_I(n_head);
+    SAME_I(n_kv_head);
+    SAME_I(head_dim);
+    SAME_I(ffn_dim);
+    SAME_F(norm_eps);
+    SAME_I(tied);
+    SAME_I(bos_id);
+    SAME_I(eos_id);
+    SAME_I(pad_id);
+    if (a->arch == LORAC_ARCH_LLAMA) {
+        SAME_F(rope_theta);
+        SAME_I(attn_bias);
+        SAME_I(mlp_bias);
+        SAME_I(qk_norm);
+        SAME_I(gemma);
+        SAME_I(fused);
+        SAME_I(rope_scale_type);
+        if (a->rope_scale_type) SAME_F(rope_factor);
+        if (a->rope_scale_type == 2) {
+            SAME_F(rope_low_freq);
+            SAME_F(rope_high_freq);
+            SAME_I(rope_orig_ctx);
+        }
+        SAME_I(sliding_window);
+        CHECK(!memcmp(a->local_layer, b->local_layer, (size_t)a->n_layer), "%s: the sliding-window layers differ", what);
+        if (a->gemma) {
+            CHECK(same_f(eff_scale(a), eff_scale(b)), "%s: attention scale %g, read back %g", what,
+                  (double)eff_scale(a), (double)eff_scale(b));
+            SAME_F(rope_local_theta);
+            SAME_F(attn_softcap);
+            SAME_F(final_softcap);
+        }
+    }
+#undef SAME_I
+#undef SAME_F
+}
+
+/* c -> config.json in a fresh directory -> lorac_config_load_json; checks
+ * the family's names and returns the model_type written. */
+static void round_trip(const char *what, const lorac_config *c, const char *want_type, const char *want_class) {
+    cJSON *j = NULL;
+    CHECK_OK(lorac_config_to_hf_json(c, &j));
+    if (!j) return;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    const cJSON *ar = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "architectures"), 0);
+    CHECK(cJSON_IsString(mt) && !strcmp(mt->valuestring, want_type), "%s: model_type %s, want %s", what,
+          cJSON_IsString(mt) ? mt->valuestring : "(none)", want_type);
+    CHECK(cJSON_IsString(ar) && !strcmp(ar->valuestring, want_class), "%s: architectures[0] %s, want %s", what,
+          cJSON_IsString(ar) ? ar->valuestring : "(none)", want_class);
+    if (!strcmp(want_type, "qwen2"))
+        CHECK(!cJSON_GetObjectItemCaseSensitive(j, "attention_bias"), "%s: a Qwen2 config with attention_bias", what);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f && txt, "%s: cannot write %s", what, path);
+    if (f) {
+        fputs(txt ? txt : "", f);
+        fclose(f);
+    }
+    free(txt);
+    lorac_config back;
+    CHECK_OK(lorac_config_load_json(path, &back));
+    compare(what, c, &back);
+    unlink(path);
+}
+
+static void fixture(const char *name, const char *want_type, const char *want_class) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/models/%s/config.json", name);
+    lorac_config c;
+    CHECK_OK(lorac_config_load_json(test_src_path(rel), &c));
+    round_trip(name, &c, want_type, want_class);
+}
+
+static void real_gguf(const char *rel, const char *want_type, const char *want_class) {
+    const char *path = test_cache_path(rel);
+    if (access(path, R_OK) != 0) {
+        printf("skip %s: not fetched (scripts/fetch-models)\n", rel);
+        return;
+    }
+    lorac_gguf *g = NULL;
+    CHECK_OK(lorac_gguf_open(path, &g));
+    if (!g) return;
+    lorac_config c;
+    CHECK_OK(lorac_config_from_gguf(g, &c));
+    round_trip(rel, &c, want_type, want_class);
+    lorac_gguf_close(g);
+}
+
+static void refusals(void) {
+    lorac_config c;
+    CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/models/tiny_llama/config.json"), &c));
+    c.rope_scale_type = 3; /* as a GGUF with rope_freqs.weight reads */
+    for (int i = 0; i < c.head_dim / 2; i++) c.rope_freq_factor[i] = 1.0f + (float)i;
+    cJSON *j = (cJSON *)&c; /* must be reset to NULL on failure */
+    CHECK(lorac_config_to_hf_json(&c, &j) == LORAC_ERR_UNSUPPORTED && !j && strstr(lorac_last_error(), "rope_freqs") &&
+              strstr(lorac_last_error(), "hint"),
+          "RoPE factors: %s", lorac_last_error());
+    CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/models/tiny_bert/config.json"), &c));
+    CHECK(lorac_config_to_hf_json(&c, &j) == LORAC_ERR_UNSUPPORTED && !j && strstr(lorac_last_error(), "encoder"),
+          "encoder: %s", lorac_last_error());
+}
+
+int main(void) {
+    fixture("tiny_llama", "llama", "LlamaForCausalLM");
+    fixture("tiny_llama3", "llama", "LlamaForCausalLM");
+    fixture("tiny_llama_tied", "llama", "LlamaForCausalLM");
+    fixture("tiny_mistral", "mistral", "MistralForCausalLM");
+    fixture("tiny_qwen2", "qwen2", "Qwen2ForCausalLM");
+    fixture("tiny_qwen3", "qwen3", "Qwen3ForCausalLM");
+    fixture("tiny_gemma2", "gemma2", "Gemma2ForCausalLM");
+    fixture("tiny_gemma3", "gemma3_text", "Gemma3ForCausalLM");
+    fixture("tiny_phi3", "phi3", "Phi3ForCausalLM");
+    fixture("tiny_gpt2", "gpt2", "GPT2LMHeadModel");
+    real_gguf("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", "llama", "LlamaForCausalLM");
+    real_gguf("models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen2",
+              "Qwen2ForCausalLM");
+    real_gguf("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf", "gemma3_text", "Gemma3ForCausalLM");
+    refusals();
+    return test_summary("test_config_json");
+}

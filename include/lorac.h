@@ -356,6 +356,18 @@ LORAC_API lorac_status lorac_llm_param(const lorac_llm *llm, int i, lorac_llm_pa
  * bad i. [read-only] */
 LORAC_API int lorac_llm_module_role(const lorac_llm *llm, int i);
 
+/* Hold the frozen base's Linears in NF4 from now on (QLoRA's base), as
+ * opening with lorac_llm_opts.base = LORAC_BASE_NF4 does: every Linear not
+ * quantized yet goes to NF4 (Linears in NF4 or a GGUF's blocks keep them),
+ * and the token embedding too unless embed_fp32 (a quantized one stays
+ * so). For a model from lorac_llm_create or opened in fp32: QLoRA's memory
+ * (lorac_llm_get_info) and parameter counts without reopening. Afterwards
+ * lorac_llm_get_info's base is LORAC_BASE_NF4 (a GGUF base stays
+ * LORAC_BASE_GGUF) and LoRA over it is QLoRA. Refused (LORAC_ERR_ARG) for
+ * a bf16 base and once the llm holds an adapter or was prepared or merged.
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_quantize_nf4(lorac_llm *llm, int embed_fp32);
+
 /* A llama.cpp LoRA GGUF file (lorac_llm_export_gguf, llama.cpp's
  * convert_lora_to_gguf.py): its header and tensors as lorac's GGUF reader
  * sees them. A GGUF file whose general.type is not "adapter" (a model) is
@@ -660,6 +672,63 @@ LORAC_API lorac_status lorac_train_config_check(const lorac_train_config *c);
  * prepared (close it). [one thread per llm] */
 LORAC_API lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, const lorac_data *data,
                                          int *head_in_full);
+
+/* lorac_llm_prepare without a data set, as PEFT's get_peft_model with
+ * task_type None: c->method on the llm as it is, for inspecting what a
+ * method trains (lorac_llm_param's tree, lorac_llm_get_info's counts) or
+ * saving the adapter it makes. No head is added; a head added with
+ * lorac_llm_add_head is not put into modules_to_save (LoRA trains its
+ * matrices only, and the head only when c->modules_to_save names it or it
+ * is a target); "head" trains it, and is refused without one. Over an NF4 /
+ * GGUF base (lorac_llm_quantize_nf4) LoRA is QLoRA. c's data and optimizer
+ * fields are not used, but c is checked as lorac_train_config_check does.
+ * lorac_llm_fit needs lorac_llm_prepare instead. Refused when the llm holds
+ * an adapter; a failure may leave it half prepared (close it).
+ * [one thread per llm] */
+LORAC_API lorac_status lorac_llm_apply_method(lorac_llm *llm, const lorac_train_config *c);
+
+/* c's LoRA settings as the library reads them (lorac info's "LoRA kind"
+ * line): after lorac_train_config_check's checks (c->method included), the
+ * values PEFT's LoraConfig would hold. [any thread] */
+typedef struct lorac_train_config_lora_info {
+    size_t size;             /* sizeof(lorac_train_config_lora_info): set it before the call */
+    int r;
+    float alpha;             /* c->alpha, or r when 0 */
+    float dropout;
+    int rslora, dora, split_qkv;
+    char init[32];           /* init_lora_weights as PEFT writes it: "true", "false", "gaussian", "pissa",
+                                "pissa_niter_K", "olora" */
+    int default_init;        /* 1: "true" (A Kaiming-uniform, B zero) */
+    char bias[16];           /* "none", "all" or "lora_only" */
+    int n_targets;           /* names in target (0 with target_regex) */
+    int n_modules_to_save, n_layers, n_rank_pattern, n_alpha_pattern;
+} lorac_train_config_lora_info;
+LORAC_API lorac_status lorac_train_config_lora(const lorac_train_config *c, lorac_train_config_lora_info *out);
+
+/* What c's LoRA fields would put on one module, without changing the llm
+ * (lorac modules' arrows): module is a Linear module's name
+ * (lorac_llm_module) or the token embedding's (its lorac_llm_param name
+ * without ".weight": "model.embed_tokens", "transformer.wte"). Matching is
+ * PEFT's: c->target_regex in full, else each c->target name exactly or as
+ * a suffix after a "." ("all-linear": every Linear in the blocks, not
+ * lm_head, not a classification head, never the embedding), then
+ * c->layers; r and alpha after c->rank_pattern / alpha_pattern. c->method
+ * is not looked at (any method's c gives the same answer). c is checked
+ * as lorac_train_config_check checks its LoRA fields. An unknown module
+ * name is LORAC_ERR_ARG. [read-only] */
+typedef struct lorac_llm_target_info {
+    size_t size;           /* sizeof(lorac_llm_target_info): set it before the call */
+    int targeted;          /* 1: c puts a LoRA pair on the module; 0: r, parts, alpha, scale, dora, params are 0 */
+    int embedding;         /* 1: the module is the token embedding (lora_embedding_A / _B) */
+    int r;                 /* its rank (rank_pattern applied; per part) */
+    int parts;             /* 3: one pair per q / k / v inside a fused Linear (split_qkv), else 1 */
+    float alpha;           /* its lora_alpha (alpha_pattern applied) */
+    double scale;          /* alpha / r (rsLoRA: alpha / sqrt(r)) */
+    int dora;              /* 1: with a DoRA magnitude (c->dora; Linears only) */
+    int64_t params;        /* trainable parameters the pair adds: lora_A, lora_B (and the DoRA magnitude) */
+} lorac_llm_target_info;
+LORAC_API lorac_status lorac_llm_module_target(const lorac_llm *llm, const lorac_train_config *c, const char *module,
+                                               lorac_llm_target_info *out);
 
 typedef struct lorac_fit_report {
     size_t size;             /* sizeof(lorac_fit_report): set it before the call */

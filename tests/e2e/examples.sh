@@ -17,7 +17,7 @@ export LC_ALL=C
 # ---- install
 if cmake --install "$B" --prefix "$P" >"$T/install.log" 2>&1; then ok; else bad "cmake --install: $(tail -3 "$T/install.log")"; fi
 L=$(dirname "$(find "$P" -name liblorac.so.0.1.0 | head -1)")
-for f in "$P/include/lorac.h" "$L/liblorac.so.0.1.0" "$L/liblorac.a" "$P/bin/lorac" "$L/pkgconfig/lorac.pc" \
+for f in "$P/include/lorac.h" "$P/include/lorac/core.h" "$P/include/lorac/train.h" "$L/liblorac.so.0.1.0" "$L/liblorac.a" "$P/bin/lorac" "$L/pkgconfig/lorac.pc" \
          "$L/cmake/lorac/loracConfig.cmake" "$L/cmake/lorac/loracTargets.cmake"; do
     if [ -e "$f" ]; then ok; else bad "not installed: $f"; fi
 done
@@ -36,7 +36,7 @@ if ldd "$BIN" | grep -q "liblorac.so.0 =>"; then ok; else bad "build/lorac does 
 nm -D --defined-only "$L/liblorac.so.0.1.0" | awk '$2 == "T" { print $3 }' >"$T/syms"
 grep '@@LORAC_0$' "$T/syms" | sed 's/@@LORAC_0$//' | sort >"$T/public"
 grep -v '@@LORAC_0$' "$T/syms" >"$T/other"
-cat "$P/include/lorac.h" "$P/include/lorac_serve.h" | tr '\n' ' ' | grep -o 'LORAC_API [^;{]*(' | grep -o 'lorac_[a-z0-9_]*($' | tr -d '(' | sort >"$T/declared"
+cat "$P/include/lorac.h" "$P/include/lorac_serve.h" "$P"/include/lorac/*.h | tr '\n' ' ' | grep -o 'LORAC_API [^;{]*(' | grep -o 'lorac_[a-z0-9_]*($' | tr -d '(' | sort >"$T/declared"
 if [ -s "$T/declared" ] && diff "$T/declared" "$T/public" >"$T/diff"; then ok; else bad "exports differ from lorac.h: $(cat "$T/diff")"; fi
 if [ ! -s "$T/other" ]; then ok; else bad "symbols outside the version nodes: $(head -3 "$T/other")"; fi
 # one version node: LORAC_0 (the private node the CLI once needed is gone), and no internal name in it
@@ -68,6 +68,20 @@ for f in "$SRC"/tools/*/*.[ch]; do
     fi
 done
 [ "$fail" -eq "$fail0" ] && ok
+
+# ---- lorac.h's parts as installed: the same set as the source tree's, each compiles alone (C11 and C++)
+if [ "$(cd "$P/include/lorac" && ls)" = "$(cd "$SRC/include/lorac" && ls)" ]; then ok
+else bad "installed include/lorac/ differs: $(ls "$P/include/lorac" | tr '\n' ' ')"; fi
+for h in lorac.h lorac_serve.h $(cd "$P/include" && ls lorac/*.h); do
+    printf '#include <%s>\nint main(void) { return 0; }\n' "$h" >"$T/h.c"
+    if cc -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$P/include" "$T/h.c" 2>"$T/h.log"; then ok
+    else bad "<$h> alone: $(head -2 "$T/h.log")"; fi
+    if command -v c++ >/dev/null; then
+        cp "$T/h.c" "$T/h.cpp"
+        if c++ -Wall -Wextra -Werror -fsyntax-only -I"$P/include" "$T/h.cpp" 2>"$T/h.log"; then ok
+        else bad "<$h> alone in C++: $(head -2 "$T/h.log")"; fi
+    fi
+done
 
 # ---- build the examples: pkg-config, then CMake's find_package. A library
 # built with the sanitizers (scripts/test's ASan pass) needs them in the

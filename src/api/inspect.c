@@ -2,7 +2,8 @@
  * modules): a model of a config.json's shapes with random weights, a fresh
  * classification head, the parameter list in PEFT's named_parameters order
  * (each base weight followed by the adapter tensors on it), which Linear is
- * the output layer or the head, and a llama.cpp LoRA GGUF's header. */
+ * the output layer or the head, holding the base in NF4 afterwards (QLoRA's
+ * figures for a lorac_llm_create model) and a llama.cpp LoRA GGUF's header. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,26 @@ int lorac_llm_module_role(const lorac_llm *llm, int i) {
     if (!llm || i < 0 || i >= llm->m->n_lin) return -1;
     const lorac_linear *L = &llm->m->lin[i];
     return L == llm->m->lm_head ? 1 : L == llm->m->head ? 2 : 0;
+}
+
+lorac_status lorac_llm_quantize_nf4(lorac_llm *llm, int embed_fp32) {
+    API_NEED(llm, "lorac_llm_quantize_nf4");
+    if (llm->base == LORAC_BASE_BF16)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_llm_quantize_nf4: the base is held in bf16; hint: open it with "
+                          "lorac_llm_opts.base = LORAC_BASE_FP32, or LORAC_BASE_NF4 straight away");
+    if (llm->applied || llm->set.n || llm->merged || llm->prepared)
+        return lorac_fail(LORAC_ERR_ARG, "lorac_llm_quantize_nf4: the llm holds an adapter (or was prepared or merged); "
+                          "hint: quantize a freshly opened llm, before lorac_llm_prepare / lorac_llm_apply_method");
+    lorac_model *m = llm->m;
+    LORAC_TRY(lorac_model_quantize(m, LORAC_QF_NF4)); /* Linears quantized already keep their format */
+    if (!embed_fp32) LORAC_TRY(lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* no-op when it is quantized */
+    if (llm->base == LORAC_BASE_FP32) {
+        llm->base = LORAC_BASE_NF4;
+        llm->embed_fp32 = embed_fp32 != 0;
+    } else { /* NF4 / GGUF: an embedding quantized at load stays so */
+        llm->embed_fp32 = llm->embed_fp32 && embed_fp32;
+    }
+    return LORAC_OK;
 }
 
 /* ---- llama.cpp LoRA GGUF files ---- */

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,7 @@ lorac_status lorac_api_check_config(const lorac_train_config *c, const char *fn)
 
 /* ---- preparing an llm for a method ---- */
 
-static lorac_status lora_config(const lorac_train_config *c, lorac_lora_config *lc) {
+lorac_status lorac_api_lora_config(const lorac_train_config *c, lorac_lora_config *lc) {
     lorac_lora_config_default(lc);
     if (c->r < 1 || c->r > 4096) return lorac_fail(LORAC_ERR_ARG, "r %d: expected 1..4096", c->r);
     lc->r = c->r;
@@ -119,6 +120,10 @@ static lorac_status lora_config(const lorac_train_config *c, lorac_lora_config *
     if (c->target_regex) {
         if (strlen(c->target_regex) >= sizeof lc->target_regex) return lorac_fail(LORAC_ERR_ARG, "target_regex is too long");
         snprintf(lc->target_regex, sizeof lc->target_regex, "%s", c->target_regex);
+        regex_t re; /* lorac_lora_apply's check, before anything is changed */
+        if (regcomp(&re, lc->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
+            return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", lc->target_regex);
+        regfree(&re);
     } else {
         LORAC_TRY(lorac_lora_parse_list(c->target ? c->target : "all-linear", lc->targets, &lc->n_targets, "target"));
     }
@@ -173,23 +178,26 @@ static lorac_status train_linear(lorac_linear *L) {
     return L->b ? lorac_weight_make_trainable(L->b) : LORAC_OK;
 }
 
+/* seq_cls (lorac_llm_prepare with data): PEFT's SEQ_CLS, the head trained in full (modules_to_save); fn names
+ * the public call in messages. */
 static lorac_status apply_method(lorac_llm *llm, const lorac_train_config *c, method meth, int n, lorac_lora_config *lc,
-                                 int *head_in_full) {
+                                 int seq_cls, int *head_in_full, const char *fn) {
     lorac_model *m = llm->m;
     /* A GGUF base keeps an untied LM head's blocks for decoding (LORAC_QLOAD_KEEP_HEAD); training runs over an
        fp32 head, as QLoRA always has (the same values: the blocks dequantized exactly). */
     if (m->lm_head && m->lm_head->q && !m->lm_head->q_shared) LORAC_TRY(lorac_linear_dequantize(m->lm_head));
     if ((meth == M_FULL || meth == M_LAST) && llm->base != LORAC_BASE_FP32)
-        return lorac_fail(LORAC_ERR_UNSUPPORTED, "lorac_llm_prepare: method %s trains base weights, and this base is "
+        return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: method %s trains base weights, and this base is "
                           "held %s; hint: open the model with lorac_llm_opts.base = LORAC_BASE_FP32 (LORAC_BASE_AUTO "
-                          "keeps a .gguf's quantized blocks)", c->method, llm->base == LORAC_BASE_BF16 ? "in bf16" : "quantized");
+                          "keeps a .gguf's quantized blocks)", fn, c->method,
+                          llm->base == LORAC_BASE_BF16 ? "in bf16" : "quantized");
     switch (meth) {
     case M_LORA:
         if (llm->base == LORAC_BASE_NF4 || llm->base == LORAC_BASE_GGUF) { /* QLoRA: every Linear quantized */
             LORAC_TRY(lorac_model_quantize(m, LORAC_QF_NF4)); /* no-op for Linears already quantized */
             if (!llm->embed_fp32) LORAC_TRY(lorac_model_quantize_embedding(m, LORAC_QF_NF4)); /* ... or embedding */
         }
-        if (m->head && !c->modules_to_save && !lorac_lora_targets(lc, m, m->head)) {
+        if (seq_cls && m->head && !c->modules_to_save && !lorac_lora_targets(lc, m, m->head)) {
             LORAC_TRY(save_module(lc, m->head->name));
             if (m->pre_head && m->pre_head_fresh && !lorac_lora_targets(lc, m, m->pre_head))
                 LORAC_TRY(save_module(lc, m->pre_head->name));
@@ -206,25 +214,27 @@ static lorac_status apply_method(lorac_llm *llm, const lorac_train_config *c, me
     return LORAC_OK;
 }
 
-lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, const lorac_data *data, int *head_in_full) {
-    if (head_in_full) *head_in_full = 0;
-    API_NEED(llm, "lorac_llm_prepare");
-    API_NEED(data, "lorac_llm_prepare");
-    LORAC_TRY(lorac_api_check_config(c, "lorac_llm_prepare"));
+/* lorac_llm_prepare (data) and lorac_llm_apply_method (data NULL). */
+static lorac_status prepare(lorac_llm *llm, const lorac_train_config *c, const lorac_data *data, int *head_in_full,
+                            const char *fn) {
+    LORAC_TRY(lorac_api_check_config(c, fn));
     if (llm->applied || llm->set.n)
-        return lorac_fail(LORAC_ERR_ARG, "lorac_llm_prepare: the llm already holds an adapter; hint: train on a freshly "
-                          "opened llm");
+        return lorac_fail(LORAC_ERR_ARG, "%s: the llm already holds an adapter; hint: %s a freshly opened llm", fn,
+                          data ? "train on" : "use");
     const char *mname = c->method ? c->method : "lora";
     if (strlen(mname) >= sizeof llm->method) return lorac_fail(LORAC_ERR_ARG, "method '%.40s...' is too long", mname);
     method meth = M_LORA;
     int n_last = 0;
     LORAC_TRY(parse_method(mname, &meth, &n_last));
     lorac_lora_config lc;
-    LORAC_TRY(lora_config(c, &lc));
+    LORAC_TRY(lorac_api_lora_config(c, &lc));
     lorac_model *m = llm->m;
-    const lorac_api_data *d = &data->d;
+    if (!data && meth == M_HEAD && !m->head)
+        return lorac_fail(LORAC_ERR_ARG, "%s: method head needs a classification head; hint: lorac_llm_add_head first", fn);
+    const lorac_api_data *d = data ? &data->d : NULL;
+    const int cls = d && d->task == LORAC_TASK_CLS;
     lorac_status st = LORAC_OK;
-    if (d->task == LORAC_TASK_CLS) {
+    if (cls) {
         const char *hi = c->head_init ? c->head_init : "hf";
         const lorac_head_init init = !strcmp(hi, "torch") ? LORAC_HEAD_INIT_TORCH : LORAC_HEAD_INIT_HF;
         /* transformers' decoder score heads have no bias; its encoder classifiers and nn.Linear do */
@@ -232,19 +242,31 @@ lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, cons
         st = lorac_model_add_head(m, d->set[0].n_labels, bias, init, lc.seed);
     }
     int in_full = 0;
-    if (st == LORAC_OK) st = apply_method(llm, c, meth, n_last, &lc, &in_full);
+    if (st == LORAC_OK) st = apply_method(llm, c, meth, n_last, &lc, data != NULL, &in_full, fn);
     if (st == LORAC_OK && c->gradient_checkpointing) st = lorac_model_set_grad_ckpt(m, 1);
     /* from here on the llm holds what the method made, even when it failed */
     llm->applied = 1;
     llm->applied_lora = meth == M_LORA;
     llm->applied_cfg = lc;
-    for (int i = 0; st == LORAC_OK && d->task == LORAC_TASK_CLS && i < d->set[0].n_labels && i < LORAC_API_MAX_LABELS; i++)
+    for (int i = 0; st == LORAC_OK && cls && i < d->set[0].n_labels && i < LORAC_API_MAX_LABELS; i++)
         llm->labels[llm->n_labels++] = strdup(d->set[0].label_names[i]);
     if (st != LORAC_OK) return st;
     snprintf(llm->method, sizeof llm->method, "%s", mname);
-    llm->prepared = 1;
+    llm->prepared = data != NULL; /* lorac_llm_fit trains what lorac_llm_prepare made */
     if (head_in_full) *head_in_full = in_full;
     return LORAC_OK;
+}
+
+lorac_status lorac_llm_prepare(lorac_llm *llm, const lorac_train_config *c, const lorac_data *data, int *head_in_full) {
+    if (head_in_full) *head_in_full = 0;
+    API_NEED(llm, "lorac_llm_prepare");
+    API_NEED(data, "lorac_llm_prepare");
+    return prepare(llm, c, data, head_in_full, "lorac_llm_prepare");
+}
+
+lorac_status lorac_llm_apply_method(lorac_llm *llm, const lorac_train_config *c) {
+    API_NEED(llm, "lorac_llm_apply_method");
+    return prepare(llm, c, NULL, NULL, "lorac_llm_apply_method");
 }
 
 lorac_status lorac_train_config_check(const lorac_train_config *c) {
@@ -253,7 +275,7 @@ lorac_status lorac_train_config_check(const lorac_train_config *c) {
     int n_last = 0;
     LORAC_TRY(parse_method(c->method, &meth, &n_last));
     lorac_lora_config lc;
-    return lora_config(c, &lc);
+    return lorac_api_lora_config(c, &lc);
 }
 
 /* ---- training ---- */

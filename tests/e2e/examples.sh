@@ -5,9 +5,9 @@
 # find_package(lorac), then run: train a LoRA classifier, classify with it
 # and generate, on the tiny GPT-2 fixture and (when fetched) on SmolLM2's
 # GGUF with a few training steps. Also: liblorac.so exports exactly the
-# functions lorac.h declares (nm -D) plus the LORAC_PRIVATE node the CLI's
-# unconverted commands need, the CLI links the shared library, and no file
-# of the CLI includes an internal header.
+# functions lorac.h declares (nm -D), nothing else, the CLI links the shared
+# library, and no file of the CLI includes an internal header or needs more
+# than include/ to compile.
 source "$(dirname "$0")/lib/common.bash"
 
 B=$(dirname "$BIN")
@@ -17,7 +17,7 @@ export LC_ALL=C
 # ---- install
 if cmake --install "$B" --prefix "$P" >"$T/install.log" 2>&1; then ok; else bad "cmake --install: $(tail -3 "$T/install.log")"; fi
 L=$(dirname "$(find "$P" -name liblorac.so.0.1.0 | head -1)")
-for f in "$P/include/lorac.h" "$L/liblorac.so.0.1.0" "$L/liblorac.a" "$P/bin/lorac" "$L/pkgconfig/lorac.pc" \
+for f in "$P/include/lorac.h" "$P/include/lorac/core.h" "$P/include/lorac/train.h" "$L/liblorac.so.0.1.0" "$L/liblorac.a" "$P/bin/lorac" "$L/pkgconfig/lorac.pc" \
          "$L/cmake/lorac/loracConfig.cmake" "$L/cmake/lorac/loracTargets.cmake"; do
     if [ -e "$f" ]; then ok; else bad "not installed: $f"; fi
 done
@@ -35,34 +35,25 @@ if ldd "$BIN" | grep -q "liblorac.so.0 =>"; then ok; else bad "build/lorac does 
 # ---- exports: LORAC_0 = the functions lorac.h declares with LORAC_API, nothing else public
 nm -D --defined-only "$L/liblorac.so.0.1.0" | awk '$2 == "T" { print $3 }' >"$T/syms"
 grep '@@LORAC_0$' "$T/syms" | sed 's/@@LORAC_0$//' | sort >"$T/public"
-grep -v '@@LORAC_0$\|@@LORAC_PRIVATE_0$' "$T/syms" >"$T/other"
-cat "$P/include/lorac.h" "$P/include/lorac_serve.h" | tr '\n' ' ' | grep -o 'LORAC_API [^;{]*(' | grep -o 'lorac_[a-z0-9_]*($' | tr -d '(' | sort >"$T/declared"
+grep -v '@@LORAC_0$' "$T/syms" >"$T/other"
+cat "$P/include/lorac.h" "$P/include/lorac_serve.h" "$P"/include/lorac/*.h | tr '\n' ' ' | grep -o 'LORAC_API [^;{]*(' | grep -o 'lorac_[a-z0-9_]*($' | tr -d '(' | sort >"$T/declared"
 if [ -s "$T/declared" ] && diff "$T/declared" "$T/public" >"$T/diff"; then ok; else bad "exports differ from lorac.h: $(cat "$T/diff")"; fi
 if [ ! -s "$T/other" ]; then ok; else bad "symbols outside the version nodes: $(head -3 "$T/other")"; fi
-# LORAC_PRIVATE_0 (src/api/lorac.map) holds the internals the CLI's commands
-# not yet on the API call; once it is gone, nothing but LORAC_0 is exported.
-if grep -q '^LORAC_PRIVATE_0' "$SRC/src/api/lorac.map"; then
-    if grep -q 'lorac_lora_targets@@LORAC_PRIVATE_0' "$T/syms" && ! grep -q 'lorac_fail@' "$T/syms"; then ok
-    else bad "LORAC_PRIVATE_0 node: $(grep -c PRIVATE "$T/syms") symbols"; fi
-else
-    if ! grep -q '@@LORAC_PRIVATE' "$T/syms"; then ok; else bad "exports outside LORAC_0: $(grep -c PRIVATE "$T/syms")"; fi
-fi
+# one version node: LORAC_0 (the private node the CLI once needed is gone), and no internal name in it
+if [ "$(grep -c '^LORAC_[A-Z0-9_]* {' "$SRC/src/api/lorac.map")" -eq 1 ] && grep -q '^LORAC_0 {' "$SRC/src/api/lorac.map"; then ok
+else bad "src/api/lorac.map: version nodes $(grep '^LORAC_[A-Z0-9_]* {' "$SRC/src/api/lorac.map" | tr '\n' ' ')"; fi
+if ! grep -q 'lorac_lora_targets@\|lorac_fail@\|lorac_model_quantize@' "$T/syms"; then ok
+else bad "internal symbols exported: $(grep 'lorac_lora_targets@\|lorac_fail@\|lorac_model_quantize@' "$T/syms" | head -3)"; fi
 
 # ---- the CLI is lorac.h's first client (issue 15): a file in tools/ includes
 # lorac.h, lorac_serve.h, the CLI's own headers (tools/lorac/*.h) and system
 # ones, never an internal header under src/. Each file's own #include lines:
 # a quoted name must be one of those, an angle one must not name a src/
-# directory. The one command still on internals (lorac info / modules: the
-# LoRA flags and --target's matching, through cli_internal.h / .c) is left out
-# until LORAC_PRIVATE_0 is gone; then every file must also compile with only
-# include/ and tools/lorac on the include path.
-pending="" fail0=$fail
-if grep -q '^LORAC_PRIVATE_0' "$SRC/src/api/lorac.map"; then
-    pending="cli_internal.h cli_internal.c cmd_info.c"
-fi
+# directory; and every .c compiles with only include/ and its own directory
+# on the include path.
+fail0=$fail
 internal='core\|ops\|quant\|io\|models\|lora\|train\|api\|serve\|dist'
 for f in "$SRC"/tools/*/*.[ch]; do
-    case " $pending " in *" $(basename "$f") "*) continue ;; esac
     for inc in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f"); do
         case "$inc" in lorac.h | lorac_serve.h) continue ;; esac
         if [ "${inc#*/}" = "$inc" ] && [ -f "$(dirname "$f")/$inc" ]; then continue; fi
@@ -71,12 +62,26 @@ for f in "$SRC"/tools/*/*.[ch]; do
     if grep -q "^[[:space:]]*#[[:space:]]*include[[:space:]]*<\($internal\)/" "$f"; then
         bad "${f#"$SRC"/} includes an internal header: $(grep "^[[:space:]]*#[[:space:]]*include[[:space:]]*<\($internal\)/" "$f" | head -1)"
     fi
-    if [ -z "$pending" ] && [ "${f%.c}" != "$f" ]; then
+    if [ "${f%.c}" != "$f" ]; then
         if cc -std=c11 -fsyntax-only -I"$SRC/include" -I"$(dirname "$f")" "$f" 2>"$T/inc.log"; then :
         else bad "${f#"$SRC"/} does not compile on include/ alone: $(grep -m1 error "$T/inc.log")"; fi
     fi
 done
 [ "$fail" -eq "$fail0" ] && ok
+
+# ---- lorac.h's parts as installed: the same set as the source tree's, each compiles alone (C11 and C++)
+if [ "$(cd "$P/include/lorac" && ls)" = "$(cd "$SRC/include/lorac" && ls)" ]; then ok
+else bad "installed include/lorac/ differs: $(ls "$P/include/lorac" | tr '\n' ' ')"; fi
+for h in lorac.h lorac_serve.h $(cd "$P/include" && ls lorac/*.h); do
+    printf '#include <%s>\nint main(void) { return 0; }\n' "$h" >"$T/h.c"
+    if cc -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$P/include" "$T/h.c" 2>"$T/h.log"; then ok
+    else bad "<$h> alone: $(head -2 "$T/h.log")"; fi
+    if command -v c++ >/dev/null; then
+        cp "$T/h.c" "$T/h.cpp"
+        if c++ -Wall -Wextra -Werror -fsyntax-only -I"$P/include" "$T/h.cpp" 2>"$T/h.log"; then ok
+        else bad "<$h> alone in C++: $(head -2 "$T/h.log")"; fi
+    fi
+done
 
 # ---- build the examples: pkg-config, then CMake's find_package. A library
 # built with the sanitizers (scripts/test's ASan pass) needs them in the

@@ -178,6 +178,11 @@ extern const cli_opt cli_train_opts[];
  * split_qkv, dora, the patterns, init, head_init, seed. The list flags'
  * syntax is checked here, with the flag's name in the message. */
 void cli_train_config(const cli_args *a, lorac_train_config *c);
+/* lorac info / modules: the LoRA flags alone (after --preset) into c's
+ * fields, c->method left NULL: r .. init as cli_train_config reads them,
+ * then seed; the library checks --layers, --init and --target-regex at
+ * once (lorac_train_config_check), so the first bad flag is the one named. */
+void cli_lora_flags(const cli_args *a, lorac_train_config *c);
 /* A comma-separated list of names (--target, --labels, ...) as the library
  * parses it; a usage error naming flag. */
 void cli_check_list(const cli_args *a, const char *flag, const char *s);

@@ -147,7 +147,7 @@ void cli_score_splits(const cli_args *a, lorac_llm *llm, const lorac_data *d, in
     r->eval_seconds = cli_now() - t0;
 }
 
-void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s) {
+void cli_print_results(const cli_args *a, const cli_results *r) {
     static const char *names[3] = {"train", "val", "test"};
     if (cli_has(a, "json")) {
         printf("{");
@@ -174,10 +174,9 @@ void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits
     if (r->steps > 0)
         printf("training: %d steps, %.1f s, %.1f tokens/s; evaluation %.1f s; peak RSS %.0f MB\n", r->steps,
                r->train_seconds, r->tokens_per_s, r->eval_seconds, r->peak_rss / 1048576.0);
-    (void)s;
 }
 
-void cli_write_results(const cli_args *a, const char *dir, const cli_results *r, const cli_splits *s) {
+void cli_write_results(const cli_args *a, const char *dir, const cli_results *r) {
     static const char *names[3] = {"train", "val", "test"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", cli_str(a, "model", ""));
@@ -215,5 +214,4 @@ void cli_write_results(const cli_args *a, const char *dir, const cli_results *r,
         cli_write_atomic(a->cmd, cli_path_join(path, sizeof path, dir, "results.json"), txt, strlen(txt));
         free(txt);
     }
-    (void)s;
 }

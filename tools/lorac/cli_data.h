@@ -25,10 +25,6 @@
     CLI_CHAT_OPT,                                                                                                \
     {"eval-splits", "LIST", "the splits scored at the end: any of train,val,test (default all three)"}
 
-/* The data of lorac eval / merge on internal types (cli_internal.h) until
- * they are on the public API; results printing takes it and ignores it. */
-typedef struct cli_splits cli_splits;
-
 typedef struct cli_results {
     double acc[3], loss[3]; /* train, val, test; acc < 0 when not classification; loss NAN when empty */
     int n[3];
@@ -63,7 +59,7 @@ void cli_print_tokenized(const cli_args *a, const lorac_data *d);
  * examples in order of length; shared over cli_ranks in a data-parallel run). */
 void cli_eval_splits(const cli_args *a, int want[3]);
 void cli_score_splits(const cli_args *a, lorac_llm *llm, const lorac_data *d, int batch, cli_results *r);
-void cli_print_results(const cli_args *a, const cli_results *r, const cli_splits *s);
-void cli_write_results(const cli_args *a, const char *dir, const cli_results *r, const cli_splits *s);
+void cli_print_results(const cli_args *a, const cli_results *r);
+void cli_write_results(const cli_args *a, const char *dir, const cli_results *r);
 
 #endif

@@ -9,6 +9,7 @@
  * When another rank fails, the launcher ends this one with SIGTERM; the
  * handler prints one line saying so (a checkpoint is written whole or not
  * at all, so the newest one on disk is intact) and exits. */
+#define _POSIX_C_SOURCE 200809L /* sigaction (the build defines it too; a file compiles on its own) */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>

@@ -38,16 +38,19 @@ static void check_patterns(const cli_args *a, const char *flag, const char *s, i
     }
 }
 
-void cli_train_config(const cli_args *a, lorac_train_config *c) {
+/* --preset: 1 for appendix-e, 0 without; anything else is a usage error. */
+static int preset_appx(const cli_args *a) {
     const char *preset = cli_str(a, "preset", NULL);
-    int appx = 0;
-    if (preset) {
-        if (strcmp(preset, "appendix-e")) cli_die(a->cmd, EXIT_USAGE, "--preset '%s' unknown; hint: appendix-e", preset);
-        appx = 1;
-    }
-    int n_last;
-    c->method = cli_str(a, "method", "lora");
-    (void)cli_method_parse(a->cmd, "--method", c->method, &n_last);
+    if (preset && strcmp(preset, "appendix-e")) cli_die(a->cmd, EXIT_USAGE, "--preset '%s' unknown; hint: appendix-e", preset);
+    return preset != NULL;
+}
+
+/* The library's own check of what the CLI does not parse (--layers, --init). */
+static void lib_check(const cli_args *a, const lorac_train_config *c) { cli_check(a->cmd, lorac_train_config_check(c)); }
+
+/* --r .. --init into c (appx: appendix-e's defaults); lib = 1 checks --layers
+ * and --init at once, in the order of the flags. */
+static void lora_flags(const cli_args *a, lorac_train_config *c, int appx, int lib) {
     c->r = cli_int(a, "r", appx ? 16 : 8, 1, 4096);
     c->alpha = (float)cli_num(a, "alpha", c->r, 1e-6, 1e6);
     c->dropout = (float)cli_num(a, "dropout", 0, 0, 0.999);
@@ -66,15 +69,30 @@ void cli_train_config(const cli_args *a, lorac_train_config *c) {
     c->modules_to_save = cli_str(a, "modules-to-save", NULL);
     if (c->modules_to_save) cli_check_list(a, "--modules-to-save", c->modules_to_save);
     c->layers = cli_str(a, "layers", NULL);
+    if (lib && c->layers) lib_check(a, c);
     c->dora = cli_has(a, "dora");
     c->rank_pattern = cli_str(a, "rank-pattern", NULL);
     c->alpha_pattern = cli_str(a, "alpha-pattern", NULL);
     if (c->rank_pattern) check_patterns(a, "--rank-pattern", c->rank_pattern, 1);
     if (c->alpha_pattern) check_patterns(a, "--alpha-pattern", c->alpha_pattern, 0);
     c->init = cli_str(a, "init", NULL);
+    if (lib) lib_check(a, c); /* target_regex compiles, --init */
+}
+
+void cli_train_config(const cli_args *a, lorac_train_config *c) {
+    const int appx = preset_appx(a);
+    int n_last;
+    c->method = cli_str(a, "method", "lora");
+    (void)cli_method_parse(a->cmd, "--method", c->method, &n_last);
+    lora_flags(a, c, appx, 0);
     c->head_init = cli_str(a, "head-init", appx ? "torch" : "hf");
     if (strcmp(c->head_init, "hf") && strcmp(c->head_init, "torch"))
         cli_die(a->cmd, EXIT_USAGE, "--head-init '%s': expected hf or torch", c->head_init);
+    c->seed = cli_u64(a, "seed", 123);
+}
+
+void cli_lora_flags(const cli_args *a, lorac_train_config *c) {
+    lora_flags(a, c, preset_appx(a), 1);
     c->seed = cli_u64(a, "seed", 123);
 }
 

@@ -1,17 +1,16 @@
 /* lorac info / lorac modules - what a model holds and what LoRA would train.
- * On the public API: the model (lorac_llm_create for a config.json alone,
- * lorac_llm_add_head), the module tree (lorac_llm_param), the modules and
- * their roles, the parameter counts and a GGUF adapter's header
- * (lorac_lorafile). Still internal (cli_internal.h, lora/lora_init.h): the
- * LoRA flags (cli_lora_config, cli_apply_method: lorac train's, moving onto
- * the training API in the other share) and, from the lorac_lora_config they
- * build, --target's matching (lorac_lora_targets, _module_r_alpha,
- * _embed_targeted) and the "LoRA kind" line's init name. */
+ * On the public API alone: the model (lorac_llm_create for a config.json
+ * alone, lorac_llm_add_head), the LoRA flags as a lorac_train_config
+ * (cli_lora_flags), the method applied without a data set
+ * (lorac_llm_apply_method: PEFT's task_type None; qlora over a base held
+ * in NF4, lorac_llm_quantize_nf4), the module tree (lorac_llm_param), the
+ * modules with their roles and what --target gives each
+ * (lorac_llm_module_target), the "LoRA kind" line (lorac_train_config_lora),
+ * the parameter counts and a GGUF adapter's header (lorac_lorafile). */
 #include <stdio.h>
 #include <string.h>
 
-#include "cli_internal.h"
-#include "lora/lora_init.h"
+#include "cli.h"
 
 static const cli_opt info_opts[] = {
     {"model", "PATH", "Hugging Face directory or .gguf file"},
@@ -100,6 +99,26 @@ static void print_tree(const lorac_llm *llm) {
     if (lm_head_r) printf("  lm_head has a LoRA adapter (r=%d)\n", lm_head_r);
 }
 
+/* --method on llm (PEFT with task_type None: LoRA matrices only, no head
+ * put into modules_to_save); c holds the LoRA flags. */
+static void apply_method(const cli_args *a, lorac_llm *llm, lorac_train_config *c) {
+    int n;
+    c->method = cli_str(a, "method", "lora");
+    const cli_method meth = cli_method_parse(a->cmd, "--method", c->method, &n);
+    cli_quant_opts_need_qlora(a, meth == CLI_METHOD_QLORA);
+    lorac_llm_info in = {.size = sizeof in};
+    cli_check(a->cmd, lorac_llm_get_info(llm, &in));
+    if (meth == CLI_METHOD_QLORA) {
+        /* opened quantized by cli_open; a model from elsewhere (info --config) is quantized here */
+        (void)cli_qformat_keep(a, in.path); /* a usage error for keep without a .gguf base */
+        const int qembed = cli_qembed_on(a);
+        cli_check(a->cmd, lorac_llm_quantize_nf4(llm, !qembed)); /* no-op for Linears already quantized */
+        cli_print_quantized_base(llm, "qlora");
+    }
+    if (meth == CLI_METHOD_HEAD && !in.n_classes) cli_die(a->cmd, EXIT_USAGE, "--method head needs a classification task");
+    cli_check(a->cmd, lorac_llm_apply_method(llm, c));
+}
+
 int cmd_info(int argc, char **argv) {
     cli_args a;
     cli_parse(&a, "info", "usage: lorac info (--model PATH | --config config.json) [--num-classes N] [LoRA options]\n\n"
@@ -109,20 +128,21 @@ int cmd_info(int argc, char **argv) {
               info_opts, argc, argv);
     if (cli_has(&a, "model") && adapter_gguf(cli_str(&a, "model", ""))) return 0;
     lorac_llm *llm = load(&a);
-    lorac_lora_config lc;
-    cli_lora_config(&a, &lc);
-    cli_apply_method(&a, llm, &lc, 0); /* internal still: see the header comment */
+    lorac_train_config c;
+    lorac_train_config_init(&c);
+    cli_lora_flags(&a, &c);
+    apply_method(&a, llm, &c);
     lorac_llm_info in = {.size = sizeof in};
     cli_check("info", lorac_llm_get_info(llm, &in));
     printf("model: %s (%s, %d layers, hidden %d, heads %d/%d kv, head_dim %d, mlp %d, vocab %d, context %d%s)\n", in.path,
            in.arch, in.n_layers, in.dim, in.n_heads, in.n_kv_heads, in.head_dim, in.ffn_dim, in.vocab_size, in.n_ctx,
            in.tied ? ", tied head" : "");
     print_tree(llm);
-    if (lc.use_dora || lc.init != LORAC_INIT_DEFAULT || lc.n_rank_pattern || lc.n_alpha_pattern) {
-        char ib[32];
-        printf("LoRA kind: %s, init_lora_weights %s, %d rank_pattern / %d alpha_pattern entries\n",
-               lc.use_dora ? "DoRA" : "LoRA", lorac_lora_init_name(&lc, ib, sizeof ib), lc.n_rank_pattern, lc.n_alpha_pattern);
-    }
+    lorac_train_config_lora_info lc = {.size = sizeof lc}; /* the flags as read, whatever the method */
+    cli_check("info", lorac_train_config_lora(&c, &lc));
+    if (lc.dora || !lc.default_init || lc.n_rank_pattern || lc.n_alpha_pattern)
+        printf("LoRA kind: %s, init_lora_weights %s, %d rank_pattern / %d alpha_pattern entries\n", lc.dora ? "DoRA" : "LoRA",
+               lc.init, lc.n_rank_pattern, lc.n_alpha_pattern);
     cli_print_params("info", llm, stdout); /* as PEFT's print_trainable_parameters */
     lorac_llm_close(llm);
     return 0;
@@ -137,21 +157,18 @@ int cmd_modules(int argc, char **argv) {
     lorac_llm *llm = load(&a);
     lorac_llm_info in = {.size = sizeof in};
     cli_check("modules", lorac_llm_get_info(llm, &in));
-    const lorac_model *m = llm->m; /* internal still: --target's matching (see the header comment) */
-    lorac_lora_config lc; /* with LoRA options: what each targeted module would get */
-    cli_lora_config(&a, &lc);
+    lorac_train_config c; /* with LoRA options: what each targeted module would get */
+    lorac_train_config_init(&c);
+    cli_lora_flags(&a, &c);
     const int show = cli_has(&a, "target") || cli_has(&a, "target-regex");
     for (int i = 0; i < in.n_modules; i++) {
         lorac_module_info mi;
         cli_check("modules", lorac_llm_module(llm, i, &mi));
         const int role = lorac_llm_module_role(llm, i);
         char what[96] = "";
-        if (show && lorac_lora_targets(&lc, m, &m->lin[i])) {
-            int r;
-            float alpha;
-            lorac_lora_module_r_alpha(&lc, mi.name, &r, &alpha);
-            snprintf(what, sizeof what, "  -> %s r=%d alpha=%g", lc.use_dora ? "DoRA" : "LoRA", r, (double)alpha);
-        }
+        lorac_llm_target_info t = {.size = sizeof t};
+        if (show) cli_check("modules", lorac_llm_module_target(llm, &c, mi.name, &t));
+        if (t.targeted) snprintf(what, sizeof what, "  -> %s r=%d alpha=%g", t.dora ? "DoRA" : "LoRA", t.r, (double)t.alpha);
         printf("%-48s in %-6d out %-6d%s%s\n", mi.name, mi.in, mi.out,
                role == 1 ? "  (output layer; not in all-linear)" : role == 2 ? "  (classification head; not in all-linear)" : "",
                what);
@@ -163,8 +180,10 @@ int cmd_modules(int argc, char **argv) {
         if (p.kind != LORAC_PARAM_BASE || !p.on_embedding) continue;
         char mod[112];
         snprintf(mod, sizeof mod, "%.*s", (int)(strlen(p.name) > 7 ? strlen(p.name) - 7 : 0), p.name);
+        lorac_llm_target_info t = {.size = sizeof t};
+        if (show) cli_check("modules", lorac_llm_module_target(llm, &c, mod, &t));
         printf("%-48s vocab %-6d dim %-6d  (embedding; not in all-linear)%s\n", mod, in.vocab_size, in.dim,
-               show && lorac_lora_embed_targeted(&lc, m) ? "  -> LoRA (lora_embedding_A/B)" : "");
+               t.targeted ? "  -> LoRA (lora_embedding_A/B)" : "");
         break;
     }
     printf("short names:");

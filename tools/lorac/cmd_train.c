@@ -4,6 +4,7 @@
  * API's training stages (lorac.h): lorac_data_load, lorac_llm_prepare,
  * lorac_llm_fit (checkpoints, --resume, Ctrl-C through its stop flag,
  * data-parallel ranks), lorac_llm_score; this file adds the output. */
+#define _POSIX_C_SOURCE 200809L /* sigaction (the build defines it too; a file compiles on its own) */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -282,10 +283,10 @@ int cmd_train(int argc, char **argv) {
     res.comm_bytes_per_step = step_bytes;
     if (out && writer) {
         if (is_lora) cli_check("train", lorac_llm_adapter_save(llm, out));
-        cli_write_results(&a, out, &res, NULL);
+        cli_write_results(&a, out, &res);
         fprintf(stderr, "adapter and results written to %s\n", out);
     }
-    if (writer) cli_print_results(&a, &res, NULL);
+    if (writer) cli_print_results(&a, &res);
     lorac_data_free(data);
     lorac_llm_close(llm);
     cli_dist_end();

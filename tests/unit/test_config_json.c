@@ -12,7 +12,12 @@
  *     whose modeling code matches (a Qwen2 GGUF is "qwen2", whose o_proj has
  *     no bias, not "llama" with attention_bias);
  *  3. refusals: an encoder, and RoPE factors from a GGUF rope_freqs.weight
- *     (no rope_scaling parameters to write) are UNSUPPORTED with a hint.
+ *     (no rope_scaling parameters to write) are UNSUPPORTED with a hint;
+ *  4. a GGUF's rope_freqs.weight (Llama 3.1 as llama.cpp's converter stores
+ *     it: one divisor per frequency, made from rope_scaling by the formula
+ *     below, written here independently of lorac's own llama3 code) gives
+ *     the RoPE table the Hugging Face config's rope_scaling gives; a factor
+ *     tensor of the wrong length or with a non-positive value is refused.
  * Whether transformers itself loads the written checkpoints is checked by
  * tests/ref/check_merged.py. */
 #include <cjson/cJSON.h>
@@ -24,6 +29,8 @@
 
 #include "core/util.h"
 #include "io/gguf.h"
+#include "io/gguf_write.h"
+#include "models/decoder_blocks.h"
 #include "models/config.h"
 #include "testutil.h"
 
@@ -147,6 +154,87 @@ static void refusals(void) {
           "encoder: %s", lorac_last_error());
 }
 
+/* llama.cpp's convert_hf_to_gguf (LlamaModel, rope_type llama3): for each
+ * frequency f_i = theta^(-2i/D), wavelength w = 2 pi / f_i: factor 1 when
+ * w < orig / high_freq_factor, `factor` when w > orig / low_freq_factor,
+ * else 1 / ((1 - s) / factor + s) with s = (orig / w - low) / (high - low). */
+static void llama31_factors(const lorac_config *c, float *out) {
+    const double lo_w = c->rope_orig_ctx / c->rope_low_freq, hi_w = c->rope_orig_ctx / c->rope_high_freq;
+    for (int i = 0; i < c->head_dim / 2; i++) {
+        const double w = 2 * 3.14159265358979323846 * pow(c->rope_theta, 2.0 * i / c->head_dim);
+        if (w < hi_w) {
+            out[i] = 1.0f;
+        } else if (w > lo_w) {
+            out[i] = c->rope_factor;
+        } else {
+            const double sm = (c->rope_orig_ctx / w - c->rope_low_freq) / (c->rope_high_freq - c->rope_low_freq);
+            out[i] = (float)(1.0 / ((1 - sm) / c->rope_factor + sm));
+        }
+    }
+}
+
+/* A metadata-only Llama GGUF with hf's sizes and the factor tensor
+ * rope_freqs.weight[n] (and a token embedding, for the vocab size). */
+static const char *write_gguf(const lorac_config *hf, const float *factors, int n, const char *name) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", test_tmpdir(), name);
+    lorac_gguf_writer *w = NULL;
+    CHECK_OK(lorac_gguf_writer_new(&w));
+    if (!w) return path;
+    CHECK_OK(lorac_gguf_set_str(w, "general.architecture", "llama"));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.context_length", (uint32_t)hf->n_ctx));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.embedding_length", (uint32_t)hf->dim));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.block_count", (uint32_t)hf->n_layer));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)hf->ffn_dim));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)hf->n_head));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)hf->n_kv_head));
+    CHECK_OK(lorac_gguf_set_u32(w, "llama.attention.key_length", (uint32_t)hf->head_dim));
+    CHECK_OK(lorac_gguf_set_f32(w, "llama.rope.freq_base", hf->rope_theta));
+    CHECK_OK(lorac_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", hf->norm_eps));
+    float emb[64] = {0};
+    const int64_t fshape[1] = {n}, es[2] = {8, 8}; /* an 8-token vocab: only the sizes matter here */
+    CHECK_OK(lorac_gguf_add_tensor(w, "token_embd.weight", emb, 2, es, LORAC_F32));
+    CHECK_OK(lorac_gguf_add_tensor(w, "rope_freqs.weight", factors, 1, fshape, LORAC_F32));
+    CHECK_OK(lorac_gguf_writer_write(w, path));
+    lorac_gguf_writer_free(w);
+    return path;
+}
+
+static lorac_status read_gguf(const char *path, lorac_config *c) {
+    lorac_gguf *g = NULL;
+    lorac_status st = lorac_gguf_open(path, &g);
+    if (st == LORAC_OK) st = lorac_config_from_gguf(g, c);
+    lorac_gguf_close(g);
+    return st;
+}
+
+static void rope_freqs_gguf(void) {
+    lorac_config hf, gg;
+    CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/models/tiny_llama3/config.json"), &hf));
+    CHECK(hf.rope_scale_type == 2, "tiny_llama3 is not a llama3 rope_scaling fixture (%d)", hf.rope_scale_type);
+    const int half = hf.head_dim / 2;
+    float f[LORAC_ROPE_MAX_HALF], want[LORAC_ROPE_MAX_HALF], got[LORAC_ROPE_MAX_HALF];
+    llama31_factors(&hf, f);
+    int kept = 0, scaled = 0, blended = 0;
+    for (int i = 0; i < half; i++) kept += f[i] == 1.0f, scaled += f[i] == hf.rope_factor;
+    blended = half - kept - scaled;
+    CHECK(kept && scaled && blended, "the fixture should cover all three regimes: %d kept, %d scaled, %d blended", kept,
+          scaled, blended);
+    CHECK_OK(read_gguf(write_gguf(&hf, f, half, "llama31"), &gg));
+    CHECK(gg.rope_scale_type == 3, "rope_freqs.weight not read (rope_scale_type %d)", gg.rope_scale_type);
+    lorac_rope_table(&hf, 0, want);
+    lorac_rope_table(&gg, 0, got);
+    test_close("RoPE table: GGUF rope_freqs vs HF rope_scaling llama3", got, want, (size_t)half, 1e-6, 0);
+    /* damaged factor tensors */
+    CHECK(read_gguf(write_gguf(&hf, f, half + 1, "long"), &gg) == LORAC_ERR_FORMAT &&
+              strstr(lorac_last_error(), "rope_freqs.weight"),
+          "a factor tensor of the wrong length: %s", lorac_last_error());
+    f[1] = -2.0f;
+    CHECK(read_gguf(write_gguf(&hf, f, half, "negative"), &gg) == LORAC_ERR_FORMAT &&
+              strstr(lorac_last_error(), "rope_freqs.weight[1]"),
+          "a negative factor: %s", lorac_last_error());
+}
+
 int main(void) {
     fixture("tiny_llama", "llama", "LlamaForCausalLM");
     fixture("tiny_llama3", "llama", "LlamaForCausalLM");
@@ -163,5 +251,6 @@ int main(void) {
               "Qwen2ForCausalLM");
     real_gguf("models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf", "gemma3_text", "Gemma3ForCausalLM");
     refusals();
+    rope_freqs_gguf();
     return test_summary("test_config_json");
 }

@@ -3,7 +3,7 @@
  *
  * These are the inner loops of ops that are cheap per element but run over
  * every activation of a step: GELU, SwiGLU, the rows of LayerNorm and
- * RMSNorm, AdamW's update and the bf16 conversions. Each exists as
+ * RMSNorm, AdamW's update, hashed dropout and the bf16 conversions. Each exists as
  *
  *   the scalar reference  plain C, the type-generic .inc sources (the same
  *                         text the double-precision gradient checks run)
@@ -30,7 +30,8 @@
  *     order (lane-wise), which moves a float result by about an ulp of the
  *     row's largest value (1e-6 relative + 1e-7 of the row's max);
  *     the dg / db tiles are bit for bit;
- *   - AdamW and the bf16 conversions: no FMA, no reordering: bit for bit.
+ *   - AdamW, the bf16 conversions and hashed dropout (integer hash, one
+ *     float multiply): no FMA, no reordering: bit for bit.
  *
  * Shapes follow the ops they serve: n elements, or one row of C elements;
  * "accumulate" kernels add into their output. */
@@ -40,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/rng.h"
 #include "ops/isa.h"
 
 /* The scalars of one AdamW update (train/optim.c computes them per step):
@@ -77,6 +79,9 @@ typedef struct lorac_adamw_scalars {
       (double *acc_g, const float *dy, const float *x, const float *rstd, int N, int ld, int n))                 \
     /* AdamW over one parameter tensor (train/optim.c) */                                                         \
     X(adamw_run, (float *w, float *m, float *v, const float *g, size_t n, const lorac_adamw_scalars *s))         \
+    /* hashed dropout (op_dropout_hash, attention dropout): x[k] = keep ? x[k] * keep_scale : 0 with keep =    \
+     * lorac_hash_keep(key, idx0 + k * step, p), the same integer hash in every level: bit for bit */           \
+    X(dropout_hash_run, (float *x, size_t n, uint64_t key, uint64_t idx0, uint64_t step, float p, float keep_scale)) \
     /* bf16 <-> fp32 (ops/gemm.h: round to nearest even, NaN stays a quiet NaN) */                                \
     X(f32_to_bf16_run, (uint16_t *dst, const float *src, size_t n))                                               \
     X(bf16_to_f32_run, (float *dst, const uint16_t *src, size_t n))

@@ -202,7 +202,7 @@ static void test_norm_tiles(bufs *B, lorac_rng *r, const lorac_vkern *ref, const
           "rmsnorm_params_tile [%s, n %zu, %d rows]: not bit-identical", v->name, n, N);
 }
 
-/* AdamW (with and without weight decay) and the bf16 conversions: exact. */
+/* AdamW (with and without weight decay), the bf16 conversions and hashed dropout: exact. */
 static void test_exact(bufs *B, lorac_rng *r, const lorac_vkern *ref, const lorac_vkern *v, size_t n) {
     const char *isa = v->name;
     const lorac_vkern *k[2] = {ref, v};
@@ -227,6 +227,22 @@ static void test_exact(bufs *B, lorac_rng *r, const lorac_vkern *ref, const lora
     check_bits("f32_to_bf16", isa, n, B->h[1], B->h[0], n * sizeof(uint16_t));
     for (int s = 0; s < 2; s++) k[s]->bf16_to_f32_run(B->out[s][0], B->h[0], n);
     check_bits("bf16_to_f32", isa, n, B->out[1][0], B->out[0][0], n * sizeof(float));
+    /* hashed dropout: the element indices of a plain array (step 1) and of an attention tile's column
+       (step 2^20, a key above 2^63), against lorac_hash_keep itself */
+    const struct { uint64_t key, idx0, step; float p; } hd[] = {
+        {0x1234, 0, 1, 0.1f}, {0xfedcba9876543210ull, ((uint64_t)37 << 40) | ((uint64_t)64 << 20) | 5, 1u << 20, 0.5f}};
+    for (size_t c = 0; c < sizeof hd / sizeof hd[0]; c++) {
+        fill(r, B->x, n, -2, 2);
+        const float ks = 1.0f / (1.0f - hd[c].p);
+        for (size_t i = 0; i < n; i++)
+            B->out[0][0][i] = lorac_hash_keep(hd[c].key, hd[c].idx0 + i * hd[c].step, hd[c].p) ? B->x[i] * ks : 0.0f;
+        for (int s = 0; s < 2; s++) {
+            memcpy(B->out[1][s], B->x, n * sizeof(float));
+            k[s]->dropout_hash_run(B->out[1][s], n, hd[c].key, hd[c].idx0, hd[c].step, hd[c].p, ks);
+        }
+        check_bits("dropout_hash (scalar row)", isa, n, B->out[1][0], B->out[0][0], n * sizeof(float));
+        check_bits("dropout_hash", isa, n, B->out[1][1], B->out[0][0], n * sizeof(float));
+    }
 }
 
 /* The float kernels on the values where formulas break first. */

@@ -1,7 +1,7 @@
 /* bench_kernels - throughput of the elementwise float kernels (ops/vkern.h)
  * at each SIMD level this CPU runs (ops/isa.h), through the public ops a
  * training step calls (op_gelu_tanh_fwd, op_layernorm_bwd, lorac_optim_step,
- * op_f32_to_bf16, ...), so OpenMP chunking is included as in a step.
+ * op_f32_to_bf16, op_dropout_hash, ...), so OpenMP chunking is included as in a step.
  *
  *   bench_kernels [rows] [cols] [runs]     default 1024 768 9 (GPT-2 small,
  *                                          batch 8 x 128 tokens, one layer)
@@ -51,6 +51,7 @@ static void k_rms_bwd_p(void) { op_rmsnorm_bwd(NULL, g_dg, g_dy, g_x, g_r, g_g, 
 static void k_adamw(void) { lorac_optim_step(g_opt, 1e-4); }
 static void k_to_bf16(void) { op_f32_to_bf16(g_h, g_x, g_n); }
 static void k_from_bf16(void) { op_bf16_to_f32(g_y, g_h, g_n); }
+static void k_dropout_hash(void) { op_dropout_hash(g_y, g_n, 0.1f, 0x5eed); }
 
 static const struct {
     const char *name;
@@ -61,7 +62,7 @@ static const struct {
     {"swiglu_fwd", k_swiglu_fwd},       {"swiglu_bwd", k_swiglu_bwd},       {"layernorm_fwd", k_ln_fwd},
     {"layernorm_bwd_dx", k_ln_bwd},     {"layernorm_bwd_dgdb", k_ln_bwd_p}, {"rmsnorm_fwd", k_rms_fwd},
     {"rmsnorm_bwd_dx", k_rms_bwd},      {"rmsnorm_bwd_dg", k_rms_bwd_p},    {"adamw", k_adamw},
-    {"f32_to_bf16", k_to_bf16},         {"bf16_to_f32", k_from_bf16},
+    {"f32_to_bf16", k_to_bf16},         {"bf16_to_f32", k_from_bf16},       {"dropout_hash", k_dropout_hash},
 };
 
 static int cmp_d(const void *a, const void *b) {

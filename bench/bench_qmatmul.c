@@ -26,8 +26,9 @@
  *
  * Decoding: the forward at N = 1..8 rows on the Linear shapes of
  * SmolLM2-135M and Qwen2.5-0.5B (their LM heads included), old road
- * against new: for the quantized formats the tiled kernel (qmm_fwd_tiles_isa)
- * against the GEMV road (lorac_qlinear_fwd_isa, qgemv.c); for F32 the
+ * against new: for the quantized formats the GEMV road (qgemv.c) with fp32
+ * activations (LORAC_QACT_F32) against int8 activations (LORAC_QACT_Q8,
+ * qdot.c; NF4 and BF16 have no int8 road: the same twice); for F32 the
  * backend sgemm (op_gemm_backend_only: oneDNN / OpenBLAS) against op_gemm
  * (its choice at small N), beside OpenBLAS's cblas_sgemv (N calls) and the
  * hand kernel op_gemv_nt, which op_gemm chooses between. Each row: the weight's
@@ -215,10 +216,10 @@ static void run_decode(void *p) {
         for (int n = 0; n < c->N; n++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, c->out, c->in, 1.0f, c->W, c->in, c->x + (size_t)n * c->in, 1,
                         0.0f, c->y + (size_t)n * c->out, 1);
-    else if (d->road == 0)
-        st = qmm_fwd_tiles_isa(c->isa, c->y, c->x, c->qw, NULL, c->N, 0.0f);
-    else
+    else {
+        lorac_qact_force(d->road == 0 ? LORAC_QACT_F32 : LORAC_QACT_Q8);
         st = lorac_qlinear_fwd_isa(c->isa, c->y, c->x, c->qw, NULL, c->N, 0.0f);
+    }
     if (st != LORAC_OK) {
         fprintf(stderr, "bench_qmatmul: %s\n", lorac_last_error());
         exit(1);
@@ -238,8 +239,8 @@ static int decode_main(int N, int runs, lorac_qisa isa, const char *fmts) {
            omp_get_max_threads(), lorac_qisa_name(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa),
            g_cpu_clock ? "CPU" : "wall");
     memory_bandwidth(runs);
-    printf("old: tiled kernel (quantized) / backend sgemm %s (F32); new: GEMV road (F32: op_gemm, which picks sgemv "
-           "or op_gemv_nt at N = 1);\nGB/s = weight bytes / time; F32 only: cblas_sgemv (N calls) and op_gemv_nt\n\n",
+    printf("old: GEMV road with fp32 activations (quantized) / backend sgemm %s (F32); new: int8 activations "
+           "(quantized; F32: op_gemm, which picks sgemv or op_gemv_nt at N = 1);\nGB/s = weight bytes / time; F32 only: cblas_sgemv (N calls) and op_gemv_nt\n\n",
            op_gemm_backend());
     printf("| model   | in -> out      | fmt    | MB     | old us   | new us   | new GB/s | old/new | sgemv us | gemv_nt us |\n");
     printf("|---------|----------------|--------|-------:|---------:|---------:|---------:|--------:|---------:|---------:|\n");

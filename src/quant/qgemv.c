@@ -15,6 +15,7 @@
  * most 16 products per lane then double, so the result is within the same
  * bound as the tiles (|fast - ref| <= 2e-6 * sum_k |x_k w_k|, test_qmatmul.c)
  * and does not depend on the thread count (each y element is one thread's). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/gemm.h"
@@ -59,5 +60,35 @@ lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_qisa isa, float *y, const 
                                                      : LORAC_ISA_SCALAR;
     const qgemv_ctx c = {K, W, op_dot_rows_for(level), K->rowdot ? K->rowdot(W->fmt) : NULL};
     op_gemv_rows((int)N, W->rows, W->cols, 1.0f, x, W->cols, qgemv_row, &c, b, beta, y, W->rows);
+    return LORAC_OK;
+}
+
+/* ---- int8 activations (qdot.c): x quantized once, before the threads
+ * split the rows, then each row of W dotted with it in integers. ---- */
+
+typedef struct qgemv_q8_ctx {
+    const lorac_qweight *W;
+    const qmm_xq8 *xq;
+    qmm_q8dot_fn dot;
+} qgemv_q8_ctx;
+
+static void qgemv_q8_row(const void *ctx, int64_t r, const float *x, int64_t ldx, int N, double *acc) {
+    (void)x, (void)ldx;
+    const qgemv_q8_ctx *c = ctx;
+    c->dot(qmm_row_blocks(c->W, r), c->W->cols / lorac_qformat_row_block(c->W->fmt), c->xq, N, acc);
+}
+
+lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const lorac_qweight *W, const float *b,
+                             int64_t N, float beta) {
+    const size_t bytes = qmm_xq8_bytes(N, W->cols);
+    _Alignas(64) unsigned char stack[16384];
+    void *mem = bytes <= sizeof stack ? stack : aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!mem) return lorac_fail(LORAC_ERR_NOMEM, "quantized linear: out of memory for %zu bytes of int8 activations",
+                                bytes);
+    qmm_xq8 xq;
+    qmm_xq8_quantize(&xq, mem, x, W->cols, N, W->cols);
+    const qgemv_q8_ctx c = {W, &xq, dot};
+    op_gemv_rows((int)N, W->rows, W->cols, 1.0f, x, W->cols, qgemv_q8_row, &c, b, beta, y, W->rows);
+    if (mem != stack) free(mem);
     return LORAC_OK;
 }

@@ -581,7 +581,11 @@ lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, con
     const lorac_qkern *K = kern_of(use);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));
-    if (N <= QMM_GEMV_MAX_N) return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
+    if (N <= QMM_GEMV_MAX_N) {
+        const qmm_q8dot_fn q8 = lorac_qact_active() == LORAC_QACT_Q8 ? qmm_q8dot_for(use, W->fmt) : NULL;
+        if (q8) return qmm_gemv_fwd_q8(q8, y, x, W, b, N, beta);
+        return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
+    }
     return fwd_tiled(K, y, x, W, b, N, beta);
 }
 

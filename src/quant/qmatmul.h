@@ -148,6 +148,24 @@ int lorac_qisa_supported(lorac_qisa isa);
 /* What LORAC_QISA_AUTO picks here. */
 lorac_qisa lorac_qisa_best(void);
 
+/* The activations of the small-N (GEMV) road, N <= 8 rows of x:
+ *   LORAC_QACT_Q8   (default) each row of x is quantized once per call to
+ *                   int8 per 32 elements (dx = max|x| / 127, q = round(x /
+ *                   dx)) and every GGML block format is dotted with it in
+ *                   integers (AVX-512 VNNI vpdpbusd, AVX2 maddubs, or the
+ *                   scalar reference), as llama.cpp does: about half the
+ *                   work per weight. The result is x~ W^T for the rounded
+ *                   x~, so it differs from the fp32 road by at most
+ *                   sum_k |w_k| |x_k - x~_k| <= sum_k |w_k| dx_k / 2
+ *                   (plus fp32 rounding; test_qmatmul.c checks that bound).
+ *   LORAC_QACT_F32  the exact fp32-activation road above.
+ * NF4, F32 and BF16 weights and the REF path always use fp32 activations.
+ * The LORAC_QDOT environment variable ("q8" or "f32", read once at the
+ * first use) sets it; lorac_qact_force changes it (tests, benchmarks). */
+typedef enum lorac_qact { LORAC_QACT_Q8 = 0, LORAC_QACT_F32 = 1 } lorac_qact;
+lorac_qact lorac_qact_active(void);
+lorac_qact lorac_qact_force(lorac_qact a); /* returns the previous setting */
+
 /* y[N,out] = beta * y + x[N,in] W^T + b   (b may be NULL; beta == 0 ignores
  * the old y entirely, NaNs included). */
 lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta);

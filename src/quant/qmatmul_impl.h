@@ -60,4 +60,47 @@ lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const l
 const lorac_qkern *qmm_kern_avx2(void);
 const lorac_qkern *qmm_kern_avx512(void);
 
+/* ---- the int8-activation GEMV road (qdot.c, qdot_x86.c) ----
+ *
+ * x quantized once per call, per row n and per group of 32 elements g:
+ *   dx = max|x| / 127, q = round(x / dx) in [-127, 127],  x~ = dx * q
+ * (dx = 0 and q = 0 for an all-zero group). Stored row by row: */
+typedef struct qmm_xq8 {
+    int8_t *q;       /* [N][ldq]   the levels (ldq = in) */
+    float *d;        /* [N][ld32]  dx per group of 32 */
+    float *s32;      /* [N][ld32]  x~ summed per group of 32 (dx * sum q) */
+    float *s;        /* [N][ld16]  x~ summed per 16 elements */
+                     /* (d, s32, s zero-padded to ld32 = a multiple of 8 / ld16 = of 16 entries) */
+    int64_t ldq, ld32, ld16;
+} qmm_xq8;
+
+/* acc[n] += sum_k x~[n, k] W[r, k], for the nb blocks of row r at blocks
+ * and n < N <= QMM_GEMV_MAX_N. Every format decodes to groups of 16 or 32
+ * weights w = a * v - c with integer levels v (ggml_blocks_impl.h's form),
+ * so a group's share is  dx * a * (sum v q) - c * (dx * sum q): an exact
+ * integer dot product, scaled once. */
+typedef void (*qmm_q8dot_fn)(const uint8_t *blocks, int64_t nb, const qmm_xq8 *x, int N, double *acc);
+
+/* Quantize rows x[n * ldx ..] (n < N, `in` a multiple of 32) into xq,
+ * whose arrays hold what qmm_xq8_bytes says (qdot.c). The same scalar code
+ * for every ISA, so every kernel sees the same x~. */
+size_t qmm_xq8_bytes(int64_t N, int64_t in);
+void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64_t N, int64_t in);
+/* One block of format f (a GGML block format) as groups w = a * v - c
+ * (quant/ggml_blocks_impl.h's ggml_groups), the form the kernels use. */
+struct ggml_groups;
+void qmm_q8_unpack(lorac_qformat f, const uint8_t *block, struct ggml_groups *G);
+/* Whether format f has int8-activation kernels (the GGML block formats). */
+int qmm_q8_format(lorac_qformat f);
+/* The kernel for format f at SIMD level isa (GENERIC: the scalar reference,
+ * summed in double; AVX2: maddubs; AVX512: VNNI vpdpbusd where the CPU has
+ * it, else the AVX2 one); NULL where f has none. */
+qmm_q8dot_fn qmm_q8dot_for(lorac_qisa isa, lorac_qformat f);
+/* The x86 ones (qdot_x86.c); NULL when not built or not supported here. */
+qmm_q8dot_fn qmm_q8dot_avx2(lorac_qformat f);
+qmm_q8dot_fn qmm_q8dot_vnni(lorac_qformat f);
+/* The GEMV road with int8 activations (qgemv.c). */
+lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const lorac_qweight *W, const float *b,
+                             int64_t N, float beta);
+
 #endif

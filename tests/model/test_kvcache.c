@@ -25,7 +25,14 @@
  * unchanged; an encoder: LORAC_ERR_UNSUPPORTED), stories260K (greedy with
  * and without the cache, base and with an unmerged adapter) and the
  * SmolLM2-135M GGUF (its Q4_1 / Q8_0 blocks kept: greedy ids and
- * decode-step logits), each skipped when not fetched. */
+ * decode-step logits), each skipped when not fetched. All of that on the
+ * fp32-activation GEMV road (LORAC_QACT_F32), whose decode steps equal the
+ * full forward to rounding; then, on SmolLM2, the default int8-activation
+ * road (test_qdot.c): greedy ids with the cache equal at every ISA
+ * (AVX-512 VNNI, AVX2, the scalar reference), the decode-step logits
+ * within 5% of the largest logit of the full forward's: a sanity bound, not
+ * a derived one (rounding the activations to 8 bits per group of 32, over
+ * 30 layers; 2.6% seen); test_qdot.c bounds each product exactly. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,8 @@
 #include "models/generate.h"
 #include "models/kvcache.h"
 #include "models/model.h"
+#include "ops/isa.h"
+#include "quant/qmatmul.h"
 #include "testutil.h"
 
 static lorac_rng rng;
@@ -419,6 +428,26 @@ static void check_smollm2(void) {
     const double e = rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
     CHECK(e <= 1e-4, "%s: decode step logits vs full forward: rel err %.3g", what, e);
     printf("%s: greedy with the cache == without (%d tokens); decode step vs full forward rel err %.2g\n", what, n_out, e);
+    /* the int8-activation road: the same greedy ids at every ISA; logits near the full forward's */
+    lorac_qact_force(LORAC_QACT_Q8);
+    const lorac_isa best = lorac_isa_active();
+    int *q8[3] = {NULL, NULL, NULL}, nq[3] = {0, 0, 0};
+    for (int l = best; l >= LORAC_ISA_SCALAR; l--) {
+        lorac_isa_force((lorac_isa)l);
+        CHECK_OK(lorac_generate(m, ids, n, &o, NULL, NULL, &q8[l], &nq[l]));
+        CHECK(q8[l] && q8[best] && nq[l] == nq[best] && same_ids(q8[l], nq[l], q8[best], nq[best]),
+              "%s, int8 activations: greedy ids at %s differ from %s", what, lorac_isa_name((lorac_isa)l),
+              lorac_isa_name(best));
+    }
+    lorac_isa_force(best);
+    lorac_kv_reset(kv, slot);
+    CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, pre, NULL, lg));
+    CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, last, NULL, lg));
+    const double e8 = rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
+    CHECK(e8 <= 5e-2, "%s, int8 activations: decode step logits vs full forward: rel err %.3g", what, e8);
+    printf("%s, int8 activations: greedy ids equal at every ISA; decode step vs full forward rel err %.2g\n", what, e8);
+    lorac_qact_force(LORAC_QACT_F32);
+    for (int l = 0; l < 3; l++) free(q8[l]);
     lorac_kv_free(kv);
     free(ref), free(lg), free(out), free(r.out);
     lorac_model_free(m);
@@ -427,6 +456,7 @@ static void check_smollm2(void) {
 
 int main(void) {
     lorac_rng_seed(&rng, 5);
+    lorac_qact_force(LORAC_QACT_F32);
     static const char *fixtures[] = {"tiny_gpt2", "tiny_llama", "tiny_llama3", "tiny_llama_tied", "tiny_qwen2",
                                      "tiny_qwen3", "tiny_mistral", "tiny_gemma2", "tiny_gemma3", "tiny_phi3"};
     double t = lorac_now();

@@ -512,6 +512,8 @@ static void test_errors(void) {
 
 int main(void) {
     lorac_rng_seed(&g_rng, 20240601);
+    /* the fp32-activation roads throughout; test_qdot.c tests the int8 one */
+    lorac_qact_force(LORAC_QACT_F32);
     printf("qmatmul: best ISA here = %s (avx2 %d, avx512 %d), %d threads\n", lorac_qisa_name(lorac_qisa_best()),
            lorac_qisa_supported(LORAC_QISA_AVX2), lorac_qisa_supported(LORAC_QISA_AVX512), omp_get_max_threads());
     test_formats();

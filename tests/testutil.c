@@ -8,6 +8,7 @@
 
 #include "core/rng.h"
 #include "core/util.h"
+#include "quant/qmatmul_impl.h"
 
 int g_test_pass, g_test_fail;
 
@@ -197,4 +198,38 @@ void test_write_sms_fixture(const char *dir, char *vocab, char *sms, size_t n) {
     for (int i = 0; i < 20; i++)
         fprintf(f, "ham\tsee you at five\nspam\twin a prize now\nham\tok call me later\nspam\tclaim free cash now\n");
     fclose(f);
+}
+
+/* Random GGML blocks with finite f16 scales (random bytes elsewhere exercise
+ * every bit of the packed codes and K-quant scales). */
+uint8_t *test_random_ggml_blocks(lorac_rng *rng, int fmt, int64_t rows, int64_t cols, size_t *nbytes) {
+    const lorac_qformat f = (lorac_qformat)fmt;
+    const int bs = lorac_qformat_row_block(f);
+    const size_t bb = qmm_block_bytes(f), nb = (size_t)(rows * (cols / bs));
+    uint8_t *p = malloc(nb * bb);
+    for (size_t i = 0; i < nb * bb; i++) p[i] = (uint8_t)lorac_rng_u64(rng);
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *blk = p + b * bb;
+        int at[2] = {-1, -1};
+        switch (f) {
+        case LORAC_QF_Q4_0: case LORAC_QF_Q8_0: case LORAC_QF_Q5_0: case LORAC_QF_IQ4_NL: case LORAC_QF_IQ4_XS:
+            at[0] = 0;
+            break;
+        case LORAC_QF_Q4_1: case LORAC_QF_Q4_K: case LORAC_QF_Q5_1: case LORAC_QF_Q5_K: at[0] = 0, at[1] = 2; break;
+        case LORAC_QF_Q2_K: at[0] = 80, at[1] = 82; break;
+        case LORAC_QF_Q3_K: at[0] = 108; break;
+        case LORAC_QF_Q6_K: at[0] = 208; break;
+        default: break;
+        }
+        for (int k = 0; k < 2; k++) {
+            if (at[k] < 0) continue;
+            float v = (lorac_rng_uniform(rng) - 0.5f) * (k ? 0.2f : 0.02f);
+            if (f == LORAC_QF_Q6_K) v *= 0.1f;
+            const uint16_t h = lorac_f32_to_f16(v);
+            blk[at[k]] = (uint8_t)(h & 0xFF);
+            blk[at[k] + 1] = (uint8_t)(h >> 8);
+        }
+    }
+    *nbytes = nb * bb;
+    return p;
 }

@@ -6,6 +6,8 @@
 #define LORAC_TESTUTIL_H
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 extern int g_test_pass, g_test_fail;
@@ -54,6 +56,12 @@ int test_summary(const char *name);
  * (vocab.txt) and 80 ham / spam rows (sms.tsv); their paths into vocab and
  * sms (n bytes each). */
 void test_write_sms_fixture(const char *dir, char *vocab, char *sms, size_t n);
+
+/* rows x cols of GGML blocks of format f (malloc'd, *nbytes long): random
+ * bytes exercise every bit of the packed codes and K-quant scales; the f16
+ * scales are made finite and modest. */
+struct lorac_rng;
+uint8_t *test_random_ggml_blocks(struct lorac_rng *rng, int f, int64_t rows, int64_t cols, size_t *nbytes);
 
 /* ---- fixture readers (exit(2) on a broken fixture: that is a test bug) ---- */
 #include <cjson/cJSON.h>

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,10 +119,7 @@ lorac_status lorac_api_lora_config(const lorac_train_config *c, lorac_lora_confi
     if (c->target_regex) {
         if (strlen(c->target_regex) >= sizeof lc->target_regex) return lorac_fail(LORAC_ERR_ARG, "target_regex is too long");
         snprintf(lc->target_regex, sizeof lc->target_regex, "%s", c->target_regex);
-        regex_t re; /* lorac_lora_apply's check, before anything is changed */
-        if (regcomp(&re, lc->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
-            return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", lc->target_regex);
-        regfree(&re);
+        LORAC_TRY(lorac_lora_check_regex(lc)); /* lorac_lora_apply's check, before anything is changed */
     } else {
         LORAC_TRY(lorac_lora_parse_list(c->target ? c->target : "all-linear", lc->targets, &lc->n_targets, "target"));
     }

@@ -197,16 +197,20 @@ static lorac_status new_lora(lorac_linear *L, const lorac_lora_config *c, lorac_
     return LORAC_OK;
 }
 
+lorac_status lorac_lora_check_regex(const lorac_lora_config *c) {
+    if (!c->target_regex[0]) return LORAC_OK;
+    regex_t re;
+    if (regcomp(&re, c->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
+        return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", c->target_regex);
+    regfree(&re);
+    return LORAC_OK;
+}
+
 lorac_status lorac_lora_apply(lorac_model *m, const lorac_lora_config *c, int *n_adapted) {
     if (c->r <= 0 || c->r > 4096) return lorac_fail(LORAC_ERR_ARG, "LoRA rank r=%d; hint: use 1..4096 (8 or 16 are common)", c->r);
     if (!(c->alpha > 0)) return lorac_fail(LORAC_ERR_ARG, "lora_alpha=%g must be positive", (double)c->alpha);
     if (!(c->dropout >= 0 && c->dropout < 1)) return lorac_fail(LORAC_ERR_ARG, "lora_dropout=%g must be in [0, 1)", (double)c->dropout);
-    if (c->target_regex[0]) {
-        regex_t re;
-        if (regcomp(&re, c->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
-            return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", c->target_regex);
-        regfree(&re);
-    }
+    LORAC_TRY(lorac_lora_check_regex(c));
     lorac_rng rng;
     lorac_rng_seed(&rng, c->seed);
     int n = 0;

@@ -68,6 +68,10 @@ void lorac_lora_module_r_alpha(const lorac_lora_config *c, const char *name, int
 /* Parse "key=value,key=value" into a pattern list (appends); what names the flag. */
 lorac_status lorac_lora_parse_patterns(const char *s, lorac_pattern *out, int *n, int integer, const char *what);
 
+/* c->target_regex (if any) compiles as the POSIX extended regex lorac_lora_targets
+ * matches with; ARG naming it otherwise. */
+lorac_status lorac_lora_check_regex(const lorac_lora_config *c);
+
 /* Does module `name` get an adapter under c? (exposed for `lorac modules`) */
 int lorac_lora_targets(const lorac_lora_config *c, const lorac_model *m, const lorac_linear *L);
 

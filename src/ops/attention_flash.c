@@ -142,22 +142,15 @@ static inline void att_drop_tile(const att_args *a, float *S, int si, int sj, in
        direction by the kernel table's dropout_hash_run (ops/vkern.h; the same mask in every SIMD level) */
     const uint64_t bh = ((uint64_t)b * (uint64_t)a->Hq + (uint64_t)h) << 40;
     void (*run)(float *, size_t, uint64_t, uint64_t, uint64_t, float, float) = lorac_vkern_active()->dropout_hash_run;
+    LORAC_ASSERT(si == 1 || sj == 1); /* forward's St [keys][queries] or backward's S [queries][keys] */
     if (si == 1) /* columns of queries */
         for (int j = 0; j < nk; j++)
             run(S + (size_t)j * sj, (size_t)nq, a->drop_key, bh | (uint64_t)i0 << 20 | (uint64_t)(j0 + j),
                 (uint64_t)1 << 20, a->drop, keep_scale);
-    else if (sj == 1) /* rows of keys */
+    else /* rows of keys */
         for (int i = 0; i < nq; i++)
             run(S + (size_t)i * si, (size_t)nk, a->drop_key, bh | (uint64_t)(i0 + i) << 20 | (uint64_t)j0, 1,
                 a->drop, keep_scale);
-    else
-        for (int i = 0; i < nq; i++)
-            for (int j = 0; j < nk; j++) {
-                float *s = S + (size_t)i * si + (size_t)j * sj;
-                *s = lorac_hash_keep(a->drop_key, bh | (uint64_t)(i0 + i) << 20 | (uint64_t)(j0 + j), a->drop)
-                         ? *s * keep_scale
-                         : 0.0f;
-            }
 }
 
 /* The key mask of sequence b from key j0 on (NULL: every key is real). */

@@ -233,3 +233,12 @@ uint8_t *test_random_ggml_blocks(lorac_rng *rng, int fmt, int64_t rows, int64_t 
     *nbytes = nb * bb;
     return p;
 }
+
+double test_rel_err(const float *a, const float *b, size_t n) {
+    double e = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, isfinite(a[i]) ? fabs((double)a[i] - b[i]) : INFINITY);
+        mx = fmax(mx, fabs(b[i]));
+    }
+    return mx > 0 ? e / mx : e;
+}

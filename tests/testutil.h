@@ -32,6 +32,8 @@ extern int g_test_pass, g_test_fail;
 
 /* Max |a-b| / (|b| + atol) style comparison; prints the worst index on failure. */
 int test_close(const char *what, const float *a, const float *b, size_t n, double rtol, double atol);
+/* max |a - b| / max |b| (a non-finite a counts as an infinite error; max |a - b| when b is all zero). */
+double test_rel_err(const float *a, const float *b, size_t n);
 
 /* Paths: $LORAC_DATA (../shared/data), $LORAC_CACHE (.cache), $LORAC_SRC (repo root).
  * Each writes "<root>/<rel>" into a static buffer and returns it. */

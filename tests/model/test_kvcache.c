@@ -51,15 +51,6 @@
 
 static lorac_rng rng;
 
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double e = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        e = fmax(e, isfinite(a[i]) ? fabs((double)a[i] - b[i]) : INFINITY);
-        mx = fmax(mx, fabs(b[i]));
-    }
-    return mx > 0 ? e / mx : e;
-}
 
 static void fill(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] = s * lorac_rng_normal(&rng);
@@ -147,7 +138,7 @@ static void check_steps(const char *what, lorac_model *m) {
         for (int c = 0; c + 1 < (int)(sizeof cuts / sizeof cuts[0]); c++) {
             const int offs[2] = {cuts[c], cuts[c + 1]};
             CHECK_OK(lorac_model_decode(m, kv, 1, &slot, ids, offs, ad, lg));
-            worst = fmax(worst, rel_err(lg, want + (size_t)(cuts[c + 1] - 1) * V, (size_t)V));
+            worst = fmax(worst, test_rel_err(lg, want + (size_t)(cuts[c + 1] - 1) * V, (size_t)V));
         }
         CHECK(worst <= 1e-4 && lorac_kv_len(kv, slot) == T, "%s, %s: decode logits vs full forward: rel err %.3g, %d cached",
               what, pass ? "base alone" : "own adapter", worst, lorac_kv_len(kv, slot));
@@ -200,8 +191,8 @@ static void check_batch(const char *what, lorac_model *m, lorac_lora *const *x, 
         CHECK_OK(lorac_model_decode(m, kv, NSEQ, slots, flat, offs, tabs, lg));
         for (int i = 0; i < NSEQ; i++) {
             have[i] += batch_count(c, i);
-            e_full = fmax(e_full, rel_err(lg + (size_t)i * V, ref[i] + (size_t)(have[i] - 1) * V, (size_t)V));
-            e_alone = fmax(e_alone, rel_err(lg + (size_t)i * V, alone_lg + ((size_t)i * CALLS + c) * V, (size_t)V));
+            e_full = fmax(e_full, test_rel_err(lg + (size_t)i * V, ref[i] + (size_t)(have[i] - 1) * V, (size_t)V));
+            e_alone = fmax(e_alone, test_rel_err(lg + (size_t)i * V, alone_lg + ((size_t)i * CALLS + c) * V, (size_t)V));
         }
     }
     int lens_ok = kv && lorac_kv_len(kv, 4) == 0;
@@ -425,7 +416,7 @@ static void check_smollm2(void) {
     CHECK_OK(lorac_kv_create(m, 1, T, &kv));
     CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, pre, NULL, lg));
     CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, last, NULL, lg));
-    const double e = rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
+    const double e = test_rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
     CHECK(e <= 1e-4, "%s: decode step logits vs full forward: rel err %.3g", what, e);
     printf("%s: greedy with the cache == without (%d tokens); decode step vs full forward rel err %.2g\n", what, n_out, e);
     /* the int8-activation road: the same greedy ids at every ISA; logits near the full forward's */
@@ -443,7 +434,7 @@ static void check_smollm2(void) {
     lorac_kv_reset(kv, slot);
     CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, pre, NULL, lg));
     CHECK_OK(lorac_model_decode(m, kv, 1, &slot, seq, last, NULL, lg));
-    const double e8 = rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
+    const double e8 = test_rel_err(lg, ref + (size_t)(T - 1) * V, (size_t)V);
     CHECK(e8 <= 5e-2, "%s, int8 activations: decode step logits vs full forward: rel err %.3g", what, e8);
     printf("%s, int8 activations: greedy ids equal at every ISA; decode step vs full forward rel err %.2g\n", what, e8);
     lorac_qact_force(LORAC_QACT_F32);

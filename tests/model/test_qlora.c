@@ -582,15 +582,6 @@ static void test_smollm2(void) {
 
 /* ---- f. decoding over kept blocks, an untied head kept too ------------------ */
 
-/* max |a - b| / max |b| */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double e = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        e = fmax(e, isfinite(a[i]) ? fabs((double)a[i] - b[i]) : INFINITY);
-        mx = fmax(mx, fabs(b[i]));
-    }
-    return mx > 0 ? e / mx : e;
-}
 
 /* The logits of three sequences decoded in one cache: a 12-token prefill of
  * sequence 0 alone (the tiled road: more rows than the GEMV road's 8), then
@@ -693,13 +684,13 @@ static void test_decode_kept_head(const char *dir, lorac_dtype t, uint32_t gt) {
         const char *what = with_adapter ? "with an unmerged adapter" : "base alone";
         if (with_adapter) same_adapter(kept, plain);
         float *lk = decode_logits(kept, (const int(*)[24])ids), *lp = decode_logits(plain, (const int(*)[24])ids);
-        const double e_dec = rel_err(lk, lp, (size_t)DEC_CALLS * 3 * V);
+        const double e_dec = test_rel_err(lk, lp, (size_t)DEC_CALLS * 3 * V);
         free(lk), free(lp);
         CHECK_OK(lorac_model_reserve(kept, 1, 16));
         CHECK_OK(lorac_model_reserve(plain, 1, 16));
         CHECK_OK(lorac_model_forward(kept, ids[0], NULL, 1, 16, LORAC_FWD_LM));
         CHECK_OK(lorac_model_forward(plain, ids[0], NULL, 1, 16, LORAC_FWD_LM));
-        const double e_fwd = rel_err(kept->acts.logits, plain->acts.logits, (size_t)16 * V);
+        const double e_fwd = test_rel_err(kept->acts.logits, plain->acts.logits, (size_t)16 * V);
         int nk = 0, np = 0;
         int *gk = greedy(kept, ids[1], 3, 40, &nk), *gp = greedy(plain, ids[1], 3, 40, &np);
         const int same = nk == 40 && np == 40 && !memcmp(gk, gp, sizeof(int) * 40);

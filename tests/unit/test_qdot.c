@@ -39,8 +39,6 @@
 static lorac_rng g_rng;
 static double g_worst_kernel, g_worst_vs_f32, g_dq_share;
 
-/* Random GGML blocks (testutil.c, as test_qmatmul.c): random codes, finite f16 scales. */
-#define random_blocks(f, rows, cols, nbytes) test_random_ggml_blocks(&g_rng, f, rows, cols, nbytes)
 
 /* x rows of mixed scales (groups spanning 1e-3 .. 10), one all-zero group. */
 static float *random_x(int64_t N, int64_t in) {
@@ -132,7 +130,7 @@ static const lorac_qisa g_isas[] = {LORAC_QISA_GENERIC, LORAC_QISA_AVX2, LORAC_Q
 
 static void check_format(lorac_qformat f, int64_t rows, int64_t in, int64_t N) {
     size_t nbytes;
-    uint8_t *blocks = random_blocks(f, rows, in, &nbytes);
+    uint8_t *blocks = test_random_ggml_blocks(&g_rng, f, rows, in, &nbytes);
     lorac_qweight W;
     CHECK_OK(lorac_qweight_view(&W, f, blocks, nbytes, rows, in));
     float *x = random_x(N, in);
@@ -214,7 +212,7 @@ static void test_formats(void) {
 static void test_switch(void) {
     const int64_t rows = 16, in = 64;
     size_t nbytes;
-    uint8_t *blocks = random_blocks(LORAC_QF_Q4_0, rows, in, &nbytes);
+    uint8_t *blocks = test_random_ggml_blocks(&g_rng, LORAC_QF_Q4_0, rows, in, &nbytes);
     lorac_qweight W;
     CHECK_OK(lorac_qweight_view(&W, LORAC_QF_Q4_0, blocks, nbytes, rows, in));
     float *x = random_x(1, in), y[16], yq[16], yf[16];

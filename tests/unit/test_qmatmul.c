@@ -58,8 +58,6 @@ static float *randn(size_t n, float scale) {
     return x;
 }
 
-/* Random GGML blocks (testutil.c): random codes, finite f16 scales. */
-#define random_blocks(f, rows, cols, nbytes) test_random_ggml_blocks(&g_rng, f, rows, cols, nbytes)
 
 /* A weight of format f and shape [rows, cols]; *store keeps the bytes alive. */
 static void make_weight(lorac_qweight *w, lorac_qformat f, int64_t rows, int64_t cols, void **store) {
@@ -78,7 +76,7 @@ static void make_weight(lorac_qweight *w, lorac_qformat f, int64_t rows, int64_t
         free(W);
     } else {
         size_t nb = 0;
-        uint8_t *p = random_blocks(f, rows, cols, &nb);
+        uint8_t *p = test_random_ggml_blocks(&g_rng, f, rows, cols, &nb);
         CHECK_OK(lorac_qweight_view(w, f, p, nb, rows, cols));
         *store = p;
     }
@@ -418,7 +416,7 @@ static void test_gemv_f32(void) {
 /* 6. Bad input. */
 static void test_errors(void) {
     size_t nb = 0;
-    uint8_t *p = random_blocks(LORAC_QF_Q4_K, 4, 512, &nb); /* 8 blocks of 144 B */
+    uint8_t *p = test_random_ggml_blocks(&g_rng, LORAC_QF_Q4_K, 4, 512, &nb); /* 8 blocks of 144 B */
     lorac_qweight w;
     /* one block short: the bytes are exactly what was allocated, a read past would be a bug */
     uint8_t *shortp = malloc(nb - 144);

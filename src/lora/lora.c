@@ -201,7 +201,8 @@ lorac_status lorac_lora_check_regex(const lorac_lora_config *c) {
     if (!c->target_regex[0]) return LORAC_OK;
     regex_t re;
     if (regcomp(&re, c->target_regex, REG_EXTENDED | REG_NOSUB) != 0)
-        return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile", c->target_regex);
+        return lorac_fail(LORAC_ERR_ARG, "target_modules regex '%s' does not compile; hint: a POSIX extended regex "
+                          "matched against whole module names, e.g. '.*\\.(q|v)_proj'", c->target_regex);
     regfree(&re);
     return LORAC_OK;
 }

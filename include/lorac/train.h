@@ -81,7 +81,7 @@ typedef struct lorac_train_config {
     float loraplus_lr_embedding; /* LoRA+: lr of embedding LoRA pairs (1e-6) */
     float loraplus_weight_decay; /* LoRA+: weight decay of its groups (0; weight_decay is then unused, as PEFT) */
     int model_dropout;           /* 1 (default): the model's own dropout rates from config.json apply in training
-                                    (encoders, as torch's train mode); 0: off (LoRA dropout only) */
+                                    (BERT's, GPT-2's, ... as torch's train mode); 0: off (LoRA dropout only) */
     /* checkpoints (lorac_llm_fit) */
     const char *checkpoint_dir;  /* write resumable checkpoints DIR/step-N here (NULL: none); one is always
                                     written when training stops early (stop / cancel) */

@@ -68,11 +68,6 @@ static lorac_status encoder_config(const cJSON *o, const char *type, const char 
     c->hidden_dropout = (float)json_num(o, 0.1, c->distil ? "dropout" : "hidden_dropout_prob");
     c->attn_dropout = (float)json_num(o, 0.1, c->distil ? "attention_dropout" : "attention_probs_dropout_prob");
     c->cls_dropout = (float)json_num(o, c->distil ? 0.2 : c->hidden_dropout, c->distil ? "seq_classif_dropout" : "classifier_dropout");
-    if (!(c->hidden_dropout >= 0 && c->hidden_dropout < 1 && c->attn_dropout >= 0 && c->attn_dropout < 1 &&
-          c->cls_dropout >= 0 && c->cls_dropout < 1))
-        return lorac_fail(LORAC_ERR_FORMAT, "%s: a dropout probability (%g, %g, %g) is outside [0, 1); hint: check "
-                          "hidden_dropout_prob / attention_probs_dropout_prob / classifier_dropout", path,
-                          (double)c->hidden_dropout, (double)c->attn_dropout, (double)c->cls_dropout);
     return LORAC_OK;
 }
 
@@ -142,6 +137,14 @@ static void local_layers(const cJSON *o, lorac_config *c, int def_pattern) {
     }
 }
 
+/* GPT-2's dropouts (GPT2Config's defaults, 0.1 each, also for a GGUF,
+ * which carries none: transformers' gguf_file= load gets the same). */
+static void gpt2_dropout(lorac_config *c, const cJSON *o) {
+    c->hidden_dropout = (float)json_num(o, 0.1, "resid_pdrop");
+    c->attn_dropout = (float)json_num(o, 0.1, "attn_pdrop");
+    c->embd_dropout = (float)json_num(o, 0.1, "embd_pdrop");
+}
+
 static lorac_status llama_family_config(const cJSON *o, const char *type, const char *path, lorac_config *c) {
     c->arch = LORAC_ARCH_LLAMA;
     c->dim = json_int(o, 0, NAMES("hidden_size"));
@@ -159,6 +162,8 @@ static lorac_status llama_family_config(const cJSON *o, const char *type, const 
     c->qk_norm = !strcmp(type, "qwen3") || !strcmp(type, "gemma3_text");
     c->gemma = gemma;
     c->fused = !strcmp(type, "phi3");
+    c->attn_dropout = (float)json_num(o, 0.0, "attention_dropout");
+    if (c->fused) c->hidden_dropout = (float)json_num(o, 0.0, "resid_pdrop");
     LORAC_TRY(rope_config(o, path, c));
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "sliding_window");
     c->sliding_window = cJSON_IsNumber(sw) ? sw->valueint : 0;
@@ -214,6 +219,7 @@ lorac_status lorac_config_load_json(const char *path, lorac_config *c) {
         c->norm_eps = (float)json_num(o, 1e-5, "layer_norm_epsilon");
         c->tied = json_bool(o, 1, "tie_word_embeddings");
         c->attn_bias = c->mlp_bias = 1;
+        gpt2_dropout(c, o);
         const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activation_function");
         if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh")) {
             lorac_status st = lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported; hint: lorac's GPT-2 uses gelu_new", path, act->valuestring);
@@ -335,6 +341,7 @@ lorac_status lorac_config_from_gguf(const lorac_gguf *g, lorac_config *c) {
         c->norm_eps = lorac_gguf_get_float(g, key, &f) ? (float)f : 1e-5f;
         c->tied = lorac_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = c->mlp_bias = 1;
+        gpt2_dropout(c, NULL);
     } else {
         return lorac_fail(LORAC_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported; hint: lorac reads llama, qwen2, qwen3, gemma2, gemma3, phi3 and gpt2 GGUF files", path, arch);
     }
@@ -372,5 +379,12 @@ lorac_status lorac_config_check(lorac_config *c, const char *where) {
     NEED(c->type_vocab >= 0 && c->type_vocab <= 1024, "type_vocab_size out of range");
     NEED(c->arch != LORAC_ARCH_GPT2 || c->head_dim * c->n_head == c->dim, "GPT-2 needs n_embd = n_head * head_dim");
 #undef NEED
+    const float drop[] = {c->hidden_dropout, c->attn_dropout, c->cls_dropout, c->embd_dropout};
+    for (int i = 0; i < 4; i++)
+        if (!(drop[i] >= 0 && drop[i] < 1))
+            return lorac_fail(LORAC_ERR_FORMAT, "%s: a dropout probability is %g, outside [0, 1); hint: check the "
+                              "config's dropout keys (BERT hidden_dropout_prob / attention_probs_dropout_prob / "
+                              "classifier_dropout, GPT-2 resid_pdrop / attn_pdrop / embd_pdrop, attention_dropout)",
+                              where, (double)drop[i]);
     return LORAC_OK;
 }

@@ -73,12 +73,18 @@ typedef struct lorac_config {
     int type_vocab;       /* token-type embeddings (BERT: 2; DistilBERT: 0) */
     int num_labels;       /* from id2label / num_labels; 0 when the config has none */
     lorac_pool pool;      /* MEAN when a sentence-transformers modules.json says so, or a BERT checkpoint has no pooler */
-    /* The model's own dropout in training (torch's train mode), encoders:
-     * BERT hidden_dropout_prob / attention_probs_dropout_prob /
-     * classifier_dropout (null: the hidden one), DistilBERT dropout /
-     * attention_dropout / seq_classif_dropout; transformers' defaults when
-     * absent. Applied only when lorac_model.model_dropout is on. */
-    float hidden_dropout, attn_dropout, cls_dropout;
+    /* The model's own dropout in training (torch's train mode), where
+     * transformers applies it, with its defaults when a key is absent:
+     *   encoders  BERT hidden_dropout_prob (embeddings, attention and MLP
+     *             outputs) / attention_probs_dropout_prob / classifier_dropout
+     *             (null: the hidden one); DistilBERT dropout /
+     *             attention_dropout / seq_classif_dropout;
+     *   GPT-2     resid_pdrop (attention and MLP outputs, before the residual
+     *             add) / attn_pdrop / embd_pdrop (wte + wpe), 0.1 each;
+     *   Llama     attention_dropout (attention probabilities, 0.0), and Phi-3's
+     *   family    resid_pdrop (0.0) as GPT-2's.
+     * Applied only when lorac_model.model_dropout is on. */
+    float hidden_dropout, attn_dropout, cls_dropout, embd_dropout;
 } lorac_config;
 
 /* Parse config.json (path to the file). Unknown model_type -> UNSUPPORTED. */

@@ -99,6 +99,7 @@ static lorac_status llama_family_json(cJSON *j, const lorac_config *c) {
     num(j, "head_dim", c->head_dim);
     num(j, "rms_norm_eps", shortest(c->norm_eps));
     num(j, "max_position_embeddings", c->n_ctx);
+    num(j, "attention_dropout", shortest(c->attn_dropout));
     rope_keys(j, c);
     switch (f) {
     case FAM_LLAMA:
@@ -126,6 +127,7 @@ static lorac_status llama_family_json(cJSON *j, const lorac_config *c) {
     }
     case FAM_PHI3:
         num(j, "original_max_position_embeddings", c->n_ctx);
+        num(j, "resid_pdrop", shortest(c->hidden_dropout));
         if (c->sliding_window > 0) num(j, "sliding_window", c->sliding_window);
         else cJSON_AddNullToObject(j, "sliding_window");
         break;
@@ -144,6 +146,9 @@ static void gpt2_json(cJSON *j, const lorac_config *c) {
     num(j, "n_positions", c->n_ctx);
     num(j, "n_ctx", c->n_ctx);
     num(j, "layer_norm_epsilon", shortest(c->norm_eps));
+    num(j, "resid_pdrop", shortest(c->hidden_dropout));
+    num(j, "attn_pdrop", shortest(c->attn_dropout));
+    num(j, "embd_pdrop", shortest(c->embd_dropout));
 }
 
 lorac_status lorac_config_to_hf_json(const lorac_config *c, cJSON **out) {

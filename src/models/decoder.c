@@ -9,6 +9,13 @@
  * Backward walks the same list in reverse. Every gradient buffer is
  * accumulated into (+=); frozen weights have grad == NULL and get nothing.
  *
+ * The model's own dropout in training (m->model_dropout; config.h's rates,
+ * where transformers puts them): embd_pdrop on x after the embeddings (GPT-2),
+ * attention dropout on the attention probabilities, resid_pdrop on the
+ * outputs of c_proj / o_proj and of the MLP before each residual add (GPT-2,
+ * Phi-3). Masks are hashed from a key drawn once per forward (op_dropout_hash),
+ * so backward and a checkpointed replay recompute them instead of storing.
+ *
  * Gradient checkpointing (m->grad_ckpt, Hugging Face's
  * gradient_checkpointing): forward keeps only each layer's input x_in; all
  * the other activations of a layer live in one set of buffers shared by
@@ -221,6 +228,24 @@ static void post_norm_add(const lorac_model *m, const lorac_norm *n, float *y, c
     op_acc(y, x, (size_t)N * m->cfg.dim);
 }
 
+/* Residual dropout (GPT-2's and Phi-3's resid_pdrop) on a branch's output t
+ * [N, C] before it joins the residual stream, in a training forward; on the
+ * branch's gradient, backward applies the same mask (same key: site `site`
+ * of layer l in this step). A no-op at rate 0 and at inference. */
+static void resid_drop(const lorac_model *m, int training, int l, int site, float *t, int N) {
+    if (training)
+        op_dropout_hash(t, (size_t)N * m->cfg.dim, lorac_model_drop_p(m, m->cfg.hidden_dropout),
+                        lorac_drop_key(m, l, site));
+}
+
+/* The gradient of a dropped branch: d_out = mask(d_res) in scratch, or d_res itself without dropout. */
+static const float *resid_drop_bwd(const lorac_model *m, int l, int site, const float *d_res, float *scratch, int N) {
+    if (!(lorac_model_drop_p(m, m->cfg.hidden_dropout) > 0)) return d_res;
+    memcpy(scratch, d_res, sizeof(float) * (size_t)N * m->cfg.dim);
+    resid_drop(m, 1, l, site, scratch, N);
+    return scratch;
+}
+
 void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay) {
     lorac_model *m = p->m;
     const lorac_config *c = &m->cfg;
@@ -245,6 +270,7 @@ void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay) {
         post_norm_add(m, &L->attn_post, s->x_mid, s->x_in, s->attn_o, s->attn_o_rstd, N);
     } else {
         p->linear(p, L->o, s->x_mid, s->atty);
+        resid_drop(m, p->training, l, LORAC_DROP_ATT_OUT, s->x_mid, N);
         op_acc(s->x_mid, s->x_in, (size_t)N * C);
     }
     lorac_norm_fwd(m, &L->ln2, s->ln2, s->ln2_mean, s->ln2_rstd, s->x_mid, N);
@@ -259,6 +285,7 @@ void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay) {
         post_norm_add(m, &L->mlp_post, x_next, s->x_mid, s->mlp_o, s->mlp_o_rstd, N);
     } else {
         p->linear(p, L->down, x_next, s->h);
+        resid_drop(m, p->training, l, LORAC_DROP_MLP_OUT, x_next, N);
         op_acc(x_next, s->x_mid, (size_t)N * C);
     }
 }
@@ -338,6 +365,10 @@ static lorac_status forward_rows(lorac_model *m, const int *ids, lorac_fwd_mode 
     lorac_model_embed_tokens(m, x, ids, N);
     if (m->wpe) op_embed_fwd(x, m->wpe->data, a->pos, N, C, 1);
     if (c->gemma) op_scale(x, sqrtf((float)C), (size_t)N * C); /* Gemma scales its embeddings by sqrt(hidden) */
+    /* the model's own dropout (GPT-2, or a config that sets attention_dropout / resid_pdrop): this step's masks */
+    if (m->training && m->model_dropout && (c->hidden_dropout > 0 || c->attn_dropout > 0 || c->embd_dropout > 0))
+        m->drop_seed = lorac_rng_u64(&m->rng);
+    op_dropout_hash(x, (size_t)N * C, lorac_model_drop_p(m, c->embd_dropout), lorac_drop_key(m, -1, LORAC_DROP_EMB));
 
     for (int l = 0; l < c->n_layer; l++) layer_fwd(m, l, 0);
     lorac_norm_fwd(m, &m->lnf, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, N);
@@ -452,7 +483,7 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
             lorac_mlp_act_fwd(m, L, s->h, s->fc, s->up, N);
         }
         /* MLP: d_res is dL/dx_next (Gemma: through the post-norm to its input, mlp_o) */
-        const float *d_mlp_out = d_res;
+        const float *d_mlp_out = resid_drop_bwd(m, l, LORAC_DROP_MLP_OUT, d_res, d_ln, N);
         if (c->gemma) {
             memset(d_ln, 0, NC * sizeof(float));
             lorac_rms_bwd(&L->mlp_post, d_ln, d_res, s->mlp_o, s->mlp_o_rstd, N, C);
@@ -469,7 +500,7 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
         norm_bwd(m, &L->ln2, d_res, d_ln, s->x_mid, s->ln2_mean, s->ln2_rstd, N); /* now dL/dx_mid */
 
         /* attention (Gemma: through the post-norm to its input, attn_o) */
-        const float *d_attn_out = d_res;
+        const float *d_attn_out = resid_drop_bwd(m, l, LORAC_DROP_ATT_OUT, d_res, d_ln, N);
         if (c->gemma) {
             memset(d_ln, 0, NC * sizeof(float));
             lorac_rms_bwd(&L->attn_post, d_ln, d_res, s->attn_o, s->attn_o_rstd, N, C);
@@ -494,6 +525,7 @@ static void backward_rows(lorac_model *m, const int *ids, lorac_fwd_mode mode) {
         }
         norm_bwd(m, &L->ln1, d_res, d_ln, s->x_in, s->ln1_mean, s->ln1_rstd, N); /* now dL/dx_in */
     }
+    op_dropout_hash(d_res, NC, lorac_model_drop_p(m, c->embd_dropout), lorac_drop_key(m, -1, LORAC_DROP_EMB));
     if (m->wte->grad || m->wte_lora) {
         if (c->gemma) op_scale(d_res, sqrtf((float)C), NC);
         if (m->wte->grad) op_embed_bwd(m->wte->grad, d_res, ids, N, C);

@@ -170,8 +170,8 @@ typedef struct lorac_model {
     lorac_acts acts;
     lorac_rng rng;                     /* dropout */
     int training;                      /* dropout on */
-    int model_dropout;                 /* 1: in training the config's own dropouts apply too (encoders: hidden,
-                                          attention, classifier; torch's train mode); 0 (default): LoRA's only */
+    int model_dropout;                 /* 1: in training the config's own dropouts apply too (config.h: encoders'
+                                          hidden, attention, classifier; GPT-2's resid, attn, embd; torch's train mode); 0 (default): LoRA's only */
     uint64_t drop_seed;                /* the model dropout's key for the current training forward / backward */
     int grad_ckpt;                     /* gradient checkpointing (decoder.c); set by lorac_model_set_grad_ckpt */
     int q_fallback;                    /* lorac_model_load_quantized KEEP: Linears not kept in the file's format */

@@ -39,7 +39,7 @@ typedef struct lorac_train_opts {
     int eval_every;         /* optimizer steps between evaluations; 0 = once per epoch */
     int skip_nonfinite;     /* 1: skip a step whose loss/grad is NaN/Inf instead of stopping */
     int model_dropout;      /* 1 (default): the model's own dropout from its config applies in training, as in
-                               torch's train mode (encoders: lorac_model.model_dropout); 0: LoRA dropout only */
+                               torch's train mode (lorac_model.model_dropout; config.h says where); 0: LoRA dropout only */
     int padded;             /* 1: train on padded batches (lorac_batch_make) instead of packed ones: the same
                                loss and gradients for more work; for comparisons. Evaluation always packs. */
     const char *metrics_path; /* JSONL file (appended), or NULL */

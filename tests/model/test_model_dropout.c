@@ -1,14 +1,20 @@
-/* test_model_dropout - the encoders' own dropout in training
- * (lorac_model.model_dropout: hidden, attention and classifier dropout where
- * transformers applies them; encoder.c).
+/* test_model_dropout - a model's own dropout in training
+ * (lorac_model.model_dropout, where transformers applies it: encoders'
+ * hidden, attention and classifier dropout, encoder.c; GPT-2's and Phi-3's
+ * residual, attention and embedding dropout, decoder.c).
  *
  * On tiny BERT models (pooler + tanh on [CLS], DistilBERT's pre_classifier +
- * ReLU, mean pooling) with LoRA on every Linear (B nonzero) and a trainable
- * head, dropout probabilities 0.2 / 0.3 / 0.25:
+ * ReLU, mean pooling; dropout probabilities 0.2 / 0.3 / 0.25) and tiny
+ * decoders (GPT-2 with resid / attn / embd 0.2 / 0.3 / 0.25, with and
+ * without gradient checkpointing, which replays the masks; a Llama with
+ * attention_dropout 0.3 and GQA; a Phi-3 with resid_pdrop 0.2 and
+ * attention_dropout 0.3), with LoRA on every Linear (B nonzero), a trainable
+ * head (and GPT-2's trainable position embeddings, which only the embedding
+ * dropout's backward reaches):
  *  1. backward is the gradient of forward with the masks fixed: the
  *     directional derivative g . u along random directions u of all the
  *     trainable values against the central difference
- *     (L(w + e u) - L(w - e u)) / 2e in float (e = 1e-2 / |u|_inf), to 2%
+ *     (L(w + e u) - L(w - e u)) / 2e in float (e = STEP / |u|_2), to 2%
  *     of the larger; the masks are fixed by restoring the model's RNG
  *     before each forward (the step's key is drawn from it);
  *  2. dropout does something in training: the loss with model_dropout on
@@ -25,6 +31,8 @@
 #include "ops/ops.h"
 #include "testutil.h"
 #include "train/batch.h"
+
+#define STEP 1e-3 /* the central difference's step, as a length in the space of trainable values */
 
 typedef struct {
     const float *u; /* the direction, over all trainable values in lorac_for_each_trainable's order */
@@ -79,9 +87,34 @@ static lorac_config tiny_bert(int distil, lorac_pool pool) {
     return c;
 }
 
-static void check(const char *what, lorac_config cfg) {
+static lorac_config tiny_decoder(const char *type) {
+    lorac_config c;
+    memset(&c, 0, sizeof c);
+    strcpy(c.model_type, type);
+    c.n_ctx = 40;
+    c.bos_id = c.eos_id = c.pad_id = -1;
+    c.vocab = 89, c.dim = 32, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 4, c.ffn_dim = 64, c.norm_eps = 1e-5f;
+    if (!strcmp(type, "gpt2")) {
+        c.arch = LORAC_ARCH_GPT2;
+        c.attn_bias = c.mlp_bias = 1;
+        c.hidden_dropout = 0.2f, c.attn_dropout = 0.3f, c.embd_dropout = 0.25f;
+    } else {
+        c.arch = LORAC_ARCH_LLAMA;
+        c.rope_theta = 10000;
+        c.n_kv_head = 2;
+        c.attn_dropout = 0.3f;
+        c.fused = !strcmp(type, "phi3");
+        if (c.fused) c.hidden_dropout = 0.2f;
+    }
+    CHECK_OK(lorac_config_check(&c, c.model_type));
+    return c;
+}
+
+static void check(const char *what, lorac_config cfg, int grad_ckpt) {
     lorac_model *m;
     CHECK_OK(lorac_model_create_random(&cfg, 5, &m));
+    if (grad_ckpt) CHECK_OK(lorac_model_set_grad_ckpt(m, 1));
+    if (m->wpe) CHECK_OK(lorac_weight_make_trainable(m->wpe));
     CHECK_OK(lorac_model_add_head(m, 3, 1, LORAC_HEAD_INIT_TORCH, 9));
     lorac_lora_config lc;
     lorac_lora_config_default(&lc);
@@ -125,9 +158,9 @@ static void check(const char *what, lorac_config cfg) {
         (void)loss_at(m, &b, &r0, 1);
         walk k = {u, 0, 0, 0};
         lorac_for_each_trainable(m, dot_one, &k);
-        float umax = 0;
-        for (size_t i = 0; i < n; i++) umax = fmaxf(umax, fabsf(u[i]));
-        const float e = 1e-2f / umax;
+        double unorm = 0;
+        for (size_t i = 0; i < n; i++) unorm += (double)u[i] * u[i];
+        const float e = (float)(STEP / sqrt(unorm));
         move(m, u, e);
         const double lp = loss_at(m, &b, &r0, 0);
         move(m, u, -2 * e);
@@ -155,8 +188,12 @@ static void check(const char *what, lorac_config cfg) {
 }
 
 int main(void) {
-    check("bert pooler", tiny_bert(0, LORAC_POOL_CLS));
-    check("distilbert", tiny_bert(1, LORAC_POOL_CLS));
-    check("bert mean pooling", tiny_bert(0, LORAC_POOL_MEAN));
+    check("bert pooler", tiny_bert(0, LORAC_POOL_CLS), 0);
+    check("distilbert", tiny_bert(1, LORAC_POOL_CLS), 0);
+    check("bert mean pooling", tiny_bert(0, LORAC_POOL_MEAN), 0);
+    check("gpt2", tiny_decoder("gpt2"), 0);
+    check("gpt2 checkpointed", tiny_decoder("gpt2"), 1);
+    check("llama attention", tiny_decoder("llama"), 0);
+    check("phi3", tiny_decoder("phi3"), 0);
     return test_summary("model_dropout");
 }

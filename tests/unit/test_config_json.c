@@ -58,6 +58,9 @@ static void compare(const char *what, const lorac_config *a, const lorac_config 
     SAME_I(bos_id);
     SAME_I(eos_id);
     SAME_I(pad_id);
+    SAME_F(attn_dropout); /* the model's own dropout in training */
+    if (a->arch == LORAC_ARCH_GPT2 || a->fused) SAME_F(hidden_dropout);
+    if (a->arch == LORAC_ARCH_GPT2) SAME_F(embd_dropout);
     if (a->arch == LORAC_ARCH_LLAMA) {
         SAME_F(rope_theta);
         SAME_I(attn_bias);
@@ -86,6 +89,14 @@ static void compare(const char *what, const lorac_config *a, const lorac_config 
 #undef SAME_F
 }
 
+static void write_text(const char *path, const char *txt) {
+    FILE *f = fopen(path, "w");
+    CHECK(f, "cannot write %s", path);
+    if (!f) return;
+    fputs(txt, f);
+    fclose(f);
+}
+
 /* c -> config.json in a fresh directory -> lorac_config_load_json; checks
  * the family's names and returns the model_type written. */
 static void round_trip(const char *what, const lorac_config *c, const char *want_type, const char *want_class) {
@@ -104,12 +115,8 @@ static void round_trip(const char *what, const lorac_config *c, const char *want
     cJSON_Delete(j);
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", test_tmpdir());
-    FILE *f = fopen(path, "w");
-    CHECK(f && txt, "%s: cannot write %s", what, path);
-    if (f) {
-        fputs(txt ? txt : "", f);
-        fclose(f);
-    }
+    CHECK(txt, "%s: cJSON_Print failed", what);
+    write_text(path, txt ? txt : "");
     free(txt);
     lorac_config back;
     CHECK_OK(lorac_config_load_json(path, &back));
@@ -152,6 +159,45 @@ static void refusals(void) {
     CHECK_OK(lorac_config_load_json(test_src_path("tests/fixtures/models/tiny_bert/config.json"), &c));
     CHECK(lorac_config_to_hf_json(&c, &j) == LORAC_ERR_UNSUPPORTED && !j && strstr(lorac_last_error(), "encoder"),
           "encoder: %s", lorac_last_error());
+}
+
+/* The model's own dropout rates: transformers' defaults when the keys are
+ * absent (GPT2Config 0.1 each, LlamaConfig / Phi3Config 0), the written
+ * config.json keeps rates that differ from them, and a rate outside [0, 1)
+ * is refused naming the file. */
+static void dropouts(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", test_tmpdir());
+    static const struct {
+        const char *json;
+        float resid, attn, embd;
+    } cases[] = {
+        {"{\"model_type\":\"gpt2\",\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"vocab_size\":11}", 0.1f, 0.1f, 0.1f},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"vocab_size\":11,"
+         "\"resid_pdrop\":0.05,\"attn_pdrop\":0.15,\"embd_pdrop\":0.25}", 0.05f, 0.15f, 0.25f},
+        {"{\"model_type\":\"qwen2\",\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+         "\"intermediate_size\":16,\"vocab_size\":11}", 0, 0, 0},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+         "\"intermediate_size\":16,\"vocab_size\":11,\"resid_pdrop\":0.05,\"attention_dropout\":0.125}", 0.05f, 0.125f, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_text(path, cases[i].json);
+        lorac_config c;
+        CHECK_OK(lorac_config_load_json(path, &c));
+        CHECK(c.hidden_dropout == cases[i].resid && c.attn_dropout == cases[i].attn && c.embd_dropout == cases[i].embd,
+              "dropout case %zu: resid %g attn %g embd %g", i, (double)c.hidden_dropout, (double)c.attn_dropout,
+              (double)c.embd_dropout);
+        round_trip("dropout rates", &c, c.model_type, c.arch == LORAC_ARCH_GPT2 ? "GPT2LMHeadModel"
+                                                      : c.fused                  ? "Phi3ForCausalLM"
+                                                                                 : "Qwen2ForCausalLM");
+    }
+    write_text(path, "{\"model_type\":\"gpt2\",\"n_embd\":8,\"n_layer\":1,\"n_head\":2,\"vocab_size\":11,"
+                          "\"resid_pdrop\":1.5}");
+    lorac_config c;
+    CHECK(lorac_config_load_json(path, &c) == LORAC_ERR_FORMAT && strstr(lorac_last_error(), path) &&
+              strstr(lorac_last_error(), "resid_pdrop") && strstr(lorac_last_error(), "1.5"),
+          "resid_pdrop 1.5: %s", lorac_last_error());
+    unlink(path);
 }
 
 /* llama.cpp's convert_hf_to_gguf (LlamaModel, rope_type llama3): for each
@@ -246,6 +292,7 @@ int main(void) {
     fixture("tiny_gemma3", "gemma3_text", "Gemma3ForCausalLM");
     fixture("tiny_phi3", "phi3", "Phi3ForCausalLM");
     fixture("tiny_gpt2", "gpt2", "GPT2LMHeadModel");
+    dropouts();
     real_gguf("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", "llama", "LlamaForCausalLM");
     real_gguf("models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen2",
               "Qwen2ForCausalLM");

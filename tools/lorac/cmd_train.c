@@ -37,7 +37,7 @@ const cli_opt cli_train_opts[] = {
                              " (same loss and gradients, more work; for comparisons)"},
     {"seed", "N", "seed for data order, splits, LoRA init and dropout (default 123)"},
     {"model-dropout", "config|0", "the model's own dropout in training: config (default: the rates in its config.json,"
-                                  " as torch's train mode; encoders) or 0 (off: LoRA dropout only)"},
+                                  " as torch's train mode: BERT's and GPT-2's 0.1) or 0 (off: LoRA dropout only)"},
     {"threads", "N", "threads (default: OMP_NUM_THREADS or all cores)"},
     {"gradient-checkpointing", NULL, "keep only each layer's input and recompute the rest in backward: ~1/layers of"
                                      " the activation memory for ~1/3 more time (decoders)"},

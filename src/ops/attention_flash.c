@@ -69,6 +69,7 @@
 enum {
     BLK = 64,       /* queries or keys per block; the row stride of every block buffer */
     ATT_DMAX = 256, /* largest head size whose transposed blocks are packed (on the stack) */
+    ATT_GMAX = 64,  /* most query heads per kv head the decoding kernel takes */
 };
 
 /* Below this much work (B Hq T T D multiply-adds) one thread does it all. */
@@ -226,12 +227,13 @@ typedef struct {
     const char *name;
     void (*fwd)(const att_args *a, float *out, float *lse, int b, int h, int i0);
     void (*bwd)(const att_args *a, const att_grads *g, int b, int hk);
+    void (*decode)(const att_args *a, float *out, float *lse, int b, int hk);
 } att_kernels;
 
-static const att_kernels att_generic = {"generic", fwd_generic, bwd_generic};
+static const att_kernels att_generic = {"generic", fwd_generic, bwd_generic, fwd_decode_generic};
 #ifdef ATT_X86
-static const att_kernels att_avx2 = {"avx2", fwd_avx2, bwd_avx2};
-static const att_kernels att_avx512 = {"avx512", fwd_avx512, bwd_avx512};
+static const att_kernels att_avx2 = {"avx2", fwd_avx2, bwd_avx2, fwd_decode_avx2};
+static const att_kernels att_avx512 = {"avx512", fwd_avx512, bwd_avx512, fwd_decode_avx512};
 #endif
 
 static const att_kernels *att_flavour(op_att_isa isa) {
@@ -299,6 +301,23 @@ static void att_fwd_run(const att_args *a, float *out, float *lse, int B, int TK
     }
 }
 
+/* A decoding step, one query per sequence over its cached keys: B Hkv tasks
+ * of fwd_decode (each a kv head's group of query heads). */
+static void att_decode_run(const att_args *a, float *out, float *lse, int B, int Hkv, int TK) {
+    const att_kernels *K = att_flavour(g_att_isa);
+#pragma omp parallel for schedule(dynamic) if ((double)B * a->Hq * TK * a->D >= ATT_PAR_MIN)
+    for (long t = 0; t < (long)B * Hkv; t++) K->decode(a, out, lse, (int)(t / Hkv), (int)(t % Hkv));
+}
+
+/* Whether the decoding kernel takes this call: keys in a cache, one query
+ * per sequence, no dropout, a head and a group its buffers hold. */
+static int decode_step(const op_att_seq *sq, int Hq, int Hkv, int D) {
+    if (!sq->krow || sq->dropout > 0 || D > ATT_DMAX || Hq / Hkv > ATT_GMAX) return 0;
+    for (int b = 0; b < sq->B; b++)
+        if (sq->offs[b + 1] - sq->offs[b] != 1) return 0;
+    return 1;
+}
+
 static void att_bwd_run(const att_args *a, const att_grads *g, int B, int Hkv) {
     if (!g->dq && !g->dk && !g->dv) return;
     const att_kernels *K = att_flavour(g_att_isa);
@@ -332,7 +351,10 @@ static int seq_max_keys(const op_att_seq *sq) {
 void op_attention_seq_fwd(float *out, float *lse, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const op_att_seq *sq, int Hq, int Hkv, int D) {
     const att_args a = att_make(q, ldq, k, ldk, v, ldv, sq, seq_max_len(sq), Hq, Hkv, D);
-    att_fwd_run(&a, out, lse, sq->B, seq_max_keys(sq));
+    if (decode_step(sq, Hq, Hkv, D))
+        att_decode_run(&a, out, lse, sq->B, Hkv, seq_max_keys(sq));
+    else
+        att_fwd_run(&a, out, lse, sq->B, seq_max_keys(sq));
 }
 
 void op_attention_seq_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,

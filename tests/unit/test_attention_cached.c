@@ -13,7 +13,10 @@
  * queries straddling 64-row blocks (a prefill after a cached part), a
  * sequence with nothing cached (a plain prefill), sliding windows shorter
  * and longer than a block, grouped-query heads, a custom scale, soft-capped
- * scores (Gemma 2); every SIMD flavour this CPU runs. */
+ * scores (Gemma 2); a decoding step of five sequences with one new query
+ * each (the decoding kernel: keys on the vector lanes), with groups of 1-7
+ * query heads per kv head and head sizes 8-256; every SIMD flavour this CPU
+ * runs. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +94,8 @@ int main(void) {
         {OP_ATT_ISA_GENERIC, "generic"}, {OP_ATT_ISA_AVX2, "avx2"}, {OP_ATT_ISA_AVX512, "avx512"}};
     /* decode steps (1 new), a prefill after a cached part straddling blocks (70 of 150), a plain prefill (all new) */
     static const int klen[] = {150, 1, 130, 70, 9}, nnew[] = {1, 1, 70, 70, 3};
+    /* a decoding step of five sequences (one new query each): the decoding kernel, keys on the lanes */
+    static const int dklen[] = {150, 1, 64, 65, 9}, dnew[] = {1, 1, 1, 1, 1};
     const int B = 5;
     for (size_t f = 0; f < sizeof fl / sizeof fl[0]; f++) {
         if (!op_attention_set_isa(fl[f].isa)) {
@@ -103,6 +108,11 @@ int main(void) {
         check_case(fl[f].name, klen, nnew, B, 4, 1, 16, 100, 0.2f, 0);
         check_case(fl[f].name, klen, nnew, B, 4, 2, 16, 5, 0.3f, 2.0f); /* Gemma 2: soft-capped scores, a window */
         check_case(fl[f].name, klen, nnew, 1, 2, 1, 32, 0, 0, 0); /* one sequence, one step */
+        check_case(fl[f].name, dklen, dnew, B, 4, 2, 8, 0, 0, 0);
+        check_case(fl[f].name, dklen, dnew, B, 14, 2, 64, 0, 0, 0);   /* Qwen2.5-0.5B's group of 7 */
+        check_case(fl[f].name, dklen, dnew, B, 4, 1, 256, 0, 0.0625f, 0); /* Gemma 3's head size */
+        check_case(fl[f].name, dklen, dnew, B, 4, 2, 16, 5, 0.3f, 2.0f); /* a window inside a block, soft caps */
+        check_case(fl[f].name, dklen, dnew, B, 2, 1, 20, 70, 0, 0);    /* a window across blocks, D off the lanes */
         printf("flavour %s: cached keys == full attention\n", fl[f].name);
     }
     op_attention_set_isa(OP_ATT_ISA_AUTO);

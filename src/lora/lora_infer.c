@@ -8,10 +8,10 @@
  *
  * which is lorac_lora_term_fwd's y += s (x A^T) B_p^T, written as two loop
  * nests: each row of A is read once for all N rows of x (N dot products of
- * length in), then each row of B once (N dot products of length r). The
- * work is a few multiply-adds per byte of A and B, so the cost is reading
- * them: 2 R in + 2 out r floats... about 10 MB per token for SmolLM2-135M's
- * r-16 adapter on every Linear, against ~66 MB of its Q4_1 weights.
+ * length in), then each row of B once (N dot products of length r). That
+ * is a few multiply-adds per float of A and B, so the cost is reading them:
+ * R in + out r floats per Linear, 19.5 MB per token for SmolLM2-135M's
+ * r-16 adapter on all 210 Linears (against ~66 MB of its Q4_1 blocks).
  *
  * Why not op_gemm: for N = 1 it calls cblas_sgemv, and OpenBLAS splits an
  * sgemv over its threads once m n >= 9216 (every A and B above), so each
@@ -30,8 +30,6 @@
  * checks a bound of that form against a double-precision reference). The
  * scalar kernel below is the reference the SIMD ones (lora_infer.inc) follow. */
 #include "lora/lora_infer.h"
-
-#include "core/util.h"
 
 /* The plain-C kernel: the math above, loop for loop. */
 static void infer_scalar(const lorac_lora_term *k, float *y, const float *x, int N, float *t) {

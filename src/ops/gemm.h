@@ -105,6 +105,12 @@ void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, i
 void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                 int ldc);
 
+/* C[M, N] = op(A) op(B) + bias + beta C, bias a row [N] added to every row
+ * of C (NULL: none), op_gemm's alpha 1: a Linear's y = x W^T + b in one
+ * pass over C (oneDNN adds the bias as it writes the product). */
+void op_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  const float *bias, float beta, float *C, int ldc);
+
 /* op_gemm without the small-M road: always the backend (bench_qmatmul's "old path"). */
 void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc);

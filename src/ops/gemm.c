@@ -235,12 +235,14 @@ static int gemm_rows_step(int M) {
 }
 
 /* onednn_gemm for an fp32 product whose A is not transposed and whose M rows
- * are fewer than a step (a bucket's extra rows): A's M rows and (when beta
- * != 0) C's are copied into scratch of the bucket's Mb rows (the extra rows
- * of A zero), the product runs there, and C's M rows are copied back. The
- * scratch is kept (under g_lock) for the next call. */
+ * are fewer than a step (the rows after a bucket): A's M rows and (when
+ * beta != 0) C's are copied into scratch of Mb rows, M rounded up to its own
+ * step or, below 17 rows, to a multiple of 8 (so that these remainders make
+ * few shapes: at most 8 below 64 rows), the extra rows of A zero; the
+ * product runs there, and C's M rows are copied back. The scratch is kept
+ * (under g_lock) for the next call. */
 static int onednn_gemm_padded(const gemm_key *key, const float *A, const float *B, const float *bias, float *C) {
-    const int M = key->M, step = gemm_rows_step(M), Mb = step ? (M + step - 1) / step * step : M;
+    const int M = key->M, step = M <= 16 ? 8 : gemm_rows_step(M), Mb = step ? (M + step - 1) / step * step : M;
     if (Mb == M) return onednn_gemm(key, A, B, bias, C);
     const size_t K = (size_t)key->K, N = (size_t)key->N, need = (size_t)Mb * (K + N);
     int done = 0;

@@ -26,8 +26,9 @@
  * row per sequence), then multiples of 8 up to 64, of 16 up to 256, of 64 up
  * to 1024, of 256 beyond (at most 7 extra rows up to 64, under 25% beyond;
  * they are zero). The rows up to M rounded down to its step run in place;
- * only the rest (fewer than a step) are copied into and out of a padded
- * scratch, O(step (K + N)) against the product's O(M N K). LORAC_GEMM_ROWS=exact
+ * only the rest (fewer than a step; padded to a multiple of 8 below 17
+ * rows) are copied into and out of a padded scratch, O(step (K + N))
+ * against the product's O(M N K). LORAC_GEMM_ROWS=exact
  * in the environment turns the buckets off (for A/B runs).
  *
  * bf16: op_gemm_bf16 multiplies bf16 matrices with fp32 accumulation and an

@@ -480,7 +480,7 @@ int main(void) {
     }
     /* products large enough for oneDNN (>= 1M multiply-adds) whose row counts
      * are not bucket sizes: ops/gemm.c runs the first 32 and 256 rows in
-     * place, then the other 5 as they are and the other 44 padded to 48
+     * place, then the other 5 padded to 8 and the other 44 to 48 rows
      * through copies of A and C (beta != 0, padded strides, see test_gemm) */
     test_gemm(37, 300, 120);
     test_gemm(300, 130, 33);

@@ -224,10 +224,12 @@ void lorac_encoder_backward(lorac_model *m, const int *ids) {
         memset(a->d_qkv, 0, (size_t)N * 3 * C * sizeof(float));
         lorac_layer_attention_bwd(m, l, a->d_qkv, d_atty, 0);
         qkv_view dv = qkv_split(c, a->d_qkv, N);
-        memcpy(d_res, d_sum, NC * sizeof(float));
-        lorac_linear_bwd(L->q, d_res, dv.q, s->x_in, N);
-        lorac_linear_bwd(L->k, d_res, dv.k, s->x_in, N);
-        lorac_linear_bwd(L->v, d_res, dv.v, s->x_in, N); /* now dL/dx_in */
+        /* dL/dx_in, unless nothing below this layer trains (then no dx is formed) */
+        float *d_x = l > lowest ? d_res : NULL;
+        if (d_x) memcpy(d_x, d_sum, NC * sizeof(float));
+        lorac_linear_bwd(L->q, d_x, dv.q, s->x_in, N);
+        lorac_linear_bwd(L->k, d_x, dv.k, s->x_in, N);
+        lorac_linear_bwd(L->v, d_x, dv.v, s->x_in, N);
     }
     /* embeddings: only when something there trains (full fine-tuning) */
     if (lowest >= 0) return;

@@ -4,7 +4,9 @@
  * memory descriptors give the shapes and strides (a transposed operand is
  * just swapped strides), an attribute carries alpha (output scale) and beta
  * (a "sum" post-op), and creating the primitive JIT-compiles a kernel for
- * exactly that problem. Creation costs far more than a small product, so
+ * exactly that problem; a bias row (op_gemm_bias, for a Linear's y = x W^T
+ * + b) goes in as the primitive's bias operand, added as the product is
+ * written, not in a second pass over C. Creation costs far more than a small product, so
  * primitives are kept in a small cache keyed by everything that defines
  * them; a training step repeats the same few dozen shapes every step. */
 #include "ops/gemm.h"
@@ -57,6 +59,20 @@ static void blas_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
                 lda, B, ldb, beta, C, ldc);
 }
 
+/* C[m, :] += bias for each of the M rows of C (row stride ldc) */
+static void add_bias_rows(float *C, int ldc, const float *bias, int M, int N) {
+#pragma omp parallel for if ((int64_t)M * N >= 16384 && !omp_in_parallel())
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] += bias[n];
+}
+
+/* blas_gemm, then the bias row (may be NULL) added to every row of C */
+static void blas_gemm_bias(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                           int ldb, const float *bias, float beta, float *C, int ldc) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (bias) add_bias_rows(C, ldc, bias, M, N);
+}
+
 /* ---- oneDNN --------------------------------------------------------------- */
 
 /* Everything that defines a product (and so a cached oneDNN primitive);
@@ -64,6 +80,7 @@ static void blas_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 typedef struct gemm_key {
     int bf16, ta, tb, M, N, K, lda, ldb, ldc;
     float alpha, beta;
+    int bias; /* 1: a bias row [N] is added to every row of C */
 } gemm_key;
 
 #ifdef LORAC_HAVE_DNNL
@@ -77,7 +94,7 @@ typedef struct gemm_entry {
     int used;
     unsigned long stamp;
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c;
+    dnnl_memory_t a, b, c, bias;
 } gemm_entry;
 
 #define GEMM_CACHE 256
@@ -100,6 +117,7 @@ static void entry_clear(gemm_entry *e) {
     if (e->a) dnnl_memory_destroy(e->a);
     if (e->b) dnnl_memory_destroy(e->b);
     if (e->c) dnnl_memory_destroy(e->c);
+    if (e->bias) dnnl_memory_destroy(e->bias);
     memset(e, 0, sizeof *e);
 }
 
@@ -107,14 +125,14 @@ static void entry_clear(gemm_entry *e) {
 static void entry_make(gemm_entry *e) {
     const gemm_key *k = &e->key;
     const dnnl_data_type_t dt = k->bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t ma, mb, mc;
+    dnnl_memory_desc_t ma, mb, mc, mbias;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     int ok = md_init(&ma, k->M, k->K, k->lda, k->ta, dt) && md_init(&mb, k->K, k->N, k->ldb, k->tb, dt) &&
-             md_init(&mc, k->M, k->N, k->ldc, 0, dnnl_f32) &&
-             dnnl_matmul_desc_init(&desc, &ma, &mb, NULL, &mc) == dnnl_success &&
+             md_init(&mc, k->M, k->N, k->ldc, 0, dnnl_f32) && md_init(&mbias, 1, k->N, k->N, 0, dnnl_f32) &&
+             dnnl_matmul_desc_init(&desc, &ma, &mb, k->bias ? &mbias : NULL, &mc) == dnnl_success &&
              dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && k->alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha) == dnnl_success;
     if (ok && k->beta != 0.0f)
@@ -124,7 +142,8 @@ static void entry_make(gemm_entry *e) {
          dnnl_primitive_create(&e->prim, pd) == dnnl_success &&
          dnnl_memory_create(&e->a, &ma, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&e->b, &mb, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dnnl_memory_create(&e->c, &mc, g_engine, DNNL_MEMORY_NONE) == dnnl_success;
+         dnnl_memory_create(&e->c, &mc, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         (!k->bias || dnnl_memory_create(&e->bias, &mbias, g_engine, DNNL_MEMORY_NONE) == dnnl_success);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -156,7 +175,7 @@ static gemm_entry *entry_get(const gemm_key *key) {
 
 /* 0 = not decided, 1 = oneDNN, -1 = OpenBLAS only. */
 static int g_backend;
-/* 1: round a product's row count up to its bucket (gemm_rows_bucket); 0:
+/* 1: round a product's row count up to its bucket (gemm_rows_step); 0:
  * LORAC_GEMM_ROWS=exact, every row count its own primitive (for A/B runs). */
 static int g_bucket = 1;
 /* Row-padded copies of A and C for a bucketed product (under g_lock). */
@@ -183,43 +202,48 @@ static int dnnl_on(void) {
 }
 
 /* Run the product on oneDNN with g_lock held: 1 when done, 0 when the
- * caller must fall back. */
-static int onednn_gemm_locked(const gemm_key *key, const void *A, const void *B, float *C) {
+ * caller must fall back. bias: the row [N] when key->bias. */
+static int onednn_gemm_locked(const gemm_key *key, const void *A, const void *B, const float *bias, float *C) {
     gemm_entry *e = entry_get(key);
     if (!e->prim) return 0;
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}, {DNNL_ARG_BIAS, e->bias}};
     return dnnl_memory_set_data_handle(e->a, (void *)A) == dnnl_success &&
            dnnl_memory_set_data_handle(e->b, (void *)B) == dnnl_success &&
            dnnl_memory_set_data_handle(e->c, C) == dnnl_success &&
-           dnnl_primitive_execute(e->prim, g_stream, 3, args) == dnnl_success &&
+           (!key->bias || dnnl_memory_set_data_handle(e->bias, (void *)bias) == dnnl_success) &&
+           dnnl_primitive_execute(e->prim, g_stream, key->bias ? 4 : 3, args) == dnnl_success &&
            dnnl_stream_wait(g_stream) == dnnl_success;
 }
 
 /* Run the product on oneDNN: 1 when done, 0 when the caller must fall back. */
-static int onednn_gemm(const gemm_key *key, const void *A, const void *B, float *C) {
+static int onednn_gemm(const gemm_key *key, const void *A, const void *B, const float *bias, float *C) {
     if (!dnnl_on() || omp_in_parallel()) return 0;
     pthread_mutex_lock(&g_lock);
-    const int done = onednn_gemm_locked(key, A, B, C);
+    const int done = onednn_gemm_locked(key, A, B, bias, C);
     pthread_mutex_unlock(&g_lock);
     return done;
 }
 
-/* The row count a product of M rows runs with on oneDNN (see gemm.h). */
-static int gemm_rows_bucket(int M) {
-    if (M <= 16) return M; /* a decoding step's rows (one per sequence): a few shapes, each used often */
+/* The bucket step for a product of M rows (see gemm.h): its row count runs
+ * rounded up to a multiple of it; 0 below 17 rows (M runs as it is). Each
+ * step divides the next, so a multiple of M's step is a bucket size. */
+static int gemm_rows_step(int M) {
+    if (M <= 16) return 0; /* a decoding step's rows (one per sequence): a few shapes, each used often */
     const int step = M <= 64 ? 8 : M <= 256 ? 16 : M <= 1024 ? 64 : 256;
-    return M > (1 << 30) - step ? M : (M + step - 1) / step * step;
+    return M > (1 << 30) - step ? 0 : step;
 }
 
-/* onednn_gemm for an fp32 product whose A is not transposed, its rows
- * padded to the bucket: A's M rows and (when beta != 0) C's are copied into
- * scratch of Mb rows (the extra rows of A zero), the product runs there, and
- * C's M rows are copied back. The copies cost O(M (K + N)) against the
- * product's O(M N K); the scratch is kept (under g_lock) for the next call. */
-static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, float *C) {
-    const int M = key->M, Mb = g_bucket ? gemm_rows_bucket(M) : M;
-    if (!dnnl_on() || omp_in_parallel()) return 0;
-    if (Mb == M || key->ta) return onednn_gemm(key, A, B, C);
+/* onednn_gemm for an fp32 product whose A is not transposed and whose M rows
+ * are fewer than a step (the rows after a bucket): A's M rows and (when
+ * beta != 0) C's are copied into scratch of Mb rows, M rounded up to its own
+ * step or, below 17 rows, to a multiple of 8 (so that these remainders make
+ * few shapes: at most 8 below 64 rows), the extra rows of A zero; the
+ * product runs there, and C's M rows are copied back. The scratch is kept
+ * (under g_lock) for the next call. */
+static int onednn_gemm_padded(const gemm_key *key, const float *A, const float *B, const float *bias, float *C) {
+    const int M = key->M, step = M <= 16 ? 8 : gemm_rows_step(M), Mb = step ? (M + step - 1) / step * step : M;
+    if (Mb == M) return onednn_gemm(key, A, B, bias, C);
     const size_t K = (size_t)key->K, N = (size_t)key->N, need = (size_t)Mb * (K + N);
     int done = 0;
     pthread_mutex_lock(&g_lock);
@@ -238,12 +262,33 @@ static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B,
         kb.M = Mb;
         kb.lda = key->K;
         kb.ldc = key->N;
-        done = onednn_gemm_locked(&kb, a, B, c);
+        done = onednn_gemm_locked(&kb, a, B, bias, c);
         if (done)
             for (int i = 0; i < M; i++) memcpy(C + (size_t)i * key->ldc, c + i * N, sizeof(float) * N);
     }
     pthread_mutex_unlock(&g_lock);
     return done;
+}
+
+/* onednn_gemm with A's rows bucketed (A not transposed): the first M0 rows,
+ * M rounded down to its step (a bucket size), run in place; only the
+ * remaining M - M0 < step rows go through onednn_gemm_padded's copies. A
+ * packed batch of ~1000 rows thus copies at most 63 of them, not all (the
+ * copies of every row took ~5% of an encoder's training step). */
+static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, const float *bias, float *C) {
+    if (!dnnl_on() || omp_in_parallel()) return 0;
+    const int M = key->M, step = g_bucket && !key->ta ? gemm_rows_step(M) : 0, M0 = step ? M / step * step : M;
+    if (M0 == M) return onednn_gemm(key, A, B, bias, C);
+    gemm_key head = *key, tail = *key;
+    head.M = M0;
+    tail.M = M - M0;
+    if (M0 > 0 && !onednn_gemm(&head, A, B, bias, C)) return 0; /* nothing written: the caller falls back */
+    const float *At = A + (size_t)M0 * key->lda;
+    float *Ct = C + (size_t)M0 * key->ldc;
+    if (!onednn_gemm_padded(&tail, At, B, bias, Ct)) /* the head is done: the tail alone falls back */
+        blas_gemm_bias(0, key->tb, tail.M, key->N, key->K, key->alpha, At, key->lda, B, key->ldb, bias, key->beta, Ct,
+                       key->ldc);
+    return 1;
 }
 
 const char *op_gemm_backend(void) { return dnnl_on() ? "onednn" : "openblas"; }
@@ -261,8 +306,10 @@ void op_gemm_release(void) {
 
 #else /* no oneDNN in this build */
 
-static int onednn_gemm(const gemm_key *key, const void *A, const void *B, float *C) { return 0; }
-static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, float *C) { return 0; }
+static int onednn_gemm(const gemm_key *key, const void *A, const void *B, const float *bias, float *C) { return 0; }
+static int onednn_gemm_rows(const gemm_key *key, const float *A, const float *B, const float *bias, float *C) {
+    return 0;
+}
 const char *op_gemm_backend(void) { return "openblas"; }
 int op_gemm_bf16_native(void) { return 0; }
 void op_gemm_release(void) {}
@@ -464,28 +511,46 @@ void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const
  * those. */
 #define GEMV_HAND_MIN_BYTES (32.0 * 1024 * 1024)
 
-
-void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-             float beta, float *C, int ldc) {
+/* The backend's product with an optional bias row (small-M road left to the caller). */
+static void gemm_backend(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                         int ldb, const float *bias, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (M == 1 && !ta && tb && K > 0) { /* y = x W^T for one row x: see GEMV_HAND_MIN_BYTES */
+    if (K > 0 && (double)M * N * K >= GEMM_DNNL_MIN_MACS) {
+        const gemm_key key = {0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, bias != NULL};
+        if (onednn_gemm_rows(&key, A, B, bias, C)) return;
+    }
+    blas_gemm_bias(ta, tb, M, N, K, alpha, A, lda, B, ldb, bias, beta, C, ldc);
+}
+
+/* op_gemm and op_gemm_bias: one row of A against a transposed B (y = x W^T
+ * for one row x) takes a GEMV, see GEMV_HAND_MIN_BYTES; the rest the backend. */
+static void gemm_dispatch(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                          int ldb, const float *bias, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (M == 1 && !ta && tb && K > 0) {
         if ((double)N * K * sizeof(float) >= GEMV_HAND_MIN_BYTES)
             op_gemv_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         else
             cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+        if (bias) add_bias_rows(C, ldc, bias, M, N);
         return;
     }
-    op_gemm_backend_only(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_backend(ta, tb, M, N, K, alpha, A, lda, B, ldb, bias, beta, C, ldc);
+}
+
+void op_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc) {
+    gemm_dispatch(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+void op_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  const float *bias, float beta, float *C, int ldc) {
+    gemm_dispatch(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, bias, beta, C, ldc);
 }
 
 void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                           int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (K > 0 && (double)M * N * K >= GEMM_DNNL_MIN_MACS) {
-        const gemm_key key = {0, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-        if (onednn_gemm_rows(&key, A, B, C)) return;
-    }
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_backend(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
 }
 
 /* Widen a [rows, cols] bf16 matrix with row stride ld to a contiguous fp32 one. */
@@ -500,8 +565,8 @@ void op_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const lorac_
                   int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K > 0) {
-        const gemm_key key = {1, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-        if (onednn_gemm(&key, A, B, C)) return;
+        const gemm_key key = {1, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, 0};
+        if (onednn_gemm(&key, A, B, NULL, C)) return;
     }
     /* fallback: exact widening, then the fp32 product */
     const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;

@@ -25,8 +25,10 @@
  * with M rounded up to a bucket: M <= 16 as it is (a decoding step has a
  * row per sequence), then multiples of 8 up to 64, of 16 up to 256, of 64 up
  * to 1024, of 256 beyond (at most 7 extra rows up to 64, under 25% beyond;
- * they are zero); the copies into and out of the padded scratch
- * cost O(M (K + N)) against the product's O(M N K). LORAC_GEMM_ROWS=exact
+ * they are zero). The rows up to M rounded down to its step run in place;
+ * only the rest (fewer than a step; padded to a multiple of 8 below 17
+ * rows) are copied into and out of a padded scratch, O(step (K + N))
+ * against the product's O(M N K). LORAC_GEMM_ROWS=exact
  * in the environment turns the buckets off (for A/B runs).
  *
  * bf16: op_gemm_bf16 multiplies bf16 matrices with fp32 accumulation and an
@@ -103,6 +105,12 @@ void op_gemv_rows(int M, int64_t rows, int64_t K, float alpha, const float *A, i
  * (what op_gemm runs for M = 1 and a large B, see above). */
 void op_gemv_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                 int ldc);
+
+/* C[M, N] = op(A) op(B) + bias + beta C, bias a row [N] added to every row
+ * of C (NULL: none), op_gemm's alpha 1: a Linear's y = x W^T + b in one
+ * pass over C (oneDNN adds the bias as it writes the product). */
+void op_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  const float *bias, float beta, float *C, int ldc);
 
 /* op_gemm without the small-M road: always the backend (bench_qmatmul's "old path"). */
 void op_gemm_backend_only(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -6,6 +6,7 @@
  * All matrices row-major and contiguous. The double-precision scalar twins
  * (opd_linear_*, opd_gemm in ops_double.c) are the reference these are
  * tested against. */
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 /* ld of a row-major matrix with `cols` columns: BLAS wants >= 1 even when
@@ -15,15 +16,14 @@ static int ld_of(int cols) { return cols > 0 ? cols : 1; }
 /* Forward: y = x W^T + b  (+ beta * y before the product).
  *   w_in_out 0: y[N,out] = x[N,in] . (W[out,in])^T   -> sgemm(N, T)
  *   w_in_out 1: y[N,out] = x[N,in] . W[in,out]       -> sgemm(N, N)
- * Then b[o] is added to every row (b may be NULL). */
+ * with b[o] added to every row as the product is written (b may be NULL). */
 void op_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int in, int out, int w_in_out,
                    float beta) {
     if (N <= 0 || out <= 0) return;
     if (w_in_out)
-        op_gemm(0, 0, N, out, in, 1.0f, x, ld_of(in), W, ld_of(out), beta, y, out);
+        op_gemm_bias(0, 0, N, out, in, x, ld_of(in), W, ld_of(out), b, beta, y, out);
     else
-        op_gemm(0, 1, N, out, in, 1.0f, x, ld_of(in), W, ld_of(in), beta, y, out);
-    if (b) op_add_bias(y, b, N, out);
+        op_gemm_bias(0, 1, N, out, in, x, ld_of(in), W, ld_of(in), b, beta, y, out);
 }
 
 void op_add_bias(float *y, const float *b, int64_t N, int64_t out) {

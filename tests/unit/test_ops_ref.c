@@ -479,10 +479,17 @@ int main(void) {
         }
     }
     /* products large enough for oneDNN (>= 1M multiply-adds) whose row counts
-     * are not bucket sizes: ops/gemm.c runs them padded to 40 and 320 rows,
+     * are not bucket sizes: ops/gemm.c runs the first 32 and 256 rows in
+     * place, then the other 5 padded to 8 and the other 44 to 48 rows
      * through copies of A and C (beta != 0, padded strides, see test_gemm) */
     test_gemm(37, 300, 120);
     test_gemm(300, 130, 33);
+    /* and a bias row that oneDNN adds as it writes the product (op_gemm_bias),
+     * in the in-place rows and the padded ones, onto y (beta 1) or not */
+    for (int layout = 0; layout < 2; layout++) {
+        test_linear(300, 130, 33, layout, 1, 0.0f);
+        test_linear(37, 120, 300, layout, 1, 1.0f);
+    }
     static const size_t sizes[] = {1, 7, 33, 70001};
     for (size_t s = 0; s < 4; s++) test_pointwise(sizes[s]);
     test_golden();

@@ -167,13 +167,24 @@ lorac_qact lorac_qact_active(void);
 lorac_qact lorac_qact_force(lorac_qact a); /* returns the previous setting */
 
 /* y[N,out] = beta * y + x[N,in] W^T + b   (b may be NULL; beta == 0 ignores
- * the old y entirely, NaNs included). */
+ * the old y entirely, NaNs included). The training forward: int8
+ * activations (LORAC_QACT_Q8) for N <= 8 rows only, the fp32 roads above. */
 lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta);
+/* The same for a forward no gradient follows (generation, a prompt's
+ * prefill, evaluation): under LORAC_QACT_Q8 every GGML block format takes
+ * the int8 road at any N (qgemv.c: W read from memory once, decoded per 8
+ * rows of x from L2), and each row of y is bit for bit what that row of x
+ * alone gives (N = 1), so a prompt computed at once equals it computed
+ * token by token (KV cache) on the default road. */
+lorac_status lorac_qlinear_fwd_infer(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
+                                     float beta);
 /* dx[N,in] += dy[N,out] W */
 lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N);
 /* The same with a chosen code path (an unsupported one is LORAC_ERR_UNSUPPORTED). */
 lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
                                    int64_t N, float beta);
+lorac_status lorac_qlinear_fwd_infer_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
+                                         const float *b, int64_t N, float beta);
 lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N);
 /* Free the scratch matrices of the whole-matrix road (they regrow on use). */
 void lorac_qmatmul_release(void);

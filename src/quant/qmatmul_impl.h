@@ -82,10 +82,16 @@ typedef struct qmm_xq8 {
 typedef void (*qmm_q8dot_fn)(const uint8_t *blocks, int64_t nb, const qmm_xq8 *x, int N, double *acc);
 
 /* Quantize rows x[n * ldx ..] (n < N, `in` a multiple of 32) into xq,
- * whose arrays hold what qmm_xq8_bytes says (qdot.c). The same scalar code
- * for every ISA, so every kernel sees the same x~. */
+ * whose arrays hold what qmm_xq8_bytes says (qdot.c). The same x~ for
+ * every ISA, so every kernel sees the same x~. */
 size_t qmm_xq8_bytes(int64_t N, int64_t in);
 void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64_t N, int64_t in);
+/* One row of x, ng groups of 32: its levels q[32 ng], dx d[ng], sums s32[ng]
+ * and s[2 ng]. qmm_xq8_quantize runs the AVX2 one (qdot_x86.c, the same
+ * values bit for bit: the same IEEE operations, lrintf's rounding) unless
+ * LORAC_ISA=scalar or the CPU lacks AVX2 (NULL), then the scalar one. */
+typedef void (*qmm_xq8_row_fn)(const float *x, int64_t ng, int8_t *q, float *d, float *s32, float *s);
+qmm_xq8_row_fn qmm_xq8_row_avx2(void);
 /* One block of format f (a GGML block format) as groups w = a * v - c
  * (quant/ggml_blocks_impl.h's ggml_groups), the form the kernels use. */
 struct ggml_groups;

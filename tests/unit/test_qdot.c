@@ -34,6 +34,7 @@
 
 #include "core/rng.h"
 #include "core/util.h"
+#include "ops/isa.h"
 #include "quant/ggml_blocks_impl.h"
 #include "quant/qmatmul.h"
 #include "quant/qmatmul_impl.h"
@@ -84,6 +85,23 @@ static void test_quantizer(void) {
         }
     CHECK(bad == 0, "%d quantized activations off", bad);
     CHECK(xq.d[1] == 0.0f && xq.s[2] == 0.0f && xq.s[3] == 0.0f, "the all-zero group: dx %g", xq.d[1]);
+    /* the AVX2 quantizer equals the scalar one byte for byte: ties of the
+     * rounding (amax 127: x / dx = x, halves go to even), a NaN and an inf
+     * group, the all-zero one */
+    for (int k = 0; k < 32; k++) x[32 * 2 + k] = k == 0 ? 127.0f : (float)(k - 16) + 0.5f;
+    x[in + 40] = NAN, x[2 * in + 70] = -INFINITY;
+    const size_t bytes = qmm_xq8_bytes(N, in);
+    void *ms = malloc(bytes);
+    memset(ms, 0x55, bytes); /* padding included */
+    const lorac_isa was = lorac_isa_force(LORAC_ISA_SCALAR);
+    qmm_xq8_quantize(&xq, ms, x, in, N, in);
+    lorac_isa_force(was);
+    memset(mem, 0x55, bytes);
+    qmm_xq8_quantize(&xq, mem, x, in, N, in);
+    CHECK(!memcmp(mem, ms, bytes), "the %s activation quantizer differs from the scalar one", lorac_isa_name(was));
+    CHECK(xq.q[64 + 3] == -12 && xq.q[64 + 4] == -12 && xq.q[64 + 5] == -10, "ties to even: %d %d %d",
+          xq.q[64 + 3], xq.q[64 + 4], xq.q[64 + 5]);
+    free(ms);
     free(mem);
     free(x);
 }

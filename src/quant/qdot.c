@@ -77,15 +77,8 @@ static void xq8_row_scalar(const float *xn, int64_t ng, int8_t *q, float *d, flo
             finite &= a <= 3.4e38f; /* false for inf and NaN */
             amax = a > amax ? a : amax;
         }
-        if (!finite || amax == 0.0f) {
-            /* zero levels; a non-finite group gets dx = NaN so that y is NaN, as on the fp32 road */
-            d[g] = finite ? 0.0f : NAN;
-            memset(q + 32 * g, 0, 32);
-            s[2 * g] = s[2 * g + 1] = s32[g] = finite ? 0.0f : NAN;
-            continue;
-        }
-        const float id = 127.0f / amax;
-        d[g] = amax / 127.0f;
+        const float id = qmm_xq8_group_scale(amax, finite, g, q, d, s32, s);
+        if (id == 0.0f) continue;
         int sum32 = 0;
         for (int h = 0; h < 2; h++) {
             int sum = 0;

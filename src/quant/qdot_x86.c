@@ -15,7 +15,6 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 #include "quant/ggml_blocks_impl.h"
@@ -68,14 +67,8 @@ __attribute__((target("avx2,fma"))) static void xq8_row_avx2(const float *x, int
         __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
-        if (!finite || amax == 0.0f) {
-            d[g] = finite ? 0.0f : NAN;
-            memset(q + 32 * g, 0, 32);
-            s[2 * g] = s[2 * g + 1] = s32[g] = finite ? 0.0f : NAN;
-            continue;
-        }
-        const float id = 127.0f / amax;
-        d[g] = amax / 127.0f;
+        const float id = qmm_xq8_group_scale(amax, finite, g, q, d, s32, s);
+        if (id == 0.0f) continue;
         const __m256 idv = _mm256_set1_ps(id);
         __m256i l[4]; /* round to nearest even, as lrintf in the default rounding mode */
         for (int j = 0; j < 4; j++) l[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], idv));

@@ -3,6 +3,9 @@
 #ifndef LORAC_QUANT_QMATMUL_IMPL_H
 #define LORAC_QUANT_QMATMUL_IMPL_H
 
+#include <math.h>
+#include <string.h>
+
 #include "quant/qmatmul.h"
 
 #define QMM_MR 6   /* rows of x / dy per micro-kernel call */
@@ -92,6 +95,20 @@ void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64
  * LORAC_ISA=scalar or the CPU lacks AVX2 (NULL), then the scalar one. */
 typedef void (*qmm_xq8_row_fn)(const float *x, int64_t ng, int8_t *q, float *d, float *s32, float *s);
 qmm_xq8_row_fn qmm_xq8_row_avx2(void);
+/* Group g's scale, once its max |x| (amax) and whether all 32 are finite are
+ * known, for both row quantizers: returns 127 / amax, the factor of the
+ * levels, with d[g] = amax / 127 stored; or 0 for an all-zero or non-finite
+ * group, written here whole: zero levels and sums, dx = 0 (non-finite: NaN,
+ * so that y is NaN, as on the fp32 road). */
+static inline float qmm_xq8_group_scale(float amax, int finite, int64_t g, int8_t *q, float *d, float *s32, float *s) {
+    if (finite && amax != 0.0f) {
+        d[g] = amax / 127.0f;
+        return 127.0f / amax; /* > 0: amax <= 3.4e38 */
+    }
+    d[g] = s[2 * g] = s[2 * g + 1] = s32[g] = finite ? 0.0f : NAN;
+    memset(q + 32 * g, 0, 32);
+    return 0.0f;
+}
 /* One block of format f (a GGML block format) as groups w = a * v - c
  * (quant/ggml_blocks_impl.h's ggml_groups), the form the kernels use. */
 struct ggml_groups;

@@ -21,7 +21,7 @@
  * that shape's sgemm. Threads: OMP_NUM_THREADS (both BLAS and ours; the
  * CMake build links the OpenMP OpenBLAS). Never fails on time.
  *
- *   bench_qmatmul decode [N] [runs] [isa] [fmts] [clock]
+ *   bench_qmatmul decode [N] [runs] [isa] [fmts] [clock]     (N <= 512)
  *   defaults:             1  15     auto  F32,BF16,NF4,Q4_0,Q4_1,Q5_0,Q8_0,Q4_K,Q6_K ("all": every format)  wall
  *
  * Decoding: the forward at N = 1..8 rows on the Linear shapes of
@@ -34,7 +34,12 @@
  * hand kernel op_gemv_nt, which op_gemm chooses between. Each row: the weight's
  * bytes, microseconds per call (median), and the GB/s of weight bytes that
  * makes, next to this machine's memory bandwidth measured first by a read
- * loop and a copy loop over 512 MiB with the same threads. */
+ * loop and a copy loop over 512 MiB with the same threads.
+ *
+ * N = 9..512 measures a prompt's prefill the same way: old = the fp32 road
+ * training keeps (lorac_qlinear_fwd: with auto, the whole-matrix oneDNN
+ * road for N >= 16, the tiles below), new = the int8 road inference takes
+ * at any N (lorac_qlinear_fwd_infer, qgemv.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +223,7 @@ static void run_decode(void *p) {
                         0.0f, c->y + (size_t)n * c->out, 1);
     else {
         lorac_qact_force(d->road == 0 ? LORAC_QACT_F32 : LORAC_QACT_Q8);
-        st = lorac_qlinear_fwd_isa(c->isa, c->y, c->x, c->qw, NULL, c->N, 0.0f);
+        st = lorac_qlinear_fwd_infer_isa(c->isa, c->y, c->x, c->qw, NULL, c->N, 0.0f);
     }
     if (st != LORAC_OK) {
         fprintf(stderr, "bench_qmatmul: %s\n", lorac_last_error());
@@ -239,8 +244,9 @@ static int decode_main(int N, int runs, lorac_qisa isa, const char *fmts) {
            omp_get_max_threads(), lorac_qisa_name(isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa),
            g_cpu_clock ? "CPU" : "wall");
     memory_bandwidth(runs);
-    printf("old: GEMV road with fp32 activations (quantized) / backend sgemm %s (F32); new: int8 activations "
-           "(quantized; F32: op_gemm, which picks sgemv or op_gemv_nt at N = 1);\nGB/s = weight bytes / time; F32 only: cblas_sgemv (N calls) and op_gemv_nt\n\n",
+    printf("old: fp32 activations (quantized: the GEMV road for N <= 8, training's road above) / backend sgemm %s "
+           "(F32); new: int8 activations (quantized, lorac_qlinear_fwd_infer; F32: op_gemm, which picks sgemv or "
+           "op_gemv_nt at N = 1);\nGB/s = weight bytes / time; F32 only: cblas_sgemv (N calls) and op_gemv_nt\n\n",
            op_gemm_backend());
     printf("| model   | in -> out      | fmt    | MB     | old us   | new us   | new GB/s | old/new | sgemv us | gemv_nt us |\n");
     printf("|---------|----------------|--------|-------:|---------:|---------:|---------:|--------:|---------:|---------:|\n");
@@ -311,8 +317,8 @@ int main(int argc, char **argv) {
         if (argc > 4 && !strcmp(argv[4], "generic")) isa = LORAC_QISA_GENERIC;
         if (argc > 4 && !strcmp(argv[4], "avx2")) isa = LORAC_QISA_AVX2;
         if (argc > 4 && !strcmp(argv[4], "avx512")) isa = LORAC_QISA_AVX512;
-        if (N < 1 || N > 64 || runs < 1 || !lorac_qisa_supported(isa)) {
-            fprintf(stderr, "usage: bench_qmatmul decode [N 1..64] [runs] [auto|generic|avx2|avx512] [FMT,FMT,...|all] [wall|cpu]\n");
+        if (N < 1 || N > 512 || runs < 1 || !lorac_qisa_supported(isa)) {
+            fprintf(stderr, "usage: bench_qmatmul decode [N 1..512] [runs] [auto|generic|avx2|avx512] [FMT,FMT,...|all] [wall|cpu]\n");
             return 2;
         }
         g_cpu_clock = argc > 6 && !strcmp(argv[6], "cpu");

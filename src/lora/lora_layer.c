@@ -64,8 +64,8 @@ static void base_bwd_x(const lorac_linear *L, float *dx, const float *dy, int N)
 }
 
 void lorac_linear_base_fwd(const lorac_linear *L, float *y, const float *x, int N) {
-    if (L->q) {
-        lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
+    if (L->q) { /* inference: a quantized W takes the int8 road at every N (quant/qmatmul.h) */
+        lorac_status st = lorac_qlinear_fwd_infer(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
         LORAC_ASSERT(st == LORAC_OK); /* shapes were checked when the weight was quantized */
     } else {
         op_linear_fwd(y, x, L->W->data, L->b ? L->b->data : NULL, N, L->in, L->out, L->w_in_out, 0.0f);
@@ -98,7 +98,12 @@ void lorac_lora_add(const lorac_linear *L, lorac_lora *l, float *y, const float 
 }
 
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
-    lorac_linear_base_fwd(L, y, x, N);
+    if (training && L->q) { /* gradients follow: the exact fp32 roads for N > 8 */
+        lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
+        LORAC_ASSERT(st == LORAC_OK);
+    } else {
+        lorac_linear_base_fwd(L, y, x, N);
+    }
     lorac_lora *l = L->lora;
     if (!l || l->merged) return;
     LORAC_ASSERT(N <= l->cap);

@@ -28,6 +28,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "ops/isa.h"
 #include "quant/ggml_blocks_impl.h"
 #include "quant/qmatmul_impl.h"
 
@@ -65,6 +66,34 @@ size_t qmm_xq8_bytes(int64_t N, int64_t in) {
     return q + sizeof(float) * (size_t)N * (size_t)(2 * round_up(in / 32, 8) + round_up(in / 16, 16));
 }
 
+/* One row's groups of 32 (see qmm_xq8): the scalar reference. */
+static void xq8_row_scalar(const float *xn, int64_t ng, int8_t *q, float *d, float *s32, float *s) {
+    for (int64_t g = 0; g < ng; g++) {
+        const float *xg = xn + 32 * g;
+        float amax = 0.0f;
+        int finite = 1;
+        for (int k = 0; k < 32; k++) {
+            const float a = fabsf(xg[k]);
+            finite &= a <= 3.4e38f; /* false for inf and NaN */
+            amax = a > amax ? a : amax;
+        }
+        const float id = qmm_xq8_group_scale(amax, finite, g, q, d, s32, s);
+        if (id == 0.0f) continue;
+        int sum32 = 0;
+        for (int h = 0; h < 2; h++) {
+            int sum = 0;
+            for (int k = 16 * h; k < 16 * h + 16; k++) {
+                const int v = (int)lrintf(xg[k] * id); /* |v| <= 127 */
+                q[32 * g + k] = (int8_t)v;
+                sum += v;
+            }
+            s[2 * g + h] = d[g] * (float)sum;
+            sum32 += sum;
+        }
+        s32[g] = d[g] * (float)sum32;
+    }
+}
+
 void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64_t N, int64_t in) {
     xq->ldq = in;
     xq->ld32 = round_up(in / 32, 8);
@@ -73,41 +102,11 @@ void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64
     xq->d = (float *)((char *)mem + round_up(N * in, 64));
     xq->s32 = xq->d + N * xq->ld32;
     xq->s = xq->s32 + N * xq->ld32;
+    qmm_xq8_row_fn row = lorac_isa_active() >= LORAC_ISA_AVX2 ? qmm_xq8_row_avx2() : NULL;
+    if (!row) row = xq8_row_scalar;
     for (int64_t n = 0; n < N; n++) {
-        const float *xn = x + n * ldx;
-        int8_t *q = xq->q + n * xq->ldq;
         float *d = xq->d + n * xq->ld32, *s32 = xq->s32 + n * xq->ld32, *s = xq->s + n * xq->ld16;
-        for (int64_t g = 0; g < in / 32; g++) {
-            const float *xg = xn + 32 * g;
-            float amax = 0.0f;
-            int finite = 1;
-            for (int k = 0; k < 32; k++) {
-                const float a = fabsf(xg[k]);
-                finite &= a <= 3.4e38f; /* false for inf and NaN */
-                amax = a > amax ? a : amax;
-            }
-            if (!finite || amax == 0.0f) {
-                /* zero levels; a non-finite group gets dx = NaN so that y is NaN, as on the fp32 road */
-                d[g] = finite ? 0.0f : NAN;
-                memset(q + 32 * g, 0, 32);
-                s[2 * g] = s[2 * g + 1] = s32[g] = finite ? 0.0f : NAN;
-                continue;
-            }
-            const float id = 127.0f / amax;
-            d[g] = amax / 127.0f;
-            int sum32 = 0;
-            for (int h = 0; h < 2; h++) {
-                int sum = 0;
-                for (int k = 16 * h; k < 16 * h + 16; k++) {
-                    const int v = (int)lrintf(xg[k] * id); /* |v| <= 127 */
-                    q[32 * g + k] = (int8_t)v;
-                    sum += v;
-                }
-                s[2 * g + h] = d[g] * (float)sum;
-                sum32 += sum;
-            }
-            s32[g] = d[g] * (float)sum32;
-        }
+        row(x + n * ldx, in / 32, xq->q + n * xq->ldq, d, s32, s);
         for (int64_t j = in / 32; j < xq->ld32; j++) d[j] = s32[j] = 0.0f;
         for (int64_t j = in / 16; j < xq->ld16; j++) s[j] = 0.0f;
     }

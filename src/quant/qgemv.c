@@ -1,7 +1,8 @@
 /* qgemv.c - the small-N road of the quantized forward (qmatmul.h): for
  * N <= QMM_GEMV_MAX_N rows of x (a decoding step: one token, or a few
  * sequences decoding together), y = beta y + x W^T + b is N dot products
- * per row of W, and W is read once from memory.
+ * per row of W, and W is read once from memory. The int8-activation form
+ * of it (the end of this file) also serves inference at any N (a prompt).
  *
  * Each OpenMP thread takes a band of W rows (ops/gemm.h, op_gemv_rows). A
  * row is walked in chunks of OP_GEMV_KC (256, a multiple of every block):
@@ -15,6 +16,7 @@
  * most 16 products per lane then double, so the result is within the same
  * bound as the tiles (|fast - ref| <= 2e-6 * sum_k |x_k w_k|, test_qmatmul.c)
  * and does not depend on the thread count (each y element is one thread's). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,19 +65,61 @@ lorac_status qmm_gemv_fwd(const lorac_qkern *K, lorac_qisa isa, float *y, const 
     return LORAC_OK;
 }
 
-/* ---- int8 activations (qdot.c): x quantized once, before the threads
- * split the rows, then each row of W dotted with it in integers. ---- */
+/* ---- int8 activations (qdot.c) at any N: x quantized once, before the
+ * threads split W, then each row of W dotted with it in integers.
+ *
+ * A decoding step (N <= QMM_GEMV_MAX_N) reads W once: each thread takes
+ * bands of Q8_BAND rows and forms a row's N dot products from its blocks.
+ * A prompt (N > QMM_GEMV_MAX_N) would read W N / 8 times if it ran that in
+ * chunks of 8 rows of x; instead each task takes a tile of Q8_TILE W rows
+ * (at most 64 x 2.7 KB = 175 KB of Q4_K blocks for Qwen2.5-0.5B's
+ * 4864-wide down projection: it stays in L2) and passes every chunk of 8
+ * rows of x over it, so W comes from memory once and is decoded once per
+ * chunk from cache. The kernels are bound by their arithmetic there, not
+ * by memory: tiles of 16 to 128 rows timed within 2% (bench_qmatmul decode
+ * 120, Qwen2.5 shapes, one thread).
+ *
+ * Every y element is one kernel call over one chunk's rows plus the same
+ * epilogue (op_gemv_rows' formula: acc, + b, + beta y, rounded once), and a
+ * kernel treats each of its rows on its own (qdot_x86.inc: one accumulator
+ * per row, the same operations whatever N), so a row of x gets the same y,
+ * bit for bit, whatever N is, whichever chunk it falls in and however many
+ * threads run: a prompt's rows equal those of N separate decode steps.
+ * test_qdot.c checks that. ---- */
 
-typedef struct qgemv_q8_ctx {
-    const lorac_qweight *W;
-    const qmm_xq8 *xq;
-    qmm_q8dot_fn dot;
-} qgemv_q8_ctx;
+#define Q8_BAND 16 /* W rows per task for N <= 8 (op_gemv_rows' band) */
+#define Q8_TILE 64 /* W rows per task for a prompt */
+#define Q8_PAR_MACS (1 << 16) /* below this, one thread (op_gemv_rows' threshold) */
 
-static void qgemv_q8_row(const void *ctx, int64_t r, const float *x, int64_t ldx, int N, double *acc) {
-    (void)x, (void)ldx;
-    const qgemv_q8_ctx *c = ctx;
-    c->dot(qmm_row_blocks(c->W, r), c->W->cols / lorac_qformat_row_block(c->W->fmt), c->xq, N, acc);
+/* The rows n0 .. of x as a qmm_xq8 of their own. */
+static qmm_xq8 xq8_rows(const qmm_xq8 *xq, int64_t n0) {
+    qmm_xq8 v = *xq;
+    v.q += n0 * v.ldq;
+    v.d += n0 * v.ld32;
+    v.s32 += n0 * v.ld32;
+    v.s += n0 * v.ld16;
+    return v;
+}
+
+/* y[n, r] = beta y[n, r] + x~[n] . W[r] + b[r] for W rows [r0, r1), every n < N. */
+static void q8_tile(qmm_q8dot_fn dot, const qmm_xq8 *xq, const lorac_qweight *W, int64_t r0, int64_t r1,
+                    const float *b, int64_t N, float beta, float *y) {
+    const int64_t nb = W->cols / lorac_qformat_row_block(W->fmt);
+    for (int64_t n0 = 0; n0 < N; n0 += QMM_GEMV_MAX_N) {
+        const int nc = (int)(N - n0 < QMM_GEMV_MAX_N ? N - n0 : QMM_GEMV_MAX_N);
+        const qmm_xq8 xc = xq8_rows(xq, n0);
+        for (int64_t r = r0; r < r1; r++) {
+            double acc[QMM_GEMV_MAX_N] = {0};
+            dot(qmm_row_blocks(W, r), nb, &xc, nc, acc);
+            for (int n = 0; n < nc; n++) {
+                float *c = y + (n0 + n) * W->rows + r;
+                double v = acc[n];
+                if (b) v += b[r];
+                if (beta != 0.0f) v += (double)beta * *c;
+                *c = (float)v;
+            }
+        }
+    }
 }
 
 lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const lorac_qweight *W, const float *b,
@@ -87,8 +131,10 @@ lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const l
                                 bytes);
     qmm_xq8 xq;
     qmm_xq8_quantize(&xq, mem, x, W->cols, N, W->cols);
-    const qgemv_q8_ctx c = {W, &xq, dot};
-    op_gemv_rows((int)N, W->rows, W->cols, 1.0f, x, W->cols, qgemv_q8_row, &c, b, beta, y, W->rows);
+    const int64_t tile = N <= QMM_GEMV_MAX_N ? Q8_BAND : Q8_TILE, ntiles = (W->rows + tile - 1) / tile;
+#pragma omp parallel for schedule(static) if (ntiles > 1 && (double)N * W->rows * W->cols >= Q8_PAR_MACS && !omp_in_parallel())
+    for (int64_t t = 0; t < ntiles; t++)
+        q8_tile(dot, &xq, W, t * tile, (t + 1) * tile < W->rows ? (t + 1) * tile : W->rows, b, N, beta, y);
     if (mem != stack) free(mem);
     return LORAC_OK;
 }

@@ -568,25 +568,39 @@ static int whole_gemm(int bwd, float *y, const float *x, const lorac_qweight *W,
 
 /* ---- entry points -------------------------------------------------------- */
 
-lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
-                                   int64_t N, float beta) {
+/* The forward at every N. infer: no gradient follows (qmatmul.h,
+ * lorac_qlinear_fwd_infer): the int8 road at any N where it is active, so a
+ * prompt's rows get what decoding steps get. Otherwise (training) the int8
+ * road for N <= 8 only, and the exact fp32 roads above that. */
+static lorac_status fwd(lorac_qisa isa, int infer, float *y, const float *x, const lorac_qweight *W, const float *b,
+                        int64_t N, float beta) {
     LORAC_TRY(check_args("lorac_qlinear_fwd", y, x, W, N));
     if (N == 0) return LORAC_OK;
     if (isa == LORAC_QISA_REF) return fwd_ref(y, x, W, b, N, beta);
-    if (isa == LORAC_QISA_AUTO && whole_road(W, N) && whole_gemm(0, y, x, W, N, beta)) {
-        if (b) op_add_bias(y, b, N, W->rows);
-        return LORAC_OK;
-    }
     const lorac_qisa use = isa == LORAC_QISA_AUTO ? lorac_qisa_best() : isa;
     const lorac_qkern *K = kern_of(use);
     if (!K) return lorac_fail(LORAC_ERR_UNSUPPORTED, "quantized linear: %s is not available on this CPU/build",
                               lorac_qisa_name(isa));
-    if (N <= QMM_GEMV_MAX_N) {
-        const qmm_q8dot_fn q8 = lorac_qact_active() == LORAC_QACT_Q8 ? qmm_q8dot_for(use, W->fmt) : NULL;
+    if ((infer || N <= QMM_GEMV_MAX_N) && lorac_qact_active() == LORAC_QACT_Q8) {
+        const qmm_q8dot_fn q8 = qmm_q8dot_for(use, W->fmt);
         if (q8) return qmm_gemv_fwd_q8(q8, y, x, W, b, N, beta);
-        return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
     }
+    if (isa == LORAC_QISA_AUTO && whole_road(W, N) && whole_gemm(0, y, x, W, N, beta)) {
+        if (b) op_add_bias(y, b, N, W->rows);
+        return LORAC_OK;
+    }
+    if (N <= QMM_GEMV_MAX_N) return qmm_gemv_fwd(K, use, y, x, W, b, N, beta);
     return fwd_tiled(K, y, x, W, b, N, beta);
+}
+
+lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
+                                   int64_t N, float beta) {
+    return fwd(isa, 0, y, x, W, b, N, beta);
+}
+
+lorac_status lorac_qlinear_fwd_infer_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
+                                         const float *b, int64_t N, float beta) {
+    return fwd(isa, 1, y, x, W, b, N, beta);
 }
 
 lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
@@ -610,6 +624,11 @@ lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy,
 
 lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta) {
     return lorac_qlinear_fwd_isa(LORAC_QISA_AUTO, y, x, W, b, N, beta);
+}
+
+lorac_status lorac_qlinear_fwd_infer(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
+                                     float beta) {
+    return fwd(LORAC_QISA_AUTO, 1, y, x, W, b, N, beta);
 }
 
 lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N) {

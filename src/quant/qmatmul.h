@@ -48,6 +48,20 @@
  * (REF aside) has its own GEMV road; backward keeps the tiles at every N.
  * bench_qmatmul decode compares the roads.
  *
+ * Inference (lorac_qlinear_fwd_infer: a prompt's prefill, a forward without
+ * the KV cache, evaluation) takes the int8-activation road below at every N
+ * for the GGML block formats: x quantized once, then tiles of 64 W rows,
+ * each decoded once per 8 rows of x while it sits in L2 (qgemv.c), every
+ * row of y bit for bit what its row of x gives alone. That is what keeps
+ * greedy text with the KV cache equal to the text without it on the
+ * default road. On the Zen 4 here (one thread, N = 80-120) it runs 0.6-0.9x
+ * the whole-matrix oneDNN road below for Q4_0 / Q4_1 / Q8_0 and 1.0-1.3x
+ * for Q5_0 / Q4_K / Q6_K, whose fp32 dequantization costs more; a whole
+ * Qwen2.5-0.5B Q4_K_M prompt takes 0.73x the CPU time (bench/README.md).
+ * It is not switched to oneDNN above some N because the cache's steps are
+ * int8: the two sides would no longer agree. Training's forward
+ * (lorac_qlinear_fwd) keeps the fp32 roads above N = 8.
+ *
  * LORAC_QISA_AUTO on the oneDNN GEMM backend (ops/gemm.h) takes a faster
  * road for N >= 16 rows: W is expanded into a scratch matrix for this call
  * only (one Linear's worth, reused across calls; never the whole model) and
@@ -148,7 +162,8 @@ int lorac_qisa_supported(lorac_qisa isa);
 /* What LORAC_QISA_AUTO picks here. */
 lorac_qisa lorac_qisa_best(void);
 
-/* The activations of the small-N (GEMV) road, N <= 8 rows of x:
+/* The activations of the small-N (GEMV) road, N <= 8 rows of x, and of
+ * lorac_qlinear_fwd_infer at any N:
  *   LORAC_QACT_Q8   (default) each row of x is quantized once per call to
  *                   int8 per 32 elements (dx = max|x| / 127, q = round(x /
  *                   dx)) and every GGML block format is dotted with it in
@@ -167,13 +182,24 @@ lorac_qact lorac_qact_active(void);
 lorac_qact lorac_qact_force(lorac_qact a); /* returns the previous setting */
 
 /* y[N,out] = beta * y + x[N,in] W^T + b   (b may be NULL; beta == 0 ignores
- * the old y entirely, NaNs included). */
+ * the old y entirely, NaNs included). The training forward: int8
+ * activations (LORAC_QACT_Q8) for N <= 8 rows only, the fp32 roads above. */
 lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N, float beta);
+/* The same for a forward no gradient follows (generation, a prompt's
+ * prefill, evaluation): under LORAC_QACT_Q8 every GGML block format takes
+ * the int8 road at any N (qgemv.c: W read from memory once, decoded per 8
+ * rows of x from L2), and each row of y is bit for bit what that row of x
+ * alone gives (N = 1), so a prompt computed at once equals it computed
+ * token by token (KV cache) on the default road. */
+lorac_status lorac_qlinear_fwd_infer(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
+                                     float beta);
 /* dx[N,in] += dy[N,out] W */
 lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N);
 /* The same with a chosen code path (an unsupported one is LORAC_ERR_UNSUPPORTED). */
 lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
                                    int64_t N, float beta);
+lorac_status lorac_qlinear_fwd_infer_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
+                                         const float *b, int64_t N, float beta);
 lorac_status lorac_qlinear_bwd_x_isa(lorac_qisa isa, float *dx, const float *dy, const lorac_qweight *W, int64_t N);
 /* Free the scratch matrices of the whole-matrix road (they regrow on use). */
 void lorac_qmatmul_release(void);

@@ -3,6 +3,9 @@
 #ifndef LORAC_QUANT_QMATMUL_IMPL_H
 #define LORAC_QUANT_QMATMUL_IMPL_H
 
+#include <math.h>
+#include <string.h>
+
 #include "quant/qmatmul.h"
 
 #define QMM_MR 6   /* rows of x / dy per micro-kernel call */
@@ -82,10 +85,30 @@ typedef struct qmm_xq8 {
 typedef void (*qmm_q8dot_fn)(const uint8_t *blocks, int64_t nb, const qmm_xq8 *x, int N, double *acc);
 
 /* Quantize rows x[n * ldx ..] (n < N, `in` a multiple of 32) into xq,
- * whose arrays hold what qmm_xq8_bytes says (qdot.c). The same scalar code
- * for every ISA, so every kernel sees the same x~. */
+ * whose arrays hold what qmm_xq8_bytes says (qdot.c). The same x~ for
+ * every ISA, so every kernel sees the same x~. */
 size_t qmm_xq8_bytes(int64_t N, int64_t in);
 void qmm_xq8_quantize(qmm_xq8 *xq, void *mem, const float *x, int64_t ldx, int64_t N, int64_t in);
+/* One row of x, ng groups of 32: its levels q[32 ng], dx d[ng], sums s32[ng]
+ * and s[2 ng]. qmm_xq8_quantize runs the AVX2 one (qdot_x86.c, the same
+ * values bit for bit: the same IEEE operations, lrintf's rounding) unless
+ * LORAC_ISA=scalar or the CPU lacks AVX2 (NULL), then the scalar one. */
+typedef void (*qmm_xq8_row_fn)(const float *x, int64_t ng, int8_t *q, float *d, float *s32, float *s);
+qmm_xq8_row_fn qmm_xq8_row_avx2(void);
+/* Group g's scale, once its max |x| (amax) and whether all 32 are finite are
+ * known, for both row quantizers: returns 127 / amax, the factor of the
+ * levels, with d[g] = amax / 127 stored; or 0 for an all-zero or non-finite
+ * group, written here whole: zero levels and sums, dx = 0 (non-finite: NaN,
+ * so that y is NaN, as on the fp32 road). */
+static inline float qmm_xq8_group_scale(float amax, int finite, int64_t g, int8_t *q, float *d, float *s32, float *s) {
+    if (finite && amax != 0.0f) {
+        d[g] = amax / 127.0f;
+        return 127.0f / amax; /* > 0: amax <= 3.4e38 */
+    }
+    d[g] = s[2 * g] = s[2 * g + 1] = s32[g] = finite ? 0.0f : NAN;
+    memset(q + 32 * g, 0, 32);
+    return 0.0f;
+}
 /* One block of format f (a GGML block format) as groups w = a * v - c
  * (quant/ggml_blocks_impl.h's ggml_groups), the form the kernels use. */
 struct ggml_groups;

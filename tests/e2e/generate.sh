@@ -8,11 +8,13 @@
 # adapter trained here, and on the SmolLM2 GGUF when it has been fetched:
 # there --base auto (the default: the file's own Q4_1 / Q8_0 blocks, its
 # untied head's too) gives the same greedy ids as --base fp32 (dequantized
-# at load), and stderr names the base used. Those SmolLM2 comparisons run the
-# decode steps with fp32 activations (LORAC_QDOT=f32): the default int8
-# activations round x, which the full forward (--no-kv-cache, --base fp32)
-# does not. On the default int8 road the greedy ids with the cache are the
-# same with LORAC_ISA=avx2 as at the CPU's best level.
+# at load), and stderr names the base used. The text with the cache equals
+# the text without it on the default int8-activation road (the full
+# forward's Linears round each row of x as the cache's steps do, at any row
+# count) and with fp32 activations (LORAC_QDOT=f32); the comparison with
+# --base fp32 runs with fp32 activations, since an fp32 base has no int8
+# road. On the default road the greedy ids with the cache are the same with
+# LORAC_ISA=avx2 as at the CPU's best level.
 source "$(dirname "$0")/lib/common.bash"
 
 stats='^generate: prompt [0-9]+ tokens [0-9]+\.[0-9]{3} s [0-9]+\.[0-9] tok/s; generated [0-9]+ tokens [0-9]+\.[0-9]{3} s [0-9]+\.[0-9] tok/s$'
@@ -69,8 +71,10 @@ if [ -f "$M" ]; then
     if [ -s "$T/q8.ids" ] && cmp -s "$T/q8.ids" "$T/q8avx2.ids"; then ok; else
         bad "SmolLM2, int8 activations: greedy ids '$(cat "$T/q8.ids")' vs LORAC_ISA=avx2 '$(cat "$T/q8avx2.ids")'"
     fi
+    P="The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
+    same_text "SmolLM2 GGUF, int8 activations" --model "$M" --prompt "$P" --max-new 10
     export LORAC_QDOT=f32
-    same_text "SmolLM2 GGUF" --model "$M" --prompt "The capital of France is" --max-new 10
+    same_text "SmolLM2 GGUF" --model "$M" --prompt "$P" --max-new 10
     if grep -q "^base gguf (--base auto: the .gguf's own blocks): 210 Linears in Q4_1, token embedding in Q8_0, lm_head in Q8_0" \
         "$T/kv.err"; then ok; else bad "SmolLM2: no line naming the kept base: '$(head -n 1 "$T/kv.err")'"; fi
     "$BIN" generate --model "$M" --prompt "The capital of France is" --max-new 10 --ids >"$T/auto.ids" 2>"$T/auto.err"

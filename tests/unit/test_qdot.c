@@ -20,7 +20,13 @@
  *     2. + the fp32 road's own 2e-6 sum |x w| (test_qmatmul.c);
  *  4. the result does not depend on the thread count (bit for bit), and
  *     lorac_qlinear_fwd (LORAC_QISA_AUTO) takes this road for N <= 8 and
- *     not under lorac_qact_force(LORAC_QACT_F32). */
+ *     not under lorac_qact_force(LORAC_QACT_F32);
+ *  5. the many-row road (lorac_qlinear_fwd_infer, N > 8): for every format
+ *     and ISA, N in {9, 17, 33, 100}, odd shapes, with a bias and beta != 0,
+ *     each row of y equals bit for bit that row of x alone (N = 1) and the
+ *     rows taken 5 at a time, on 1 and on 2 threads; the training forward
+ *     (lorac_qlinear_fwd) at N > 8 stays the fp32 tiles, and under
+ *     LORAC_QACT_F32 the inference forward is the training one. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -28,6 +34,7 @@
 
 #include "core/rng.h"
 #include "core/util.h"
+#include "ops/isa.h"
 #include "quant/ggml_blocks_impl.h"
 #include "quant/qmatmul.h"
 #include "quant/qmatmul_impl.h"
@@ -78,6 +85,23 @@ static void test_quantizer(void) {
         }
     CHECK(bad == 0, "%d quantized activations off", bad);
     CHECK(xq.d[1] == 0.0f && xq.s[2] == 0.0f && xq.s[3] == 0.0f, "the all-zero group: dx %g", xq.d[1]);
+    /* the AVX2 quantizer equals the scalar one byte for byte: ties of the
+     * rounding (amax 127: x / dx = x, halves go to even), a NaN and an inf
+     * group, the all-zero one */
+    for (int k = 0; k < 32; k++) x[32 * 2 + k] = k == 0 ? 127.0f : (float)(k - 16) + 0.5f;
+    x[in + 40] = NAN, x[2 * in + 70] = -INFINITY;
+    const size_t bytes = qmm_xq8_bytes(N, in);
+    void *ms = malloc(bytes);
+    memset(ms, 0x55, bytes); /* padding included */
+    const lorac_isa was = lorac_isa_force(LORAC_ISA_SCALAR);
+    qmm_xq8_quantize(&xq, ms, x, in, N, in);
+    lorac_isa_force(was);
+    memset(mem, 0x55, bytes);
+    qmm_xq8_quantize(&xq, mem, x, in, N, in);
+    CHECK(!memcmp(mem, ms, bytes), "the %s activation quantizer differs from the scalar one", lorac_isa_name(was));
+    CHECK(xq.q[64 + 3] == -12 && xq.q[64 + 4] == -12 && xq.q[64 + 5] == -10, "ties to even: %d %d %d",
+          xq.q[64 + 3], xq.q[64 + 4], xq.q[64 + 5]);
+    free(ms);
     free(mem);
     free(x);
 }
@@ -235,6 +259,72 @@ static void test_switch(void) {
     free(blocks);
 }
 
+/* Part 5: y = beta y0 + x W^T + b for N rows, on the inference road at once,
+ * row by row, and in chunks of 5 rows (each chunk starting at a row that
+ * is no multiple of 8), on 1 and 2 threads: all bit for bit the same. */
+static void check_many_rows(lorac_qformat f, lorac_qisa isa, int64_t rows, int64_t in, int64_t N) {
+    size_t nbytes;
+    uint8_t *blocks = test_random_ggml_blocks(&g_rng, f, rows, in, &nbytes);
+    lorac_qweight W;
+    CHECK_OK(lorac_qweight_view(&W, f, blocks, nbytes, rows, in));
+    float *x = random_x(N, in), *bias = malloc(sizeof(float) * (size_t)rows);
+    const size_t ny = (size_t)(N * rows);
+    float *y0 = malloc(sizeof(float) * ny), *ya = malloc(sizeof(float) * ny), *yr = malloc(sizeof(float) * ny),
+          *yc = malloc(sizeof(float) * ny), *y1 = malloc(sizeof(float) * ny);
+    for (int64_t r = 0; r < rows; r++) bias[r] = lorac_rng_normal(&g_rng);
+    for (size_t i = 0; i < ny; i++) y0[i] = lorac_rng_normal(&g_rng);
+    const float beta = 0.75f;
+    memcpy(ya, y0, sizeof(float) * ny), memcpy(yr, y0, sizeof(float) * ny), memcpy(yc, y0, sizeof(float) * ny);
+    memcpy(y1, y0, sizeof(float) * ny);
+    CHECK_OK(lorac_qlinear_fwd_infer_isa(isa, ya, x, &W, bias, N, beta));
+    for (int64_t n = 0; n < N; n++)
+        CHECK_OK(lorac_qlinear_fwd_isa(isa, yr + n * rows, x + n * in, &W, bias, 1, beta));
+    for (int64_t n = 0; n < N; n += 5)
+        CHECK_OK(lorac_qlinear_fwd_isa(isa, yc + n * rows, x + n * in, &W, bias, N - n < 5 ? N - n : 5, beta));
+    const int nth = omp_get_max_threads();
+    omp_set_num_threads(nth > 1 ? 1 : 2);
+    CHECK_OK(lorac_qlinear_fwd_infer_isa(isa, y1, x, &W, bias, N, beta));
+    omp_set_num_threads(nth);
+    int64_t bad_r = 0, bad_c = 0;
+    for (size_t i = 0; i < ny; i++) bad_r += memcmp(&ya[i], &yr[i], sizeof(float)) != 0;
+    for (size_t i = 0; i < ny; i++) bad_c += memcmp(&ya[i], &yc[i], sizeof(float)) != 0;
+    CHECK(bad_r == 0, "%s %s N=%lld [%lld x %lld]: %lld elements differ from the rows alone", lorac_qformat_name(f),
+          lorac_qisa_name(isa), (long long)N, (long long)rows, (long long)in, (long long)bad_r);
+    CHECK(bad_c == 0, "%s %s N=%lld: %lld elements differ from chunks of 5 rows", lorac_qformat_name(f),
+          lorac_qisa_name(isa), (long long)N, (long long)bad_c);
+    CHECK(!memcmp(ya, y1, sizeof(float) * ny), "%s %s N=%lld: the thread count changes y", lorac_qformat_name(f),
+          lorac_qisa_name(isa), (long long)N);
+    /* training keeps the fp32 tiles at N > 8; LORAC_QACT_F32 makes inference take them too */
+    memcpy(yr, y0, sizeof(float) * ny), memcpy(yc, y0, sizeof(float) * ny);
+    CHECK_OK(lorac_qlinear_fwd_isa(isa, yr, x, &W, bias, N, beta));
+    CHECK_OK(qmm_fwd_tiles_isa(isa, yc, x, &W, bias, N, beta));
+    CHECK(!memcmp(yr, yc, sizeof(float) * ny), "%s %s N=%lld: training's forward left the tiles",
+          lorac_qformat_name(f), lorac_qisa_name(isa), (long long)N);
+    CHECK(memcmp(ya, yc, sizeof(float) * ny) != 0, "%s %s N=%lld: the inference road gave the fp32 result",
+          lorac_qformat_name(f), lorac_qisa_name(isa), (long long)N);
+    lorac_qact_force(LORAC_QACT_F32);
+    memcpy(yr, y0, sizeof(float) * ny);
+    CHECK_OK(lorac_qlinear_fwd_infer_isa(isa, yr, x, &W, bias, N, beta));
+    CHECK(!memcmp(yr, yc, sizeof(float) * ny), "%s %s N=%lld: LORAC_QACT_F32 inference is not the fp32 road",
+          lorac_qformat_name(f), lorac_qisa_name(isa), (long long)N);
+    lorac_qact_force(LORAC_QACT_Q8);
+    free(y0), free(ya), free(yr), free(yc), free(y1), free(bias), free(x);
+    lorac_qweight_free(&W);
+    free(blocks);
+}
+
+static void test_many_rows(void) {
+    const int64_t Ns[] = {9, 17, 33, 100};
+    lorac_qact_force(LORAC_QACT_Q8);
+    for (lorac_qformat f = LORAC_QF_Q4_0; f <= LORAC_QF_IQ4_XS; f++)
+        for (size_t ii = 0; ii < sizeof g_isas / sizeof *g_isas; ii++) {
+            if (!lorac_qisa_supported(g_isas[ii])) continue;
+            const int64_t in = lorac_qformat_row_block(f) == 32 ? 288 : 512; /* 9 blocks of 32 / 2 super-blocks */
+            for (int a = 0; a < 4; a++) /* 67 and 131 rows: one and two 64-row tiles plus a ragged one */
+                check_many_rows(f, g_isas[ii], a < 2 ? 67 : 131, in, Ns[a]);
+        }
+}
+
 int main(void) {
     lorac_rng_seed(&g_rng, 20251204);
     printf("qdot: best ISA %s; q8 kernels: avx2 %d, vnni %d\n", lorac_qisa_name(lorac_qisa_best()),
@@ -242,6 +332,7 @@ int main(void) {
     test_quantizer();
     test_formats();
     test_switch();
+    test_many_rows();
     printf("worst |kernel - x~ W^T| / bound = %.3g; worst |q8 - fp32 road| / bound = %.3g; "
            "activation rounding sum|w||x - x~| / sum|x w| up to %.3g\n",
            g_worst_kernel, g_worst_vs_f32, g_dq_share);

@@ -20,8 +20,14 @@
  * dy the same way (the norm is a constant) and adds dm.
  *
  * QLoRA (L->q set): the frozen base term runs over the quantized weight,
- * y = x W^T + b by lorac_qlinear_fwd and dx += dy W by lorac_qlinear_bwd_x
- * (tiles of W dequantized on the fly); W never has a gradient, b may.
+ * y = x W^T + b by lorac_qlinear_fwd in training (exact fp32 activations
+ * past 8 rows) or lorac_qlinear_fwd_infer at inference (int8 activations at
+ * every N on GGML blocks, quant/qmatmul.h), and dx += dy W by
+ * lorac_qlinear_bwd_x (tiles of W dequantized on the fly); W never has a
+ * gradient, b may.
+ *
+ * A KV-cache decoding step (models/kvcache.c) computes the same LoRA term
+ * for its few rows in one fused pass per Linear (lora/lora_infer.c).
  */
 #include <stdlib.h>
 #include <string.h>

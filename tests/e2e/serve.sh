@@ -130,16 +130,26 @@ head -c 8000 /dev/zero | tr '\0' 'a' | sed 's/^/{"model": "base", "prompt": "/; 
 post /v1/completions "@$T/huge"
 [ "$(cat "$T/code")" = 413 ] && [ "$(jget 'd["error"]["code"]')" = body_too_large ] && ok || bad "huge body: $(cat "$T/code")"
 
-# a client leaving mid-stream frees its slot; the server goes on
+# a client leaving mid-stream frees its slot; the server goes on. stories260K decodes thousands of
+# tokens a second, so the whole answer (64 tokens, the server's --max-tokens) may be generated and written
+# into the socket's buffers before the client's close reaches the server: then no disconnect is counted
+# (by the metric's definition the answer was complete), and the check is that the request ended
+# (answered, or 499) and the state is clean. Slower builds (ASan) see the disconnect.
+metric() { curl -s "$U/metrics" | sed -n "s/^$1 //p"; }
+before=$(metric lorac_client_disconnects_total)
+done_reqs() { curl -s "$U/metrics" | awk '/^lorac_requests_total\{endpoint="\/v1\/completions"/ { n += $2 } END { print n + 0 }'; }
+answered=$(done_reqs)
 curl -sN -H 'Content-Type: application/json' "$U/v1/completions" \
     -d '{"model": "dog", "prompt": "x", "max_tokens": 64, "temperature": 1, "stream": true}' | head -c 200 >/dev/null
 sleep 1
-curl -s "$U/metrics" >"$T/metrics"
-if grep -q '^lorac_client_disconnects_total [1-9]' "$T/metrics" && grep -q '^lorac_running_sequences 0$' "$T/metrics"; then
-    ok; else bad "disconnect not seen: $(grep -E 'disconnects|running' "$T/metrics")"; fi
+after=$(metric lorac_client_disconnects_total)
+answered2=$(done_reqs)
+echo "client leaving mid-stream: disconnects $before -> $after, /v1/completions requests ended $answered -> $answered2"
+if { [ "${after:-0}" -gt "${before:-0}" ] || [ "${answered2:-0}" -gt "${answered:-0}" ]; } &&
+    [ "$(metric lorac_running_sequences)" = 0 ]; then ok; else
+    bad "client leaving mid-stream: disconnects $before -> $after, answered $answered -> $answered2, running $(metric lorac_running_sequences)"; fi
 
 # a client leaving while its (non-streaming) answer is generated: counted, its slot freed
-metric() { curl -s "$U/metrics" | sed -n "s/^$1 //p"; }
 # (on a fast machine the answer may come first: then only the clean state is checked)
 before=$(metric lorac_client_disconnects_total)
 curl -s --max-time 0.3 -H 'Content-Type: application/json' "$U/v1/completions" \

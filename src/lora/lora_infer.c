@@ -57,12 +57,20 @@ lorac_lora_infer_fn lorac_lora_infer_for(lorac_isa isa) {
     return infer_scalar;
 }
 
-void lorac_lora_decode_term(const lorac_linear *L, lorac_lora *l, float *y, const float *x, int N, float *xa) {
+/* In chunks of LORAC_LORA_INFER_MAX_N rows: the kernels treat each row on
+ * its own (the same operations whatever N), so a row's result does not
+ * depend on which chunk it falls in, and a prompt's rows equal what decoding
+ * steps compute for them one at a time. */
+void lorac_lora_infer_term(const lorac_linear *L, lorac_lora *l, float *y, const float *x, int N, float *xa) {
     lorac_lora_infer_fn fn = lorac_lora_infer_for(lorac_isa_active());
-    if (l->dora || N < 1 || N > LORAC_LORA_INFER_MAX_N || !fn) {
+    if (l->dora || !fn) {
         lorac_lora_term_fwd(L, l, y, x, N, xa);
         return;
     }
     const lorac_lora_term k = {l->A.data, l->B.data, L->in, L->out, l->r, l->parts, l->scale};
-    fn(&k, y, x, N, xa);
+    const int R = l->parts * l->r;
+    for (int n0 = 0; n0 < N; n0 += LORAC_LORA_INFER_MAX_N) {
+        const int nc = N - n0 < LORAC_LORA_INFER_MAX_N ? N - n0 : LORAC_LORA_INFER_MAX_N;
+        fn(&k, y + (size_t)n0 * L->out, x + (size_t)n0 * L->in, nc, xa + (size_t)n0 * R);
+    }
 }

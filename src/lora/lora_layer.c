@@ -34,6 +34,7 @@
 
 #include "core/util.h"
 #include "lora/dora.h"
+#include "lora/lora_infer.h"
 #include "models/model.h"
 #include "ops/ops.h"
 
@@ -103,15 +104,11 @@ void lorac_lora_add(const lorac_linear *L, lorac_lora *l, float *y, const float 
     lorac_dora_fwd(L, l, y, xd, N, drop_on);
 }
 
-void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
-    if (training && L->q) { /* gradients follow: the exact fp32 roads for N > 8 */
-        lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
-        LORAC_ASSERT(st == LORAC_OK);
-    } else {
-        lorac_linear_base_fwd(L, y, x, N);
-    }
-    lorac_lora *l = L->lora;
-    if (!l || l->merged) return;
+/* The LoRA pair's input: x, or with LoRA dropout the dropped x (training;
+ * replay: the first forward's masks) or a copy of x with an all-keep mask
+ * (inference), which backward reads. */
+static const float *lora_input(const lorac_linear *L, lorac_lora *l, const float *x, int N, lorac_rng *rng,
+                               int training) {
     LORAC_ASSERT(N <= l->cap);
     const float *xd = x;
     if (l->dropout > 0 && training == LORAC_TRAIN_REPLAY) {
@@ -124,7 +121,30 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
         memcpy(l->xd, x, sizeof(float) * (size_t)N * L->in);
         memset(l->mask, 1, (size_t)N * L->in);
     }
-    lorac_lora_add(L, l, y, xd, N, l->dropout > 0 && training);
+    return xd;
+}
+
+void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training) {
+    if (training && L->q) { /* gradients follow: the exact fp32 roads for N > 8 */
+        lorac_status st = lorac_qlinear_fwd(y, x, L->q, L->b ? L->b->data : NULL, N, 0.0f);
+        LORAC_ASSERT(st == LORAC_OK);
+    } else {
+        lorac_linear_base_fwd(L, y, x, N);
+    }
+    lorac_lora *l = L->lora;
+    if (!l || l->merged) return;
+    lorac_lora_add(L, l, y, lora_input(L, l, x, N, rng, training), N, l->dropout > 0 && training);
+}
+
+void lorac_linear_infer_fwd(lorac_linear *L, float *y, const float *x, int N) {
+    lorac_linear_base_fwd(L, y, x, N);
+    lorac_lora *l = L->lora;
+    if (!l || l->merged) return;
+    const float *xd = lora_input(L, l, x, N, NULL, 0);
+    if (l->dora)
+        lorac_lora_add(L, l, y, xd, N, 0);
+    else /* xa kept, as lorac_lora_add keeps it */
+        lorac_lora_infer_term(L, l, y, xd, N, l->xa);
 }
 
 /* The LoRA pair's backward for an output gradient dyl (dy, or DoRA's scaled

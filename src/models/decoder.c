@@ -293,7 +293,10 @@ void lorac_decoder_layer_fwd(lorac_layer_pass *p, int l, int replay) {
 /* A forward over whole sequences: each Linear with its own adapter (LoRA
  * dropout when training), attention over the rows recorded in m->acts. */
 static void acts_linear(lorac_layer_pass *p, lorac_linear *L, float *y, const float *x) {
-    lorac_linear_fwd(L, y, x, p->N, &p->m->rng, p->training);
+    if (p->training) /* dropout, and what backward reads */
+        lorac_linear_fwd(L, y, x, p->N, &p->m->rng, p->training);
+    else /* the adapter's term row for row as a KV-cache step computes it (kvcache.c) */
+        lorac_linear_infer_fwd(L, y, x, p->N);
 }
 static void acts_attention(lorac_layer_pass *p, int l) { lorac_layer_attention_fwd(p->m, l, 1); }
 

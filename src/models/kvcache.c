@@ -10,9 +10,9 @@
  *   Linear     y = x W^T + b over all N rows (one GEMM: lorac_linear_base_fwd),
  *              then for each run of rows whose sequences use the same LoRA
  *              pair on this Linear, y[run] += s (x[run] A^T) B^T
- *              (lorac_lora_decode_term: one fused pass on this thread for
- *              a run of up to 8 rows, lorac_lora_term_fwd's GEMMs for
- *              longer runs, e.g. a prefill): S-LoRA's grouped adapter term.
+ *              (lorac_lora_infer_term: fused passes on this thread over
+ *              chunks of up to 8 rows, row for row what the full forward
+ *              computes at inference): S-LoRA's grouped adapter term.
  *   attention  the new rows' k and v (after qk-norm and RoPE at their
  *              positions) are written into the cache at rows len_i .. of
  *              the slot; then each new query attends to the slot's keys
@@ -216,7 +216,7 @@ static void batch_linear(lorac_layer_pass *p, lorac_linear *L, float *y, const f
         while (j < b->n && seq_lora(p->m, b->adapters, b->seq[j], L) == l) j++;
         if (l) {
             const size_t r0 = (size_t)b->row0[i];
-            lorac_lora_decode_term(L, l, y + r0 * L->out, x + r0 * L->in, b->row0[j] - b->row0[i], b->kv->xa);
+            lorac_lora_infer_term(L, l, y + r0 * L->out, x + r0 * L->in, b->row0[j] - b->row0[i], b->kv->xa);
         }
         i = j;
     }

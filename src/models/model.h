@@ -321,6 +321,12 @@ void lorac_model_backward_packed(lorac_model *m, const int *ids, lorac_fwd_mode 
  * checkpointing (dropout reuses the masks drawn last time). */
 #define LORAC_TRAIN_REPLAY 2
 void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rng *rng, int training);
+/* lorac_linear_fwd(L, y, x, N, NULL, 0) with a plain LoRA pair's term
+ * computed as a KV-cache decoding step computes it (lora/lora_infer.h:
+ * fused, each row the same bits whatever N), so that a decoder's forward
+ * without the cache gives the rows decoding gives (greedy text with the
+ * cache == without). xa is kept as lorac_linear_fwd keeps it. */
+void lorac_linear_infer_fwd(lorac_linear *L, float *y, const float *x, int N);
 /* Its two halves at inference (no dropout), for callers that give different
  * rows different adapters (models/kvcache.h): the base y = x W^T + b over
  * all N rows (fp32 or quantized W; L->lora not read), and one adapter's term

@@ -10,9 +10,10 @@
  * (the second dot product's own rounding, the multiply by s and the add
  * into y). Both the fused kernels and lorac_lora_term_fwd's GEMMs must stay
  * inside it at every output; a wrong block, row or stride misses by O(1).
- * Then: lorac_lora_decode_term gives the active level's kernel's result bit
+ * Then: lorac_lora_infer_term gives the active level's kernel's result bit
  * for bit with 1 or 2 OpenMP threads (it opens no parallel region), and
- * past LORAC_LORA_INFER_MAX_N rows it is lorac_lora_term_fwd itself. */
+ * past LORAC_LORA_INFER_MAX_N rows (chunks) each row's result is bit for bit
+ * that row's alone (N = 1), as a KV-cache step computes it. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -84,7 +85,7 @@ static void check_shape(const shape *sh, lorac_rng *rng) {
     lorac_linear L;
     lorac_lora *l = make_pair(&L, sh, rng);
     if (!l) return;
-    const int N_MAX = LORAC_LORA_INFER_MAX_N + 1, R = sh->parts * sh->r;
+    const int N_MAX = 2 * LORAC_LORA_INFER_MAX_N + 3, R = sh->parts * sh->r; /* three chunks */
     const size_t ny = (size_t)N_MAX * sh->out, nx = (size_t)N_MAX * sh->in;
     float *x = malloc(sizeof(float) * nx), *y0 = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny);
     float *y2 = malloc(sizeof(float) * ny), *t = malloc(sizeof(float) * (size_t)N_MAX * R);
@@ -113,18 +114,19 @@ static void check_shape(const shape *sh, lorac_rng *rng) {
         memcpy(y, y0, sizeof(float) * n);
         memcpy(y2, y0, sizeof(float) * n);
         omp_set_num_threads(1);
-        lorac_lora_decode_term(&L, l, y, x, N, t);
+        lorac_lora_infer_term(&L, l, y, x, N, t);
         omp_set_num_threads(2);
-        lorac_lora_decode_term(&L, l, y2, x, N, t);
+        lorac_lora_infer_term(&L, l, y2, x, N, t);
         CHECK(!memcmp(y, y2, sizeof(float) * n) && worst(y, ref, bound, n) <= 1,
-              "lorac_lora_decode_term in %d out %d N %d: 1 and 2 threads differ or miss the bound", sh->in, sh->out, N);
+              "lorac_lora_infer_term in %d out %d N %d: 1 and 2 threads differ or miss the bound", sh->in, sh->out, N);
     }
-    /* more rows than the kernel takes: lorac_lora_term_fwd, bit for bit */
+    /* more rows than one kernel call takes: each row bit for bit its own N = 1 result */
     memcpy(y, y0, sizeof(float) * ny);
     memcpy(y2, y0, sizeof(float) * ny);
-    lorac_lora_decode_term(&L, l, y, x, N_MAX, t);
-    lorac_lora_term_fwd(&L, l, y2, x, N_MAX, t);
-    CHECK(!memcmp(y, y2, sizeof(float) * ny), "lorac_lora_decode_term N %d is not lorac_lora_term_fwd's result", N_MAX);
+    lorac_lora_infer_term(&L, l, y, x, N_MAX, t);
+    for (int n = 0; n < N_MAX; n++)
+        lorac_lora_infer_term(&L, l, y2 + (size_t)n * sh->out, x + (size_t)n * sh->in, 1, t);
+    CHECK(!memcmp(y, y2, sizeof(float) * ny), "lorac_lora_infer_term N %d: rows differ from their N = 1 results", N_MAX);
     free(x);
     free(y0);
     free(y);

@@ -25,14 +25,7 @@
 #define QD_T __attribute__((target("avx2,fma,f16c")))
 #define QD(name) name##_avx2
 #define QD_DOT(u, x) _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1))
-QD_T static INL float h16_avx2(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-#define h16 h16_avx2
 #include "quant/qdot_x86.inc"
-#undef h16
 #undef QD_T
 #undef QD
 #undef QD_DOT
@@ -41,14 +34,7 @@ QD_T static INL float h16_avx2(const uint8_t *p) {
 #define QD_T __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QD(name) name##_vnni
 #define QD_DOT(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x)
-QD_T static INL float h16_vnni(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-#define h16 h16_vnni
 #include "quant/qdot_x86.inc"
-#undef h16
 
 /* ---- the activation quantizer (qdot.c's xq8_row_scalar, 32 at a time) ---- */
 __attribute__((target("avx2,fma"))) static void xq8_row_avx2(const float *x, int64_t ng, int8_t *q, float *d,

@@ -1,5 +1,6 @@
 /* lora_infer.h - the LoRA term of a decoding step in one pass, no BLAS call
- * and no parallel region (lora/lora_infer.c has the math and the reasons).
+ * and no parallel region of its own (lora/lora_infer.c has the math and the
+ * reasons).
  *
  * For the few rows a KV-cache step feeds a Linear (one per sequence and
  * new token), y += s (x A^T) B^T costs two tiny GEMVs per Linear; through
@@ -25,13 +26,23 @@ typedef struct lorac_lora_term {
     float scale;
 } lorac_lora_term;
 
-/* y[N, out] += scale * (x[N, in] A^T) B^T with t [N, parts * r] as scratch
- * (it holds x A^T afterwards); 1 <= N <= LORAC_LORA_INFER_MAX_N. */
+/* The kernels of one SIMD level, for 1 <= N <= LORAC_LORA_INFER_MAX_N rows:
+ *   term  y[N, out] += scale * (x[N, in] A^T) B^T with t [N, parts * r] as
+ *         scratch (it holds x A^T afterwards): t over all rows of A, then y;
+ *   t     t[:, j0:j1) = x A[j0:j1)^T, rows j0 .. j1 - 1 of A only;
+ *   y     y[:, o0:o1) += scale * t B^T for the rows o0 .. o1 - 1 of B only.
+ * A row's result is the same bits whichever range it is computed in, so
+ * threads may split t's rows, then y's (lorac_lora_infer_linear). */
 typedef void (*lorac_lora_infer_fn)(const lorac_lora_term *k, float *y, const float *x, int N, float *t);
+typedef struct lorac_lora_infer_kern {
+    lorac_lora_infer_fn term;
+    void (*t)(const lorac_lora_term *k, const float *x, int N, float *t, int j0, int j1);
+    void (*y)(const lorac_lora_term *k, float *y, const float *t, int N, int o0, int o1);
+} lorac_lora_infer_kern;
 
-/* The kernel of `isa` (scalar, AVX2, AVX-512), or NULL when this CPU or
- * build does not run it. Tests reach every level through it. */
-lorac_lora_infer_fn lorac_lora_infer_for(lorac_isa isa);
+/* The kernels of `isa` (scalar, AVX2, AVX-512), or NULL when this CPU or
+ * build does not run them. Tests reach every level through it. */
+const lorac_lora_infer_kern *lorac_lora_infer_for(lorac_isa isa);
 
 /* The adapter term of Linear L at inference (a decoding step, a prompt, a
  * forward without gradients): y[N, out] += s (x A^T) B^T (DoRA: its
@@ -42,9 +53,20 @@ lorac_lora_infer_fn lorac_lora_infer_for(lorac_isa isa);
  * DoRA goes to lorac_lora_term_fwd. xa [N, parts * r] receives x A^T. */
 void lorac_lora_infer_term(const lorac_linear *L, lorac_lora *l, float *y, const float *x, int N, float *xa);
 
+/* A whole Linear at inference: y[N, out] = x W^T + b (lorac_linear_base_fwd)
+ * plus the term of pair l (NULL or merged: none) on its input xl (x, or
+ * LoRA dropout's copy of it), with the same result, bit for bit, as
+ * lorac_linear_base_fwd then lorac_lora_infer_term. Over a quantized base
+ * on the int8 road the term joins the base's parallel region
+ * (lorac_qepilogue): the threads split the rows of A, then each finishes
+ * its band of y with the rows of B, so a decoding step reads the adapter
+ * on every thread and opens no region for it. */
+void lorac_lora_infer_linear(const lorac_linear *L, lorac_lora *l, float *y, const float *x, const float *xl, int N,
+                             float *xa);
+
 /* The SIMD kernels (lora_infer_avx2.c, lora_infer_avx512.c); NULL where not
  * compiled in. They do not check the CPU: lorac_lora_infer_for does. */
-lorac_lora_infer_fn lorac_lora_infer_avx2(void);
-lorac_lora_infer_fn lorac_lora_infer_avx512(void);
+const lorac_lora_infer_kern *lorac_lora_infer_avx2(void);
+const lorac_lora_infer_kern *lorac_lora_infer_avx512(void);
 
 #endif

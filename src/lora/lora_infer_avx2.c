@@ -16,5 +16,5 @@
     _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(len), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))
 #include "lora/lora_infer.inc"
 #else
-lorac_lora_infer_fn lorac_lora_infer_avx2(void) { return NULL; }
+const lorac_lora_infer_kern *lorac_lora_infer_avx2(void) { return NULL; }
 #endif

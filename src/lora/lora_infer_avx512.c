@@ -15,5 +15,5 @@
 #define LI_LOADN(p, len) _mm512_maskz_loadu_ps((__mmask16)((1u << (len)) - 1), p)
 #include "lora/lora_infer.inc"
 #else
-lorac_lora_infer_fn lorac_lora_infer_avx512(void) { return NULL; }
+const lorac_lora_infer_kern *lorac_lora_infer_avx512(void) { return NULL; }
 #endif

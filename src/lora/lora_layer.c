@@ -137,14 +137,18 @@ void lorac_linear_fwd(lorac_linear *L, float *y, const float *x, int N, lorac_rn
 }
 
 void lorac_linear_infer_fwd(lorac_linear *L, float *y, const float *x, int N) {
-    lorac_linear_base_fwd(L, y, x, N);
     lorac_lora *l = L->lora;
-    if (!l || l->merged) return;
+    if (!l || l->merged) {
+        lorac_linear_base_fwd(L, y, x, N);
+        return;
+    }
     const float *xd = lora_input(L, l, x, N, NULL, 0);
-    if (l->dora)
+    if (l->dora) {
+        lorac_linear_base_fwd(L, y, x, N);
         lorac_lora_add(L, l, y, xd, N, 0);
-    else /* xa kept, as lorac_lora_add keeps it */
-        lorac_lora_infer_term(L, l, y, xd, N, l->xa);
+    } else { /* xa kept, as lorac_lora_add keeps it */
+        lorac_lora_infer_linear(L, l, y, x, xd, N, l->xa);
+    }
 }
 
 /* The LoRA pair's backward for an output gradient dyl (dy, or DoRA's scaled

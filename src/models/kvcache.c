@@ -12,7 +12,10 @@
  *              pair on this Linear, y[run] += s (x[run] A^T) B^T
  *              (lorac_lora_infer_term: fused passes on this thread over
  *              chunks of up to 8 rows, row for row what the full forward
- *              computes at inference): S-LoRA's grouped adapter term.
+ *              computes at inference): S-LoRA's grouped adapter term. When
+ *              every row has the same pair (one sequence, or one adapter),
+ *              the term runs inside the base's parallel region instead
+ *              (lorac_lora_infer_linear), with the same result.
  *   attention  the new rows' k and v (after qk-norm and RoPE at their
  *              positions) are written into the cache at rows len_i .. of
  *              the slot; then each new query attends to the slot's keys
@@ -209,6 +212,13 @@ static lorac_lora *seq_lora(const lorac_model *m, lorac_lora *const *const *adap
 
 static void batch_linear(lorac_layer_pass *p, lorac_linear *L, float *y, const float *x) {
     const decode_batch *b = p->ctx;
+    lorac_lora *l0 = b->n ? seq_lora(p->m, b->adapters, b->seq[0], L) : NULL;
+    int same = 1; /* every place on one pair (or none): the term joins the base's threads */
+    for (int i = 1; i < b->n && same; i++) same = seq_lora(p->m, b->adapters, b->seq[i], L) == l0;
+    if (same) {
+        lorac_lora_infer_linear(L, l0, y, x, x, p->N, b->kv->xa);
+        return;
+    }
     lorac_linear_base_fwd(L, y, x, p->N);
     for (int i = 0; i < b->n;) { /* runs of places with the same pair */
         lorac_lora *l = seq_lora(p->m, b->adapters, b->seq[i], L);

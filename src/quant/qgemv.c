@@ -123,7 +123,7 @@ static void q8_tile(qmm_q8dot_fn dot, const qmm_xq8 *xq, const lorac_qweight *W,
 }
 
 lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const lorac_qweight *W, const float *b,
-                             int64_t N, float beta) {
+                             int64_t N, float beta, const lorac_qepilogue *ep) {
     const size_t bytes = qmm_xq8_bytes(N, W->cols);
     _Alignas(64) unsigned char stack[16384];
     void *mem = bytes <= sizeof stack ? stack : aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -132,9 +132,22 @@ lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const l
     qmm_xq8 xq;
     qmm_xq8_quantize(&xq, mem, x, W->cols, N, W->cols);
     const int64_t tile = N <= QMM_GEMV_MAX_N ? Q8_BAND : Q8_TILE, ntiles = (W->rows + tile - 1) / tile;
-#pragma omp parallel for schedule(static) if (ntiles > 1 && (double)N * W->rows * W->cols >= Q8_PAR_MACS && !omp_in_parallel())
-    for (int64_t t = 0; t < ntiles; t++)
-        q8_tile(dot, &xq, W, t * tile, (t + 1) * tile < W->rows ? (t + 1) * tile : W->rows, b, N, beta, y);
+    /* One region for the base and a caller's epilogue (a decoding step's
+     * adapter term): its pre-work split over the threads, a barrier, then
+     * each tile's rows finished by the thread that computed them. */
+#pragma omp parallel if (ntiles > 1 && (double)N * W->rows * W->cols >= Q8_PAR_MACS && !omp_in_parallel())
+    {
+        if (ep) {
+            ep->pre(ep->ctx, omp_get_thread_num(), omp_get_num_threads());
+#pragma omp barrier
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < ntiles; t++) {
+            const int64_t r0 = t * tile, r1 = (t + 1) * tile < W->rows ? (t + 1) * tile : W->rows;
+            q8_tile(dot, &xq, W, r0, r1, b, N, beta, y);
+            if (ep) ep->rows(ep->ctx, r0, r1);
+        }
+    }
     if (mem != stack) free(mem);
     return LORAC_OK;
 }

@@ -573,7 +573,8 @@ static int whole_gemm(int bwd, float *y, const float *x, const lorac_qweight *W,
  * prompt's rows get what decoding steps get. Otherwise (training) the int8
  * road for N <= 8 only, and the exact fp32 roads above that. */
 static lorac_status fwd(lorac_qisa isa, int infer, float *y, const float *x, const lorac_qweight *W, const float *b,
-                        int64_t N, float beta) {
+                        int64_t N, float beta, const lorac_qepilogue *ep, int *ep_ran) {
+    /* ep (NULL: none) runs inside the int8 road's region, which sets *ep_ran */
     LORAC_TRY(check_args("lorac_qlinear_fwd", y, x, W, N));
     if (N == 0) return LORAC_OK;
     if (isa == LORAC_QISA_REF) return fwd_ref(y, x, W, b, N, beta);
@@ -583,7 +584,10 @@ static lorac_status fwd(lorac_qisa isa, int infer, float *y, const float *x, con
                               lorac_qisa_name(isa));
     if ((infer || N <= QMM_GEMV_MAX_N) && lorac_qact_active() == LORAC_QACT_Q8) {
         const qmm_q8dot_fn q8 = qmm_q8dot_for(use, W->fmt);
-        if (q8) return qmm_gemv_fwd_q8(q8, y, x, W, b, N, beta);
+        if (q8) {
+            if (ep_ran) *ep_ran = ep != NULL;
+            return qmm_gemv_fwd_q8(q8, y, x, W, b, N, beta, ep);
+        }
     }
     if (isa == LORAC_QISA_AUTO && whole_road(W, N) && whole_gemm(0, y, x, W, N, beta)) {
         if (b) op_add_bias(y, b, N, W->rows);
@@ -595,12 +599,12 @@ static lorac_status fwd(lorac_qisa isa, int infer, float *y, const float *x, con
 
 lorac_status lorac_qlinear_fwd_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
                                    int64_t N, float beta) {
-    return fwd(isa, 0, y, x, W, b, N, beta);
+    return fwd(isa, 0, y, x, W, b, N, beta, NULL, NULL);
 }
 
 lorac_status lorac_qlinear_fwd_infer_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W,
                                          const float *b, int64_t N, float beta) {
-    return fwd(isa, 1, y, x, W, b, N, beta);
+    return fwd(isa, 1, y, x, W, b, N, beta, NULL, NULL);
 }
 
 lorac_status qmm_fwd_tiles_isa(lorac_qisa isa, float *y, const float *x, const lorac_qweight *W, const float *b,
@@ -628,7 +632,20 @@ lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W,
 
 lorac_status lorac_qlinear_fwd_infer(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
                                      float beta) {
-    return fwd(LORAC_QISA_AUTO, 1, y, x, W, b, N, beta);
+    return fwd(LORAC_QISA_AUTO, 1, y, x, W, b, N, beta, NULL, NULL);
+}
+
+/* The int8 road runs ep inside its region (qgemv.c); every other road
+ * reaches the end of fwd with ep not run yet, and it runs here. */
+lorac_status lorac_qlinear_fwd_infer_ep(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
+                                        float beta, const lorac_qepilogue *ep) {
+    int ran = 0;
+    LORAC_TRY(fwd(LORAC_QISA_AUTO, 1, y, x, W, b, N, beta, ep, &ran));
+    if (ep && N > 0 && !ran) {
+        ep->pre(ep->ctx, 0, 1);
+        ep->rows(ep->ctx, 0, W->rows);
+    }
+    return LORAC_OK;
 }
 
 lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N) {

@@ -193,6 +193,24 @@ lorac_status lorac_qlinear_fwd(float *y, const float *x, const lorac_qweight *W,
  * token by token (KV cache) on the default road. */
 lorac_status lorac_qlinear_fwd_infer(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
                                      float beta);
+/* Work a caller joins to lorac_qlinear_fwd_infer_ep's parallel region, so
+ * that a small term computed beside the base (an adapter's y += s (x A^T)
+ * B^T at a decoding step) is split over the same threads without a region
+ * of its own. pre(ctx, part, nparts) runs once on each of the region's
+ * nparts threads before any row of W (part 0 .. nparts - 1; a barrier
+ * follows it); rows(ctx, r0, r1) runs after y[:, r0:r1) holds the base's
+ * result, on the thread that wrote those rows, and may add to them. Where
+ * the call takes a road without that region (not the int8 road), the base
+ * runs first and then pre(ctx, 0, 1) and rows(ctx, 0, W->rows) on the
+ * calling thread: the same calls, so the same result. */
+typedef struct lorac_qepilogue {
+    void (*pre)(void *ctx, int part, int nparts);
+    void (*rows)(void *ctx, int64_t r0, int64_t r1);
+    void *ctx;
+} lorac_qepilogue;
+/* lorac_qlinear_fwd_infer, then ep (NULL: none) as above. */
+lorac_status lorac_qlinear_fwd_infer_ep(float *y, const float *x, const lorac_qweight *W, const float *b, int64_t N,
+                                        float beta, const lorac_qepilogue *ep);
 /* dx[N,in] += dy[N,out] W */
 lorac_status lorac_qlinear_bwd_x(float *dx, const float *dy, const lorac_qweight *W, int64_t N);
 /* The same with a chosen code path (an unsupported one is LORAC_ERR_UNSUPPORTED). */

@@ -122,8 +122,9 @@ qmm_q8dot_fn qmm_q8dot_for(lorac_qisa isa, lorac_qformat f);
 /* The x86 ones (qdot_x86.c); NULL when not built or not supported here. */
 qmm_q8dot_fn qmm_q8dot_avx2(lorac_qformat f);
 qmm_q8dot_fn qmm_q8dot_vnni(lorac_qformat f);
-/* The GEMV road with int8 activations (qgemv.c). */
+/* The GEMV road with int8 activations (qgemv.c); ep (NULL: none) joins its
+ * parallel region (lorac_qepilogue). */
 lorac_status qmm_gemv_fwd_q8(qmm_q8dot_fn dot, float *y, const float *x, const lorac_qweight *W, const float *b,
-                             int64_t N, float beta);
+                             int64_t N, float beta, const lorac_qepilogue *ep);
 
 #endif

@@ -13,7 +13,10 @@
  * Then: lorac_lora_infer_term gives the active level's kernel's result bit
  * for bit with 1 or 2 OpenMP threads (it opens no parallel region), and
  * past LORAC_LORA_INFER_MAX_N rows (chunks) each row's result is bit for bit
- * that row's alone (N = 1), as a KV-cache step computes it. */
+ * that row's alone (N = 1), as a KV-cache step computes it. Each kernel's
+ * t and y over pieces of the rows (as threads split them) give the whole's
+ * bits, and lorac_lora_infer_linear over a quantized base (the term inside
+ * the base's parallel region) gives the bits of base then term. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "core/rng.h"
 #include "lora/lora.h"
 #include "lora/lora_infer.h"
+#include "quant/qmatmul.h"
 #include "testutil.h"
 
 typedef struct shape { int in, out, r, parts; } shape;
@@ -101,14 +105,27 @@ static void check_shape(const shape *sh, lorac_rng *rng) {
         CHECK(wg <= 1, "lorac_lora_term_fwd in %d out %d r %d parts %d N %d: error %.3g of the bound", sh->in,
               sh->out, sh->r, sh->parts, N, wg);
         for (int isa = 0; isa < LORAC_ISA_LEVELS; isa++) {
-            lorac_lora_infer_fn fn = lorac_lora_infer_for((lorac_isa)isa);
-            if (!fn) continue;
+            const lorac_lora_infer_kern *K = lorac_lora_infer_for((lorac_isa)isa);
+            if (!K) continue;
             const lorac_lora_term k = {l->A.data, l->B.data, sh->in, sh->out, sh->r, sh->parts, l->scale};
             memcpy(y, y0, sizeof(float) * n);
-            fn(&k, y, x, N, t);
+            K->term(&k, y, x, N, t);
             const double w = worst(y, ref, bound, n);
             CHECK(w <= 1, "%s kernel in %d out %d r %d parts %d N %d: error %.3g of the bound",
                   lorac_isa_name((lorac_isa)isa), sh->in, sh->out, sh->r, sh->parts, N, w);
+            /* the same rows in pieces (as threads split them): t over three ranges of A's rows (cut at
+             * groups of four), y over three ranges of B's rows cut anywhere, across the parts */
+            const int cuts_t[4] = {0, 4 * (R / 12), 4 * (R / 8) > R ? R : 4 * (R / 8), R};
+            const int cuts_y[4] = {0, sh->out / 3, (2 * sh->out + 1) / 3, sh->out};
+            memcpy(y2, y0, sizeof(float) * n);
+            float *t2 = malloc(sizeof(float) * (size_t)N * R);
+            for (int c = 0; c < 3; c++)
+                if (cuts_t[c] < cuts_t[c + 1]) K->t(&k, x, N, t2, cuts_t[c], cuts_t[c + 1]);
+            for (int c = 0; c < 3; c++)
+                if (cuts_y[c] < cuts_y[c + 1]) K->y(&k, y2, t2, N, cuts_y[c], cuts_y[c + 1]);
+            CHECK(!memcmp(y, y2, sizeof(float) * n), "%s kernel in %d out %d parts %d N %d: rows in pieces != whole",
+                  lorac_isa_name((lorac_isa)isa), sh->in, sh->out, sh->parts, N);
+            free(t2);
         }
         /* the entry point: the active level, the same bits under 1 and 2 threads */
         memcpy(y, y0, sizeof(float) * n);
@@ -137,6 +154,49 @@ static void check_shape(const shape *sh, lorac_rng *rng) {
     lorac_lora_free(l);
 }
 
+/* lorac_lora_infer_linear over a quantized base (Q4_0): bit for bit
+ * lorac_linear_base_fwd then lorac_lora_infer_term, with 1 and 2 threads, on
+ * the int8 road (the term inside the base's region) and the fp32 one (after
+ * it), decoding-step and prompt sizes of N. */
+static void check_linear(const shape *sh, lorac_rng *rng) {
+    lorac_linear L;
+    lorac_lora *l = make_pair(&L, sh, rng);
+    if (!l) return;
+    float *w = malloc(sizeof(float) * (size_t)sh->out * sh->in);
+    for (size_t i = 0; i < (size_t)sh->out * sh->in; i++) w[i] = lorac_rng_normal(rng) * 0.05f;
+    lorac_qweight q;
+    CHECK_OK(lorac_qweight_quantize_ggml(&q, LORAC_QF_Q4_0, w, sh->out, sh->in));
+    L.q = &q;
+    const int Ns[] = {1, 3, 8, 9, 37}, N_MAX = 37, R = sh->parts * sh->r;
+    float *x = malloc(sizeof(float) * (size_t)N_MAX * sh->in), *t = malloc(sizeof(float) * (size_t)N_MAX * R);
+    float *y = malloc(sizeof(float) * (size_t)N_MAX * sh->out), *y2 = malloc(sizeof(float) * (size_t)N_MAX * sh->out);
+    for (size_t i = 0; i < (size_t)N_MAX * sh->in; i++) x[i] = lorac_rng_normal(rng);
+    for (int road = 0; road < 2; road++) {
+        const lorac_qact was = lorac_qact_force(road ? LORAC_QACT_F32 : LORAC_QACT_Q8);
+        for (size_t i = 0; i < sizeof Ns / sizeof Ns[0]; i++)
+            for (int threads = 1; threads <= 2; threads++) {
+                const int N = Ns[i];
+                omp_set_num_threads(threads);
+                lorac_linear_base_fwd(&L, y, x, N);
+                lorac_lora_infer_term(&L, l, y, x, N, t);
+                memset(y2, 0xff, sizeof(float) * (size_t)N * sh->out); /* NaNs: every element must be written */
+                lorac_lora_infer_linear(&L, l, y2, x, x, N, t);
+                CHECK(!memcmp(y, y2, sizeof(float) * (size_t)N * sh->out),
+                      "lorac_lora_infer_linear (%s road) in %d out %d parts %d N %d, %d threads: != base then term",
+                      road ? "f32" : "int8", sh->in, sh->out, sh->parts, N, threads);
+            }
+        lorac_qact_force(was);
+    }
+    omp_set_num_threads(2);
+    lorac_qweight_free(&q);
+    free(w);
+    free(x);
+    free(t);
+    free(y);
+    free(y2);
+    lorac_lora_free(l);
+}
+
 int main(void) {
     lorac_rng rng;
     lorac_rng_seed(&rng, 15);
@@ -144,6 +204,9 @@ int main(void) {
     const shape shapes[] = {{576, 576, 16, 1}, {576, 1536, 16, 1}, {64, 192, 8, 3}, {37, 45, 3, 3},
                             {17, 24, 5, 2},    {100, 33, 24, 1},   {7, 9, 1, 1},   {1, 1, 1, 1}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i], &rng);
+    /* over a quantized base: several bands of W rows, a fused q|k|v, an odd out (in: whole blocks) */
+    const shape qshapes[] = {{576, 576, 16, 1}, {64, 192, 8, 3}, {96, 45, 5, 3}, {256, 1536, 16, 1}};
+    for (size_t i = 0; i < sizeof qshapes / sizeof qshapes[0]; i++) check_linear(&qshapes[i], &rng);
     for (int isa = 0; isa < LORAC_ISA_LEVELS; isa++)
         CHECK((lorac_lora_infer_for((lorac_isa)isa) != NULL) == (isa <= (int)lorac_isa_best()),
               "lorac_lora_infer_for(%s): a kernel exactly for the levels this CPU runs", lorac_isa_name((lorac_isa)isa));

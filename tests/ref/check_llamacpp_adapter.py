@@ -27,12 +27,13 @@ numerics may break either way). A teacher-forced pass also feeds lorac's tokens 
 llama.cpp (one batch) and counts the positions where llama.cpp's argmax is lorac's
 token, with the largest margin among those where it is not.
 
-The numerics differ legitimately: llama.cpp multiplies the Q4_1 weights by activations
-quantized to 8 bits (Q8_1) and the LoRA in f32 beside them; lorac dequantizes the base
-to fp32 and runs fp32 GEMMs. So exact text equality is not required: the check fails
+The numerics differ legitimately: both sides multiply the Q4_1 weights by activations
+quantized to 8 bits and add the LoRA in f32 beside them, but with their own roundings
+and orders of summation. So exact text equality is not required: the check fails
 (exit 1) when a prompt tokenizes differently, when the adapter leaves llama.cpp's text
 unchanged on every prompt (not applied), when the merged model's text differs from the
-unmerged adapter's in lorac, or when llama.cpp, fed lorac's tokens, prefers another
+unmerged adapter's in lorac (both on lorac's fp32-activation road, LORAC_QDOT=f32: the
+merged checkpoint is fp32), or when llama.cpp, fed lorac's tokens, prefers another
 token by more than --tol logits anywhere (a disagreement that is not a near tie).
 """
 import argparse
@@ -65,8 +66,8 @@ PROMPTS = [
 ]
 
 
-def run(cmd, what):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, what, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
         sys.exit(f"check_llamacpp_adapter: {what} failed (exit {r.returncode}): {' '.join(cmd)}\n{r.stderr.strip()[-2000:]}")
     return r.stdout
@@ -79,10 +80,17 @@ def lorac_ids(lorac, model, text, tokenizer=None):
     return [int(x) for x in run(cmd, "lorac tokenize").split()]
 
 
-def lorac_generate(args, model, prompt, extra):
+def lorac_generate(args, model, prompt, extra, env=None):
     out = run([args.lorac, "generate", "--model", model, "--prompt", prompt, "--max-new", str(args.max_new),
-               "--temperature", "0", "--ids", "--threads", str(args.threads)] + extra, "lorac generate")
+               "--temperature", "0", "--ids", "--threads", str(args.threads)] + extra, "lorac generate", env)
     return [int(x) for x in out.split()]
+
+
+# The merged checkpoint is an fp32 Hugging Face directory, so lorac runs it with fp32 activations, while the
+# GGUF base with the adapter unmerged takes the int8-activation road by default (as llama.cpp does): two
+# roundings that can flip a near-tie. Merged against unmerged is compared on one road, the fp32 one, where
+# the only difference left is (W + s B A) x against W x + s B (A x).
+F32_ROAD = dict(os.environ, LORAC_QDOT="f32")
 
 
 class Peer:
@@ -184,12 +192,12 @@ def main():
             continue
         if merged and lorac_ids(lorac, M, p, tokdir) != ids:
             bad.append(f"prompt {k}: the merged checkpoint's tokenizer gives other ids")
-        res, lres = {}, {}
+        res = {}
         for name, peer in (("base", base_peer), ("adapter", lora_peer)):
             ll, rows = peer.greedy(ids, args.max_new)
             lo = lorac_generate(args, M, p, ["--adapter", adapter] if name == "adapter" else [])
             d = first_diff(ll, lo)
-            res[name], lres[name] = ll, lo
+            res[name] = ll
             if d is None:
                 print(f"  {name:8s}: equal ({len(ll)} tokens) {peer.text(ll)!r}")
             else:
@@ -217,8 +225,8 @@ def main():
             applied += 1
         print(f"  llama.cpp adapter vs base: {'differ' if res['adapter'] != res['base'] else 'SAME'}")
         if merged:
-            un = lres["adapter"]
-            me = lorac_generate(args, merged, p, [])
+            un = lorac_generate(args, M, p, ["--adapter", adapter], F32_ROAD)
+            me = lorac_generate(args, merged, p, [], F32_ROAD)
             d = first_diff(un, me)
             print(f"  lorac merged vs unmerged: {'equal' if d is None else f'DIFFER at token {d}'}")
             if d is not None:

@@ -300,8 +300,11 @@ lorac_status lorac_nf4_dequantize_row(const lorac_nf4 *q, int64_t r, int64_t c0,
     if (r < 0 || r >= q->rows || c0 < 0 || c1 < c0 || c1 > q->cols)
         return lorac_fail(LORAC_ERR_ARG, "lorac_nf4_dequantize_row: row %lld cols [%lld, %lld) outside [%lld, %lld]",
                           (long long)r, (long long)c0, (long long)c1, (long long)q->rows, (long long)q->cols);
-    int64_t i = r * q->cols + c0;
-    const int64_t end = r * q->cols + c1;
+    lorac_nf4_dequantize_range(q, r * q->cols + c0, r * q->cols + c1, dst);
+    return LORAC_OK;
+}
+
+void lorac_nf4_dequantize_range(const lorac_nf4 *q, int64_t i, int64_t end, float *dst) {
     while (i < end) {
         const int64_t b = i / LORAC_NF4_BLOCK;
         const int64_t bend = (b + 1) * LORAC_NF4_BLOCK < end ? (b + 1) * LORAC_NF4_BLOCK : end;
@@ -311,7 +314,6 @@ lorac_status lorac_nf4_dequantize_row(const lorac_nf4 *q, int64_t r, int64_t c0,
             *dst++ = lorac_nf4_code[i % 2 ? byte & 0x0F : byte >> 4] * a;
         }
     }
-    return LORAC_OK;
 }
 
 lorac_status lorac_nf4_dequantize(const lorac_nf4 *q, float *dst) {

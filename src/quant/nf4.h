@@ -68,6 +68,10 @@ float lorac_nf4_block_absmax(const lorac_nf4 *q, int64_t b);
 
 /* Dequantize columns [c0, c1) of row r into dst[c1 - c0]. */
 lorac_status lorac_nf4_dequantize_row(const lorac_nf4 *q, int64_t r, int64_t c0, int64_t c1, float *dst);
+/* Elements [i, end) of the flattened matrix, unchecked (a validated q and a
+ * range inside it): the loop lorac_nf4_dequantize_row and the quantized
+ * linear roads share. */
+void lorac_nf4_dequantize_range(const lorac_nf4 *q, int64_t i, int64_t end, float *dst);
 /* Dequantize everything into dst[rows * cols]. */
 lorac_status lorac_nf4_dequantize(const lorac_nf4 *q, float *dst);
 

@@ -182,22 +182,9 @@ size_t lorac_qweight_nbytes(const lorac_qweight *w) {
 
 /* ---- scalar dequantization ------------------------------------------------ */
 
-/* NF4 elements [i, end) of the flattened matrix. */
-static void nf4_range_scalar(const lorac_nf4 *q, int64_t i, int64_t end, float *dst) {
-    while (i < end) {
-        const int64_t b = i / LORAC_NF4_BLOCK;
-        const int64_t bend = (b + 1) * LORAC_NF4_BLOCK < end ? (b + 1) * LORAC_NF4_BLOCK : end;
-        const float a = lorac_nf4_block_absmax(q, b);
-        for (; i < bend; i++) {
-            const uint8_t byte = q->codes[i / 2];
-            *dst++ = lorac_nf4_code[i % 2 ? byte & 0x0F : byte >> 4] * a;
-        }
-    }
-}
-
 void qmm_dequant_scalar(const lorac_qweight *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
     if (w->fmt == LORAC_QF_NF4) {
-        nf4_range_scalar(&w->nf4, r * w->cols + c0, r * w->cols + c1, dst);
+        lorac_nf4_dequantize_range(&w->nf4, r * w->cols + c0, r * w->cols + c1, dst);
     } else if (w->fmt == LORAC_QF_F32) {
         memcpy(dst, (const float *)w->data + r * w->cols + c0, sizeof(float) * (size_t)(c1 - c0));
     } else if (w->fmt == LORAC_QF_BF16) {
